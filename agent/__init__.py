@@ -1,0 +1,1 @@
+"""Crucible agent: supervises kernel containers on one host."""

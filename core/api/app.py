@@ -1,0 +1,41 @@
+"""The app factory: a Quart-trio app around the services it is given."""
+
+from __future__ import annotations
+
+from quart import Response, g
+from quart_trio import QuartTrio
+
+from crucible.api import auth_test, manager_status, version
+from crucible.api.context import EXTENSION_KEY, ManagerContext
+from crucible.api.middleware import APIMiddleware
+from crucible.api.problems import register_error_handlers
+
+BLUEPRINTS = (version.blueprint, auth_test.blueprint, manager_status.blueprint)
+
+
+def create_app(ctx: ManagerContext) -> QuartTrio:
+    """Build the API app; `ctx` carries every service the handlers use."""
+    app = QuartTrio("crucible")
+    app.extensions[EXTENSION_KEY] = ctx
+    app.config["MAX_CONTENT_LENGTH"] = ctx.config.manager.max_body_bytes
+    app.config["BODY_TIMEOUT"] = ctx.config.manager.body_timeout
+    app.config["JSON_SORT_KEYS"] = False
+    # Every route lists its methods itself; automatic OPTIONS would shadow CORS handling.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.strict_slashes = False
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+    register_error_handlers(app)
+
+    @app.after_request
+    async def add_rate_limit_headers(response: Response) -> Response:
+        headers: dict[str, str] | None = g.get("ratelimit_headers")
+        if headers:
+            response.headers.update(headers)
+        return response
+
+    app.asgi_app = APIMiddleware(  # type: ignore[method-assign]
+        app.asgi_app, path_prefix=ctx.config.manager.path_prefix
+    )
+    return app

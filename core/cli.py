@@ -1,0 +1,193 @@
+"""The ``crucible`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio_asyncio
+
+from crucible import __version__
+from crucible.config import Config, ConfigError, load_config
+from crucible.db import open_database
+from crucible.keypairs import Keypair, KeypairNotFound, KeypairRepository
+
+EXIT_USAGE = 2
+
+
+def _add_common(parser: argparse.ArgumentParser, *, bind: bool = False) -> None:
+    parser.add_argument("--config", "-f", type=Path, help="TOML configuration file")
+    parser.add_argument("--state-dir", help="directory for local state (embedded database, ...)")
+    if bind:
+        parser.add_argument("--bind", help="HOST:PORT to listen on (default 127.0.0.1:8081)")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "state_dir", None):
+        overrides["state_dir"] = args.state_dir
+    if getattr(args, "bind", None):
+        overrides["manager"] = {"bind": args.bind}
+    return overrides
+
+
+def _setup_logging(config: Config) -> None:
+    logging.basicConfig(
+        level=config.logging.level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _run_with_database(config: Config, job: Callable[[KeypairRepository], Awaitable[int]]) -> int:
+    async def main() -> int:
+        async with trio_asyncio.open_loop(), open_database(config) as db:
+            return await job(KeypairRepository(db))
+
+    return trio.run(main)
+
+
+def cmd_up(args: argparse.Namespace, config: Config) -> int:
+    from crucible.daemon import serve_manager
+
+    trio.run(lambda: serve_manager(config, announce_keypair=True))
+    return 0
+
+
+def cmd_manager(args: argparse.Namespace, config: Config) -> int:
+    from crucible.daemon import serve_manager
+
+    trio.run(lambda: serve_manager(config, announce_keypair=False))
+    return 0
+
+
+def _keypair_json(kp: Keypair, *, secret: bool) -> dict[str, Any]:
+    data = {
+        "access_key": kp.access_key,
+        "user_id": kp.user_id,
+        "is_active": kp.is_active,
+        "is_admin": kp.is_admin,
+        "resource_policy": kp.resource_policy,
+        "concurrency_limit": kp.concurrency_limit,
+        "rate_limit": kp.rate_limit,
+        "num_queries": kp.num_queries,
+        "last_used": kp.last_used.isoformat() if kp.last_used else None,
+        "created_at": kp.created_at.isoformat(),
+    }
+    if secret:
+        data["secret_key"] = kp.secret_key
+    return data
+
+
+def cmd_keypair_create(args: argparse.Namespace, config: Config) -> int:
+    async def job(repo: KeypairRepository) -> int:
+        kp = await repo.create(
+            args.user_id,
+            is_admin=args.admin,
+            is_active=not args.inactive,
+            concurrency_limit=args.concurrency_limit or config.keypairs.concurrency_limit,
+            rate_limit=args.rate_limit or config.ratelimit.default_keypair_limit,
+        )
+        if args.json:
+            print(json.dumps(_keypair_json(kp, secret=True)))
+        else:
+            print(f"BACKEND_ACCESS_KEY={kp.access_key}")
+            print(f"BACKEND_SECRET_KEY={kp.secret_key}")
+        return 0
+
+    return _run_with_database(config, job)
+
+
+def cmd_keypair_list(args: argparse.Namespace, config: Config) -> int:
+    async def job(repo: KeypairRepository) -> int:
+        keypairs = await repo.list(user_id=args.user_id)
+        if args.json:
+            print(json.dumps([_keypair_json(kp, secret=False) for kp in keypairs]))
+            return 0
+        print(f"{'ACCESS KEY':<20}  {'USER':<24} {'ACTIVE':<6} {'ADMIN':<5} {'CONC':>4} {'RATE':>6} {'QUERIES':>8}")
+        for kp in keypairs:
+            print(
+                f"{kp.access_key:<20}  {kp.user_id:<24} {'yes' if kp.is_active else 'no':<6} "
+                f"{'yes' if kp.is_admin else 'no':<5} {kp.concurrency_limit:>4} "
+                f"{kp.rate_limit:>6} {kp.num_queries:>8}"
+            )
+        return 0
+
+    return _run_with_database(config, job)
+
+
+def _cmd_set_active(active: bool) -> Callable[[argparse.Namespace, Config], int]:
+    def command(args: argparse.Namespace, config: Config) -> int:
+        async def job(repo: KeypairRepository) -> int:
+            try:
+                kp = await repo.set_active(args.access_key, active)
+            except KeypairNotFound:
+                print(f"crucible: no keypair {args.access_key}", file=sys.stderr)
+                return 1
+            state = "active" if kp.is_active else "inactive"
+            print(f"{kp.access_key} is now {state}")
+            return 0
+
+        return _run_with_database(config, job)
+
+    return command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crucible", description="Run untrusted code behind the Backend.AI API v4."
+    )
+    parser.add_argument("--version", action="version", version=f"crucible {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start everything one machine needs, in the foreground")
+    _add_common(up, bind=True)
+    up.set_defaults(func=cmd_up)
+
+    manager = sub.add_parser("manager", help="run the manager alone (for a cluster)")
+    _add_common(manager, bind=True)
+    manager.set_defaults(func=cmd_manager)
+
+    keypair = sub.add_parser("keypair", help="manage keypairs in the configured database")
+    ksub = keypair.add_subparsers(dest="keypair_command", required=True, metavar="ACTION")
+    create = ksub.add_parser("create", help="create a keypair and print its keys")
+    _add_common(create)
+    create.add_argument("user_id")
+    create.add_argument("--admin", action="store_true", help="make it an administrator")
+    create.add_argument("--inactive", action="store_true", help="create it deactivated")
+    create.add_argument("--concurrency-limit", type=int, help="maximum live sessions")
+    create.add_argument("--rate-limit", type=int, help="requests per 15 minutes")
+    create.add_argument("--json", action="store_true", help="print JSON")
+    create.set_defaults(func=cmd_keypair_create)
+    listing = ksub.add_parser("list", help="list keypairs (secret keys are never shown)")
+    _add_common(listing)
+    listing.add_argument("--user-id", help="only this user's keypairs")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=cmd_keypair_list)
+    for name, active in (("activate", True), ("deactivate", False)):
+        action = ksub.add_parser(name, help=f"{name} a keypair")
+        _add_common(action)
+        action.add_argument("access_key")
+        action.set_defaults(func=_cmd_set_active(active))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config, _overrides(args))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    _setup_logging(config)
+    try:
+        result: int = args.func(args, config)
+    except KeyboardInterrupt:
+        return 130
+    return result

@@ -1,0 +1,296 @@
+"""Configuration: one TOML file validated into frozen attrs classes.
+
+Every problem in the file is reported at once as ``file: a.b.c: message`` (see
+`ConfigError`); unknown keys are errors, so a typo never passes silently. Secrets are
+kept out of reprs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NewType
+
+import attrs
+import cattrs
+
+PositiveInt = NewType("PositiveInt", int)
+NonNegativeInt = NewType("NonNegativeInt", int)
+PositiveFloat = NewType("PositiveFloat", float)
+HostPort = NewType("HostPort", str)
+LogLevel = NewType("LogLevel", str)
+PathPrefix = NewType("PathPrefix", str)
+AccessKey = NewType("AccessKey", str)
+SecretKey = NewType("SecretKey", str)
+
+ACCESS_KEY_RE = re.compile(r"^[A-Z0-9]{20}$")
+SECRET_KEY_RE = re.compile(r"^[A-Za-z0-9_\-/+=]{40}$")
+MiB = 1024 * 1024
+
+DEFAULT_BIND = "127.0.0.1:8081"
+
+
+def default_state_dir() -> str:
+    return str(Path("~/.local/state/crucible").expanduser())
+
+
+@attrs.frozen
+class ManagerConfig:
+    #: Address the API listens on, ``HOST:PORT``.
+    bind: HostPort = HostPort(DEFAULT_BIND)
+    #: The ``host[:port]`` clients sign requests with, when a reverse proxy rewrites the
+    #: ``Host`` header; empty means "trust the Host header".
+    public_host: str = ""
+    #: Path prefix of the public endpoint (e.g. ``/api``), stripped by a proxy or not.
+    path_prefix: PathPrefix = PathPrefix("")
+    #: Largest request body accepted by ordinary endpoints (413 beyond).
+    max_body_bytes: PositiveInt = PositiveInt(32 * MiB)
+    #: Longest accepted value of any authentication header.
+    max_auth_header_bytes: PositiveInt = PositiveInt(1024)
+    #: Largest allowed difference between the client's Date and ours (spec 2.5).
+    clock_skew_seconds: PositiveInt = PositiveInt(900)
+    #: How long a graceful stop may take before connections are cut.
+    shutdown_timeout: PositiveFloat = PositiveFloat(5.0)
+    #: Seconds a client may take to send its request body.
+    body_timeout: PositiveFloat = PositiveFloat(60.0)
+
+
+@attrs.frozen
+class DatabaseConfig:
+    #: ``postgresql://...`` of an external server; empty starts the embedded one.
+    dsn: str = attrs.field(default="", repr=False)
+    pool_min_size: PositiveInt = PositiveInt(1)
+    pool_max_size: PositiveInt = PositiveInt(10)
+    connect_timeout: PositiveFloat = PositiveFloat(10.0)
+    command_timeout: PositiveFloat = PositiveFloat(30.0)
+
+
+@attrs.frozen
+class AuthConfig:
+    #: Seconds a keypair lookup is cached in one manager process. A keypair deactivated
+    #: elsewhere (CLI, another manager) stops working after at most this long.
+    keypair_cache_ttl: PositiveFloat = PositiveFloat(2.0)
+    #: Seconds between writes of ``last_used`` / ``num_queries`` to the database.
+    usage_flush_interval: PositiveFloat = PositiveFloat(1.0)
+
+
+@attrs.frozen
+class RateLimitConfig:
+    #: Rolling window, seconds (spec 3 fixes it at 900).
+    window: PositiveInt = PositiveInt(900)
+    #: Requests per window per client IP for public endpoints and failed authentication.
+    public_limit: PositiveInt = PositiveInt(3000)
+    #: ``rate_limit`` of keypairs created without one.
+    default_keypair_limit: PositiveInt = PositiveInt(5000)
+
+
+@attrs.frozen
+class KeypairDefaultsConfig:
+    concurrency_limit: PositiveInt = PositiveInt(5)
+
+
+@attrs.frozen
+class BootstrapConfig:
+    """The admin keypair created on first start (random when left empty)."""
+
+    access_key: str = ""
+    secret_key: str = attrs.field(default="", repr=False)
+    user_id: str = "admin@localhost"
+
+
+@attrs.frozen
+class LoggingConfig:
+    level: LogLevel = LogLevel("INFO")
+
+
+@attrs.frozen
+class Config:
+    #: Where the embedded database, the client.env file and other local state live.
+    state_dir: str = attrs.field(factory=default_state_dir)
+    manager: ManagerConfig = attrs.Factory(ManagerConfig)
+    database: DatabaseConfig = attrs.Factory(DatabaseConfig)
+    auth: AuthConfig = attrs.Factory(AuthConfig)
+    ratelimit: RateLimitConfig = attrs.Factory(RateLimitConfig)
+    keypairs: KeypairDefaultsConfig = attrs.Factory(KeypairDefaultsConfig)
+    bootstrap: BootstrapConfig = attrs.Factory(BootstrapConfig)
+    logging: LoggingConfig = attrs.Factory(LoggingConfig)
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).expanduser()
+
+
+class ConfigError(Exception):
+    """All problems found in one configuration source, each as ``a.b.c: message``."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+# -- strict scalar hooks -------------------------------------------------------------------
+# cattrs' defaults coerce ("3" → 3, "no" → True); a config file should say what it means.
+
+
+def _strict(kind: type, *, allow: tuple[type, ...] = ()) -> Any:
+    def hook(value: Any, _: Any) -> Any:
+        if isinstance(value, bool) and kind is not bool:
+            raise ValueError(f"expected {kind.__name__}, got a boolean")
+        if not isinstance(value, (kind, *allow)):
+            raise ValueError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return kind(value)
+
+    return hook
+
+
+def _checked(base: Any, check: Any, message: str) -> Any:
+    def hook(value: Any, _: Any) -> Any:
+        value = base(value, None)
+        if not check(value):
+            raise ValueError(message)
+        return value
+
+    return hook
+
+
+def _valid_host_port(value: str) -> bool:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return False
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return re.fullmatch(r"[A-Za-z0-9.-]+", host) is not None
+    return True
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    strict_int = _strict(int)
+    strict_float = _strict(float, allow=(int,))
+    strict_str = _strict(str)
+    conv.register_structure_hook(int, strict_int)
+    conv.register_structure_hook(float, strict_float)
+    conv.register_structure_hook(str, strict_str)
+    conv.register_structure_hook(bool, _strict(bool))
+    conv.register_structure_hook(
+        PositiveInt, _checked(strict_int, lambda v: v > 0, "must be a positive integer")
+    )
+    conv.register_structure_hook(
+        NonNegativeInt, _checked(strict_int, lambda v: v >= 0, "must be zero or more")
+    )
+    conv.register_structure_hook(
+        PositiveFloat, _checked(strict_float, lambda v: v > 0, "must be a positive number")
+    )
+    conv.register_structure_hook(
+        HostPort, _checked(strict_str, _valid_host_port, "must be HOST:PORT")
+    )
+    conv.register_structure_hook(
+        LogLevel,
+        _checked(
+            strict_str,
+            lambda v: v.upper() in logging.getLevelNamesMapping(),
+            "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+        ),
+    )
+    conv.register_structure_hook(
+        PathPrefix,
+        _checked(
+            strict_str,
+            lambda v: v == "" or (v.startswith("/") and not v.endswith("/")),
+            "must be empty or start with '/' and not end with '/'",
+        ),
+    )
+    return conv
+
+
+_CONVERTER = _make_converter()
+_EXTRA_RE = re.compile(r"^extra fields found \((?P<names>.*)\) @ (?P<path>.*)$")
+
+
+def _path_to_dotted(path: str) -> str:
+    path = path.removeprefix("$").removeprefix(".")
+    return path or "(top level)"
+
+
+def _readable(messages: list[str]) -> list[str]:
+    problems = []
+    for message in messages:
+        if match := _EXTRA_RE.match(message):
+            base = _path_to_dotted(match["path"])
+            for name in match["names"].split(", "):
+                key = name if base == "(top level)" else f"{base}.{name}"
+                problems.append(f"{key}: unknown key")
+            continue
+        text, _, path = message.rpartition(" @ ")
+        text = text.removeprefix("invalid value for type, ")
+        problems.append(f"{_path_to_dotted(path)}: {text}")
+    return problems
+
+
+def _format_exception(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, KeyError):
+        return "required key missing"
+    if isinstance(exc, ValueError):
+        return str(exc)
+    return cattrs.v.format_exception(exc, type_)
+
+
+def _extra_checks(config: Config) -> list[str]:
+    problems = []
+    boot = config.bootstrap
+    if boot.access_key and not ACCESS_KEY_RE.match(boot.access_key):
+        problems.append("bootstrap.access_key: must be 20 upper-case letters or digits")
+    if boot.secret_key and not SECRET_KEY_RE.match(boot.secret_key):
+        problems.append("bootstrap.secret_key: must be 40 URL-safe base64 characters")
+    if bool(boot.access_key) != bool(boot.secret_key):
+        problems.append("bootstrap: access_key and secret_key must be given together")
+    db = config.database
+    if db.dsn and not db.dsn.startswith(("postgresql://", "postgres://")):
+        problems.append("database.dsn: must be a postgresql:// URL")
+    if db.pool_min_size > db.pool_max_size:
+        problems.append("database.pool_min_size: must not exceed pool_max_size")
+    return problems
+
+
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return `base` with `overrides` laid over it, merging nested tables."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def config_from_dict(data: Mapping[str, Any], *, source: str = "<config>") -> Config:
+    """Validate a parsed TOML document; raise `ConfigError` listing every problem."""
+    try:
+        config = _CONVERTER.structure(dict(data), Config)
+    except cattrs.BaseValidationError as exc:
+        messages = cattrs.transform_error(exc, path="$", format_exception=_format_exception)
+        raise ConfigError(source, _readable(messages)) from None
+    if problems := _extra_checks(config):
+        raise ConfigError(source, problems)
+    return config
+
+
+def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read `path` (or nothing: all defaults), apply command-line `overrides`, validate."""
+    data: dict[str, Any] = {}
+    source = str(path) if path else "<defaults>"
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(source, [f"cannot read: {exc.strerror}"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+    return config_from_dict(deep_merge(data, overrides or {}), source=source)

@@ -1,0 +1,89 @@
+"""The manager service: the API app served by Hypercorn's trio worker."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import attrs
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from crucible.api.app import create_app
+from crucible.api.context import ManagerContext
+from crucible.config import Config
+from crucible.db.pool import Database
+from crucible.manager_status import ManagerStatus
+
+log = logging.getLogger(__name__)
+
+#: Seconds between sweeps of idle rate-limit windows.
+RATE_LIMIT_SWEEP_INTERVAL = 60.0
+#: Hypercorn's cap on a request's header block; large enough that our own checks of
+#: individual header values (which answer with problem+json) see them first.
+MAX_HEADER_BLOCK_BYTES = 64 * 1024
+
+
+def hypercorn_config(config: Config) -> HypercornConfig:
+    hconfig = HypercornConfig()
+    hconfig.bind = [config.manager.bind]
+    hconfig.graceful_timeout = config.manager.shutdown_timeout
+    hconfig.h11_max_incomplete_size = MAX_HEADER_BLOCK_BYTES
+    hconfig.accesslog = None
+    hconfig.include_server_header = False
+    hconfig.errorlog = logging.getLogger("hypercorn.error")
+    hconfig.keep_alive_timeout = 75
+    return hconfig
+
+
+@attrs.frozen
+class Endpoint:
+    """Where a started manager listens, as a client should address it."""
+
+    url: str
+
+    @classmethod
+    def from_bind(cls, bound: str) -> Endpoint:
+        # A wildcard address is not something a client can connect to.
+        url = bound.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
+        return cls(url)
+
+
+class ManagerServer:
+    """Serves the API until `stop()` is called (graceful) or it is cancelled."""
+
+    def __init__(self, config: Config, db: Database) -> None:
+        self.config = config
+        self.ctx = ManagerContext.build(config, db)
+        self.app = create_app(self.ctx)
+        self._shutdown = trio.Event()
+
+    def stop(self) -> None:
+        """Begin a graceful stop: refuse new work, finish open requests, return."""
+        self.ctx.status.local = ManagerStatus.TERMINATED
+        self._shutdown.set()
+
+    async def _sweep_rate_limits(self) -> None:
+        while True:
+            await trio.sleep(RATE_LIMIT_SWEEP_INTERVAL)
+            self.ctx.rate_limiter.sweep()
+
+    async def run(self, *, task_status: trio.TaskStatus[Endpoint] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as background:
+            await background.start(self.ctx.keypair_cache.run)
+            background.start_soon(self._sweep_rate_limits)
+            async with trio.open_nursery() as http:
+                bound: list[str] = await http.start(
+                    functools.partial(
+                        serve,
+                        self.app,
+                        hypercorn_config(self.config),
+                        shutdown_trigger=self._shutdown.wait,
+                    )
+                )
+                self.ctx.status.local = None
+                endpoint = Endpoint.from_bind(bound[0])
+                log.info("manager listening on %s", endpoint.url)
+                task_status.started(endpoint)
+            background.cancel_scope.cancel()
