@@ -103,6 +103,55 @@ class BootstrapConfig:
 
 
 @attrs.frozen
+class ClusterConfig:
+    #: Shared secret that agents present to managers. Empty: ``crucible up`` generates
+    #: one into ``<state_dir>/cluster.secret``; a multi-host cluster must set it.
+    secret: str = attrs.field(default="", repr=False)
+
+
+@attrs.frozen
+class AgentConfig:
+    #: This agent's id; empty means the host name.
+    id: str = ""
+    #: WebSocket URLs of the managers to register with; empty means the local manager.
+    manager_urls: list[str] = attrs.Factory(list)
+    heartbeat_interval: PositiveFloat = PositiveFloat(3.0)
+    #: Capacity to offer; 0 means "detect from the host".
+    cpu_cores: NonNegativeInt = NonNegativeInt(0)
+    memory_bytes: NonNegativeInt = NonNegativeInt(0)
+    #: Per-kernel limits every container gets, whatever the image asks.
+    pids_limit: PositiveInt = PositiveInt(256)
+    scratch_size_bytes: PositiveInt = PositiveInt(256 * MiB)
+    tmp_size_bytes: PositiveInt = PositiveInt(64 * MiB)
+    #: Timeout of one Docker engine call, and how many may run at once.
+    docker_timeout: PositiveFloat = PositiveFloat(60.0)
+    docker_concurrency: PositiveInt = PositiveInt(8)
+
+
+@attrs.frozen
+class SessionsConfig:
+    #: Seconds without an API call before a session is reaped; 0 disables the reaper.
+    idle_timeout: NonNegativeInt = NonNegativeInt(1800)
+    #: Resources a session gets when neither the request nor the image says.
+    default_cpu_cores: PositiveFloat = PositiveFloat(1.0)
+    default_memory_bytes: PositiveInt = PositiveInt(512 * MiB)
+    #: Hard caps on any request, whatever the image allows.
+    max_cpu_cores: PositiveFloat = PositiveFloat(4.0)
+    max_memory_bytes: PositiveInt = PositiveInt(4096 * MiB)
+    #: Seconds an execute call waits before answering ``continued`` (spec 4.6).
+    exec_flush_interval: PositiveFloat = PositiveFloat(2.0)
+    #: A manager marks an agent lost after this many seconds without a heartbeat.
+    agent_lost_after: PositiveFloat = PositiveFloat(15.0)
+
+
+@attrs.frozen
+class ImagesConfig:
+    #: The Debian suite of the base image, and the mirror debootstrap fetches it from.
+    base_suite: str = "bookworm"
+    debian_mirror: str = "http://deb.debian.org/debian"
+
+
+@attrs.frozen
 class LoggingConfig:
     level: LogLevel = LogLevel("INFO")
 
@@ -117,6 +166,10 @@ class Config:
     ratelimit: RateLimitConfig = attrs.Factory(RateLimitConfig)
     keypairs: KeypairDefaultsConfig = attrs.Factory(KeypairDefaultsConfig)
     bootstrap: BootstrapConfig = attrs.Factory(BootstrapConfig)
+    cluster: ClusterConfig = attrs.Factory(ClusterConfig)
+    agent: AgentConfig = attrs.Factory(AgentConfig)
+    sessions: SessionsConfig = attrs.Factory(SessionsConfig)
+    images: ImagesConfig = attrs.Factory(ImagesConfig)
     logging: LoggingConfig = attrs.Factory(LoggingConfig)
 
     @property
