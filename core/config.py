@@ -145,6 +145,12 @@ class SessionsConfig:
 
 
 @attrs.frozen
+class SchedulerConfig:
+    #: Name of the scheduler plugin (entry-point group ``crucible.schedulers``).
+    name: str = "fifo"
+
+
+@attrs.frozen
 class ImagesConfig:
     #: The Debian suite of the base image, and the mirror debootstrap fetches it from.
     base_suite: str = "bookworm"
@@ -169,6 +175,7 @@ class Config:
     cluster: ClusterConfig = attrs.Factory(ClusterConfig)
     agent: AgentConfig = attrs.Factory(AgentConfig)
     sessions: SessionsConfig = attrs.Factory(SessionsConfig)
+    scheduler: SchedulerConfig = attrs.Factory(SchedulerConfig)
     images: ImagesConfig = attrs.Factory(ImagesConfig)
     logging: LoggingConfig = attrs.Factory(LoggingConfig)
 
