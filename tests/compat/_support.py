@@ -1,0 +1,206 @@
+"""Helpers of the compatibility suite: one live `crucible up` and the reference client.
+
+The server is a real ``crucible up`` subprocess (port 0, a temporary state directory with
+its own embedded PostgreSQL), started once per test session: starting it costs seconds
+(``initdb``), and the suite only ever reads through it. The reference client, the
+official Backend.AI client SDK 18.12.3, lives in its own virtualenv
+(``.venv-reference-client``, made by ``scripts/bootstrap``) because it pins an old
+aiohttp; tests drive it as subprocesses, never by importing it here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Where scripts/bootstrap installs the reference client; overridable for odd layouts.
+REFERENCE_VENV = Path(
+    os.environ.get("CRUCIBLE_REFERENCE_CLIENT_VENV", REPO_ROOT / ".venv-reference-client")
+)
+PROBE_SCRIPT = Path(__file__).with_name("reference_probe.py")
+
+#: `crucible up` runs initdb on first start; a slow CI machine needs a while for that.
+STARTUP_TIMEOUT = 120.0
+#: What a graceful stop may take (the manager's shutdown_timeout + stopping PostgreSQL).
+STOP_TIMEOUT = 10.0
+#: One reference-client invocation: Python start-up, aiohttp import, one request.
+CLIENT_TIMEOUT = 60.0
+ANNOUNCED = ("BACKEND_ENDPOINT", "BACKEND_ACCESS_KEY", "BACKEND_SECRET_KEY")
+
+
+@dataclass(frozen=True)
+class RunningCrucible:
+    """A live ``crucible up`` and the admin keypair it announced."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    state_dir: Path
+    log_path: Path
+
+
+@dataclass(frozen=True)
+class ClientResult:
+    """What one reference-client subprocess did."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        """The probe's report: the last stdout line, as JSON."""
+        lines = self.stdout.strip().splitlines()
+        assert lines, f"the probe printed nothing; stderr:\n{self.stderr}"
+        return json.loads(lines[-1])
+
+
+def find_crucible() -> str:
+    """The dev venv's `crucible`: next to the Python running the tests, else on PATH."""
+    beside = Path(sys.executable).with_name("crucible")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("crucible")
+    if found is None:
+        pytest.fail("no `crucible` command: run scripts/bootstrap (or pip install -e .)")
+    return found
+
+
+def read_lines(stream: Any, sink: queue.Queue[str | None]) -> None:
+    # A thread, because a pipe read has no timeout of its own; the main thread waits on
+    # the queue with one. It drains stdout to EOF so the server can never block on it.
+    for line in stream:
+        sink.put(line)
+    sink.put(None)
+
+
+def postmaster_pid(state_dir: Path) -> int | None:
+    try:
+        first_line = (state_dir / "postgres" / "postmaster.pid").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return int(first_line) if first_line.strip().isdigit() else None
+
+
+def _process_alive(pid: int) -> bool:
+    # /proc rather than kill(pid, 0): a postmaster whose parent is gone may linger as a
+    # zombie when PID 1 does not reap (containers), and a zombie is stopped for our needs.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def stop_orphaned_postgres(state_dir: Path) -> None:
+    """Fast-stop (SIGINT) a postmaster that a killed `crucible up` left behind."""
+    pid = postmaster_pid(state_dir)
+    if pid is not None and _process_alive(pid):
+        os.kill(pid, signal.SIGINT)
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_for_announcement(
+    proc: subprocess.Popen[str], lines: queue.Queue[str | None], log_path: Path
+) -> dict[str, str]:
+    announced: dict[str, str] = {}
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while len(announced) < len(ANNOUNCED):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            pytest.fail(
+                f"crucible up announced nothing in {STARTUP_TIMEOUT:.0f}s; log:\n" + _tail(log_path)
+            )
+        try:
+            line = lines.get(timeout=remaining)
+        except queue.Empty:
+            continue
+        if line is None:
+            proc.wait(timeout=STOP_TIMEOUT)
+            pytest.fail(
+                f"crucible up exited ({proc.returncode}) before announcing its keys; "
+                f"log:\n{_tail(log_path)}"
+            )
+        key, sep, value = line.strip().partition("=")
+        if sep and key in ANNOUNCED:
+            announced[key] = value
+    return announced
+
+
+def stop_and_check(proc: subprocess.Popen[str], state_dir: Path, log_path: Path) -> None:
+    postmaster = postmaster_pid(state_dir)
+    assert postmaster is not None, "the embedded PostgreSQL left no postmaster.pid"
+    proc.send_signal(signal.SIGINT)
+    try:
+        code = proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(
+            f"crucible up did not stop within {STOP_TIMEOUT:.0f}s of SIGINT; log:\n"
+            + _tail(log_path)
+        )
+    assert code == 0, f"crucible up exited with {code} after SIGINT; log:\n{_tail(log_path)}"
+    # `pg_ctl stop -w` has returned by the time crucible exits; a short grace covers the
+    # last moments of a postmaster's exit.
+    deadline = time.monotonic() + 2.0
+    while _process_alive(postmaster) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _process_alive(postmaster), f"PostgreSQL (pid {postmaster}) outlived crucible"
+    assert postmaster_pid(state_dir) is None, "postmaster.pid is still there: unclean stop"
+
+
+def reference_client_env(server: RunningCrucible, **overrides: str) -> dict[str, str]:
+    """This process's environment with the client's variables pointing at `server`.
+
+    Inherited ``BACKEND_*``/``SORNA_*`` variables are dropped so that a developer's own
+    client settings can never leak into a test.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKEND_", "SORNA_"))}
+    env.update(
+        BACKEND_ENDPOINT=server.endpoint,
+        BACKEND_ACCESS_KEY=server.access_key,
+        BACKEND_SECRET_KEY=server.secret_key,
+    )
+    env.update({f"BACKEND_{key.upper()}": value for key, value in overrides.items()})
+    return env
+
+
+def run_reference(argv: Sequence[str], env: Mapping[str, str]) -> ClientResult:
+    """Run a program of the reference venv (``bin/<argv[0]>``) with a timeout."""
+    program = REFERENCE_VENV / "bin" / argv[0]
+    done = subprocess.run(
+        [str(program), *argv[1:]],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=CLIENT_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    return ClientResult(done.returncode, done.stdout, done.stderr)
+
+
+def run_probe(server: RunningCrucible, *args: str, **env_overrides: str) -> Any:
+    """Run reference_probe.py with the reference venv's Python; return its JSON report."""
+    result = run_reference(
+        ["python", str(PROBE_SCRIPT), *args], reference_client_env(server, **env_overrides)
+    )
+    assert result.returncode == 0, f"probe failed ({result.returncode}):\n{result.stderr}"
+    return result.json()
