@@ -12,7 +12,6 @@ from typing import Any
 
 import trio
 import trio_asyncio
-
 from crucible import __version__
 from crucible.config import Config, ConfigError, load_config
 from crucible.db import open_database
@@ -56,14 +55,25 @@ def _run_with_database(config: Config, job: Callable[[KeypairRepository], Awaita
 def cmd_up(args: argparse.Namespace, config: Config) -> int:
     from crucible.daemon import serve_manager
 
-    trio.run(lambda: serve_manager(config, announce_keypair=True))
+    trio.run(
+        lambda: serve_manager(
+            config, with_agent=True, announce_keypair=True, keep_sessions=args.keep_sessions
+        )
+    )
     return 0
 
 
 def cmd_manager(args: argparse.Namespace, config: Config) -> int:
     from crucible.daemon import serve_manager
 
-    trio.run(lambda: serve_manager(config, announce_keypair=False))
+    trio.run(lambda: serve_manager(config, with_agent=False, announce_keypair=False))
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace, config: Config) -> int:
+    from crucible.daemon import serve_agent
+
+    trio.run(serve_agent, config)
     return 0
 
 
@@ -110,7 +120,10 @@ def cmd_keypair_list(args: argparse.Namespace, config: Config) -> int:
         if args.json:
             print(json.dumps([_keypair_json(kp, secret=False) for kp in keypairs]))
             return 0
-        print(f"{'ACCESS KEY':<20}  {'USER':<24} {'ACTIVE':<6} {'ADMIN':<5} {'CONC':>4} {'RATE':>6} {'QUERIES':>8}")
+        print(
+            f"{'ACCESS KEY':<20}  {'USER':<24} {'ACTIVE':<6} {'ADMIN':<5} "
+            f"{'CONC':>4} {'RATE':>6} {'QUERIES':>8}"
+        )
         for kp in keypairs:
             print(
                 f"{kp.access_key:<20}  {kp.user_id:<24} {'yes' if kp.is_active else 'no':<6} "
@@ -148,11 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="start everything one machine needs, in the foreground")
     _add_common(up, bind=True)
+    up.add_argument(
+        "--keep-sessions",
+        action="store_true",
+        help="leave sessions running on stop (the next start recovers them)",
+    )
     up.set_defaults(func=cmd_up)
 
     manager = sub.add_parser("manager", help="run the manager alone (for a cluster)")
     _add_common(manager, bind=True)
     manager.set_defaults(func=cmd_manager)
+
+    agent = sub.add_parser("agent", help="run an agent that registers with the managers")
+    _add_common(agent)
+    agent.set_defaults(func=cmd_agent)
 
     keypair = sub.add_parser("keypair", help="manage keypairs in the configured database")
     ksub = keypair.add_subparsers(dest="keypair_command", required=True, metavar="ACTION")
@@ -175,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(action)
         action.add_argument("access_key")
         action.set_defaults(func=_cmd_set_active(active))
+    from crucible.agent.images.cli import register as register_images  # lazy: keeps startup light
+
+    register_images(sub)
     return parser
 
 

@@ -123,6 +123,9 @@ class AgentConfig:
     pids_limit: PositiveInt = PositiveInt(256)
     scratch_size_bytes: PositiveInt = PositiveInt(256 * MiB)
     tmp_size_bytes: PositiveInt = PositiveInt(64 * MiB)
+    #: Upper bound on any image's per-run time limit (``ai.backend.timeout``), seconds;
+    #: 0 means "the image decides".
+    max_exec_seconds: NonNegativeInt = NonNegativeInt(0)
     #: Timeout of one Docker engine call, and how many may run at once.
     docker_timeout: PositiveFloat = PositiveFloat(60.0)
     docker_concurrency: PositiveInt = PositiveInt(8)

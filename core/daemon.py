@@ -1,4 +1,4 @@
-"""Process-level orchestration: the database, the manager, signals, the client file."""
+"""Process-level orchestration: database, manager, local agent, signals, client file."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import trio
 import trio_asyncio
-
+from crucible.cluster_auth import load_or_create_secret
 from crucible.config import Config
 from crucible.db import open_database
 from crucible.keypairs import Keypair, KeypairRepository
@@ -38,32 +41,37 @@ def write_client_env(state_dir: Path, lines: list[str]) -> Path:
     return path
 
 
-async def _stop_on_signals(server: ManagerServer, scope: trio.CancelScope, grace: float) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if server.ctx.status.local is None:
-                log.info("received %s: stopping", signal.Signals(signum).name)
-                server.stop()
-                scope.deadline = trio.current_time() + grace
-            else:
-                log.warning("received %s again: stopping now", signal.Signals(signum).name)
-                scope.cancel()
+@asynccontextmanager
+async def _signals_cancel(scope: trio.CancelScope) -> AsyncIterator[trio.Event]:
+    """Yield an event set on the first SIGINT/SIGTERM; a second one cancels `scope`."""
+    stop = trio.Event()
+
+    async def watch() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if not stop.is_set():
+                    log.info("received %s: stopping", name)
+                    stop.set()
+                else:
+                    log.warning("received %s again: stopping now", name)
+                    scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        yield stop
+        nursery.cancel_scope.cancel()
 
 
-async def _run_until_done(
-    server: ManagerServer,
-    scope: trio.CancelScope,
-    *,
-    task_status: trio.TaskStatus[Endpoint] = trio.TASK_STATUS_IGNORED,
+def _local_manager_url(endpoint: Endpoint) -> str:
+    return endpoint.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+
+
+async def serve_manager(
+    config: Config, *, with_agent: bool, announce_keypair: bool, keep_sessions: bool = False
 ) -> None:
-    try:
-        await server.run(task_status=task_status)
-    finally:
-        scope.cancel()  # the server is gone: so is everything that served it
-
-
-async def serve_manager(config: Config, *, announce_keypair: bool) -> None:
-    """Run a manager until SIGINT/SIGTERM; with `announce_keypair`, print the admin keys."""
+    """Run a manager (and, for ``crucible up``, a local agent) until SIGINT/SIGTERM."""
+    secret = load_or_create_secret(config.cluster.secret, config.state_path)
     async with trio_asyncio.open_loop(), open_database(config) as db:
         boot = config.bootstrap
         keypair, created = await KeypairRepository(db).ensure_bootstrap_admin(
@@ -71,15 +79,59 @@ async def serve_manager(config: Config, *, announce_keypair: bool) -> None:
         )
         if created:
             log.info("created the bootstrap admin keypair %s", keypair.access_key)
-        server = ManagerServer(config, db)
+        server = ManagerServer(config, db, cluster_secret=secret)
         async with trio.open_nursery() as nursery:
-            endpoint: Endpoint = await nursery.start(_run_until_done, server, nursery.cancel_scope)
-            if announce_keypair:
-                lines = client_env_lines(endpoint, keypair)
-                path = write_client_env(config.state_path, lines)
-                print("\n".join(lines), flush=True)
-                print(f"# written to {path}; Ctrl-C stops Crucible.", file=sys.stderr, flush=True)
-            # Graceful stop gets the configured time plus a margin for the database.
-            nursery.start_soon(
-                _stop_on_signals, server, nursery.cancel_scope, config.manager.shutdown_timeout + 2
+            async with _signals_cancel(nursery.cancel_scope) as stop:
+                endpoint: Endpoint = await nursery.start(server.run)
+                agent_scope = trio.CancelScope()
+                if with_agent:
+                    from crucible.agent.daemon import (
+                        run_agent,
+                    )  # needs Docker; cluster managers don't
+
+                    urls = list(config.agent.manager_urls) or [_local_manager_url(endpoint)]
+                    await nursery.start(_scoped, agent_scope, run_agent, config, urls, secret)
+                    with trio.move_on_after(30):
+                        await server.ctx.agents.wait_linked()
+                if announce_keypair:
+                    lines = client_env_lines(endpoint, keypair)
+                    path = write_client_env(config.state_path, lines)
+                    print("\n".join(lines), flush=True)
+                    print(
+                        f"# written to {path}; Ctrl-C stops Crucible.", file=sys.stderr, flush=True
+                    )
+                await stop.wait()
+                grace = config.manager.shutdown_timeout
+                if with_agent and not keep_sessions:
+                    # A single-machine Crucible that stops takes its sessions with it;
+                    # a crash instead leaves them for the agent to recover.
+                    with trio.move_on_after(grace * 3):
+                        killed = await server.ctx.registry.destroy_all()
+                        log.info("ended %d session(s) on shutdown", killed)
+                agent_scope.cancel()
+                server.stop()
+                nursery.cancel_scope.deadline = trio.current_time() + grace + 2
+
+
+async def _scoped(
+    scope: trio.CancelScope, fn: Any, *args: Any, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    with scope:
+        await fn(*args, task_status=task_status)
+
+
+async def serve_agent(config: Config) -> None:
+    """Run an agent alone (``crucible agent``) until SIGINT/SIGTERM; kernels survive it."""
+    from crucible.agent.daemon import run_agent
+
+    if not config.agent.manager_urls:
+        raise SystemExit("crucible agent: set agent.manager_urls in the configuration")
+    if not config.cluster.secret:
+        raise SystemExit("crucible agent: set cluster.secret (the managers' shared secret)")
+    async with trio.open_nursery() as nursery:
+        async with _signals_cancel(nursery.cancel_scope) as stop:
+            await nursery.start(
+                run_agent, config, list(config.agent.manager_urls), config.cluster.secret
             )
+            await stop.wait()
+            nursery.cancel_scope.cancel()

@@ -7,14 +7,13 @@ import logging
 
 import attrs
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
-
 from crucible.api.app import create_app
 from crucible.api.context import ManagerContext
 from crucible.config import Config
 from crucible.db.pool import Database
 from crucible.manager_status import ManagerStatus
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +52,9 @@ class Endpoint:
 class ManagerServer:
     """Serves the API until `stop()` is called (graceful) or it is cancelled."""
 
-    def __init__(self, config: Config, db: Database) -> None:
+    def __init__(self, config: Config, db: Database, *, cluster_secret: str = "") -> None:
         self.config = config
-        self.ctx = ManagerContext.build(config, db)
+        self.ctx = ManagerContext.build(config, db, cluster_secret=cluster_secret)
         self.app = create_app(self.ctx)
         self._shutdown = trio.Event()
 
@@ -69,9 +68,12 @@ class ManagerServer:
             await trio.sleep(RATE_LIMIT_SWEEP_INTERVAL)
             self.ctx.rate_limiter.sweep()
 
-    async def run(self, *, task_status: trio.TaskStatus[Endpoint] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[Endpoint] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         async with trio.open_nursery() as background:
             await background.start(self.ctx.keypair_cache.run)
+            await background.start(self.ctx.registry.run)
             background.start_soon(self._sweep_rate_limits)
             async with trio.open_nursery() as http:
                 bound: list[str] = await http.start(

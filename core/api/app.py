@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from quart import Response, g
-from quart_trio import QuartTrio
-
-from crucible.api import auth_test, manager_status, version
+from crucible.api import agent_link, auth_test, kernel, manager_status, stream, version
 from crucible.api.context import EXTENSION_KEY, ManagerContext
 from crucible.api.middleware import APIMiddleware
 from crucible.api.problems import register_error_handlers
+from quart import Response, g
+from quart_trio import QuartTrio
 
-BLUEPRINTS = (version.blueprint, auth_test.blueprint, manager_status.blueprint)
+BLUEPRINTS = (
+    version.blueprint,
+    auth_test.blueprint,
+    manager_status.blueprint,
+    kernel.blueprint,
+    stream.blueprint,
+    agent_link.blueprint,
+)
 
 
 def create_app(ctx: ManagerContext) -> QuartTrio:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from quart import Blueprint, redirect, request
-from werkzeug.wrappers import Response as WerkzeugResponse
-
 from crucible import errors
 from crucible.api.guard import authenticated
+from quart import Blueprint, redirect, request
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 blueprint = Blueprint("auth", __name__)
 
@@ -23,7 +22,8 @@ async def auth_test() -> dict[str, Any]:
     if raw.strip():
         try:
             body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        # Deep nesting exhausts the parser's stack (RecursionError): bad input too.
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise errors.InvalidAuthParameters("The body is not valid JSON.") from None
         echo = body.get("echo") if isinstance(body, dict) else None
     return {"authorized": "yes", "echo": echo}

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from quart import request
-
 from crucible import errors
+from quart import request
 
 
 async def json_body() -> dict[str, Any]:
@@ -21,6 +20,9 @@ async def json_body() -> dict[str, Any]:
         return {}
     try:
         parsed = json.loads(raw)
+    except RecursionError:
+        # Deep nesting exhausts the parser's stack; that is bad input, not a server fault.
+        raise errors.InvalidAPIParameters("The body is nested too deeply.") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise errors.InvalidAPIParameters(f"The body is not valid JSON: {exc}.") from None
     if not isinstance(parsed, dict):

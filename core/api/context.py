@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import attrs
-from quart import current_app
-
+from crucible.agents import AgentDirectory
 from crucible.config import Config
 from crucible.db.pool import Database
 from crucible.keypairs import KeypairCache, KeypairRepository
 from crucible.manager_status import ManagerStatusStore
+from crucible.plugin_manager import load_scheduler
 from crucible.ratelimit import RateLimiter
-
-
-async def _no_sessions_to_kill() -> int:
-    return 0
+from crucible.sessions.registry import SessionRegistry
+from quart import current_app
 
 
 @attrs.define
@@ -26,13 +22,16 @@ class ManagerContext:
     keypair_cache: KeypairCache
     rate_limiter: RateLimiter
     status: ManagerStatusStore
-    #: Destroys every running session (freeze with ``force_kill``); returns how many.
-    #: The session registry installs the real one when it starts.
-    destroy_all_sessions: Callable[[], Awaitable[int]] = _no_sessions_to_kill
+    agents: AgentDirectory
+    registry: SessionRegistry
+    #: The secret agents prove they know when they link (see crucible.cluster_auth).
+    cluster_secret: str = attrs.field(repr=False)
 
     @classmethod
-    def build(cls, config: Config, db: Database) -> ManagerContext:
+    def build(cls, config: Config, db: Database, *, cluster_secret: str) -> ManagerContext:
         repo = KeypairRepository(db)
+        agents = AgentDirectory(db, lost_after=config.sessions.agent_lost_after)
+        registry = SessionRegistry(config, db, agents, load_scheduler(config.scheduler.name))
         return cls(
             config=config,
             db=db,
@@ -44,6 +43,9 @@ class ManagerContext:
             ),
             rate_limiter=RateLimiter(config.ratelimit.window),
             status=ManagerStatusStore(db),
+            agents=agents,
+            registry=registry,
+            cluster_secret=cluster_secret,
         )
 
 

@@ -169,6 +169,14 @@ async def authenticate(*, admin: bool = False) -> Keypair:
     return keypair
 
 
+def count_message(keypair: Keypair) -> None:
+    """Count one client→server WebSocket message against the keypair (spec 3, 5.6)."""
+    ctx = manager_context()
+    state = ctx.rate_limiter.hit("ak:" + keypair.access_key, keypair.rate_limit)
+    if not state.allowed:
+        raise errors.RateLimitExceeded(limit=state.limit, window=state.window)
+
+
 def public(view: View[P, R]) -> View[P, R]:
     """No authentication (any Authorization header is ignored); rate-limited per IP."""
 

@@ -24,11 +24,8 @@ _SETTABLE = {ManagerStatus.RUNNING, ManagerStatus.FROZEN}
 @public
 async def get_status() -> dict[str, Any]:
     ctx = manager_context()
-    active = await ctx.db.fetchval(
-        "SELECT count(*) FROM kernels WHERE role = 'master' AND status <> 'TERMINATED'"
-    )
     status = await ctx.status.get()
-    return {"status": status.value, "active_sessions": int(active)}
+    return {"status": status.value, "active_sessions": await ctx.registry.count_live()}
 
 
 @blueprint.route("/manager/status", methods=["PUT"])
@@ -45,7 +42,7 @@ async def put_status() -> tuple[str, int]:
         raise errors.InvalidAPIParameters("'status' must be 'running' or 'frozen'.")
     force_kill = optional_bool(body, "force_kill", False)
     if force_kill:
-        killed = await ctx.destroy_all_sessions()
+        killed = await ctx.registry.destroy_all()
         log.warning("force-killed %d session(s) before changing status to %s", killed, status)
     await ctx.status.set(status)
     log.info("manager status set to %s", status)

@@ -11,7 +11,6 @@ import re
 from typing import Any
 
 import attrs
-
 from crucible import API_VERSION
 
 Scope = dict[str, Any]
@@ -28,7 +27,8 @@ _LEGACY_GROUPS: dict[int, frozenset[str]] = {
         for n in (2, 3, 4)
     },
 }
-_VERSION_PREFIX_RE = re.compile(r"^/v(\d+)(/.*)?$")
+# No leading zeros: "/v04/..." is not an alias of "/v4/..." and must 404.
+_VERSION_PREFIX_RE = re.compile(r"^/v([1-9]\d*|0)(/.*)?$")
 _CORS_HEADERS = [
     (b"access-control-allow-origin", b"*"),
     (b"access-control-expose-headers", b"*"),

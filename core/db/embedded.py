@@ -6,6 +6,7 @@ block (they run ``initdb`` and ``pg_ctl``), so they run in a worker thread.
 
 from __future__ import annotations
 
+import atexit
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,19 +28,29 @@ def _start(pgdata: Path) -> tuple[Any, bool]:
     ``crucible keypair ...`` next to a running ``crucible up`` leaves the database up.
     """
     import pgserver  # imported late: it is heavy and only the embedded mode needs it
+    from pgserver.postgres_server import PostgresServer
     from pgserver.utils import PostmasterInfo
 
     pgdata.mkdir(parents=True, exist_ok=True)
     info = PostmasterInfo.read_from_pgdata(pgdata)
     already_running = info is not None and info.is_running()
+    stale = PostgresServer._instances.get(pgdata.expanduser().resolve())
+    if stale is not None and not already_running:
+        # pgserver keeps one handle per data directory for the life of the process and
+        # would hand back this stopped one instead of starting the server again.
+        del PostgresServer._instances[stale.pgdata]
+        atexit.unregister(stale._cleanup)
     # cleanup_mode None: we stop the server ourselves, deterministically, on exit.
-    return pgserver.get_server(pgdata, cleanup_mode=None), not already_running
+    server = pgserver.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
+    return server, not already_running
 
 
 def _stop(server: Any) -> None:
     from pgserver import _commands
 
-    _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+    _commands.pg_ctl(  # type: ignore[attr-defined]
+        ["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user
+    )
 
 
 @asynccontextmanager

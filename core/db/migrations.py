@@ -12,7 +12,6 @@ import re
 from importlib import resources
 
 import attrs
-
 from crucible.db.pool import Database
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,6 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 import attrs
-
 from crucible.hookspecs.markers import hookspec
 
 Slots = Mapping[str, float]

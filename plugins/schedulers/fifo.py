@@ -23,8 +23,11 @@ class FIFOScheduler:
     ) -> AgentCapacity | None:
         fitting = [a for a in agents if a.fits(session.requested)]
         # Ties broken by id so placement is deterministic.
-        return max(fitting, key=lambda a: (a.free.get("cpu", 0), a.free.get("mem", 0), a.agent_id),
-                   default=None)
+        return max(
+            fitting,
+            key=lambda a: (a.free.get("cpu", 0), a.free.get("mem", 0), a.agent_id),
+            default=None,
+        )
 
 
 @hookimpl

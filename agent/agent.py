@@ -1,0 +1,396 @@
+"""The agent: owns the kernels of one host and answers the managers' calls.
+
+Kernel state is recoverable from container labels alone: a restarted agent finds its
+containers, reconnects to their runners and reports them; whatever the managers no
+longer want is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import crucible.agent
+import trio
+from crucible.agent import docker_driver, sandbox
+from crucible.agent.kernel import KernelGone, KernelInfo, KernelSupervisor
+from crucible.config import Config
+
+log = logging.getLogger(__name__)
+
+LABEL_OWNER = "crucible.owner"
+LABEL_KERNEL_ID = "crucible.kernel-id"
+LABEL_AGENT_ID = "crucible.agent-id"
+LABEL_KERNEL_INFO = "crucible.kernel-info"
+LABEL_LANG = "crucible.lang"
+CONTAINER_RUNNER_DIR = "/opt/crucible/runner"
+CONTAINER_IPC_DIR = "/opt/crucible/ipc"
+CONTAINER_WORK_DIR = "/home/work"
+#: The runner's code on the host, bind-mounted read-only into every kernel.
+RUNNER_HOST_DIR = str(Path(crucible.agent.__file__).parent / "runner")
+BASE_ENVIRON = {
+    "TERM": "xterm",
+    "LANG": "C.UTF-8",
+    "SHELL": "/bin/bash",
+    "USER": "work",
+    "HOME": CONTAINER_WORK_DIR,
+}
+
+EventSink = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class AgentCallError(Exception):
+    """A call the agent refuses or cannot carry out; `kind` is the spec's agent-details type."""
+
+    def __init__(self, message: str, kind: str = "agent-failure") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def detect_capacity(config: Config) -> dict[str, float]:
+    cpu = config.agent.cpu_cores or os.cpu_count() or 1
+    mem = config.agent.memory_bytes or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"cpu": float(cpu), "mem": float(mem)}
+
+
+class Agent:
+    def __init__(self, config: Config, driver: docker_driver.DockerDriver) -> None:
+        self.config = config
+        self.driver = driver
+        self.id = config.agent.id or socket.gethostname()
+        self.kernels_root = config.state_path / "agent" / "k"
+        self.capacity = detect_capacity(config)
+        self.kernels: dict[str, KernelSupervisor] = {}
+        self._event_sinks: list[EventSink] = []
+        self._nursery: trio.Nursery | None = None
+        self._images: list[dict[str, Any]] = []
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def add_event_sink(self, sink: EventSink) -> None:
+        self._event_sinks.append(sink)
+
+    def remove_event_sink(self, sink: EventSink) -> None:
+        if sink in self._event_sinks:
+            self._event_sinks.remove(sink)
+
+    async def _emit(self, event: dict[str, Any]) -> None:
+        for sink in list(self._event_sinks):
+            try:
+                await sink(event)
+            except Exception:
+                log.warning("could not deliver event %s", event.get("name"), exc_info=True)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Recover kernels, then supervise them until cancelled (containers stay up)."""
+        self.kernels_root.mkdir(parents=True, exist_ok=True)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self.refresh_images()
+            await self._recover()
+            task_status.started()
+            await trio.sleep_forever()
+
+    # -- recovery -------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        containers = await self.driver.list_containers({LABEL_AGENT_ID: self.id})
+        for container in containers:
+            labels = container.labels
+            kernel_id = labels.get(LABEL_KERNEL_ID, "")
+            try:
+                info = _info_from_label(labels[LABEL_KERNEL_INFO])
+            except (KeyError, ValueError, TypeError):
+                log.warning("removing container %s with unreadable labels", container.id)
+                await self._remove_container(container.id)
+                continue
+            if container.status == "running" and info.socket_path.exists():
+                log.info("recovering kernel %s (container %s)", kernel_id, container.id[:12])
+                await self._supervise(info, container.id)
+            else:
+                log.info("removing dead kernel container %s", container.id[:12])
+                await self._remove_container(container.id)
+                await self._cleanup_kernel_dir(info)
+                await self._emit(_terminated_event(kernel_id, "agent-restarted"))
+        # Scratch directories nobody owns any more (their containers are gone).
+        owned = {s.info.kernel_dir for s in self.kernels.values()}
+        for kernel_dir in list(self.kernels_root.iterdir()):
+            if kernel_dir not in owned:
+                await sandbox.release_scratch(kernel_dir)
+
+    # -- images and heartbeats ------------------------------------------------------------
+
+    async def refresh_images(self) -> list[dict[str, Any]]:
+        images = await self.driver.list_images(LABEL_LANG)
+        self._images = [
+            {"ref": tag, "labels": dict(image.labels)} for image in images for tag in image.tags
+        ]
+        return self._images
+
+    async def heartbeat(self) -> dict[str, Any]:
+        kernels = []
+        for kernel_id, sup in list(self.kernels.items()):
+            try:
+                sup.last_stats = await self._stats(sup)
+            except docker_driver.DockerError:
+                pass
+            kernels.append({"kernel_id": kernel_id, "stats": sup.last_stats})
+        return {
+            "type": "heartbeat",
+            "agent": {
+                "id": self.id,
+                "capacity": self.capacity,
+                "images": await self.refresh_images(),
+                "version": 1,
+            },
+            "kernels": kernels,
+        }
+
+    # -- kernel lifecycle -----------------------------------------------------------------
+
+    def _container_spec(self, info: KernelInfo) -> docker_driver.ContainerSpec:
+        agent_cfg = self.config.agent
+        environ = {**BASE_ENVIRON, **info.environ}
+        return docker_driver.ContainerSpec(
+            image=info.image,
+            name=f"crucible-kernel-{info.kernel_id}",
+            command=(
+                "python3",
+                f"{CONTAINER_RUNNER_DIR}/main.py",
+                "--lang",
+                info.lang,
+                "--socket",
+                f"{CONTAINER_IPC_DIR}/runner.sock",
+            ),
+            env=environ,
+            labels={
+                LABEL_OWNER: "crucible",
+                LABEL_KERNEL_ID: info.kernel_id,
+                LABEL_AGENT_ID: self.id,
+                LABEL_KERNEL_INFO: _info_to_label(info),
+            },
+            user="1000:1000",
+            workdir=CONTAINER_WORK_DIR,
+            binds=(
+                docker_driver.BindMount(str(info.kernel_dir / "work"), CONTAINER_WORK_DIR, False),
+                docker_driver.BindMount(str(info.kernel_dir / "ipc"), CONTAINER_IPC_DIR, False),
+                docker_driver.BindMount(RUNNER_HOST_DIR, CONTAINER_RUNNER_DIR, True),
+            ),
+            tmpfs=(sandbox.tmp_mount(agent_cfg.tmp_size_bytes),),
+            cpu_cores=info.cpu,
+            memory_bytes=info.mem,
+            pids_limit=agent_cfg.pids_limit,
+        )
+
+    async def create_kernel(self, params: dict[str, Any]) -> dict[str, Any]:
+        kernel_id = str(params["kernel_id"])
+        if kernel_id in self.kernels:
+            raise AgentCallError(f"kernel {kernel_id} already exists", "agent-invalid-input")
+        image = str(params["image"])
+        labels = await self.driver.image_labels(image)
+        lang = labels.get(LABEL_LANG)
+        if not lang:
+            raise AgentCallError(f"{image} is not a Crucible kernel image", "agent-invalid-input")
+        info = KernelInfo(
+            kernel_id=kernel_id,
+            image=image,
+            lang=lang,
+            exec_timeout=self._exec_timeout(labels),
+            cpu=float(params["cpu"]),
+            mem=int(params["mem"]),
+            environ={str(k): str(v) for k, v in (params.get("environ") or {}).items()},
+            kernel_dir=self.kernels_root / kernel_id.replace("-", "")[:16],
+        )
+        await sandbox.prepare_scratch(
+            info.kernel_dir, size_bytes=self.config.agent.scratch_size_bytes
+        )
+        try:
+            container_id = await self.driver.create_and_start(self._container_spec(info))
+        except docker_driver.DockerError as exc:
+            await self._cleanup_kernel_dir(info)
+            raise AgentCallError(f"could not start the container: {exc}") from exc
+        supervisor = await self._supervise(info, container_id)
+        if supervisor.terminated_reason is not None:
+            raise AgentCallError(f"the kernel did not start: {supervisor.terminated_reason}")
+        return {"container_id": container_id, "service_ports": []}
+
+    def _exec_timeout(self, labels: dict[str, str]) -> float:
+        try:
+            limit = max(0.0, float(labels.get("ai.backend.timeout") or 0))
+        except ValueError:
+            limit = 0.0
+        cap = float(self.config.agent.max_exec_seconds)
+        if cap and (limit == 0 or limit > cap):
+            return cap
+        return limit
+
+    async def _supervise(self, info: KernelInfo, container_id: str) -> KernelSupervisor:
+        assert self._nursery is not None
+        supervisor = KernelSupervisor(info, container_id, on_terminated=self._kernel_died)
+        self.kernels[info.kernel_id] = supervisor
+        await self._nursery.start(supervisor.run)
+        return supervisor
+
+    async def _kernel_died(self, supervisor: KernelSupervisor, reason: str) -> None:
+        """The kernel ended on its own (crash, OOM, time limit): clean up and report."""
+        kernel_id = supervisor.info.kernel_id
+        if self.kernels.get(kernel_id) is not supervisor:
+            return  # destroyed or restarted on purpose
+        del self.kernels[kernel_id]
+        try:
+            state = await self.driver.inspect(supervisor.container_id)
+            if state.oom_killed:
+                reason = "out-of-memory"
+        except docker_driver.DockerError:
+            pass
+        log.info("kernel %s ended: %s", kernel_id, reason)
+        await self._destroy_container(supervisor)
+        await self._emit(_terminated_event(kernel_id, reason))
+
+    async def _destroy_container(self, supervisor: KernelSupervisor) -> dict[str, int] | None:
+        stats = supervisor.last_stats
+        try:
+            stats = await self._stats(supervisor)
+        except docker_driver.DockerError:
+            pass
+        await self._remove_container(supervisor.container_id)
+        await self._cleanup_kernel_dir(supervisor.info)
+        return stats
+
+    async def _remove_container(self, container_id: str) -> None:
+        with trio.CancelScope(shield=True):
+            try:
+                await self.driver.remove(container_id)
+            except docker_driver.DockerError:
+                log.warning("could not remove container %s", container_id, exc_info=True)
+
+    async def _cleanup_kernel_dir(self, info: KernelInfo) -> None:
+        with trio.CancelScope(shield=True):
+            try:
+                await sandbox.release_scratch(info.kernel_dir)
+            except OSError:
+                log.warning("could not release %s", info.kernel_dir, exc_info=True)
+
+    async def _stats(self, supervisor: KernelSupervisor) -> dict[str, int]:
+        stats = (await self.driver.stats(supervisor.container_id)).as_dict()
+        scratch = sandbox.ScratchDir(supervisor.info.kernel_dir)
+        used = await sandbox.scratch_usage_bytes(scratch)
+        previous = supervisor.last_stats or {}
+        stats["io_cur_scratch_size"] = used
+        stats["io_max_scratch_size"] = max(used, previous.get("io_max_scratch_size", 0))
+        return stats
+
+    def _kernel(self, params: dict[str, Any]) -> KernelSupervisor:
+        kernel_id = str(params.get("kernel_id"))
+        supervisor = self.kernels.get(kernel_id)
+        if supervisor is None or supervisor.terminated_reason is not None:
+            raise AgentCallError(f"no kernel {kernel_id} on this agent", "kernel-not-found")
+        return supervisor
+
+    async def destroy_kernel(self, params: dict[str, Any]) -> dict[str, Any]:
+        kernel_id = str(params.get("kernel_id"))
+        supervisor = self.kernels.pop(kernel_id, None)
+        if supervisor is None:
+            return {"stats": None}
+        supervisor.mark_terminated(str(params.get("reason") or "user-requested"))
+        stats = await self._destroy_container(supervisor)
+        return {"stats": stats}
+
+    async def restart_kernel(self, params: dict[str, Any]) -> dict[str, Any]:
+        old = self._kernel(params)
+        info = old.info
+        # Take it out of the table first, so its death is not reported as a crash.
+        del self.kernels[info.kernel_id]
+        old.mark_terminated("restarting")
+        await self._remove_container(old.container_id)
+        try:
+            container_id = await self.driver.create_and_start(self._container_spec(info))
+        except docker_driver.DockerError as exc:
+            await self._cleanup_kernel_dir(info)
+            await self._emit(_terminated_event(info.kernel_id, "restart-failed"))
+            raise AgentCallError(f"could not restart the container: {exc}") from exc
+        supervisor = await self._supervise(info, container_id)
+        if supervisor.terminated_reason is not None:
+            raise AgentCallError(f"the kernel did not restart: {supervisor.terminated_reason}")
+        return {"container_id": container_id}
+
+    async def execute(self, params: dict[str, Any]) -> dict[str, Any]:
+        supervisor = self._kernel(params)
+        try:
+            return await supervisor.execute(
+                str(params["run_id"]),
+                str(params["mode"]),
+                str(params.get("code") or ""),
+                dict(params.get("options") or {}),
+                flush_interval=float(params.get("flush_interval", 2.0)),
+            )
+        except KernelGone as exc:
+            raise AgentCallError(f"the kernel is gone: {exc}", "kernel-not-found") from exc
+
+    async def interrupt(self, params: dict[str, Any]) -> dict[str, Any]:
+        await self._kernel(params).interrupt()
+        return {}
+
+    async def complete(self, params: dict[str, Any]) -> dict[str, Any]:
+        items = await self._kernel(params).complete(
+            str(params.get("code") or ""), dict(params.get("options") or {}), timeout=5.0
+        )
+        return {"result": items}
+
+    async def logs(self, params: dict[str, Any]) -> dict[str, Any]:
+        supervisor = self._kernel(params)
+        return {"logs": await self.driver.logs(supervisor.container_id)}
+
+    async def list_kernels(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"kernels": sorted(self.kernels)}
+
+    def calls(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]:
+        """The methods managers may call, by name."""
+        return {
+            "create_kernel": self.create_kernel,
+            "destroy_kernel": self.destroy_kernel,
+            "restart_kernel": self.restart_kernel,
+            "execute": self.execute,
+            "interrupt": self.interrupt,
+            "complete": self.complete,
+            "logs": self.logs,
+            "list_kernels": self.list_kernels,
+        }
+
+
+def _terminated_event(kernel_id: str, reason: str) -> dict[str, Any]:
+    return {"type": "event", "name": "kernel_terminated", "kernel_id": kernel_id, "reason": reason}
+
+
+def _info_to_label(info: KernelInfo) -> str:
+    return json.dumps(
+        {
+            "kernel_id": info.kernel_id,
+            "image": info.image,
+            "lang": info.lang,
+            "exec_timeout": info.exec_timeout,
+            "cpu": info.cpu,
+            "mem": info.mem,
+            "environ": info.environ,
+            "kernel_dir": str(info.kernel_dir),
+        }
+    )
+
+
+def _info_from_label(text: str) -> KernelInfo:
+    data = json.loads(text)
+    return KernelInfo(
+        kernel_id=str(data["kernel_id"]),
+        image=str(data["image"]),
+        lang=str(data["lang"]),
+        exec_timeout=float(data["exec_timeout"]),
+        cpu=float(data["cpu"]),
+        mem=int(data["mem"]),
+        environ={str(k): str(v) for k, v in data["environ"].items()},
+        kernel_dir=Path(data["kernel_dir"]),
+    )

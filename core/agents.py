@@ -1,0 +1,183 @@
+"""The manager's view of its agents: live links, heartbeats and lost-agent detection."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import trio
+from crucible.db.pool import Database
+
+log = logging.getLogger(__name__)
+
+#: Seconds between scans for agents whose heartbeats stopped.
+LOST_SCAN_INTERVAL = 2.0
+
+
+class AgentUnreachable(Exception):
+    """No link to that agent from this manager, or the link dropped during the call."""
+
+
+@attrs.define
+class AgentCallFailed(Exception):
+    """The agent answered a call with an error (spec 1.7 ``agent-details``)."""
+
+    kind: str
+    title: str
+    exception: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.title}"
+
+
+class AgentLink:
+    """One agent's WebSocket, seen from the manager: calls out, results back."""
+
+    def __init__(self, agent_id: str, send: Callable[[str], Awaitable[None]]) -> None:
+        self.agent_id = agent_id
+        self._send = send
+        self._ids = itertools.count(1)
+        self._pending: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
+        self._send_lock = trio.Lock()
+        self.closed = False
+
+    async def call(self, method: str, params: dict[str, Any], *, timeout: float) -> Any:
+        if self.closed:
+            raise AgentUnreachable(self.agent_id)
+        call_id = next(self._ids)
+        send, receive = trio.open_memory_channel[dict[str, Any]](1)
+        self._pending[call_id] = send
+        try:
+            message = json.dumps(
+                {"type": "call", "id": call_id, "method": method, "params": params}
+            )
+            async with self._send_lock:
+                try:
+                    await self._send(message)
+                except Exception as exc:
+                    raise AgentUnreachable(self.agent_id) from exc
+            with trio.fail_after(timeout):
+                try:
+                    reply = await receive.receive()
+                except trio.EndOfChannel:
+                    raise AgentUnreachable(self.agent_id) from None
+        finally:
+            self._pending.pop(call_id, None)
+        if reply.get("type") == "error":
+            error = reply.get("error") or {}
+            raise AgentCallFailed(
+                str(error.get("type") or "agent-failure"),
+                str(error.get("title") or "agent failure"),
+                error.get("exception"),
+            )
+        return reply.get("result")
+
+    def on_reply(self, message: dict[str, Any]) -> None:
+        channel = self._pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+        if channel is not None:
+            channel.send_nowait(message)
+            channel.close()
+
+    def close(self) -> None:
+        self.closed = True
+        for channel in self._pending.values():
+            channel.close()
+        self._pending.clear()
+
+
+HeartbeatHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
+EventHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class AgentDirectory:
+    """Links from this manager process to agents, and agent rows in the database."""
+
+    def __init__(self, db: Database, *, lost_after: float) -> None:
+        self.db = db
+        self.lost_after = lost_after
+        self.links: dict[str, AgentLink] = {}
+        self._links_changed = trio.Event()
+        #: Called with (agent_id, event) for agent events; set by the session registry.
+        self.on_event: EventHandler | None = None
+        #: Called with (agent_id, heartbeat) after the agent row is updated.
+        self.on_heartbeat: HeartbeatHandler | None = None
+        #: Called with the ids of agents just marked lost.
+        self.on_lost: Callable[[list[str]], Awaitable[None]] | None = None
+
+    def attach(self, link: AgentLink) -> None:
+        old = self.links.get(link.agent_id)
+        if old is not None:
+            old.close()
+        self.links[link.agent_id] = link
+        self._links_changed.set()
+        self._links_changed = trio.Event()
+
+    def detach(self, link: AgentLink) -> None:
+        link.close()
+        if self.links.get(link.agent_id) is link:
+            del self.links[link.agent_id]
+
+    def link(self, agent_id: str) -> AgentLink:
+        link = self.links.get(agent_id)
+        if link is None:
+            raise AgentUnreachable(agent_id)
+        return link
+
+    async def wait_linked(self, agent_id: str | None = None) -> None:
+        """Wait until `agent_id` (or any agent) has a link here."""
+        while not (self.links if agent_id is None else agent_id in self.links):
+            await self._links_changed.wait()
+
+    async def record_heartbeat(self, agent_id: str, addr: str, message: dict[str, Any]) -> None:
+        info = message.get("agent") or {}
+        capacity = {str(k): float(v) for k, v in (info.get("capacity") or {}).items()}
+        images = info.get("images") or []
+        await self.db.execute(
+            """INSERT INTO agents (id, status, addr, version, available_slots, images,
+                                   last_heartbeat, lost_at)
+               VALUES ($1, 'ALIVE', $2, $3, $4::jsonb, $5::jsonb, now(), NULL)
+               ON CONFLICT (id) DO UPDATE SET
+                   status = 'ALIVE', addr = EXCLUDED.addr, version = EXCLUDED.version,
+                   available_slots = EXCLUDED.available_slots, images = EXCLUDED.images,
+                   last_heartbeat = now(), lost_at = NULL""",
+            agent_id,
+            addr,
+            str(info.get("version", "")),
+            json.dumps(capacity),
+            json.dumps(images),
+        )
+        if self.on_heartbeat is not None:
+            await self.on_heartbeat(agent_id, message)
+
+    async def handle_event(self, agent_id: str, event: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            await self.on_event(agent_id, event)
+
+    async def mark_lost(self) -> list[str]:
+        rows = await self.db.fetch(
+            """UPDATE agents SET status = 'LOST', lost_at = now()
+               WHERE status = 'ALIVE' AND last_heartbeat < now() - make_interval(secs => $1)
+               RETURNING id""",
+            self.lost_after,
+        )
+        lost = [row["id"] for row in rows]
+        if lost:
+            log.warning("agents lost (no heartbeat for %s s): %s", self.lost_after, lost)
+            if self.on_lost is not None:
+                await self.on_lost(lost)
+        return lost
+
+    async def run_lost_detector(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        while True:
+            await trio.sleep(LOST_SCAN_INTERVAL)
+            try:
+                await self.mark_lost()
+            except Exception:
+                log.exception("lost-agent scan failed")

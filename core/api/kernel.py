@@ -1,0 +1,142 @@
+"""``/kernel...``: sessions over REST (spec 4.1-4.8, 4.12)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from crucible import errors
+from crucible.api.body import json_body, optional_str
+from crucible.api.context import manager_context
+from crucible.api.guard import authenticated, current_keypair, requires_running
+from crucible.sessions.model import Session
+from quart import Blueprint
+
+blueprint = Blueprint("kernel", __name__)
+
+EXECUTE_MODES = ("query", "batch", "continue", "input", "complete")
+
+
+async def _session(token: str) -> Session:
+    return await manager_context().registry.get_live(current_keypair().access_key, token)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+@blueprint.route("/kernel", methods=["POST"])
+@blueprint.route("/kernel/create", methods=["POST"])
+@authenticated
+@requires_running
+async def create() -> tuple[dict[str, Any], int]:
+    body = await json_body()
+    lang = optional_str(body, "lang")
+    token = optional_str(body, "clientSessionToken")
+    if not lang:
+        raise errors.InvalidAPIParameters("'lang' is required.")
+    if not token:
+        raise errors.InvalidAPIParameters("'clientSessionToken' is required.")
+    tag = optional_str(body, "tag")
+    if tag is not None and len(tag) > 64:
+        raise errors.InvalidAPIParameters("'tag' must be at most 64 characters.")
+    config = body.get("config") or {}
+    if not isinstance(config, dict):
+        raise errors.InvalidAPIParameters("'config' must be an object.")
+    session, created = await manager_context().registry.create(
+        current_keypair(), token, lang, tag=tag, creation_config=config
+    )
+    return {"kernelId": session.token, "created": created, "servicePorts": []}, 201
+
+
+@blueprint.route("/kernel/<token>", methods=["GET"])
+@authenticated
+async def info(token: str) -> dict[str, Any]:
+    session = await _session(token)
+    stats = session.last_stat or {}
+    age = datetime.now(UTC) - session.created_at
+    return {
+        "lang": session.lang,
+        "age": int(age.total_seconds() * 1000),
+        "memoryLimit": int(session.occupied_slots.get("mem", 0)) // 1024,
+        "numQueriesExecuted": session.num_queries,
+        "cpuCreditUsed": stats.get("cpu_used", 0),
+        "tag": session.tag,
+        "queryTimeout": -1,
+        "idleTimeout": -1,
+        "maxCpuCredit": -1,
+        "idle": -1,
+        "memoryUsed": stats.get("mem_cur_bytes", 0) // 1024,
+    }
+
+
+@blueprint.route("/kernel/<token>", methods=["DELETE"])
+@authenticated
+async def destroy(token: str) -> dict[str, Any]:
+    session = await _session(token)
+    stats = await manager_context().registry.destroy(session)
+    # 200 with a body, not 204: the 18.12 client reads stats only from a 200 (spec 4.4).
+    return {"stats": stats}
+
+
+@blueprint.route("/kernel/<token>", methods=["PATCH"])
+@authenticated
+async def restart(token: str) -> tuple[str, int]:
+    session = await _session(token)
+    await manager_context().registry.restart(session)
+    return "", 204
+
+
+@blueprint.route("/kernel/<token>", methods=["POST"])
+@authenticated
+async def execute(token: str) -> dict[str, Any]:
+    body = await json_body()
+    mode = body.get("mode")
+    if mode not in EXECUTE_MODES:
+        raise errors.InvalidAPIParameters(f"'mode' must be one of {', '.join(EXECUTE_MODES)}.")
+    code = optional_str(body, "code", "") or ""
+    run_id = optional_str(body, "runId")
+    session = await _session(token)
+    registry = manager_context().registry
+    if mode == "complete":
+        options = body.get("options") if isinstance(body.get("options"), dict) else {}
+        return {"result": await registry.complete(session, code, options)}
+    if mode in ("continue", "input") and not run_id:
+        raise errors.InvalidAPIParameters(f"'runId' is required with mode '{mode}'.")
+    options = body.get("options") or {}
+    if not isinstance(options, dict):
+        raise errors.InvalidAPIParameters("'options' must be an object.")
+    result = await registry.execute(
+        session,
+        run_id=run_id or new_run_id(),
+        mode=mode,
+        code=code,
+        options=options if mode == "batch" else {},
+    )
+    return {"result": result}
+
+
+@blueprint.route("/kernel/<token>/complete", methods=["POST"])
+@authenticated
+async def complete(token: str) -> dict[str, Any]:
+    body = await json_body()
+    code = optional_str(body, "code", "") or ""
+    options = body.get("options") if isinstance(body.get("options"), dict) else {}
+    session = await _session(token)
+    return {"result": await manager_context().registry.complete(session, code, options or {})}
+
+
+@blueprint.route("/kernel/<token>/interrupt", methods=["POST"])
+@authenticated
+async def interrupt(token: str) -> tuple[str, int]:
+    session = await _session(token)
+    await manager_context().registry.interrupt(session)
+    return "", 204
+
+
+@blueprint.route("/kernel/<token>/logs", methods=["GET"])
+@authenticated
+async def logs(token: str) -> dict[str, Any]:
+    session = await _session(token)
+    return {"result": {"logs": await manager_context().registry.logs(session)}}

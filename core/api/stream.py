@@ -1,0 +1,102 @@
+"""``/stream/kernel/:id/...``: WebSocket execution and session events (spec 5.2, 5.4)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import trio
+from crucible import errors
+from crucible.api.context import manager_context
+from crucible.api.guard import authenticate, count_message, current_keypair
+from crucible.api.kernel import new_run_id
+from crucible.sessions.model import Session
+from quart import Blueprint, websocket
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("stream", __name__)
+
+#: Streaming clients get output more often than long-polling ones (legacy: ~0.2 s).
+STREAM_FLUSH_INTERVAL = 0.2
+#: Statuses after which a streaming run is over.
+FINAL = ("finished", "exec-timeout")
+
+
+async def _send(frame: dict[str, Any]) -> None:
+    await websocket.send(json.dumps(frame))
+
+
+async def _authenticated_session(token: str) -> Session:
+    """Authenticate and look up before the upgrade, so failures are plain HTTP errors."""
+    keypair = await authenticate()
+    return await manager_context().registry.get_live(keypair.access_key, token)
+
+
+@blueprint.websocket("/stream/kernel/<token>/execute")
+async def stream_execute(token: str) -> None:
+    session = await _authenticated_session(token)
+    registry = manager_context().registry
+    await websocket.accept()
+    try:
+        first = json.loads(await websocket.receive())
+        if not isinstance(first, dict) or first.get("mode") not in ("query", "batch"):
+            raise ValueError("the first frame must be {'code', 'mode': 'query'|'batch', 'options'}")
+    except (ValueError, TypeError) as exc:
+        await _send({"status": "error", "msg": str(exc)})
+        await websocket.close(1002)
+        return
+    count_message(current_keypair())
+    run_id = new_run_id()
+    mode, code = str(first["mode"]), str(first.get("code") or "")
+    options = first.get("options") if isinstance(first.get("options"), dict) else {}
+    finished = False
+    try:
+        while True:
+            result = await registry.execute(
+                session,
+                run_id=run_id,
+                mode=mode,
+                code=code,
+                options=options if mode == "batch" else {},
+                flush_interval=STREAM_FLUSH_INTERVAL,
+            )
+            result.pop("runId", None)
+            await _send(result)
+            status = result["status"]
+            if status in FINAL:
+                finished = True
+                break
+            if status == "waiting-input":
+                # The input arrives as a raw TEXT frame, not JSON (spec 5.2).
+                code = str(await websocket.receive())
+                count_message(current_keypair())
+                mode = "input"
+            else:
+                mode, code = "continue", ""
+    except errors.ProblemError as exc:
+        finished = True
+        await _send({"status": "error", "msg": exc.detail or exc.title})
+    finally:
+        if not finished:
+            # The client went away mid-run: stop the program it no longer listens to.
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                try:
+                    await registry.interrupt(session)
+                except errors.ProblemError:
+                    pass
+    await websocket.close(1000)
+
+
+@blueprint.websocket("/stream/kernel/<token>/events")
+async def stream_events(token: str) -> None:
+    session = await _authenticated_session(token)
+    registry = manager_context().registry
+    with registry.events.subscribe(session.id) as events:
+        await websocket.accept()
+        async for event in events:
+            await _send(event)
+            if event["name"] == "terminated":
+                break
+    await websocket.close(1000)

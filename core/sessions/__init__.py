@@ -1,0 +1,1 @@
+"""Compute sessions: their records, resources, lifecycle and events."""

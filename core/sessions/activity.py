@@ -1,0 +1,59 @@
+"""Batched bookkeeping of session activity (last_active, num_queries, executions).
+
+Execute is the hot path; one UPDATE per call would cost more than the relay itself.
+Counts gather here and are written once per interval.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+
+import trio
+from crucible.db.pool import Database
+
+log = logging.getLogger(__name__)
+
+
+class ActivityRecorder:
+    def __init__(self, db: Database, *, interval: float) -> None:
+        self.db = db
+        self.interval = interval
+        self._queries: collections.Counter[str] = collections.Counter()
+        self._executions: collections.Counter[str] = collections.Counter()  # per access key
+
+    def touch(self, session_id: str, access_key: str, *, execution: bool = False) -> None:
+        self._queries[session_id] += 1
+        if execution:
+            self._executions[access_key] += 1
+
+    async def flush(self) -> None:
+        queries, self._queries = self._queries, collections.Counter()
+        executions, self._executions = self._executions, collections.Counter()
+        try:
+            if queries:
+                await self.db.executemany(
+                    """UPDATE kernels SET num_queries = num_queries + $2, last_active = now()
+                       WHERE id = $1::uuid""",
+                    list(queries.items()),
+                )
+            if executions:
+                await self.db.executemany(
+                    """INSERT INTO usage_daily (access_key, day, executions)
+                       VALUES ($1, current_date, $2)
+                       ON CONFLICT (access_key, day)
+                       DO UPDATE SET executions = usage_daily.executions + EXCLUDED.executions""",
+                    list(executions.items()),
+                )
+        except Exception:
+            log.exception("could not record session activity")
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            while True:
+                await trio.sleep(self.interval)
+                await self.flush()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self.flush()

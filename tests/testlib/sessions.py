@@ -1,0 +1,73 @@
+"""Driving sessions over the REST API the way the official client does."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import attrs
+import trio
+from crucible.agent.agent import Agent
+from crucible.config import Config
+
+from testlib.server import Harness
+from testlib.signing import SigningClient
+
+#: Bound on any single run in these tests (the slowest is a memory bomb).
+RUN_TIMEOUT = 60.0
+
+
+def new_token() -> str:
+    return "t" + secrets.token_hex(6)
+
+
+async def create(client: SigningClient, token: str, lang: str = "python", **config: Any) -> Any:
+    response = await client.post(
+        "/kernel/create",
+        json={"lang": lang, "clientSessionToken": token, "config": config or None},
+    )
+    return response
+
+
+async def execute(
+    client: SigningClient,
+    token: str,
+    code: str,
+    *,
+    mode: str = "query",
+    options: dict[str, Any] | None = None,
+    inputs: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Run `code` to the end, answering `waiting-input` from `inputs`; return every result."""
+    results: list[dict[str, Any]] = []
+    pending_inputs = list(inputs or [])
+    body: dict[str, Any] = {"mode": mode, "code": code, "runId": None}
+    if options is not None:
+        body["options"] = options
+    with trio.fail_after(RUN_TIMEOUT):
+        while True:
+            response = await client.post(f"/kernel/{token}", json=body)
+            assert response.status_code == 200, response.text
+            result = response.json()["result"]
+            results.append(result)
+            status = result["status"]
+            if status in ("finished", "exec-timeout"):
+                return results
+            body = {"runId": result["runId"], "mode": "continue", "code": ""}
+            if status == "waiting-input":
+                body = {"runId": result["runId"], "mode": "input", "code": pending_inputs.pop(0)}
+
+
+def stream_text(results: list[dict[str, Any]], stream: str = "stdout") -> str:
+    return "".join(item[1] for result in results for item in result["console"] if item[0] == stream)
+
+
+@attrs.define
+class Cluster:
+    harness: Harness
+    agent: Agent
+    config: Config
+
+    @property
+    def client(self) -> SigningClient:
+        return self.harness.client
