@@ -1,0 +1,120 @@
+"""Recipes are data: their labels, Dockerfiles and hashes."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import attrs
+import pytest
+from crucible.agent.images.recipes import (
+    BASE_ENVIRONMENT,
+    BaseRecipe,
+    UnsupportedSuite,
+    apt_sources,
+    lang_recipes,
+)
+
+BASE = BaseRecipe(suite="bookworm", mirror="http://deb.debian.org/debian")
+SPEC9_REQUIRED = (
+    "ai.backend.maxcores",
+    "ai.backend.maxmem",
+    "ai.backend.timeout",
+    "ai.backend.mode",
+)
+
+
+def test_recipes_of_bookworm() -> None:
+    recipes = lang_recipes("bookworm")
+    assert set(recipes) == {"python", "c", "cpp"}
+    python = recipes["python"]
+    assert python.ref == "crucible/kernel-python:3.11"
+    assert recipes["c"].ref == "crucible/kernel-c:12"
+    assert recipes["cpp"].ref == "crucible/kernel-cpp:12"
+    assert set(python.aliases) >= {"python", "python:3", "python:latest", "python3", "python:3.11"}
+    assert {"python3", "python3-numpy", "python3-matplotlib"} <= set(python.packages)
+
+
+def test_unknown_suite_is_a_clear_error() -> None:
+    with pytest.raises(UnsupportedSuite, match="buster"):
+        lang_recipes("buster")
+
+
+@pytest.mark.parametrize("lang", ["python", "c", "cpp"])
+def test_labels_follow_spec_9(lang: str) -> None:
+    recipe = lang_recipes("bookworm")[lang]
+    labels = recipe.labels()
+    for key in SPEC9_REQUIRED:
+        assert labels[key]
+    assert int(labels["ai.backend.maxcores"]) > 0
+    assert re.fullmatch(r"\d+[kmg]", labels["ai.backend.maxmem"])
+    assert int(labels["ai.backend.timeout"]) > 0
+    assert labels["ai.backend.mode"] == "query"
+    assert set(labels["ai.backend.features"].split()) == {
+        "batch",
+        "query",
+        "uid-match",
+        "user-input",
+    }
+    assert labels["crucible.lang"] == lang
+    assert labels["crucible.aliases"].split(",") == list(recipe.aliases)
+    assert labels["crucible.image-kind"] == "kernel"
+
+
+@pytest.mark.parametrize("lang", ["python", "c", "cpp"])
+def test_dockerfile(lang: str) -> None:
+    recipe = lang_recipes("bookworm")[lang]
+    text = recipe.dockerfile(BASE.ref)
+    assert text.startswith("FROM crucible/base:bookworm\n")
+    assert "useradd --uid 1000 --gid 1000 --home-dir /home/work" in text
+    assert "WORKDIR /home/work" in text
+    assert "USER work" in text
+    assert "pip" not in text
+    assert "MPLBACKEND" not in text  # the runner chooses it
+    assert "CMD" not in text  # the agent starts the bind-mounted runner
+    for key, value in BASE_ENVIRONMENT.items():
+        assert f"{key}={value}" in text
+    for key, value in recipe.labels().items():
+        assert f"{key}={json.dumps(value)}" in text
+    for package in recipe.packages:
+        assert package in text
+
+
+def test_hash_is_stable_and_tracks_changes() -> None:
+    python = lang_recipes("bookworm")["python"]
+    base_hash = BASE.recipe_hash()
+    assert re.fullmatch(r"[0-9a-f]{16}", base_hash)
+    assert (
+        BASE.recipe_hash() == BaseRecipe("bookworm", "http://deb.debian.org/debian").recipe_hash()
+    )
+    first = python.recipe_hash(BASE.ref, base_hash)
+    assert python.recipe_hash(BASE.ref, base_hash) == first
+    # A new base, a new package, a new limit: each makes a different image.
+    assert python.recipe_hash(BASE.ref, "0" * 16) != first
+    assert (
+        attrs.evolve(python, packages=(*python.packages, "python3-pandas")).recipe_hash(
+            BASE.ref, base_hash
+        )
+        != first
+    )
+    assert attrs.evolve(python, timeout=5).recipe_hash(BASE.ref, base_hash) != first
+    # Include order does not matter, the mirror does.
+    reordered = attrs.evolve(BASE, include=tuple(reversed(BASE.include)))
+    assert reordered.recipe_hash() == base_hash
+    assert attrs.evolve(BASE, mirror="http://ftp.de.debian.org/debian").recipe_hash() != base_hash
+
+
+def test_base_recipe() -> None:
+    assert BASE.ref == "crucible/base:bookworm"
+    assert "python3-minimal" in BASE.include  # the runner needs python3 in every image
+    assert BASE.labels()["crucible.recipe-hash"] == BASE.recipe_hash()
+    assert "crucible.lang" not in BASE.labels()  # not a kernel image
+
+
+def test_apt_sources() -> None:
+    assert apt_sources("bookworm", "http://deb.debian.org/debian/").splitlines() == [
+        "deb http://deb.debian.org/debian bookworm main",
+        "deb http://deb.debian.org/debian bookworm-updates main",
+        "deb http://deb.debian.org/debian-security bookworm-security main",
+    ]
+    assert apt_sources("sid", "http://m/debian") == "deb http://m/debian sid main\n"
