@@ -14,7 +14,14 @@ from typing import Any
 import trio
 from crucible.agent.agent import Agent, AgentCallError
 from crucible.cluster_auth import agent_headers
-from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionTimeout,
+    DisconnectionTimeout,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,48 +39,57 @@ class ManagerLink:
         self._ws: WebSocketConnection | None = None
         self._send_lock = trio.Lock()
         self.connected = trio.Event()
+        self._started = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep a link up until cancelled; `task_status` fires on the first connect attempt."""
         attempt = 0
-        started = False
         while True:
             try:
-                await self._serve_once(task_status if not started else None)
+                await self._serve_once(task_status)
                 attempt = 0
-            except (OSError, HandshakeError, ConnectionClosed, trio.TooSlowError) as exc:
+            except (
+                OSError,
+                HandshakeError,
+                ConnectionClosed,
+                ConnectionTimeout,
+                DisconnectionTimeout,
+            ) as exc:
                 log.info("link to %s down: %s", self.url, exc or type(exc).__name__)
-            if not started:
-                started = True
+            if not self._started:
+                # Managers may come up later: the agent does not wait for them.
+                self._started = True
                 task_status.started()
             await trio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
             attempt += 1
 
-    async def _serve_once(self, task_status: trio.TaskStatus[None] | None) -> None:
+    async def _serve_once(self, task_status: trio.TaskStatus[None]) -> None:
         headers = [(k.encode(), v.encode()) for k, v in agent_headers(self.secret, self.agent.id)]
-        with trio.fail_after(CONNECT_TIMEOUT):
-            ws_cm = open_websocket_url(self.url, extra_headers=headers)
-            ws = await ws_cm.__aenter__()
-        try:
+        async with open_websocket_url(
+            self.url,
+            extra_headers=headers,
+            connect_timeout=CONNECT_TIMEOUT,
+            disconnect_timeout=2,
+        ) as ws:
             self._ws = ws
             self.agent.add_event_sink(self.send)
-            await self.send(await self.agent.heartbeat())
-            self.connected.set()
-            log.info("linked to manager %s", self.url)
-            if task_status is not None:
-                task_status.started()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._heartbeats)
-                while True:
-                    message = json.loads(await ws.get_message())
-                    if message.get("type") == "call":
-                        nursery.start_soon(self._answer, message)
-        finally:
-            self.agent.remove_event_sink(self.send)
-            self._ws = None
-            self.connected = trio.Event()
-            with trio.CancelScope(shield=True), trio.move_on_after(2):
-                await ws_cm.__aexit__(None, None, None)
+            try:
+                await self.send(await self.agent.heartbeat())
+                self.connected.set()
+                log.info("linked to manager %s", self.url)
+                if not self._started:
+                    self._started = True
+                    task_status.started()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._heartbeats)
+                    while True:
+                        message = json.loads(await ws.get_message())
+                        if message.get("type") == "call":
+                            nursery.start_soon(self._answer, message)
+            finally:
+                self.agent.remove_event_sink(self.send)
+                self._ws = None
+                self.connected = trio.Event()
 
     async def send(self, message: dict[str, Any]) -> None:
         ws = self._ws
