@@ -7,7 +7,7 @@ triopg wraps asyncpg, which lives on asyncio; the caller must run inside a
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
 import trio
@@ -24,6 +24,7 @@ class Connection(Protocol):
     async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]: ...
     async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any: ...
     async def fetchval(self, query: str, *args: Any, timeout: float | None = None) -> Any: ...
+    def transaction(self) -> AbstractAsyncContextManager[Any]: ...
 
 
 class Database:

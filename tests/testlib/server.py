@@ -1,0 +1,105 @@
+"""Running a real `ManagerServer` inside a test's nursery."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+import trio_asyncio
+from crucible.config import Config, config_from_dict, deep_merge
+from crucible.db.pool import Database
+from crucible.keypairs import KeypairRepository
+from crucible.manager import Endpoint, ManagerServer
+from quart import Blueprint
+
+from testlib.database import open_test_pool, reset
+from testlib.signing import Credentials, SigningClient
+
+#: The secret test agents present; no agent links in these tests.
+CLUSTER_SECRET = "test-cluster-secret-0123456789abcdef"
+
+#: Values every test manager uses: port 0, fast usage flushes, no stale cache.
+BASE_SETTINGS: dict[str, Any] = {
+    "manager": {"bind": "127.0.0.1:0", "shutdown_timeout": 2.0},
+    "auth": {"usage_flush_interval": 0.05, "keypair_cache_ttl": 0.05},
+    "database": {"pool_max_size": 4, "command_timeout": 10.0},
+    "logging": {"level": "WARNING"},
+}
+
+
+def make_config(
+    dsn: str, state_dir: Path, overrides: Mapping[str, Any] | None = None
+) -> Config:
+    data = deep_merge(BASE_SETTINGS, {"state_dir": str(state_dir), "database": {"dsn": dsn}})
+    return config_from_dict(deep_merge(data, overrides or {}), source="<test>")
+
+
+@asynccontextmanager
+async def running_manager(
+    config: Config, db: Database, *, blueprints: tuple[Blueprint, ...] = ()
+) -> AsyncIterator[tuple[ManagerServer, Endpoint]]:
+    """Serve until the block ends, then stop gracefully (bounded by a timeout).
+
+    `blueprints` add test-only routes, e.g. to exercise a guard no real route uses yet.
+    """
+    server = ManagerServer(config, db, cluster_secret=CLUSTER_SECRET)
+    for blueprint in blueprints:
+        server.app.register_blueprint(blueprint)
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(10):
+            endpoint: Endpoint = await nursery.start(server.run)
+        try:
+            yield server, endpoint
+        finally:
+            server.stop()
+            # A graceful stop that hangs must fail the test, not the whole run.
+            nursery.cancel_scope.deadline = trio.current_time() + 10
+
+
+@attrs.define
+class Harness:
+    """A running manager, the database behind it and a client signing as a user."""
+
+    server: ManagerServer
+    url: str
+    config: Config
+    db: Database
+    admin: Credentials
+    user: Credentials
+    client: SigningClient
+
+    def as_admin(self) -> SigningClient:
+        return self.client.with_credentials(self.admin)
+
+
+@asynccontextmanager
+async def open_harness(
+    config: Config, db: Database, *, blueprints: tuple[Blueprint, ...] = ()
+) -> AsyncIterator[Harness]:
+    """A manager on `db` with an admin and a user keypair, and a client for the user."""
+    repo = KeypairRepository(db)
+    admin_kp = await repo.create("admin@test", is_admin=True)
+    user_kp = await repo.create("user@test")
+    admin = Credentials(admin_kp.access_key, admin_kp.secret_key)
+    user = Credentials(user_kp.access_key, user_kp.secret_key)
+    async with running_manager(config, db, blueprints=blueprints) as (server, endpoint):
+        client = SigningClient(endpoint.url, user)
+        try:
+            yield Harness(server, endpoint.url, config, db, admin, user, client)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await client.aclose()
+
+
+@asynccontextmanager
+async def open_standalone_harness(config: Config) -> AsyncIterator[Harness]:
+    """Everything from the asyncio loop up, for tests that cannot use async fixtures
+    (pytest-trio reuses fixture values across Hypothesis examples)."""
+    async with trio_asyncio.open_loop(), open_test_pool(config.database.dsn) as db:
+        await reset(db)
+        async with open_harness(config, db) as harness:
+            yield harness
