@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 import trio
+from crucible.agent.cgroups import oom_kill_count
 from crucible.agent.runner_link import RunnerConnection, RunnerGone
 from crucible.agent.runs import Handover, Run, RunState, execution_result
 
@@ -72,6 +73,7 @@ class KernelSupervisor:
         self._completions: dict[str, trio.MemorySendChannel[list[str]]] = {}
         self._request_ids = itertools.count(1)
         self._cancel_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
         self.terminated_reason: str | None = None
         self.connected = trio.Event()
         self.last_stats: dict[str, int] | None = None
@@ -95,6 +97,7 @@ class KernelSupervisor:
             task_status.started()
             try:
                 async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
                     nursery.start_soon(self._dispatch_runs)
                     await self._pump_runner()
                     nursery.cancel_scope.cancel()
@@ -110,6 +113,13 @@ class KernelSupervisor:
             self._fail_runs()
             with trio.CancelScope(shield=True):
                 await self._on_terminated(self, reason)
+
+    async def _end_if_oom_killed(self) -> None:
+        count = await trio.to_thread.run_sync(oom_kill_count, self.container_id)
+        if count:
+            log.info("kernel %s: the OOM killer struck (%d kills)", self.info.kernel_id, count)
+            await self._died("out-of-memory")
+            self.mark_terminated("out-of-memory")
 
     def mark_terminated(self, reason: str) -> None:
         """Stop supervising: runs end, callers get `KernelGone`. Does not touch Docker."""
@@ -159,10 +169,14 @@ class KernelSupervisor:
             if step in ("clean", "build"):
                 run.hand_over(Handover(f"{step}-finished", _exit_code(message)))
         elif op == "finished" and run is not None:
-            run.hand_over(Handover("finished", _exit_code(message)))
+            exit_code = _exit_code(message)
+            run.hand_over(Handover("finished", exit_code))
             if run is self._current:
                 self._current = None
                 self._wake_dispatcher()
+            if (exit_code < 0 or exit_code >= 128) and self._nursery is not None:
+                # Killed by a signal: if that was the OOM killer, the session ends.
+                self._nursery.start_soon(self._end_if_oom_killed)
         elif op == "completion":
             channel = self._completions.pop(str(message.get("req_id")), None)
             if channel is not None:
