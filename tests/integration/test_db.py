@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -160,8 +162,17 @@ async def test_bootstrap_admin_with_explicit_keys(keypairs: KeypairRepository) -
     assert not created and again == kp
 
 
-async def test_embedded_database_survives_restart(tmp_path: Path, asyncio_loop: Any) -> None:
+@pytest.fixture
+def private_dir() -> Iterator[Path]:
+    # Outside pytest's basetemp, which a concurrent pytest run may prune (see conftest).
+    path = Path(tempfile.mkdtemp(prefix="crucible-embedded-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def test_embedded_database_survives_restart(private_dir: Path, asyncio_loop: Any) -> None:
     # Its own state dir: this test starts and stops a second embedded server.
+    tmp_path = private_dir
     config = config_from_dict({"state_dir": str(tmp_path / "s")})
     with trio.fail_after(60):
         async with open_database(config) as first:
