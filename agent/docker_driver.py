@@ -1,0 +1,642 @@
+"""The Docker engine as seen by the agent: the only module that imports ``docker``.
+
+Every SDK call is blocking, so each one runs in a worker thread
+(`trio.to_thread.run_sync`) under a `trio.CapacityLimiter` of
+``agent.docker_concurrency`` and a deadline of ``agent.docker_timeout`` seconds. Results
+come back as small frozen attrs values and failures as this module's exception classes
+(`DockerError` and subclasses), raised ``from`` the SDK's exception, so no caller ever
+handles a ``docker`` or ``requests`` type.
+
+Cancellation: a thread cannot be cancelled, so every call uses
+``abandon_on_cancel=True``; a timeout or a cancelled caller returns at once and the
+thread finishes in the background, its result discarded. That is safe here because
+
+* the SDK's own HTTP timeout is set a little above ``docker_timeout``, so an abandoned
+  thread ends shortly after it was given up, and the limiter keeps counting it until
+  then (trio releases the token only when the thread really finishes), so abandoned
+  threads can never exceed ``docker_concurrency``;
+* read calls (inspect, stats, logs, lists, ping, wait) have no effect to lose;
+* for mutating calls the engine may still carry the operation out after we gave up
+  (a container created after its create timed out). Every kernel container carries the
+  ``crucible.*`` labels, so the agent's orphan sweep (`list_containers` by label, then
+  `remove`) finds and removes such leftovers; kill and remove are idempotent in effect.
+
+Waiting for a container to exit is a long poll that would hold a limiter token for the
+lifetime of a kernel, so it runs under a second limiter of the same size and in chunks of
+at most ``docker_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import re
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+
+import attrs
+import docker
+import docker.errors
+import docker.types
+import requests.exceptions
+import trio
+from crucible.agent.sandbox import DEFAULT_HARDENING, Hardening, TmpfsMount
+from crucible.config import AgentConfig
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Docker refuses memory limits below 6 MiB.
+MIN_MEMORY_BYTES: Final = 6 * 1024 * 1024
+#: Seconds the SDK's HTTP timeout exceeds ``docker_timeout``, so that trio's deadline
+#: fires first (a clean `DockerTimeout`) and abandoned threads still end soon after.
+_HTTP_TIMEOUT_MARGIN: Final = 5.0
+_ROOT_USERS: Final = frozenset({"0", "root"})
+_NAME_RE: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+# -- exceptions -----------------------------------------------------------------------------
+
+
+class DockerError(Exception):
+    """The Docker engine refused or failed an operation."""
+
+
+class DockerUnavailable(DockerError):
+    """The engine cannot be reached (daemon down, socket missing, connection reset)."""
+
+
+class DockerTimeout(DockerError):
+    """The engine did not answer within ``agent.docker_timeout``."""
+
+
+class ContainerNotFound(DockerError):
+    """No container with that id or name."""
+
+
+class ImageNotFound(DockerError):
+    """No image with that reference in the local engine (nothing is ever pulled)."""
+
+
+class ContainerConflict(DockerError):
+    """The engine reports a conflict, e.g. the container name is already in use."""
+
+
+# -- values ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class BindMount:
+    """A host path bind-mounted into the container."""
+
+    source: str = attrs.field()
+    target: str
+    read_only: bool = True
+
+    @source.validator
+    def _absolute(self, _: attrs.Attribute[str], value: str) -> None:
+        if not value.startswith("/"):
+            raise ValueError(f"bind source must be an absolute host path: {value!r}")
+
+
+def _not_root(_: object, __: attrs.Attribute[str], value: str) -> None:
+    # Kernel containers always run user code unprivileged (spec 9); a spec that asks for
+    # root is a bug, and refusing it here keeps that bug from becoming an escape.
+    if value.split(":", 1)[0] in _ROOT_USERS:
+        raise ValueError("kernel containers never run as root")
+
+
+def _valid_name(_: object, __: attrs.Attribute[str], value: str) -> None:
+    if not _NAME_RE.match(value):
+        raise ValueError(f"invalid container name: {value!r}")
+
+
+def _positive_finite(_: object, __: attrs.Attribute[float], value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"cpu_cores must be a positive number, got {value!r}")
+
+
+def _tuple_or_none(value: Sequence[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class ContainerSpec:
+    """Everything needed to create one kernel container.
+
+    Per-kernel quantities are here; the policy every container shares is `hardening`
+    (see `crucible.agent.sandbox`).
+    """
+
+    image: str
+    name: str = attrs.field(validator=_valid_name)
+    labels: Mapping[str, str]
+    #: Memory limit; swap is ``hardening.swap_bytes`` on top (0: none).
+    memory_bytes: int = attrs.field(validator=attrs.validators.ge(MIN_MEMORY_BYTES))
+    #: CPU quota in cores, fractional allowed (→ Docker's NanoCpus).
+    cpu_cores: float = attrs.field(validator=_positive_finite)
+    pids_limit: int = attrs.field(validator=attrs.validators.gt(0))
+    #: None: the image's CMD / ENTRYPOINT.
+    command: tuple[str, ...] | None = attrs.field(default=None, converter=_tuple_or_none)
+    entrypoint: tuple[str, ...] | None = attrs.field(default=None, converter=_tuple_or_none)
+    env: Mapping[str, str] = attrs.Factory(dict)
+    user: str = attrs.field(default="1000:1000", validator=_not_root)
+    workdir: str | None = None
+    hostname: str | None = None
+    binds: tuple[BindMount, ...] = attrs.field(default=(), converter=tuple)
+    #: Engine-managed tmpfs mounts; kernels get ``/tmp`` from `sandbox.tmp_mount`, the
+    #: only writable place on their read-only root filesystem besides the binds.
+    tmpfs: tuple[TmpfsMount, ...] = attrs.field(default=(), converter=tuple)
+    read_only_rootfs: bool = True
+    hardening: Hardening = DEFAULT_HARDENING
+
+    @property
+    def nano_cpus(self) -> int:
+        return round(self.cpu_cores * 1_000_000_000)
+
+
+@attrs.frozen
+class ContainerState:
+    """What `DockerDriver.inspect` reports about one container."""
+
+    id: str
+    name: str
+    #: Docker's status word: created, running, paused, restarting, removing, exited, dead.
+    status: str
+    running: bool
+    #: Meaningful once the container has exited; 137 after SIGKILL / OOM kill.
+    exit_code: int
+    #: The kernel's OOM killer killed a process of this container.
+    oom_killed: bool
+    started_at: datetime | None
+    finished_at: datetime | None
+    labels: Mapping[str, str] = attrs.Factory(dict)
+    #: The engine's error text (e.g. why start failed), empty when none.
+    error: str = ""
+
+
+@attrs.frozen
+class ContainerSummary:
+    """One row of `DockerDriver.list_containers`."""
+
+    id: str
+    name: str
+    image: str
+    status: str
+    labels: Mapping[str, str]
+
+
+@attrs.frozen
+class ImageInfo:
+    """One row of `DockerDriver.list_images`."""
+
+    id: str
+    tags: tuple[str, ...]
+    labels: Mapping[str, str]
+
+
+@attrs.frozen
+class ContainerStats:
+    """The container stats object of spec 4.4; every value an int, 0 when unknown."""
+
+    cpu_used: int = 0  # ms
+    mem_max_bytes: int = 0
+    mem_cur_bytes: int = 0
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0
+    io_read_bytes: int = 0
+    io_write_bytes: int = 0
+    #: Scratch usage is measured on the host tmpfs (`sandbox.scratch_usage_bytes`), not
+    #: by Docker; the agent fills these in with `attrs.evolve`.
+    io_max_scratch_size: int = 0
+    io_cur_scratch_size: int = 0
+
+    @classmethod
+    def from_docker(cls, raw: Mapping[str, Any]) -> ContainerStats:
+        """Build from one sample of Docker's stats API (cgroup v1 or v2 layout)."""
+        cpu_ns = _int(_dig(raw, "cpu_stats", "cpu_usage", "total_usage"))
+
+        mem = raw.get("memory_stats") or {}
+        usage = _int(mem.get("usage"))
+        inner = mem.get("stats") or {}
+        # The working set as `docker stats` shows it: page cache that could be dropped
+        # right away is not memory pressure. v1 calls it total_inactive_file, v2
+        # inactive_file.
+        inactive = _int(inner.get("total_inactive_file", inner.get("inactive_file")))
+        mem_cur = max(0, usage - inactive) if inactive <= usage else usage
+        # v1 reports the peak (max_usage); v2's stats API has none, so the best lower
+        # bound we know is the current usage.
+        mem_max = max(_int(mem.get("max_usage")), mem_cur)
+
+        rx = tx = 0
+        for net in (raw.get("networks") or {}).values():
+            rx += _int(net.get("rx_bytes"))
+            tx += _int(net.get("tx_bytes"))
+
+        rd = wr = 0
+        # v1 lists per device "Read"/"Write"/"Sync"/"Async"/"Total"; v2 lowercase
+        # "read"/"write". Summing only read and write avoids double counting the totals.
+        for entry in _dig(raw, "blkio_stats", "io_service_bytes_recursive") or ():
+            op = str(entry.get("op", "")).lower()
+            if op == "read":
+                rd += _int(entry.get("value"))
+            elif op == "write":
+                wr += _int(entry.get("value"))
+
+        return cls(
+            cpu_used=cpu_ns // 1_000_000,
+            mem_max_bytes=mem_max,
+            mem_cur_bytes=mem_cur,
+            net_rx_bytes=rx,
+            net_tx_bytes=tx,
+            io_read_bytes=rd,
+            io_write_bytes=wr,
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        """The JSON object sent to clients (spec 4.4)."""
+        return attrs.asdict(self)
+
+
+def _dig(obj: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    return max(0, int(value))
+
+
+_FRACTION_RE: Final = re.compile(r"\.(\d+)")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """Docker's RFC 3339 nanosecond timestamps; the zero time means "never"."""
+    if not isinstance(value, str) or not value or value.startswith("0001-01-01"):
+        return None
+    # datetime takes at most microseconds.
+    text = _FRACTION_RE.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), value, count=1)
+    text = text.replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# -- the driver -----------------------------------------------------------------------------
+
+
+class DockerDriver:
+    """Async access to one Docker engine. Build with `connect` or `open_docker_driver`."""
+
+    def __init__(self, client: Any, config: AgentConfig) -> None:
+        self._client = client
+        self._api: Any = client.api
+        self._timeout = float(config.docker_timeout)
+        self._limiter = trio.CapacityLimiter(config.docker_concurrency)
+        self._wait_limiter = trio.CapacityLimiter(config.docker_concurrency)
+
+    @classmethod
+    async def connect(cls, config: AgentConfig, *, base_url: str | None = None) -> DockerDriver:
+        """Connect to the engine (``DOCKER_HOST`` or the local socket) and check it answers.
+
+        Raises `DockerUnavailable` when no engine answers within ``docker_timeout``.
+        """
+        # One HTTP connection per thread the two limiters allow (plus a spare pair); a
+        # smaller pool would make urllib3 open and discard connections under load.
+        pool = 2 * config.docker_concurrency + 2
+        http_timeout = math.ceil(config.docker_timeout + _HTTP_TIMEOUT_MARGIN)
+
+        def make() -> Any:
+            # version="auto" asks the engine for its API version: the SDK's default
+            # (1.45) is newer than what Debian's 20.10 engine (1.41) accepts.
+            if base_url is None:
+                return docker.from_env(version="auto", timeout=http_timeout, max_pool_size=pool)
+            return docker.DockerClient(
+                base_url=base_url, version="auto", timeout=http_timeout, max_pool_size=pool
+            )
+
+        try:
+            with trio.fail_after(config.docker_timeout):
+                client = await trio.to_thread.run_sync(make, abandon_on_cancel=True)
+        except trio.TooSlowError as exc:
+            raise DockerUnavailable("the Docker engine did not answer") from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise DockerUnavailable(f"cannot reach the Docker engine: {exc}") from exc
+        return cls(client, config)
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections (threads still running fail harmlessly)."""
+        await trio.to_thread.run_sync(self._client.close)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        *,
+        subject: str = "container",
+        time_limit: float | None = None,
+        limiter: trio.CapacityLimiter | None = None,
+    ) -> T:
+        """Run *fn* in a thread with the limiter and deadline; translate its errors."""
+        seconds = self._timeout if time_limit is None else time_limit
+        try:
+            with trio.fail_after(seconds):
+                return await trio.to_thread.run_sync(
+                    fn, limiter=limiter or self._limiter, abandon_on_cancel=True
+                )
+        except trio.TooSlowError as exc:
+            raise DockerTimeout(f"{what}: no answer from the engine within {seconds:g}s") from exc
+        except docker.errors.APIError as exc:
+            raise _translate_api_error(what, subject, exc) from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise DockerUnavailable(f"{what}: {exc}") from exc
+
+    # -- containers -----------------------------------------------------------------------
+
+    async def create_and_start(self, spec: ContainerSpec) -> str:
+        """Create the container described by *spec* with its hardening, start it, and
+        return its id. Nothing is pulled: a missing image raises `ImageNotFound`.
+
+        If start fails the container is removed again before the error is raised.
+        """
+        api = self._api
+        h = spec.hardening
+
+        def create() -> str:
+            host_config = api.create_host_config(
+                network_mode=h.network_mode,
+                cap_drop=list(h.cap_drop),
+                security_opt=h.security_opt(),
+                privileged=h.privileged,
+                read_only=spec.read_only_rootfs,
+                pids_limit=spec.pids_limit,
+                mem_limit=spec.memory_bytes,
+                memswap_limit=spec.memory_bytes + h.swap_bytes,
+                oom_kill_disable=h.oom_kill_disable,
+                oom_score_adj=h.oom_score_adj,
+                nano_cpus=spec.nano_cpus,
+                tmpfs={m.target: m.options() for m in spec.tmpfs},
+                # The Mounts API (unlike -v binds) fails when the source is missing
+                # instead of creating an empty root-owned directory on the host.
+                mounts=[
+                    docker.types.Mount(b.target, b.source, type="bind", read_only=b.read_only)
+                    for b in spec.binds
+                ],
+                ulimits=[
+                    docker.types.Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in h.ulimits
+                ],
+                init=h.init,
+                ipc_mode=h.ipc_mode,
+                shm_size=h.shm_size_bytes,
+                log_config=docker.types.LogConfig(type=h.log_driver, config=dict(h.log_options)),
+                auto_remove=False,
+            )
+            created = api.create_container(
+                spec.image,
+                command=list(spec.command) if spec.command is not None else None,
+                entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
+                name=spec.name,
+                user=spec.user,
+                working_dir=spec.workdir,
+                hostname=spec.hostname,
+                environment=dict(spec.env),
+                labels=dict(spec.labels),
+                host_config=host_config,
+                detach=True,
+                # Otherwise the SDK copies the host's ~/.docker/config.json proxy
+                # settings into the container's environment.
+                use_config_proxy=False,
+            )
+            return str(created["Id"])
+
+        container_id = await self._call(f"create {spec.name}", create, subject="image")
+        try:
+            await self._call(f"start {spec.name}", lambda: api.start(container_id))
+        except BaseException as exc:
+            log.warning("container %s did not start (%s); removing it", spec.name, exc)
+            # Shielded: a cancelled caller must not leave a created, never-started
+            # container behind (the orphan sweep would get it, but only later).
+            with trio.CancelScope(shield=True):
+                with contextlib.suppress(DockerError):
+                    await self.remove(container_id)
+            raise
+        return container_id
+
+    async def inspect(self, container: str) -> ContainerState:
+        """The container's state; `ContainerNotFound` if it does not exist."""
+        raw = await self._call(
+            f"inspect {container}", lambda: self._api.inspect_container(container)
+        )
+        state = raw.get("State") or {}
+        return ContainerState(
+            id=str(raw.get("Id", "")),
+            name=str(raw.get("Name", "")).lstrip("/"),
+            status=str(state.get("Status", "")),
+            running=bool(state.get("Running", False)),
+            exit_code=_int(state.get("ExitCode")),
+            oom_killed=bool(state.get("OOMKilled", False)),
+            started_at=_parse_time(state.get("StartedAt")),
+            finished_at=_parse_time(state.get("FinishedAt")),
+            labels=dict(_dig(raw, "Config", "Labels") or {}),
+            error=str(state.get("Error") or ""),
+        )
+
+    async def wait_for_exit(self, container: str) -> int:
+        """Wait until the container is not running and return its exit code.
+
+        Returns at once for a stopped container. Waits as long as the caller's cancel
+        scope allows: bound it with ``trio.fail_after`` / ``move_on_after``.
+        """
+        api = self._api
+        while True:
+            # One long poll per chunk: never longer than docker_timeout, so an abandoned
+            # thread (caller cancelled) ends soon, and never past the caller's deadline.
+            left = trio.current_effective_deadline() - trio.current_time()
+            chunk = max(1.0, min(left, self._timeout))
+
+            def wait(chunk: float = chunk) -> int | None:
+                try:
+                    result = api.wait(container, timeout=math.ceil(chunk))
+                except requests.exceptions.ReadTimeout:
+                    return None  # still running; the loop asks again
+                except requests.exceptions.ConnectionError as exc:
+                    # urllib3 reports a read timeout on a pooled connection this way.
+                    if "timed out" in str(exc).lower():
+                        return None
+                    raise
+                return _int(result.get("StatusCode"))
+
+            try:
+                code = await self._call(
+                    f"wait {container}",
+                    wait,
+                    time_limit=chunk + _HTTP_TIMEOUT_MARGIN,
+                    limiter=self._wait_limiter,
+                )
+            except DockerTimeout:
+                code = None
+            if code is not None:
+                return code
+
+    async def kill(self, container: str, *, signal: str = "SIGKILL") -> bool:
+        """Send *signal*; False if the container was not running (no error).
+
+        `ContainerNotFound` if there is no such container.
+        """
+        try:
+            await self._call(f"kill {container}", lambda: self._api.kill(container, signal=signal))
+        except ContainerConflict:
+            return False  # "is not running"
+        return True
+
+    async def remove(self, container: str) -> bool:
+        """Force-remove the container (killing it if needed) and its anonymous volumes.
+
+        Idempotent: returns False when it was already gone or being removed.
+        """
+        try:
+            await self._call(
+                f"remove {container}",
+                lambda: self._api.remove_container(container, force=True, v=True),
+            )
+        except ContainerNotFound:
+            return False
+        except ContainerConflict:
+            return False  # "removal already in progress"
+        return True
+
+    async def stats(self, container: str) -> ContainerStats:
+        """One stats sample (no stream) as the spec 4.4 object.
+
+        A stopped container yields zeros for what the engine no longer reports.
+        """
+        raw = await self._call(
+            f"stats {container}",
+            # one_shot: answer from one sample instead of waiting ~1 s for a second one
+            # (API >= 1.41; the precpu fields it leaves empty are not used here).
+            lambda: self._api.stats(container, stream=False, one_shot=True),
+        )
+        return ContainerStats.from_docker(raw or {})
+
+    async def logs(self, container: str, *, tail_lines: int = 1000, max_bytes: int = 65536) -> str:
+        """The last *tail_lines* lines of combined stdout and stderr, at most *max_bytes*
+        (the end is kept), decoded as UTF-8 with replacement characters."""
+        raw = await self._call(
+            f"logs {container}",
+            lambda: self._api.logs(
+                container, stdout=True, stderr=True, stream=False, tail=max(1, tail_lines)
+            ),
+        )
+        data = bytes(raw or b"")
+        if len(data) > max_bytes:
+            data = data[-max_bytes:]
+        return data.decode("utf-8", errors="replace")
+
+    async def list_containers(
+        self, labels: Mapping[str, str] | Sequence[str]
+    ) -> list[ContainerSummary]:
+        """All containers (running or not) carrying every given label.
+
+        *labels* is a mapping ``{key: value}`` or a sequence of keys / ``key=value``.
+        """
+        if isinstance(labels, Mapping):
+            wanted = [f"{k}={v}" for k, v in labels.items()]
+        else:
+            wanted = list(labels)
+        if not wanted:
+            # An empty filter would list every container on the host, including ones
+            # that are not ours; callers must say what they are looking for.
+            raise ValueError("list_containers needs at least one label filter")
+
+        rows = await self._call(
+            "list containers",
+            lambda: self._api.containers(all=True, filters={"label": wanted}),
+        )
+        return [
+            ContainerSummary(
+                id=str(row.get("Id", "")),
+                name=str((row.get("Names") or ["?"])[0]).lstrip("/"),
+                image=str(row.get("Image", "")),
+                status=str(row.get("State", "")),
+                labels=dict(row.get("Labels") or {}),
+            )
+            for row in rows or ()
+        ]
+
+    # -- images ---------------------------------------------------------------------------
+
+    async def list_images(self, label_key: str) -> list[ImageInfo]:
+        """Local images that carry the label *label_key* (any value)."""
+        rows = await self._call(
+            "list images",
+            lambda: self._api.images(filters={"label": label_key}),
+            subject="image",
+        )
+        return [
+            ImageInfo(
+                id=str(row.get("Id", "")),
+                tags=tuple(t for t in (row.get("RepoTags") or ()) if t != "<none>:<none>"),
+                labels=dict(row.get("Labels") or {}),
+            )
+            for row in rows or ()
+        ]
+
+    async def image_labels(self, ref: str) -> dict[str, str]:
+        """The labels of one local image; `ImageNotFound` if it is not there."""
+        raw = await self._call(
+            f"inspect image {ref}", lambda: self._api.inspect_image(ref), subject="image"
+        )
+        return dict(_dig(raw, "Config", "Labels") or {})
+
+    # -- engine ---------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Return if the engine answers; raise `DockerUnavailable` otherwise."""
+        try:
+            ok = await self._call("ping", self._api.ping)
+        except DockerTimeout as exc:
+            raise DockerUnavailable("ping: the Docker engine did not answer") from exc
+        except DockerUnavailable:
+            raise
+        except DockerError as exc:
+            raise DockerUnavailable(f"ping: {exc}") from exc
+        if not ok:
+            raise DockerUnavailable("ping: unexpected answer")
+
+
+def _translate_api_error(what: str, subject: str, exc: Any) -> DockerError:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    detail = str(getattr(exc, "explanation", None) or exc)
+    message = f"{what}: {detail}"
+    if isinstance(exc, docker.errors.ImageNotFound):
+        return ImageNotFound(message)
+    if status == 404:
+        return ImageNotFound(message) if subject == "image" else ContainerNotFound(message)
+    if status == 409:
+        return ContainerConflict(message)
+    return DockerError(message)
+
+
+@contextlib.asynccontextmanager
+async def open_docker_driver(
+    config: AgentConfig, *, base_url: str | None = None
+) -> AsyncIterator[DockerDriver]:
+    """``async with open_docker_driver(cfg.agent) as driver:`` — connect, then close."""
+    driver = await DockerDriver.connect(config, base_url=base_url)
+    try:
+        yield driver
+    finally:
+        with trio.CancelScope(shield=True):
+            await driver.aclose()
