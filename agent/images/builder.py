@@ -28,6 +28,7 @@ from typing import Any
 
 import attrs
 import trio
+
 from crucible.agent.images.recipes import (
     APT_NO_RECOMMENDS,
     BASE_ENVIRONMENT,
@@ -113,6 +114,9 @@ async def run_command(
     tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
     full_env = None if env is None else {**os.environ, **env}
     name = os.fspath(argv[0])
+    # Checked up front: a failed spawn would surface wrapped in the nursery's exception group.
+    if shutil.which(name) is None:
+        raise BuildError(f"{name} is not installed")
     try:
         with trio.fail_after(timeout):
             async with trio.open_nursery() as nursery:
@@ -135,8 +139,6 @@ async def run_command(
         raise BuildError(
             f"{name} did not finish within {timeout:.0f} s; last output:\n" + "\n".join(tail)
         ) from None
-    except FileNotFoundError as exc:
-        raise BuildError(f"{name} is not installed ({exc})") from exc
     returncode = process.returncode
     assert returncode is not None
     return returncode, list(tail)
@@ -175,10 +177,15 @@ async def _checked(
 
 
 async def _capture(argv: Sequence[str], *, timeout: float) -> subprocess.CompletedProcess[bytes]:
-    with trio.fail_after(timeout):
-        return await trio.run_process(
-            list(argv), capture_stdout=True, capture_stderr=True, check=False
-        )
+    if shutil.which(argv[0]) is None:
+        raise BuildError(f"{argv[0]} is not installed")
+    try:
+        with trio.fail_after(timeout):
+            return await trio.run_process(
+                list(argv), capture_stdout=True, capture_stderr=True, check=False
+            )
+    except trio.TooSlowError:
+        raise BuildError(f"{' '.join(argv[:3])} did not finish within {timeout:.0f} s") from None
 
 
 # -- inspecting images ----------------------------------------------------------------
@@ -370,7 +377,11 @@ async def _debootstrap_tarball(
         partial_tarball.rename(tarball)
     finally:
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(_remove_rootfs, rootfs)
+            try:
+                await trio.to_thread.run_sync(_remove_rootfs, rootfs)
+            except BuildError as exc:
+                # Do not mask the error that got us here; the next build retries the removal.
+                progress(f"{recipe.ref}: could not remove {rootfs}: {exc}")
     await trio.to_thread.run_sync(_remove_stale_tarballs, cache, recipe.suite, tarball)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+
 from crucible.agent.images.builder import BuildError, build_images, list_images
 from crucible.agent.images.catalog import aliases_of
 from crucible.agent.images.recipes import (

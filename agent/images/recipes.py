@@ -182,6 +182,8 @@ class LangRecipe:
     features: tuple[str, ...] = DEFAULT_FEATURES
     #: A command run in the built image whose output must equal ``tag``.
     version_command: tuple[str, ...] = ()
+    #: Optional spec 9 labels, e.g. ``ai.backend.envs.corecount``, as (name, value) pairs.
+    extra_labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def repository(self) -> str:
@@ -205,6 +207,7 @@ class LangRecipe:
             LABEL_KIND: "kernel",
             LABEL_LANG: self.lang,
             LABEL_ALIASES: ",".join(self.aliases),
+            **dict(self.extra_labels),
         }
 
     def dockerfile(self, base_ref: str) -> str:
@@ -277,6 +280,9 @@ def lang_recipes(suite: str) -> dict[str, LangRecipe]:
             # 30 s per execution: an interactive sandbox, not a batch farm. Agents may
             # enforce less (spec 9: labels are defaults/maximums).
             timeout=30,
+            # NumPy's BLAS would otherwise start a thread per host core, whatever the
+            # container's CPU quota.
+            extra_labels=(("ai.backend.envs.corecount", "OPENBLAS_NUM_THREADS,OMP_NUM_THREADS"),),
             version_command=(
                 "python3",
                 "-c",

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 import trio
-from crucible.agent.images.builder import BuildResult, build_images, image_labels
+
+from crucible.agent.images import recipes
+from crucible.agent.images.builder import BuildResult, build_images, ensure_base, image_labels
 from crucible.agent.images.catalog import resolve_lang
 from crucible.agent.images.recipes import BaseRecipe, LangRecipe, lang_recipes
 from crucible.config import Config
@@ -216,3 +218,35 @@ def test_images_list_cli_shows_the_python_image(
     assert python["lang"] == "python"
     assert "python3" in python["aliases"]
     assert python["size"] > 0
+
+
+async def test_base_is_reimported_from_the_cached_rootfs(
+    built: list[BuildResult], base_recipe: BaseRecipe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Same recipe (so the same cached tarball) under a throw-away name: the real base image,
+    # which other suites may be using right now, is left alone.
+    tarball = _state_dir() / "images" / f"base-{base_recipe.suite}-{built[0].recipe_hash}.tar"
+    if not tarball.exists():
+        pytest.skip("no cached rootfs here (the base image was built with another state dir)")
+    monkeypatch.setattr(recipes, "BASE_REPOSITORY", f"crucible-test/base-{TEST_RUN_ID}")
+    ref = base_recipe.ref
+    assert ref.startswith("crucible-test/")
+    try:
+        with trio.fail_after(RUN_TIMEOUT):
+            result = await ensure_base(base_recipe, _state_dir())
+            assert (result.ref, result.outcome) == (ref, "imported")
+            assert result.recipe_hash == built[0].recipe_hash
+            labels = await image_labels(ref)
+            assert labels is not None
+            assert labels["crucible.recipe-hash"] == built[0].recipe_hash
+            assert labels["crucible.image-kind"] == "base"
+            again = await ensure_base(base_recipe, _state_dir())
+            assert again.outcome == "up-to-date"
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(RUN_TIMEOUT):
+            await trio.run_process(
+                ["docker", "image", "rm", ref],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )

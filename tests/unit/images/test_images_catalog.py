@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from crucible.agent.images.catalog import (
     UnknownLang,
     aliases_of,
@@ -14,8 +17,6 @@ from crucible.agent.images.catalog import (
 )
 from crucible.agent.images.recipes import lang_recipes
 from crucible.errors import ImageNotFound
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 def entry(ref: str, lang: str, aliases: str) -> tuple[str, Mapping[str, str]]:

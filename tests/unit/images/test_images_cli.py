@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from crucible.agent.images.cli import format_created, format_size
 from crucible.cli import build_parser, main
 

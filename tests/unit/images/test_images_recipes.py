@@ -7,6 +7,7 @@ import re
 
 import attrs
 import pytest
+
 from crucible.agent.images.recipes import (
     BASE_ENVIRONMENT,
     BaseRecipe,
