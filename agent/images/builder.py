@@ -333,7 +333,11 @@ async def _debootstrap_tarball(
 ) -> None:
     if os.geteuid() != 0:
         raise BuildError("building the base image runs debootstrap, which needs root")
-    if shutil.which("debootstrap") is None:
+    # A PATH without the sbin folders (su without -, some CI shells) hides debootstrap and
+    # the tools it runs (chroot...).
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+    debootstrap = shutil.which("debootstrap", path=path)
+    if debootstrap is None:
         raise BuildError("debootstrap is not installed (apt-get install debootstrap)")
     debs = cache / "debootstrap-cache"
     rootfs = cache / f"rootfs-{recipe.suite}.tmp"
@@ -348,7 +352,7 @@ async def _debootstrap_tarball(
     try:
         await _checked(
             [
-                "debootstrap",
+                debootstrap,
                 f"--variant={recipe.variant}",
                 f"--include={','.join(recipe.include)}",
                 f"--cache-dir={debs}",
@@ -358,6 +362,7 @@ async def _debootstrap_tarball(
             ],
             timeout=DEBOOTSTRAP_TIMEOUT,
             on_line=on_line,
+            env={"PATH": path},
         )
         progress(f"{recipe.ref}: trimming the rootfs")
         await trio.to_thread.run_sync(_finish_rootfs, rootfs, recipe)
