@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 import trio
+
 from crucible.db.pool import Database
 
 log = logging.getLogger(__name__)

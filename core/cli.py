@@ -12,6 +12,7 @@ from typing import Any
 
 import trio
 import trio_asyncio
+
 from crucible import __version__
 from crucible.config import Config, ConfigError, load_config
 from crucible.db import open_database

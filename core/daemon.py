@@ -13,6 +13,7 @@ from typing import Any
 
 import trio
 import trio_asyncio
+
 from crucible.cluster_auth import load_or_create_secret
 from crucible.config import Config
 from crucible.db import open_database

@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 import trio
+
 from crucible.auth import generate_access_key, generate_secret_key
 from crucible.db.pool import Database
 

@@ -7,13 +7,14 @@ import logging
 
 import attrs
 import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
 from crucible.api.app import create_app
 from crucible.api.context import ManagerContext
 from crucible.config import Config
 from crucible.db.pool import Database
 from crucible.manager_status import ManagerStatus
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from types import ModuleType
 
 import pluggy
+
 from crucible.hookspecs import scheduler as scheduler_spec
 from crucible.hookspecs.markers import PROJECT_NAME
 

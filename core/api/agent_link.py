@@ -7,10 +7,11 @@ import logging
 from typing import Any
 
 import trio
+from quart import Blueprint, websocket
+
 from crucible.agents import AgentLink
 from crucible.api.context import manager_context
 from crucible.cluster_auth import HEADER_AGENT_ID, HEADER_DATE, HEADER_SIGNATURE, verify_agent
-from quart import Blueprint, websocket
 
 log = logging.getLogger(__name__)
 

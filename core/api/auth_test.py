@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from crucible import errors
-from crucible.api.guard import authenticated
-from quart import Blueprint, redirect, request
+from quart import Blueprint, redirect
 from werkzeug.wrappers import Response as WerkzeugResponse
+
+from crucible import errors
+from crucible.api.body import parsed_body
+from crucible.api.guard import authenticated
 
 blueprint = Blueprint("auth", __name__)
 
@@ -17,15 +18,9 @@ blueprint = Blueprint("auth", __name__)
 @blueprint.route("/auth/test", methods=["GET", "POST"])
 @authenticated
 async def auth_test() -> dict[str, Any]:
-    raw = await request.get_data(cache=True, as_text=False)
-    echo = None
-    if raw.strip():
-        try:
-            body = json.loads(raw)
-        # Deep nesting exhausts the parser's stack (RecursionError): bad input too.
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise errors.InvalidAuthParameters("The body is not valid JSON.") from None
-        echo = body.get("echo") if isinstance(body, dict) else None
+    # A body that is not JSON is an authentication-parameter error here (spec 10.3).
+    body = await parsed_body(errors.InvalidAuthParameters)
+    echo = body.get("echo") if isinstance(body, dict) else None
     return {"authorized": "yes", "echo": echo}
 
 

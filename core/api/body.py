@@ -5,26 +5,40 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from crucible import errors
 from quart import request
 
+from crucible import errors
 
-async def json_body() -> dict[str, Any]:
-    """The body as a JSON object; an empty body is ``{}``.
+
+async def raw_body() -> bytes:
+    """The whole body (within the configured size cap), read once and cached."""
+    data = await request.get_data(cache=True, as_text=False)
+    return data if isinstance(data, bytes) else data.encode()
+
+
+async def parsed_body(problem: type[errors.ProblemError] = errors.InvalidAPIParameters) -> Any:
+    """The body as any JSON value (None when empty); `problem` when it is not JSON.
 
     The content type is not checked: the client labels body-less requests
     ``text/plain`` and sends JSON bodies with GET and DELETE.
     """
-    raw = await request.get_data(cache=True, as_text=False)
+    raw = await raw_body()
     if not raw.strip():
-        return {}
+        return None
     try:
-        parsed = json.loads(raw)
+        return json.loads(raw)
     except RecursionError:
         # Deep nesting exhausts the parser's stack; that is bad input, not a server fault.
-        raise errors.InvalidAPIParameters("The body is nested too deeply.") from None
+        raise problem("The body is nested too deeply.") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise errors.InvalidAPIParameters(f"The body is not valid JSON: {exc}.") from None
+        raise problem(f"The body is not valid JSON: {exc}.") from None
+
+
+async def json_body() -> dict[str, Any]:
+    """The body as a JSON object; an empty body is ``{}``."""
+    parsed = await parsed_body()
+    if parsed is None:
+        return {}
     if not isinstance(parsed, dict):
         raise errors.InvalidAPIParameters("The body must be a JSON object.")
     return parsed

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import attrs
+from quart import current_app
+
 from crucible.agents import AgentDirectory
 from crucible.config import Config
 from crucible.db.pool import Database
@@ -11,7 +13,6 @@ from crucible.manager_status import ManagerStatusStore
 from crucible.plugin_manager import load_scheduler
 from crucible.ratelimit import RateLimiter
 from crucible.sessions.registry import SessionRegistry
-from quart import current_app
 
 
 @attrs.define

@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 from quart import g, has_websocket_context, request, websocket
 
 from crucible import auth, errors
+from crucible.api.body import raw_body
 from crucible.api.context import manager_context
 from crucible.api.middleware import RequestTarget
 from crucible.keypairs import Keypair
@@ -26,7 +27,10 @@ R = TypeVar("R")
 View = Callable[P, Awaitable[R]]
 
 _DATE_HEADERS = ("Date", "X-BackendAI-Date", "X-Sorna-Date")
-_VERSION_HEADERS = (("X-BackendAI-Version", "x-backendai-version"), ("X-Sorna-Version", "x-sorna-version"))
+_VERSION_HEADERS = (
+    ("X-BackendAI-Version", "x-backendai-version"),
+    ("X-Sorna-Version", "x-sorna-version"),
+)
 
 
 def _current() -> Any:
@@ -80,7 +84,9 @@ async def verify_request(*, admin: bool = False) -> Keypair:
             raise ValueError("over-long")
         date = auth.parse_request_date(raw_date)
     except ValueError:
-        raise errors.InvalidAuthParameters("Date/time sync error: the Date header is malformed.") from None
+        raise errors.InvalidAuthParameters(
+            "Date/time sync error: the Date header is malformed."
+        ) from None
     skew = abs((datetime.now(UTC) - date).total_seconds())
     if skew > ctx.config.manager.clock_skew_seconds:
         raise errors.InvalidAuthParameters(
@@ -105,7 +111,9 @@ async def verify_request(*, admin: bool = False) -> Keypair:
         ((headers[name], line) for name, line in _VERSION_HEADERS if name in headers), (None, "")
     )
     if version is None or len(version) > cap or not auth.is_well_formed_version(version):
-        raise errors.InvalidAuthParameters("The X-BackendAI-Version header is missing or malformed.")
+        raise errors.InvalidAuthParameters(
+            "The X-BackendAI-Version header is missing or malformed."
+        )
     if not auth.is_supported_hash(authz.hash_name):
         raise errors.InvalidAuthParameters(f"Unsupported signMethod {authz.sign_method}.")
 
@@ -114,9 +122,22 @@ async def verify_request(*, admin: bool = False) -> Keypair:
     content_type = auth.normalize_content_type(headers.get("Content-Type"))
     body = b""
     if version < auth.EMPTY_BODY_HASH_SINCE and content_type != "multipart/form-data":
-        body = await request.get_data(cache=True, as_text=False) if not has_websocket_context() else b""
-    if not _signature_matches(keypair.secret_key, date, authz, target, host, raw_date,
-                              content_type, version, version_line, body, req.scope):
+        # Before v4 the body was hashed too (spec 2.3); WebSocket handshakes have none.
+        if not has_websocket_context():
+            body = await raw_body()
+    if not _signature_matches(
+        keypair.secret_key,
+        date,
+        authz,
+        target,
+        host,
+        raw_date,
+        content_type,
+        version,
+        version_line,
+        body,
+        req.scope,
+    ):
         raise errors.AuthFailed("Credential/signature mismatch.")
     if not keypair.is_active:
         raise errors.AuthFailed("The keypair is inactive.")
@@ -141,7 +162,12 @@ def _signature_matches(
     for candidate_host in _host_candidates(host, scope.get("scheme", "http")):
         for method in target.sign_methods:
             data = auth.SigningInput(
-                method, target.raw_target, raw_date, candidate_host, content_type, version,
+                method,
+                target.raw_target,
+                raw_date,
+                candidate_host,
+                content_type,
+                version,
                 version_line,
             )
             expected = auth.sign(secret_key, date, data, authz.hash_name, body)

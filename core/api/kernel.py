@@ -6,12 +6,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from quart import Blueprint
+
 from crucible import errors
 from crucible.api.body import json_body, optional_str
 from crucible.api.context import manager_context
 from crucible.api.guard import authenticated, current_keypair, requires_running
 from crucible.sessions.model import Session
-from quart import Blueprint
 
 blueprint = Blueprint("kernel", __name__)
 

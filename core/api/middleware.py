@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import attrs
+
 from crucible import API_VERSION
 
 Scope = dict[str, Any]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 
-from crucible import errors
 from quart import Quart, Response, request
 from werkzeug import exceptions as http_exc
+
+from crucible import errors
 
 log = logging.getLogger(__name__)
 

@@ -7,12 +7,13 @@ import logging
 from typing import Any
 
 import trio
+from quart import Blueprint, websocket
+
 from crucible import errors
 from crucible.api.context import manager_context
 from crucible.api.guard import authenticate, count_message, current_keypair
 from crucible.api.kernel import new_run_id
 from crucible.sessions.model import Session
-from quart import Blueprint, websocket
 
 log = logging.getLogger(__name__)
 

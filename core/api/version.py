@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from quart import Blueprint
+
 from crucible import API_VERSION, errors
 from crucible.api.guard import public
-from quart import Blueprint
 
 #: The latest minor of each major version.
 KNOWN_VERSIONS = {1: "v1.20160915", 2: "v2.20170315", 3: "v3.20170615", 4: API_VERSION}

@@ -12,6 +12,7 @@ import re
 from importlib import resources
 
 import attrs
+
 from crucible.db.pool import Database
 
 log = logging.getLogger(__name__)

@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 import attrs
+
 from crucible.hookspecs.markers import hookspec
 
 Slots = Mapping[str, float]

@@ -10,6 +10,7 @@ import collections
 import logging
 
 import trio
+
 from crucible.db.pool import Database
 
 log = logging.getLogger(__name__)

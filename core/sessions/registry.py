@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 import trio
+
 from crucible import errors
 from crucible.agent.images.catalog import resolve_lang
 from crucible.agents import AgentCallFailed, AgentDirectory, AgentUnreachable

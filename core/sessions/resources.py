@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
+
 from crucible import errors
 from crucible.config import SessionsConfig
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import trio
+
 from crucible.agent.agent import Agent
 from crucible.agent.daemon import run_agent
 from crucible.db.pool import Database

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+
 from testlib.sessions import Cluster, create, execute, new_token, stream_text
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import psutil
 import pytest
 import trio
+
 from testlib.sessions import Cluster, create, execute, new_token, stream_text
 
 #: Short per-run limits keep the runaway cases quick.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from testlib.sessions import Cluster, create, execute, new_token, stream_text
 
 

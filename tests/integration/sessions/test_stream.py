@@ -10,9 +10,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import trio
+from trio_websocket import HandshakeError, WebSocketConnection, open_websocket_url
+
 from testlib.sessions import Cluster, create, execute, new_token, stream_text
 from testlib.signing import Credentials, authorization, client_date
-from trio_websocket import HandshakeError, WebSocketConnection, open_websocket_url
 
 
 def _signed_headers(creds: Credentials, host: str, rel_url: str) -> list[tuple[bytes, bytes]]:

@@ -1,0 +1,153 @@
+"""Faults around the agent: kill -9 and restart, with real processes and containers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import trio
+
+from crucible.db.pool import Database
+from crucible.keypairs import KeypairRepository
+from testlib.sessions import create, execute, new_token, stream_text
+from testlib.signing import Credentials, SigningClient
+
+CRUCIBLE = [sys.executable, "-m", "crucible"]
+SECRET = "fault-test-secret-0123456789abcdef"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _write_config(state_dir: Path, dsn: str, port: int, agent_id: str) -> Path:
+    path = state_dir / "crucible.toml"
+    path.write_text(
+        f"""
+state_dir = "{state_dir}"
+[manager]
+bind = "127.0.0.1:{port}"
+[database]
+dsn = "{dsn}"
+[cluster]
+secret = "{SECRET}"
+[agent]
+id = "{agent_id}"
+manager_urls = ["ws://127.0.0.1:{port}"]
+heartbeat_interval = 0.5
+[sessions]
+agent_lost_after = 3.0
+exec_flush_interval = 1.0
+[logging]
+level = "WARNING"
+"""
+    )
+    return path
+
+
+@contextmanager
+def _process(*args: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen([*CRUCIBLE, *args], stdout=out, stderr=out)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def _containers(agent_id: str) -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=crucible.agent-id={agent_id}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    return out.split()
+
+
+async def _agent_status(db: Database, agent_id: str) -> str | None:
+    status: str | None = await db.fetchval("SELECT status FROM agents WHERE id = $1", agent_id)
+    return status
+
+
+async def _wait_for(db: Database, agent_id: str, status: str, timeout: float = 30) -> None:
+    with trio.fail_after(timeout):
+        while await _agent_status(db, agent_id) != status:
+            await trio.sleep(0.1)
+
+
+@asynccontextmanager
+async def _client(port: int, creds: Credentials) -> AsyncIterator[SigningClient]:
+    client = SigningClient(f"http://127.0.0.1:{port}", creds)
+    client.http.timeout = 60
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_agent_kill_and_restart(
+    docker_ready: None, pg_dsn: str, db: Database, short_state_dir: Path
+) -> None:
+    agent_id = f"fault-{short_state_dir.name}"
+    port = _free_port()
+    config = _write_config(short_state_dir, pg_dsn, port, agent_id)
+    log = short_state_dir / "processes.log"
+    kp = await KeypairRepository(db).create("fault@test")
+    creds = Credentials(kp.access_key, kp.secret_key)
+    try:
+        with _process("manager", "--config", str(config), log=log):
+            async with _client(port, creds) as client:
+                with _process("agent", "--config", str(config), log=log) as agent:
+                    await _wait_for(db, agent_id, "ALIVE")
+                    kept = new_token()
+                    assert (await create(client, kept)).status_code == 201, log.read_text()
+                    await execute(client, kept, "x = 'survived'")
+                    os.kill(agent.pid, signal.SIGKILL)
+                    agent.wait(10)
+
+                # A quick restart recovers the kernel, state and all.
+                with _process("agent", "--config", str(config), log=log) as agent:
+                    with trio.fail_after(30):
+                        while True:
+                            response = await client.post(
+                                f"/kernel/{kept}", json={"mode": "query", "code": "print(x)"}
+                            )
+                            if response.status_code == 200:
+                                break
+                            await trio.sleep(0.3)
+                    results = await execute(client, kept, "print(x)")
+                    assert stream_text(results) == "survived\n"
+
+                    # Killed for longer than agent_lost_after: its sessions end...
+                    os.kill(agent.pid, signal.SIGKILL)
+                    agent.wait(10)
+                    await _wait_for(db, agent_id, "LOST")
+                    with trio.fail_after(10):
+                        while (await client.get(f"/kernel/{kept}")).status_code != 404:
+                            await trio.sleep(0.2)
+
+                # ...and when it comes back, it removes the containers nobody owns.
+                with _process("agent", "--config", str(config), log=log):
+                    await _wait_for(db, agent_id, "ALIVE")
+                    with trio.fail_after(30):
+                        while _containers(agent_id):
+                            await trio.sleep(0.5)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(60):
+            for container in _containers(agent_id):
+                await trio.run_process(["docker", "rm", "-f", container], capture_stdout=True)
