@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import crucible.agent
 import trio
+
+import crucible.agent
 from crucible.agent import docker_driver, sandbox
 from crucible.agent.kernel import KernelGone, KernelInfo, KernelSupervisor
 from crucible.config import Config

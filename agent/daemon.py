@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import trio
+
 from crucible.agent.agent import Agent
 from crucible.agent.docker_driver import open_docker_driver
 from crucible.agent.manager_link import ManagerLink

@@ -42,6 +42,7 @@ import docker.errors
 import docker.types
 import requests.exceptions
 import trio
+
 from crucible.agent.sandbox import DEFAULT_HARDENING, Hardening, TmpfsMount
 from crucible.config import AgentConfig
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 import trio
+
 from crucible.agent.cgroups import oom_kill_count
 from crucible.agent.runner_link import RunnerConnection, RunnerGone
 from crucible.agent.runs import Handover, Run, RunState, execution_result

@@ -12,8 +12,6 @@ import traceback
 from typing import Any
 
 import trio
-from crucible.agent.agent import Agent, AgentCallError
-from crucible.cluster_auth import agent_headers
 from trio_websocket import (
     ConnectionClosed,
     ConnectionTimeout,
@@ -22,6 +20,9 @@ from trio_websocket import (
     WebSocketConnection,
     open_websocket_url,
 )
+
+from crucible.agent.agent import Agent, AgentCallError
+from crucible.cluster_auth import agent_headers
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import trio
 import trio_asyncio
+
 from crucible.config import Config
 from crucible.db.pool import Database
 from crucible.keypairs import KeypairRepository

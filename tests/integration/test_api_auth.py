@@ -7,6 +7,7 @@ from email.utils import format_datetime
 
 import pytest
 import trio
+
 from crucible.keypairs import KeypairRepository
 from testlib.problems import assert_problem
 from testlib.server import Harness

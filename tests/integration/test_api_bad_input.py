@@ -10,9 +10,10 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from crucible import API_VERSION
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from crucible import API_VERSION
 from testlib.problems import assert_problem
 from testlib.server import Harness, make_config, open_standalone_harness
 from testlib.signing import authorization, client_date

@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 import trio
+from quart import Blueprint
+
 from crucible.api.guard import authenticated, requires_running
 from crucible.config import Config
 from crucible.db.pool import Database
 from crucible.keypairs import KeypairRepository
 from crucible.manager_status import ManagerStatus, ManagerStatusStore
-from quart import Blueprint
 from testlib.problems import assert_problem
 from testlib.server import Harness, running_manager
 from testlib.signing import Credentials, SigningClient

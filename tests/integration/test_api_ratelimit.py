@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+
 from crucible.keypairs import KeypairRepository
 from testlib.problems import assert_problem
 from testlib.server import Harness

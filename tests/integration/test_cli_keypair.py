@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 import pytest
+
 from crucible.cli import main
 
 

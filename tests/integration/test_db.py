@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+
 from crucible.config import config_from_dict
 from crucible.db import open_database
 from crucible.db.migrations import Migration, bundled_migrations, migrate

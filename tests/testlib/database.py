@@ -10,6 +10,7 @@ from typing import Any
 
 import trio
 import trio_asyncio
+
 from crucible.db.migrations import migrate
 from crucible.db.pool import Database, open_pool
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+
 from crucible.errors import PROBLEM_TYPE_PREFIX
 
 

@@ -10,12 +10,12 @@ from typing import Any
 import attrs
 import trio
 import trio_asyncio
+from quart import Blueprint
+
 from crucible.config import Config, config_from_dict, deep_merge
 from crucible.db.pool import Database
 from crucible.keypairs import KeypairRepository
 from crucible.manager import Endpoint, ManagerServer
-from quart import Blueprint
-
 from testlib.database import open_test_pool, reset
 from testlib.signing import Credentials, SigningClient
 

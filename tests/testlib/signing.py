@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import attrs
 import httpx
+
 from crucible import API_VERSION, auth
 
 #: Pass as a header value to leave that header out of the request entirely.

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from crucible.cli import main
 from crucible.config import Config, ConfigError, config_from_dict, load_config
 

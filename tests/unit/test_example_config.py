@@ -4,6 +4,7 @@ import tomllib
 from pathlib import Path
 
 import attrs
+
 from crucible.config import Config, config_from_dict
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "crucible.example.toml"

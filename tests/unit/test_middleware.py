@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from crucible.api.middleware import APIMiddleware, RequestTarget, route_path
 
 GROUPS_V1 = ["kernel", "auth"]

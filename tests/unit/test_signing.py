@@ -7,9 +7,10 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from crucible import auth
 from hypothesis import given
 from hypothesis import strategies as st
+
+from crucible import auth
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 ACCESS = "AKIAIOSFODNN7EXAMPLE"

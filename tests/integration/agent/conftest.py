@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from kernel_harness import BASE_IMAGE, TEST_CASE_LABEL, TEST_RUN_LABEL, Kernels, MiB
 
 from crucible.agent import sandbox
 from crucible.agent.docker_driver import (
@@ -23,8 +24,6 @@ from crucible.agent.docker_driver import (
     ImageNotFound,
 )
 from crucible.config import AgentConfig, PositiveFloat, PositiveInt
-
-from kernel_harness import BASE_IMAGE, TEST_CASE_LABEL, TEST_RUN_LABEL, Kernels, MiB
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from kernel_harness import BASE_IMAGE, TEST_RUN_LABEL, Kernels, MiB
 
 from crucible.agent.docker_driver import (
     ContainerConflict,
@@ -20,7 +21,6 @@ from crucible.agent.docker_driver import (
     ImageNotFound,
 )
 from crucible.config import AgentConfig, PositiveFloat
-from kernel_harness import BASE_IMAGE, TEST_RUN_LABEL, Kernels, MiB
 
 SPEC_STATS_KEYS = {
     "cpu_used",

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import trio
+from kernel_harness import Kernels, MiB
 
 from crucible.agent import sandbox
 from crucible.agent.docker_driver import DockerDriver
-from kernel_harness import Kernels, MiB
 
 # -- the profile as data (no engine needed) -------------------------------------------------
 

@@ -1,0 +1,20 @@
+"""The in-container kernel runner (standard library only, Python 3.9+).
+
+Bind-mounted read-only at ``/opt/crucible/runner`` and started in every kernel
+container as ``python3 /opt/crucible/runner/main.py --lang LANG --socket SOCK``. It
+speaks the framed JSON protocol of docs/internals.md ("Agent ↔ kernel runner") with
+the agent. Modules:
+
+* `framing`: the wire format (also usable by the agent side and tests);
+* `recipes`: what each language does in query and batch mode;
+* `server`: the socket, the message handlers, the run queue;
+* `jobs`: one run from ``execute`` to ``finished``; `console`: output batching;
+* `pyproc`/`pychild`: the persistent Python interpreter, runner side / child side;
+* `procs`/`stdin_probe`: shell steps on a pty and the waiting-for-input heuristic;
+* `loop`/`channel`/`flow`: the selector loop, framed sockets, back-pressure;
+* ``pysite/``: modules for user code (``crucible_kernel.display``, the matplotlib
+  backend), put on the child's ``sys.path``.
+
+This package must import nothing outside the standard library and must not import
+its submodules here: main.py loads it under another name when run as a script.
+"""
