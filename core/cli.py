@@ -21,9 +21,18 @@ from crucible.keypairs import Keypair, KeypairNotFound, KeypairRepository
 EXIT_USAGE = 2
 
 
-def _add_common(parser: argparse.ArgumentParser, *, bind: bool = False) -> None:
-    parser.add_argument("--config", "-f", type=Path, help="TOML configuration file")
-    parser.add_argument("--state-dir", help="directory for local state (embedded database, ...)")
+def _add_common(
+    parser: argparse.ArgumentParser, *, bind: bool = False, top_level: bool = False
+) -> None:
+    # Accepted before and after the subcommand; on subcommands a missing option must not
+    # overwrite a value given before it, hence SUPPRESS there.
+    default = None if top_level else argparse.SUPPRESS
+    parser.add_argument(
+        "--config", "-f", type=Path, default=default, help="TOML configuration file"
+    )
+    parser.add_argument(
+        "--state-dir", default=default, help="directory for local state (embedded database, ...)"
+    )
     if bind:
         parser.add_argument("--bind", help="HOST:PORT to listen on (default 127.0.0.1:8081)")
 
@@ -158,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="crucible", description="Run untrusted code behind the Backend.AI API v4."
     )
     parser.add_argument("--version", action="version", version=f"crucible {__version__}")
+    _add_common(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", help="start everything one machine needs, in the foreground")

@@ -182,8 +182,17 @@ def reference_client_env(server: RunningCrucible, **overrides: str) -> dict[str,
     return env
 
 
-def run_reference(argv: Sequence[str], env: Mapping[str, str]) -> ClientResult:
-    """Run a program of the reference venv (``bin/<argv[0]>``) with a timeout."""
+def run_reference(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    stdin_text: str | None = None,
+    cwd: Path | None = None,
+) -> ClientResult:
+    """Run a program of the reference venv (``bin/<argv[0]>``) with a timeout.
+
+    `stdin_text` is what a user would type at the client's prompts (``input()``).
+    """
     program = REFERENCE_VENV / "bin" / argv[0]
     done = subprocess.run(
         [str(program), *argv[1:]],
@@ -191,8 +200,10 @@ def run_reference(argv: Sequence[str], env: Mapping[str, str]) -> ClientResult:
         capture_output=True,
         text=True,
         timeout=CLIENT_TIMEOUT,
-        stdin=subprocess.DEVNULL,
+        input=stdin_text,
+        stdin=subprocess.DEVNULL if stdin_text is None else None,
         check=False,
+        cwd=cwd,
     )
     return ClientResult(done.returncode, done.stdout, done.stderr)
 

@@ -84,12 +84,6 @@ def test_cli_prints_the_servers_title_for_a_wrong_secret_key(
     # What the SDK gets for the CLI's own request (Kernel.get_or_create → POST
     # /kernel/create), so the CLI's output can be held against the server's exact title.
     report = run_probe(crucible_server, "create-session", "python", secret_key=secret)
-    if report["status"] == 404 and report.get("problem", {}).get("type") == (
-        PROBLEM + "generic-not-found"
-    ):
-        # Routing precedes authentication: before the sessions API exists this request
-        # can only be a 404. Expected to pass as soon as POST /kernel/create is served.
-        pytest.xfail("POST /kernel/create is not served yet (404 generic-not-found)")
     problem = assert_problem(report, 401, "auth-failed")
 
     cli = run_reference(

@@ -152,11 +152,6 @@ def test_cli_bad_config(
         assert f"{bad_toml}: {line}" in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.py only defines --config on the subcommands; before the command it is "
-    "rejected by argparse as a usage error instead of loading the file",
-)
 def test_cli_config_before_command(bad_toml: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         code = main(["--config", str(bad_toml), "up"])
