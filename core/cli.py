@@ -223,7 +223,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     _setup_logging(config)
     try:
-        result: int = args.func(args, config)
+        return _run_command(args, config)
     except KeyboardInterrupt:
         return 130
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _run_command(args: argparse.Namespace, config: Config) -> int:
+    from crucible.daemon import StartupError
+
+    result = 1
+    try:
+        result = args.func(args, config)
+    except* StartupError as group:
+        # Nurseries wrap it in an exception group; the operator needs only the message.
+        for exc in _leaves(group):
+            print(f"crucible: {exc}", file=sys.stderr)
     return result

@@ -23,6 +23,10 @@ from crucible.manager import Endpoint, ManagerServer
 log = logging.getLogger(__name__)
 
 
+class StartupError(Exception):
+    """Something the operator must fix before Crucible can start; shown without traceback."""
+
+
 def client_env_lines(endpoint: Endpoint, keypair: Keypair) -> list[str]:
     """The official client's variables (spec 10.1) for `keypair` at `endpoint`."""
     return [
