@@ -58,11 +58,19 @@ class Runner:
         except FileNotFoundError:
             pass
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(self.socket_path)
+        # Bind under a temporary name and rename once listening: whoever sees the socket
+        # file can connect at once.
+        staging = f"{self.socket_path}.{os.getpid()}"
+        try:
+            os.unlink(staging)
+        except FileNotFoundError:
+            pass
+        listener.bind(staging)
         # The agent may run as another uid on the host; the per-kernel ipc directory,
         # mounted into this container only, is what keeps others out.
-        os.chmod(self.socket_path, 0o666)
+        os.chmod(staging, 0o666)
         listener.listen(8)
+        os.rename(staging, self.socket_path)
         listener.setblocking(False)
         self.loop.add_reader(listener.fileno(), self._accept)
         self._listener = listener
