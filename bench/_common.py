@@ -1,0 +1,208 @@
+"""Pieces every benchmark script shares: a throw-away `crucible up`, keys, signing.
+
+Standard library only, like the scripts that import it (they run from this folder, so
+Python finds this module next to them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import math
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+API_VERSION = "v4.20181215"
+EMPTY_BODY_SHA256 = hashlib.sha256(b"").hexdigest()
+#: The keypair's and the public per-IP limits: far beyond anything one run can send.
+#: (rate_limit is an int4 column, hence not larger.)
+HUGE_RATE_LIMIT = 1_000_000_000
+STARTUP_TIMEOUT = 120.0
+STOP_TIMEOUT = 15.0
+CLI_TIMEOUT = 60.0
+#: The script's name, for messages.
+PROG = Path(sys.argv[0]).name
+
+
+@dataclass(frozen=True)
+class Server:
+    process: subprocess.Popen[str]
+    endpoint: str
+    host: str  # the endpoint's authority, as a client signs it
+    port: int
+
+
+def signed_headers(
+    method: str,
+    rel_url: str,
+    host: str,
+    access_key: str,
+    secret_key: str,
+    now: datetime,
+    content_type: str = "text/plain",  # what the SDK sends (and signs) without a body
+) -> dict[str, str]:
+    """The headers the official client sends for a request at time `now`."""
+    date = now.isoformat()
+    string_to_sign = "\n".join(
+        [
+            method.upper(),
+            rel_url,
+            date,
+            f"host:{host}",
+            f"content-type:{content_type}",
+            f"x-backendai-version:{API_VERSION}",
+            EMPTY_BODY_SHA256,
+        ]
+    )
+    day_key = hmac.new(secret_key.encode(), now.strftime("%Y%m%d").encode(), "sha256").digest()
+    signing_key = hmac.new(day_key, host.encode(), "sha256").digest()
+    signature = hmac.new(signing_key, string_to_sign.encode(), "sha256").hexdigest()
+    return {
+        "Date": date,
+        "Content-Type": content_type,
+        "X-BackendAI-Version": API_VERSION,
+        "Authorization": f"BackendAI signMethod=HMAC-SHA256, credential={access_key}:{signature}",
+    }
+
+
+def find_crucible(explicit: str | None) -> str:
+    candidates = [explicit] if explicit else []
+    candidates += [
+        str(Path(sys.executable).with_name("crucible")),
+        str(REPO_ROOT / ".venv" / "bin" / "crucible"),
+    ]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which("crucible")
+    if found is None:
+        sys.exit(f"{PROG}: no `crucible` command; run scripts/bootstrap first")
+    return found
+
+
+def _pump(stream: IO[str], sink: queue.Queue[str | None]) -> None:
+    # Pipe reads have no timeout: a thread reads, the main thread waits on the queue.
+    for line in stream:
+        sink.put(line)
+    sink.put(None)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    # The log lives in the temporary directory that is about to vanish: show it now.
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@contextmanager
+def running_server(crucible: str, config: Path, state_dir: Path, log: Path) -> Iterator[Server]:
+    argv = [crucible, "up", "--config", str(config), "--bind", "127.0.0.1:0"]
+    argv += ["--state-dir", str(state_dir)]
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL, text=True
+        )
+    assert proc.stdout is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+    try:
+        endpoint = ""
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not endpoint:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise SystemExit(
+                    f"{PROG}: crucible up did not start:\n{_tail(log)}"
+                ) from None
+            if line is None:
+                raise SystemExit(f"{PROG}: crucible up exited early:\n{_tail(log)}")
+            if line.startswith("BACKEND_ENDPOINT="):
+                endpoint = line.strip().partition("=")[2]
+        parts = urlsplit(endpoint)
+        assert parts.hostname is not None and parts.port is not None, endpoint
+        yield Server(proc, endpoint, parts.netloc, parts.port)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # graceful: it also stops its PostgreSQL
+            try:
+                proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=STOP_TIMEOUT)
+
+
+def create_keypair(crucible: str, config: Path, state_dir: Path) -> tuple[str, str]:
+    # Same --config and --state-dir as the live server: the CLI attaches to its embedded
+    # PostgreSQL instead of starting another one.
+    done = subprocess.run(
+        [
+            crucible,
+            "keypair",
+            "create",
+            "--config",
+            str(config),
+            "--state-dir",
+            str(state_dir),
+            "bench@localhost",
+            "--json",
+            "--rate-limit",
+            str(HUGE_RATE_LIMIT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{PROG}: keypair create failed:\n{done.stderr}")
+    created: dict[str, Any] = json.loads(done.stdout)
+    return created["access_key"], created["secret_key"]
+
+
+def percentile(sorted_values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending sequence."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+class Client:
+    """One keep-alive connection signing every request as the official client does."""
+
+    def __init__(self, server: Server, keys: tuple[str, str], timeout: float = 120.0) -> None:
+        self.server = server
+        self.keys = keys
+        self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        payload = json.dumps(body).encode() if body is not None else b""
+        content_type = "application/json" if body is not None else "text/plain"
+        headers = signed_headers(
+            method, path, self.server.host, *self.keys, datetime.now(UTC), content_type
+        )
+        self.conn.request(method, path, body=payload, headers=headers)
+        response = self.conn.getresponse()
+        data = response.read()
+        return response.status, json.loads(data) if data else None
+
+    def close(self) -> None:
+        self.conn.close()
