@@ -237,6 +237,9 @@ class Kernel:
 
         getpass.getpass = _getpass
         signal.signal(signal.SIGINT, self._on_sigint)
+        # A fork of user code (multiprocessing) has no writer thread: its output must
+        # go to the real fds, which the runner reads, or it would block once buffered.
+        os.register_at_fork(after_in_child=_plain_stdio_after_fork)
 
     def _on_sigint(self, signum: int, frame: object) -> None:
         # Outside user code (idle, or sending results) an interrupt is a late arrival.
@@ -274,6 +277,19 @@ class Kernel:
             if tb is not None and tb.tb_frame.f_code is Kernel.run_cell.__code__:
                 tb = tb.tb_next
             self.stderr.write("".join(traceback.format_exception(type(exc), exc, tb)))
+
+
+def _plain_stdio_after_fork() -> None:
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        if isinstance(getattr(sys, name), OutStream):
+            stream = io.TextIOWrapper(
+                io.FileIO(fd, "w", closefd=False),
+                encoding="utf-8",
+                errors="replace",
+                line_buffering=True,
+                write_through=True,
+            )
+            setattr(sys, name, stream)
 
 
 class InStream(io.TextIOBase):

@@ -51,6 +51,20 @@ def test_subprocess_output_is_captured(py: RunnerClient) -> None:
     assert "before\n" in result.stdout
 
 
+def test_forked_children_still_print(py: RunnerClient) -> None:
+    code = (
+        "import multiprocessing as mp\n"
+        "def work(i):\n"
+        "    print('worker', i, 'x' * 300_000)\n"
+        "    return i\n"
+        "with mp.get_context('fork').Pool(2) as pool:\n"
+        "    print(sorted(pool.map(work, range(2))))\n"
+    )
+    result = py.run(code, timeout=30)
+    assert result.stdout.count("worker") == 2
+    assert "[0, 1]\n" in result.stdout
+
+
 def test_exception_prints_traceback_and_exits_zero(py: RunnerClient) -> None:
     result = py.run("x = 1\ndef f():\n    return 1 / 0\nf()")
     assert result.exit_code == 0
