@@ -54,7 +54,7 @@ class AgentCallError(Exception):
 
 
 def detect_capacity(config: Config) -> dict[str, float]:
-    cpu = config.agent.cpu_cores or os.cpu_count() or 1
+    cpu = (config.agent.cpu_cores or os.cpu_count() or 1) * config.agent.cpu_overcommit
     mem = config.agent.memory_bytes or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return {"cpu": float(cpu), "mem": float(mem)}
 

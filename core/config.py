@@ -118,6 +118,9 @@ class AgentConfig:
     heartbeat_interval: PositiveFloat = PositiveFloat(3.0)
     #: Capacity to offer; 0 means "detect from the host".
     cpu_cores: NonNegativeInt = NonNegativeInt(0)
+    #: Sessions may together be promised this many times the cores: most sessions idle
+    #: most of the time, and each still gets a hard CPU quota of what it asked for.
+    cpu_overcommit: PositiveFloat = PositiveFloat(4.0)
     memory_bytes: NonNegativeInt = NonNegativeInt(0)
     #: Per-kernel limits every container gets, whatever the image asks.
     pids_limit: PositiveInt = PositiveInt(256)
