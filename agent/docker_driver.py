@@ -32,7 +32,7 @@ import contextlib
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
@@ -124,6 +124,15 @@ def _tuple_or_none(value: Sequence[str] | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(value)
 
 
+# Typed converters: with a bare `tuple` mypy cannot tell what the field accepts.
+def _binds(value: Iterable[BindMount]) -> tuple[BindMount, ...]:
+    return tuple(value)
+
+
+def _tmpfs_mounts(value: Iterable[TmpfsMount]) -> tuple[TmpfsMount, ...]:
+    return tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class ContainerSpec:
     """Everything needed to create one kernel container.
@@ -147,10 +156,10 @@ class ContainerSpec:
     user: str = attrs.field(default="1000:1000", validator=_not_root)
     workdir: str | None = None
     hostname: str | None = None
-    binds: tuple[BindMount, ...] = attrs.field(default=(), converter=tuple)
+    binds: tuple[BindMount, ...] = attrs.field(default=(), converter=_binds)
     #: Engine-managed tmpfs mounts; kernels get ``/tmp`` from `sandbox.tmp_mount`, the
     #: only writable place on their read-only root filesystem besides the binds.
-    tmpfs: tuple[TmpfsMount, ...] = attrs.field(default=(), converter=tuple)
+    tmpfs: tuple[TmpfsMount, ...] = attrs.field(default=(), converter=_tmpfs_mounts)
     read_only_rootfs: bool = True
     hardening: Hardening = DEFAULT_HARDENING
 

@@ -41,7 +41,9 @@ def create_plugin_manager(kind: str, *extra_plugins: object) -> pluggy.PluginMan
 
 def load_scheduler(name: str, *extra_plugins: object) -> scheduler_spec.Scheduler:
     manager = create_plugin_manager("scheduler", *extra_plugins)
-    schedulers = {s.name: s for s in manager.hook.crucible_scheduler()}
+    schedulers: dict[str, scheduler_spec.Scheduler] = {
+        s.name: s for s in manager.hook.crucible_scheduler()
+    }
     try:
         return schedulers[name]
     except KeyError:

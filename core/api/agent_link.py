@@ -8,6 +8,7 @@ from typing import Any
 
 import trio
 from quart import Blueprint, websocket
+from quart.wrappers import Websocket
 
 from crucible.agents import AgentLink
 from crucible.api.context import manager_context
@@ -39,7 +40,8 @@ async def agent_link() -> Any:
         log.warning("refused an agent link from %s (bad credentials)", websocket.remote_addr)
         return "agent authentication failed", 401
     await websocket.accept()
-    ws = websocket._get_current_object()  # sent to from other tasks (the callers)
+    # The proxy resolves per task; callers in other tasks need the object itself.
+    ws: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
     link = AgentLink(agent_id, ws.send)
     directory = ctx.agents
     directory.attach(link)

@@ -42,7 +42,7 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
             response.headers.update(headers)
         return response
 
-    app.asgi_app = APIMiddleware(  # type: ignore[method-assign]
+    app.asgi_app = APIMiddleware(  # type: ignore[method-assign, assignment]
         app.asgi_app, path_prefix=ctx.config.manager.path_prefix
     )
     return app

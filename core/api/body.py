@@ -54,6 +54,16 @@ def optional_str(body: dict[str, Any], key: str, default: str | None = None) -> 
     return value
 
 
+def optional_object(body: dict[str, Any], key: str) -> dict[str, Any]:
+    """`body[key]` when it is an object, ``{}`` when missing or null; else 400."""
+    value = body.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise errors.InvalidAPIParameters(f"'{key}' must be an object.")
+    return value
+
+
 def optional_bool(body: dict[str, Any], key: str, default: bool) -> bool:
     value = body.get(key)
     if value is None:

@@ -9,7 +9,7 @@ from typing import Any
 from quart import Blueprint
 
 from crucible import errors
-from crucible.api.body import json_body, optional_str
+from crucible.api.body import json_body, optional_object, optional_str
 from crucible.api.context import manager_context
 from crucible.api.guard import authenticated, current_keypair, requires_running
 from crucible.sessions.model import Session
@@ -42,9 +42,7 @@ async def create() -> tuple[dict[str, Any], int]:
     tag = optional_str(body, "tag")
     if tag is not None and len(tag) > 64:
         raise errors.InvalidAPIParameters("'tag' must be at most 64 characters.")
-    config = body.get("config") or {}
-    if not isinstance(config, dict):
-        raise errors.InvalidAPIParameters("'config' must be an object.")
+    config = optional_object(body, "config")
     session, created = await manager_context().registry.create(
         current_keypair(), token, lang, tag=tag, creation_config=config
     )
@@ -101,13 +99,10 @@ async def execute(token: str) -> dict[str, Any]:
     session = await _session(token)
     registry = manager_context().registry
     if mode == "complete":
-        options = body.get("options") if isinstance(body.get("options"), dict) else {}
-        return {"result": await registry.complete(session, code, options)}
+        return {"result": await registry.complete(session, code, optional_object(body, "options"))}
     if mode in ("continue", "input") and not run_id:
         raise errors.InvalidAPIParameters(f"'runId' is required with mode '{mode}'.")
-    options = body.get("options") or {}
-    if not isinstance(options, dict):
-        raise errors.InvalidAPIParameters("'options' must be an object.")
+    options = optional_object(body, "options")
     result = await registry.execute(
         session,
         run_id=run_id or new_run_id(),
@@ -123,9 +118,9 @@ async def execute(token: str) -> dict[str, Any]:
 async def complete(token: str) -> dict[str, Any]:
     body = await json_body()
     code = optional_str(body, "code", "") or ""
-    options = body.get("options") if isinstance(body.get("options"), dict) else {}
+    options = optional_object(body, "options")
     session = await _session(token)
-    return {"result": await manager_context().registry.complete(session, code, options or {})}
+    return {"result": await manager_context().registry.complete(session, code, options)}
 
 
 @blueprint.route("/kernel/<token>/interrupt", methods=["POST"])

@@ -35,7 +35,7 @@ async def put_status() -> tuple[str, int]:
     body = await json_body()
     raw_status = body.get("status")
     try:
-        status = ManagerStatus(raw_status)
+        status = ManagerStatus(raw_status) if isinstance(raw_status, str) else None
     except ValueError:
         status = None
     if status not in _SETTABLE:

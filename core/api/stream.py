@@ -51,7 +51,8 @@ async def stream_execute(token: str) -> None:
     count_message(current_keypair())
     run_id = new_run_id()
     mode, code = str(first["mode"]), str(first.get("code") or "")
-    options = first.get("options") if isinstance(first.get("options"), dict) else {}
+    raw_options = first.get("options")
+    options: dict[str, Any] = raw_options if isinstance(raw_options, dict) else {}
     finished = False
     try:
         while True:
