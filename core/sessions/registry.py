@@ -25,10 +25,12 @@ from crucible.config import Config
 from crucible.db.pool import Database
 from crucible.hookspecs.scheduler import AgentCapacity, PendingSession, Scheduler
 from crucible.keypairs import Keypair
+from crucible.resource_policies import ResourcePolicyStore
 from crucible.sessions.activity import ActivityRecorder
 from crucible.sessions.events import SessionEvents
 from crucible.sessions.model import SESSION_COLUMNS, Session, normalize_stats
-from crucible.sessions.resources import resolve_resources
+from crucible.sessions.resources import Resources, resolve_resources
+from crucible.usage import record_memory_samples
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class SessionRegistry:
         self.scheduler = scheduler
         self.events = SessionEvents()
         self.activity = ActivityRecorder(db, interval=1.0)
+        self.policies = ResourcePolicyStore(db)
         agents.on_event = self._on_agent_event
         agents.on_heartbeat = self._on_heartbeat
         agents.on_lost = self._on_agents_lost
@@ -154,6 +157,12 @@ class SessionRegistry:
             log.warning("creating session %s on %s failed: %s", token, session.agent_id, exc)
             await self._set_terminated(session.id, "creation-failed", status="ERROR")
             raise _agent_error(errors.KernelCreationFailed, exc) from exc
+        except trio.Cancelled:
+            # The caller went away mid-create: nothing may stay half-made. A kernel the
+            # agent finishes creating anyway is removed at its next heartbeat.
+            with trio.CancelScope(shield=True), trio.move_on_after(CALL_TIMEOUT):
+                await self.destroy(session, "creation-cancelled")
+            raise
         row = await self.db.fetchrow(
             f"""UPDATE kernels SET status = 'RUNNING', container_id = $2
                 WHERE id = $1::uuid AND status = 'PREPARING' RETURNING {SESSION_COLUMNS}""",
@@ -172,7 +181,7 @@ class SessionRegistry:
         image: str,
         tag: str | None,
         environ: dict[str, str],
-        resources: Any,
+        resources: Resources,
     ) -> tuple[Session, bool]:
         async with self.db.transaction() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", PLACEMENT_LOCK_ID)
@@ -184,15 +193,23 @@ class SessionRegistry:
             )
             if row is not None:
                 return Session.from_row(row), False
-            live = await conn.fetchval(
-                """SELECT count(*) FROM kernels WHERE access_key = $1 AND role = 'master'
-                   AND status <> 'TERMINATED'""",
+            # The keypair's resource policy caps this session and the keypair's total.
+            policy = await self.policies.for_keypair(conn, keypair.access_key)
+            resources = policy.cap(resources)
+            live = await conn.fetchrow(
+                """SELECT count(*) FILTER (WHERE role = 'master') AS sessions,
+                          coalesce(sum((occupied_slots->>'cpu')::numeric), 0) AS cpu,
+                          coalesce(sum((occupied_slots->>'mem')::numeric), 0) AS mem
+                   FROM kernels WHERE access_key = $1 AND status <> 'TERMINATED'""",
                 keypair.access_key,
             )
-            if live >= keypair.concurrency_limit:
-                raise errors.QuotaExceeded(
-                    f"This keypair may run {keypair.concurrency_limit} sessions at once."
-                )
+            policy.check_session_quota(
+                concurrency_limit=keypair.concurrency_limit,
+                live=live["sessions"],
+                used_cpu=float(live["cpu"]),
+                used_mem=int(live["mem"]),
+                wanted=resources,
+            )
             agents = await self._capacities(conn, image)
             pending = PendingSession(
                 kernel_id=token,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import trio
 
 from testlib.sessions import Cluster, create, execute, new_token, stream_text
 
@@ -80,3 +81,69 @@ async def test_logs(cluster: Cluster) -> None:
     response = await cluster.client.get(f"/kernel/{token}/logs")
     assert response.status_code == 200
     assert isinstance(response.json()["result"]["logs"], str)
+
+
+@pytest.mark.manager_config({"agent": {"cpu_overcommit": 0.1}})
+async def test_no_room_is_instance_not_available(cluster: Cluster) -> None:
+    # Two cores at 0.1x overcommit offer 0.2 cores: a one-core session does not fit.
+    response = await create(cluster.client, new_token(), instanceCores="1")
+    assert response.status_code == 503
+    assert response.json()["type"].endswith("/instance-not-available")
+
+
+@pytest.mark.manager_config({"sessions": {"idle_timeout": 1}})
+async def test_idle_sessions_are_reaped(cluster: Cluster) -> None:
+    token = new_token()
+    assert (await create(cluster.client, token)).status_code == 201
+    await cluster.harness.server.ctx.registry.activity.flush()
+    with trio.fail_after(10):
+        while not await cluster.harness.server.ctx.registry.reap_idle():
+            await trio.sleep(0.3)
+    assert (await cluster.client.get(f"/kernel/{token}")).status_code == 404
+    info = await cluster.harness.db.fetchval(
+        "SELECT status_info FROM kernels WHERE sess_id = $1", token
+    )
+    assert info == "idle-timeout"
+
+
+async def test_destroy_during_a_long_run(cluster: Cluster) -> None:
+    token = new_token()
+    await create(cluster.client, token)
+    first = await cluster.client.post(
+        f"/kernel/{token}", json={"mode": "query", "code": "while True: pass", "runId": None}
+    )
+    run_id = first.json()["result"]["runId"]
+    destroyed = await cluster.client.request("DELETE", f"/kernel/{token}")
+    assert destroyed.status_code == 200
+    after = await cluster.client.post(
+        f"/kernel/{token}", json={"mode": "continue", "code": "", "runId": run_id}
+    )
+    assert after.status_code == 404
+    with trio.fail_after(30):
+        while await _running_containers(cluster.agent.id):
+            await trio.sleep(0.3)
+
+
+async def _running_containers(agent_id: str) -> list[str]:
+    done = await trio.run_process(
+        ["docker", "ps", "-q", "--filter", f"label=crucible.agent-id={agent_id}"],
+        capture_stdout=True,
+    )
+    return done.stdout.decode().split()
+
+
+async def test_overlapping_runs_are_queued_in_order(cluster: Cluster) -> None:
+    token = new_token()
+    await create(cluster.client, token)
+    order: list[str] = []
+
+    async def run(label: str, delay: float) -> None:
+        await trio.sleep(delay)
+        code = f"import time\ntime.sleep(0.5)\nprint('{label}')"
+        order.append(stream_text(await execute(cluster.client, token, code)).strip())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run, "first", 0)
+        nursery.start_soon(run, "second", 0.1)
+        nursery.start_soon(run, "third", 0.2)
+    assert order == ["first", "second", "third"]
