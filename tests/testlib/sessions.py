@@ -71,3 +71,19 @@ class Cluster:
     @property
     def client(self) -> SigningClient:
         return self.harness.client
+
+
+async def agent_containers(agent_id: str, *, include_stopped: bool = True) -> list[str]:
+    """Ids of the containers an agent made (found by its label, as a restarted agent would)."""
+    argv = ["docker", "ps", "-q", "--filter", f"label=crucible.agent-id={agent_id}"]
+    if include_stopped:
+        argv.insert(2, "-a")
+    with trio.fail_after(30):
+        done = await trio.run_process(argv, capture_stdout=True)
+    return done.stdout.decode().split()
+
+
+async def remove_containers(ids: list[str]) -> None:
+    with trio.fail_after(60):
+        for container in ids:
+            await trio.run_process(["docker", "rm", "-f", container], capture_stdout=True)

@@ -20,7 +20,7 @@ from crucible.agent.agent import Agent
 from crucible.agent.daemon import run_agent
 from crucible.db.pool import Database
 from testlib.server import CLUSTER_SECRET, make_config, open_harness
-from testlib.sessions import Cluster
+from testlib.sessions import Cluster, agent_containers, remove_containers
 
 PYTHON_IMAGE_PREFIX = "crucible/kernel-python:"
 
@@ -58,16 +58,6 @@ def short_state_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def _leftover_containers(agent_id: str) -> list[str]:
-    out = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=crucible.agent-id={agent_id}"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
-    return out.split()
 
 
 CLUSTER_SETTINGS: dict[str, Any] = {
@@ -112,6 +102,5 @@ async def cluster(
                     await harness.server.ctx.registry.destroy_all()
                 nursery.cancel_scope.cancel()
     finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(60):
-            for container in _leftover_containers(agent_id):
-                await trio.run_process(["docker", "rm", "-f", container], capture_stdout=True)
+        with trio.CancelScope(shield=True), trio.move_on_after(90):
+            await remove_containers(await agent_containers(agent_id))

@@ -15,7 +15,14 @@ import trio
 
 from crucible.db.pool import Database
 from crucible.keypairs import KeypairRepository
-from testlib.sessions import create, execute, new_token, stream_text
+from testlib.sessions import (
+    agent_containers,
+    create,
+    execute,
+    new_token,
+    remove_containers,
+    stream_text,
+)
 from testlib.signing import Credentials, SigningClient
 
 CRUCIBLE = [sys.executable, "-m", "crucible"]
@@ -67,16 +74,6 @@ def _process(*args: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-
-
-def _containers(agent_id: str) -> list[str]:
-    out = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=crucible.agent-id={agent_id}"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
-    return out.split()
 
 
 async def _agent_status(db: Database, agent_id: str) -> str | None:
@@ -145,9 +142,8 @@ async def test_agent_kill_and_restart(
                 with _process("agent", "--config", str(config), log=log):
                     await _wait_for(db, agent_id, "ALIVE")
                     with trio.fail_after(30):
-                        while _containers(agent_id):
+                        while await agent_containers(agent_id):
                             await trio.sleep(0.5)
     finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(60):
-            for container in _containers(agent_id):
-                await trio.run_process(["docker", "rm", "-f", container], capture_stdout=True)
+        with trio.CancelScope(shield=True), trio.move_on_after(90):
+            await remove_containers(await agent_containers(agent_id))

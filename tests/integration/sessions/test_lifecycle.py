@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from testlib.sessions import Cluster, create, execute, new_token, stream_text
+from testlib.sessions import Cluster, agent_containers, create, execute, new_token, stream_text
 
 
 async def test_create_is_get_or_create(cluster: Cluster) -> None:
@@ -120,16 +120,8 @@ async def test_destroy_during_a_long_run(cluster: Cluster) -> None:
     )
     assert after.status_code == 404
     with trio.fail_after(30):
-        while await _running_containers(cluster.agent.id):
+        while await agent_containers(cluster.agent.id, include_stopped=False):
             await trio.sleep(0.3)
-
-
-async def _running_containers(agent_id: str) -> list[str]:
-    done = await trio.run_process(
-        ["docker", "ps", "-q", "--filter", f"label=crucible.agent-id={agent_id}"],
-        capture_stdout=True,
-    )
-    return done.stdout.decode().split()
 
 
 async def test_overlapping_runs_are_queued_in_order(cluster: Cluster) -> None:
