@@ -21,6 +21,7 @@ import cattrs
 PositiveInt = NewType("PositiveInt", int)
 NonNegativeInt = NewType("NonNegativeInt", int)
 PositiveFloat = NewType("PositiveFloat", float)
+NonNegativeFloat = NewType("NonNegativeFloat", float)
 HostPort = NewType("HostPort", str)
 LogLevel = NewType("LogLevel", str)
 PathPrefix = NewType("PathPrefix", str)
@@ -164,6 +165,40 @@ class ImagesConfig:
 
 
 @attrs.frozen
+class GraphQLConfig:
+    """Bounds on one admin GraphQL request, checked before any SQL runs."""
+
+    #: Longest accepted query document, bytes (400 beyond).
+    max_query_bytes: PositiveInt = PositiveInt(65536)
+    #: Most lexical tokens in one document (bounds parsing and validation work).
+    max_tokens: PositiveInt = PositiveInt(10000)
+    #: Deepest nesting of selection sets (and of brackets anywhere in the document).
+    max_depth: PositiveInt = PositiveInt(10)
+    #: Most fields one query may select once fragments are expanded (aliases and fragment
+    #: spreads can otherwise multiply a small document into a huge amount of work).
+    max_fields: PositiveInt = PositiveInt(2000)
+
+
+@attrs.frozen
+class ResourcePolicyConfig:
+    """One ``[resource_policies.NAME]`` table; 0 means "no cap" for the optional caps."""
+
+    #: Live sessions at once (a keypair's own ``concurrency_limit`` applies as well).
+    max_concurrent_sessions: PositiveInt = PositiveInt(5)
+    #: Cores / bytes of memory one session may get, and all live sessions together.
+    max_cpu_cores: NonNegativeFloat = NonNegativeFloat(0.0)
+    max_memory_bytes: NonNegativeInt = NonNegativeInt(0)
+    #: Virtual folders the keypair may own, and the size of each.
+    max_vfolder_count: NonNegativeInt = NonNegativeInt(0)
+    max_vfolder_size_bytes: NonNegativeInt = NonNegativeInt(0)
+
+
+def _default_resource_policies() -> dict[str, ResourcePolicyConfig]:
+    # The policy the first migration seeds; new keypairs get it unless told otherwise.
+    return {"default": ResourcePolicyConfig()}
+
+
+@attrs.frozen
 class LoggingConfig:
     level: LogLevel = LogLevel("INFO")
 
@@ -183,6 +218,12 @@ class Config:
     sessions: SessionsConfig = attrs.Factory(SessionsConfig)
     scheduler: SchedulerConfig = attrs.Factory(SchedulerConfig)
     images: ImagesConfig = attrs.Factory(ImagesConfig)
+    graphql: GraphQLConfig = attrs.Factory(GraphQLConfig)
+    #: Policies synced into the ``resource_policies`` table at start-up (TOML wins for
+    #: the names it lists; policies made through the admin API are left alone).
+    resource_policies: dict[str, ResourcePolicyConfig] = attrs.Factory(
+        _default_resource_policies
+    )
     logging: LoggingConfig = attrs.Factory(LoggingConfig)
 
     @property
@@ -255,6 +296,10 @@ def _make_converter() -> cattrs.Converter:
         PositiveFloat, _checked(strict_float, lambda v: v > 0, "must be a positive number")
     )
     conv.register_structure_hook(
+        NonNegativeFloat,
+        _checked(strict_float, lambda v: 0 <= v < float("inf"), "must be zero or more"),
+    )
+    conv.register_structure_hook(
         HostPort, _checked(strict_str, _valid_host_port, "must be HOST:PORT")
     )
     conv.register_structure_hook(
@@ -322,6 +367,11 @@ def _extra_checks(config: Config) -> list[str]:
         problems.append("database.dsn: must be a postgresql:// URL")
     if db.pool_min_size > db.pool_max_size:
         problems.append("database.pool_min_size: must not exceed pool_max_size")
+    for name in config.resource_policies:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+            problems.append(
+                f"resource_policies.{name}: the name must be 1-64 letters, digits, '_', '.', '-'"
+            )
     return problems
 
 

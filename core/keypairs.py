@@ -92,6 +92,50 @@ class KeypairRepository:
         )
         return Keypair.from_row(row)
 
+    async def update(self, access_key: str, changes: dict[str, Any]) -> Keypair | None:
+        """Set the given columns (is_active, is_admin, resource_policy, concurrency_limit,
+        rate_limit); None when there is no such keypair."""
+        allowed = ("is_active", "is_admin", "resource_policy", "concurrency_limit", "rate_limit")
+        columns = [column for column in allowed if column in changes]
+        if not columns:
+            return await self.get(access_key)
+        assignments = ", ".join(f"{col} = ${i}" for i, col in enumerate(columns, start=2))
+        row = await self.db.fetchrow(
+            f"UPDATE keypairs SET {assignments} WHERE access_key = $1 RETURNING {_COLUMNS}",
+            access_key,
+            *(changes[column] for column in columns),
+        )
+        return Keypair.from_row(row) if row else None
+
+    async def delete(self, access_key: str) -> str | None:
+        """Delete a keypair and its history; returns why it cannot be, or None when done.
+
+        A keypair with live sessions or owned folders stays: deleting it would strand
+        containers or data. Its ended sessions, usage records and folder shares go with it.
+        """
+        async with self.db.transaction() as conn:
+            row = await conn.fetchrow(
+                """SELECT (SELECT count(*) FROM kernels WHERE access_key = $1
+                             AND status <> 'TERMINATED') AS live,
+                          (SELECT count(*) FROM vfolders WHERE owner_access_key = $1) AS folders,
+                          EXISTS (SELECT 1 FROM keypairs WHERE access_key = $1) AS found""",
+                access_key,
+            )
+            if not row["found"]:
+                return f"No keypair {access_key!r}."
+            if row["live"]:
+                return f"The keypair still has {row['live']} live session(s)."
+            if row["folders"]:
+                return f"The keypair still owns {row['folders']} virtual folder(s)."
+            for table, column in (
+                ("vfolder_permissions", "access_key"),
+                ("kernels", "access_key"),
+                ("usage_daily", "access_key"),
+                ("keypairs", "access_key"),
+            ):
+                await conn.execute(f"DELETE FROM {table} WHERE {column} = $1", access_key)
+        return None
+
     async def set_active(self, access_key: str, active: bool) -> Keypair:
         row = await self.db.fetchrow(
             f"UPDATE keypairs SET is_active = $2 WHERE access_key = $1 RETURNING {_COLUMNS}",

@@ -72,6 +72,8 @@ class ManagerServer:
     async def run(
         self, *, task_status: trio.TaskStatus[Endpoint] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        # Policies named in TOML are the ones keypairs may be created with from now on.
+        await self.ctx.graphql.policies.sync_from_config(self.config.resource_policies)
         async with trio.open_nursery() as background:
             await background.start(self.ctx.keypair_cache.run)
             await background.start(self.ctx.registry.run)

@@ -8,6 +8,7 @@ from quart import current_app
 from crucible.agents import AgentDirectory
 from crucible.config import Config
 from crucible.db.pool import Database
+from crucible.graphql import GraphQLService
 from crucible.keypairs import KeypairCache, KeypairRepository
 from crucible.manager_status import ManagerStatusStore
 from crucible.plugin_manager import load_scheduler
@@ -27,6 +28,13 @@ class ManagerContext:
     registry: SessionRegistry
     #: The secret agents prove they know when they link (see crucible.cluster_auth).
     cluster_secret: str = attrs.field(repr=False)
+    #: The admin GraphQL API, over the services above.
+    graphql: GraphQLService = attrs.field(init=False)
+
+    @graphql.default
+    def _graphql(self) -> GraphQLService:
+        return GraphQLService(self.config, self.db, self.keypairs, self.keypair_cache, self.status)
+
 
     @classmethod
     def build(cls, config: Config, db: Database, *, cluster_secret: str) -> ManagerContext:

@@ -147,8 +147,9 @@ class SessionRegistry:
                 {
                     "kernel_id": session.id,
                     "image": image,
-                    "cpu": resources.cpu,
-                    "mem": resources.mem,
+                    # What placement reserved: the request capped by the resource policy.
+                    "cpu": float(session.occupied_slots.get("cpu", resources.cpu)),
+                    "mem": int(session.occupied_slots.get("mem", resources.mem)),
                     "environ": environ,
                 },
                 timeout=CREATE_TIMEOUT,
@@ -493,6 +494,12 @@ class SessionRegistry:
         if stat_updates:
             await self.db.executemany(
                 "UPDATE kernels SET last_stat = $2::jsonb WHERE id = $1::uuid", stat_updates
+            )
+            # One sample per live kernel per heartbeat: the daily average memory (usage).
+            await record_memory_samples(
+                self.db,
+                [(kid, stats["mem_cur_bytes"]) for kid, stats in reported.items()
+                 if stats is not None and kid in known and known[kid]["status"] != "TERMINATED"],
             )
         # Kernels the agent runs but nobody wants any more: remove them.
         for kernel_id in reported:
