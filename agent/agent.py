@@ -19,6 +19,7 @@ import trio
 
 import crucible.agent
 from crucible.agent import docker_driver, sandbox
+from crucible.agent.files import FileOpError, FileService
 from crucible.agent.kernel import KernelGone, KernelInfo, KernelSupervisor
 from crucible.config import Config
 
@@ -70,6 +71,7 @@ class Agent:
         self._event_sinks: list[EventSink] = []
         self._nursery: trio.Nursery | None = None
         self._images: list[dict[str, Any]] = []
+        self.files = FileService()
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -350,6 +352,27 @@ class Agent:
     async def list_kernels(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"kernels": sorted(self.kernels)}
 
+    async def _file_call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Session files (spec 4.9-4.11); see crucible.agent.files."""
+        supervisor = self._kernel(params)
+        self.files.forget(set(self.kernels))
+        try:
+            result: dict[str, Any] = await self.files.call(
+                supervisor.info.kernel_id, supervisor.info.kernel_dir, method, params
+            )
+        except FileOpError as exc:
+            raise AgentCallError(str(exc), exc.kind) from exc
+        return result
+
+    async def upload_files(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._file_call("upload_files", params)
+
+    async def list_files(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._file_call("list_files", params)
+
+    async def download_files(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._file_call("download_files", params)
+
     def calls(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]:
         """The methods managers may call, by name."""
         return {
@@ -361,6 +384,9 @@ class Agent:
             "complete": self.complete,
             "logs": self.logs,
             "list_kernels": self.list_kernels,
+            "upload_files": self.upload_files,
+            "list_files": self.list_files,
+            "download_files": self.download_files,
         }
 
 

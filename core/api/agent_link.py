@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 
 blueprint = Blueprint("agent_link", __name__)
 
-#: Agents send little besides heartbeats; a huge frame is a bug or an attack.
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+#: Agents send little besides heartbeats and download archives (at most 4 MiB of
+#: content each, base64 in JSON: under 6 MiB); a larger frame is a bug or an attack.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
 @blueprint.websocket("/internal/agent")

@@ -15,6 +15,7 @@ BLUEPRINTS = (
     auth_test.blueprint,
     manager_status.blueprint,
     kernel.blueprint,
+    kernel_files.blueprint,
     stream.blueprint,
     agent_link.blueprint,
     admin.blueprint,

@@ -350,6 +350,29 @@ class SessionRegistry:
         result = await self._call(session, "logs", {}, errors.KernelExecutionFailed)
         return str(result.get("logs") or "")
 
+    # -- session files (spec 4.9-4.11; the agent does the work, crucible.agent.files) ----
+
+    async def file_call(
+        self, session: Session, method: str, params: dict[str, Any], *, bad_path_status: int
+    ) -> Any:
+        """Relay a file call (``upload_files``, ``list_files``, ``download_files``).
+
+        The agent's refusals become client errors: a bad or missing path is a 400 or a
+        404 (`bad_path_status`; uploads answer 400, listings and downloads 404), a
+        limit a 400; anything else stays a ``kernel-execution-failed``.
+        """
+        self.activity.touch(session.id, session.access_key)
+        try:
+            return await self._call(session, method, params, errors.KernelExecutionFailed)
+        except errors.KernelExecutionFailed as exc:
+            cause = exc.__cause__
+            kind = cause.kind if isinstance(cause, AgentCallFailed) else ""
+            if kind == "too-large" or (kind == "invalid-path" and bad_path_status == 400):
+                raise errors.InvalidAPIParameters(cause.title) from cause  # type: ignore[union-attr]
+            if kind in ("invalid-path", "file-not-found"):
+                raise errors.GenericNotFound(cause.title) from cause  # type: ignore[union-attr]
+            raise
+
     async def restart(self, session: Session) -> None:
         self.activity.touch(session.id, session.access_key)
         await self.db.execute(

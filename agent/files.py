@@ -1,0 +1,625 @@
+"""Session files: upload into, list and download from a kernel's ``/home/work`` (spec 4.9-4.11).
+
+The agent runs as root on the host and reaches ``/home/work`` directly, as the host
+directory ``<kernel_dir>/work``. User code owns that tree and can plant symbolic links in
+it at any moment, including between a check and a use. So no path is ever resolved by
+the kernel's path walk: every operation starts from a file descriptor of the work root
+and walks one component at a time with ``O_NOFOLLOW`` relative to the previous
+directory's descriptor. A symbolic link anywhere on a path is refused, never followed;
+no ``realpath`` result is ever opened. Whatever the agent creates is handed to the
+kernel user (uid/gid 1000) through its descriptor.
+
+Uploads come in several calls (the manager streams a request's parts through): the
+content is staged in unnamed temporary files outside the work tree, and only a commit
+that finds every target path acceptable writes anything, so a refused upload leaves
+``/home/work`` untouched.
+
+Errors are `FileOpError` with a `kind` the manager maps to a status: ``invalid-path``
+and ``too-large`` (400), ``file-not-found`` (404).
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import functools
+import io
+import itertools
+import os
+import stat
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, Final
+
+import attrs
+import trio
+
+#: Where the work tree appears inside the container; absolute paths must lie under it.
+CONTAINER_WORK_DIR: Final = "/home/work"
+KERNEL_UID: Final = 1000
+KERNEL_GID: Final = 1000
+
+#: spec 4.9: at most 20 files per upload, each smaller than 1 MiB.
+MAX_UPLOAD_FILES: Final = 20
+MAX_UPLOAD_FILE_BYTES: Final = 1024 * 1024 - 1
+#: spec 4.11: at most 5 paths per download.
+MAX_DOWNLOAD_FILES: Final = 5
+#: The uncompressed content one download archive may carry. The legacy server capped an
+#: archive at 1 MiB; a little more lets a file of the largest uploadable size come back.
+MAX_ARCHIVE_BYTES: Final = 4 * 1024 * 1024
+#: Entries one listing returns at most (sorted by name): a listing is one message.
+MAX_LIST_ENTRIES: Final = 5000
+#: Linux limits: a name of 255 bytes, a path of 4095.
+MAX_NAME_BYTES: Final = 255
+MAX_PATH_BYTES: Final = 4095
+#: Uploads a kernel may have open at once, and how long one may sit idle.
+MAX_OPEN_UPLOADS: Final = 8
+UPLOAD_IDLE_SECONDS: Final = 120.0
+
+_DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class FileOpError(Exception):
+    """A file operation refused or failed; `kind` decides the API status."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _invalid(message: str) -> FileOpError:
+    return FileOpError("invalid-path", message)
+
+
+def _not_found(message: str) -> FileOpError:
+    return FileOpError("file-not-found", message)
+
+
+# -- paths ----------------------------------------------------------------------------------
+
+
+def split_path(path: object) -> list[str]:
+    """The components of `path` below the work root, checked but not resolved.
+
+    Relative paths are relative to /home/work; absolute ones must lie under it. ``.``
+    and empty components vanish; ``..`` removes the previous component and may never
+    climb above the root (no symlink is ever followed, so this lexical reading is also
+    what the walk does). NUL, CR and LF are refused anywhere, as are over-long names.
+    """
+    if not isinstance(path, str):
+        raise _invalid("a path must be a string")
+    if "\x00" in path:
+        raise _invalid("a path must not contain NUL characters")
+    if "\n" in path or "\r" in path:
+        raise _invalid("a path must not contain line breaks")
+    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        raise _invalid(f"a path must be at most {MAX_PATH_BYTES} bytes long")
+    rest = path
+    if path.startswith("/"):
+        if path != CONTAINER_WORK_DIR and not path.startswith(CONTAINER_WORK_DIR + "/"):
+            raise _invalid(f"{path!r} is outside {CONTAINER_WORK_DIR}")
+        rest = path[len(CONTAINER_WORK_DIR) :]
+    parts: list[str] = []
+    for name in rest.split("/"):
+        if name in ("", "."):
+            continue
+        if name == "..":
+            if not parts:
+                raise _invalid(f"{path!r} leads outside {CONTAINER_WORK_DIR}")
+            parts.pop()
+            continue
+        if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+            raise _invalid(f"a file name must be at most {MAX_NAME_BYTES} bytes long")
+        parts.append(name)
+    return parts
+
+
+def container_path(parts: list[str]) -> str:
+    return "/".join([CONTAINER_WORK_DIR, *parts])
+
+
+def _describe(parent_fd: int, name: str, shown: str) -> FileOpError:
+    """Why `name` in `parent_fd` could not be opened as a directory (never follows it)."""
+    try:
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return _not_found(f"{shown}: no such file or directory")
+    except OSError as exc:
+        return _invalid(f"{shown}: {exc.strerror}")
+    if stat.S_ISLNK(st.st_mode):
+        return _invalid(f"{shown} is a symbolic link; links are not followed")
+    if not stat.S_ISDIR(st.st_mode):
+        return _invalid(f"{shown} is not a directory")
+    return _invalid(f"{shown} cannot be opened")
+
+
+def _open_dir(parent_fd: int, name: str, shown: str) -> int:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+            raise _describe(parent_fd, name, shown) from None
+        raise _invalid(f"{shown}: {exc.strerror}") from None
+
+
+def walk(root_fd: int, parts: list[str], *, create: bool = False) -> int:
+    """A new descriptor of the directory `parts` below `root_fd`, without following links.
+
+    With `create` (uploads), missing directories are made (owned by the kernel user) and
+    every directory on the way must belong to the kernel user. The caller closes the
+    returned descriptor.
+    """
+    fd = os.dup(root_fd)
+    try:
+        for index, name in enumerate(parts):
+            shown = container_path(parts[: index + 1])
+            try:
+                next_fd = _open_dir(fd, name, shown)
+            except FileOpError as exc:
+                if not (create and exc.kind == "file-not-found"):
+                    raise
+                next_fd = _make_dir(fd, name, shown)
+            os.close(fd)
+            fd = next_fd
+            if create:
+                _check_owned(fd, shown)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_owned(fd: int, shown: str) -> None:
+    # Docker makes the mount points of vfolders (mounted over /home/work/NAME) in the
+    # work tree as root: a file written there would hide under the mount. Uploads go
+    # only where the kernel user could have written itself.
+    if os.fstat(fd).st_uid != KERNEL_UID:
+        raise _invalid(f"{shown} is not the session's own folder (a vfolder mount point?)")
+
+
+def _make_dir(parent_fd: int, name: str, shown: str) -> int:
+    try:
+        os.mkdir(name, 0o755, dir_fd=parent_fd)
+    except FileExistsError:
+        pass  # made meanwhile (by user code?): open it like any other, without following
+    except OSError as exc:
+        raise _invalid(f"cannot create {shown}: {exc.strerror}") from None
+    fd = _open_dir(parent_fd, name, shown)
+    try:
+        os.fchown(fd, KERNEL_UID, KERNEL_GID)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_target(root_fd: int, parts: list[str]) -> None:
+    """Refuse an upload target that could not be written: called for every file first."""
+    shown = container_path(parts)
+    if not parts:
+        raise _invalid(f"{shown} is a directory, not a file name")
+    fd = os.dup(root_fd)
+    try:
+        for index, name in enumerate(parts[:-1]):
+            try:
+                next_fd = _open_dir(fd, name, container_path(parts[: index + 1]))
+            except FileOpError as exc:
+                if exc.kind == "file-not-found":
+                    return  # the rest will be created
+                raise
+            os.close(fd)
+            fd = next_fd
+            _check_owned(fd, container_path(parts[: index + 1]))
+        try:
+            st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(st.st_mode):
+            raise _invalid(f"{shown} is a symbolic link; links are not followed")
+        if not stat.S_ISREG(st.st_mode):
+            raise _invalid(f"{shown} exists and is not a regular file")
+    finally:
+        os.close(fd)
+
+
+def _write_file(root_fd: int, parts: list[str], content: IO[bytes]) -> None:
+    shown = container_path(parts)
+    parent = walk(root_fd, parts[:-1], create=True)
+    try:
+        try:
+            # O_NONBLOCK: a FIFO planted under this name must not hang the agent.
+            fd = os.open(
+                parts[-1],
+                os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                0o644,
+                dir_fd=parent,
+            )
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+                raise _invalid(f"{shown} is not a regular file") from None
+            raise _invalid(f"cannot write {shown}: {exc.strerror}") from None
+    finally:
+        os.close(parent)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _invalid(f"{shown} is not a regular file")
+        os.fchown(fd, KERNEL_UID, KERNEL_GID)
+        os.ftruncate(fd, 0)
+        content.seek(0)
+        while chunk := content.read(256 * 1024):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+    except OSError as exc:
+        raise _invalid(f"cannot write {shown}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+# -- uploads --------------------------------------------------------------------------------
+
+
+@attrs.define
+class _StagedFile:
+    parts: list[str]
+    content: IO[bytes]
+    size: int = 0
+
+
+@attrs.define
+class Upload:
+    """One upload in progress: files staged outside the work tree until the commit."""
+
+    upload_id: str
+    files: list[_StagedFile] = attrs.field(factory=list)
+    touched: float = attrs.field(factory=time.monotonic)
+
+    def close(self) -> None:
+        for staged in self.files:
+            staged.content.close()
+        self.files.clear()
+
+
+class KernelFiles:
+    """The file operations on one kernel's work tree (host path `work_dir`).
+
+    Every method is blocking; the agent runs them in a worker thread.
+    """
+
+    def __init__(self, work_dir: Path, staging_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.staging_dir = staging_dir
+        self._uploads: dict[str, Upload] = {}
+        self._ids = itertools.count(1)
+
+    def _root(self) -> int:
+        return os.open(self.work_dir, _DIR_FLAGS)
+
+    def close(self) -> None:
+        for upload in self._uploads.values():
+            upload.close()
+        self._uploads.clear()
+
+    # -- uploads ------------------------------------------------------------------------
+
+    def upload(self, params: dict[str, Any]) -> dict[str, Any]:
+        """One step of an upload: ``begin``, ``file``, ``data``, ``commit`` or ``abort``."""
+        step = params.get("step")
+        if step == "begin":
+            return {"upload_id": self._begin()}
+        upload = self._uploads.get(str(params.get("upload_id")))
+        if upload is None:
+            raise FileOpError("invalid-path", "no such upload in progress (expired?)")
+        upload.touched = time.monotonic()
+        try:
+            if step == "file":
+                self._add_file(upload, params.get("path"))
+                return {}
+            if step == "data":
+                self._add_data(upload, params.get("data"))
+                return {}
+            if step == "commit":
+                return {"written": self._commit(upload)}
+            if step == "abort":
+                self._drop(upload)
+                return {}
+        except BaseException:
+            self._drop(upload)
+            raise
+        raise FileOpError("invalid-path", f"unknown upload step {step!r}")
+
+    def _begin(self) -> str:
+        now = time.monotonic()
+        for stale in [u for u in self._uploads.values() if now - u.touched > UPLOAD_IDLE_SECONDS]:
+            self._drop(stale)
+        if len(self._uploads) >= MAX_OPEN_UPLOADS:
+            raise FileOpError("too-large", "too many uploads in progress for this session")
+        upload = Upload(f"u{next(self._ids)}")
+        self._uploads[upload.upload_id] = upload
+        return upload.upload_id
+
+    def _drop(self, upload: Upload) -> None:
+        upload.close()
+        self._uploads.pop(upload.upload_id, None)
+
+    def _add_file(self, upload: Upload, path: object) -> None:
+        if len(upload.files) >= MAX_UPLOAD_FILES:
+            raise FileOpError("too-large", f"at most {MAX_UPLOAD_FILES} files per upload")
+        parts = split_path(path)
+        if not parts:
+            raise _invalid(f"{path!r} names the work directory itself, not a file")
+        self.staging_dir.mkdir(mode=0o700, exist_ok=True)
+        # Unnamed (O_TMPFILE where possible) and in an agent-only folder: the kernel
+        # never sees staged content, and nothing is left behind if the agent dies.
+        content = tempfile.TemporaryFile(dir=self.staging_dir)
+        upload.files.append(_StagedFile(parts, content))
+
+    def _add_data(self, upload: Upload, data: object) -> None:
+        if not upload.files:
+            raise _invalid("data before any file")
+        if not isinstance(data, str):
+            raise _invalid("data must be base64 text")
+        chunk = base64.b64decode(data, validate=True)
+        staged = upload.files[-1]
+        staged.size += len(chunk)
+        if staged.size > MAX_UPLOAD_FILE_BYTES:
+            raise FileOpError(
+                "too-large",
+                f"{container_path(staged.parts)}: files must be smaller than 1 MiB",
+            )
+        staged.content.write(chunk)
+
+    def _commit(self, upload: Upload) -> list[str]:
+        if not upload.files:
+            raise _invalid("no files to upload")
+        root = self._root()
+        try:
+            # Every target first: a refused upload must leave nothing behind.
+            for staged in upload.files:
+                _check_target(root, staged.parts)
+            for staged in upload.files:
+                _write_file(root, staged.parts, staged.content)
+        finally:
+            os.close(root)
+            self._drop(upload)
+        return [container_path(staged.parts) for staged in upload.files]
+
+    # -- listing ------------------------------------------------------------------------
+
+    def list_dir(self, path: object) -> dict[str, Any]:
+        """The entries of a directory, as spec 4.10 describes them (``lstat``, no links)."""
+        parts = split_path(path)
+        root = self._root()
+        try:
+            fd = walk(root, parts)
+        finally:
+            os.close(root)
+        try:
+            names = sorted(os.listdir(fd))[:MAX_LIST_ENTRIES]
+            entries = []
+            for name in names:
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # removed while we looked
+                entries.append(
+                    {
+                        "filename": name,
+                        "size": st.st_size,
+                        "mode": stat.filemode(st.st_mode),
+                        "mtime": st.st_mtime,
+                        "ctime": st.st_ctime,
+                        "atime": st.st_atime,
+                    }
+                )
+        finally:
+            os.close(fd)
+        return {"path": container_path(parts), "files": entries}
+
+    # -- downloads ----------------------------------------------------------------------
+
+    def check_download(self, paths: object) -> list[dict[str, Any]]:
+        """Refuse a download before any byte is sent: every path exists and fits."""
+        if not isinstance(paths, list) or not paths:
+            raise _invalid("'files' must be a non-empty list of paths")
+        if len(paths) > MAX_DOWNLOAD_FILES:
+            raise FileOpError("too-large", f"at most {MAX_DOWNLOAD_FILES} files per download")
+        return [self._archive(path, dry_run=True)[0] for path in paths]
+
+    def archive(self, path: object) -> dict[str, Any]:
+        """One path as an uncompressed tar archive (a directory with its tree)."""
+        info, data = self._archive(path, dry_run=False)
+        return {**info, "data": base64.b64encode(data).decode("ascii")}
+
+    def _archive(self, path: object, *, dry_run: bool) -> tuple[dict[str, Any], bytes]:
+        parts = split_path(path)
+        root = self._root()
+        try:
+            parent = walk(root, parts[:-1])
+        finally:
+            os.close(root)
+        name = parts[-1] if parts else ""
+        shown = container_path(parts)
+        buffer = io.BytesIO()
+        budget = _Budget(MAX_ARCHIVE_BYTES, shown)
+        try:
+            with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                if not parts:
+                    # The work directory itself: its tree under the name "work".
+                    fd = os.dup(parent)
+                    try:
+                        _add_tree(tar, fd, "work", shown, budget, dry_run)
+                    finally:
+                        os.close(fd)
+                else:
+                    _add_entry(tar, parent, name, name, shown, budget, dry_run, top=True)
+        finally:
+            os.close(parent)
+        info = {"path": shown, "name": name or "work"}
+        return {**info, "bytes": budget.used}, buffer.getvalue()
+
+
+@attrs.define
+class _Budget:
+    limit: int
+    shown: str
+    used: int = 0
+
+    def take(self, size: int) -> None:
+        self.used += size
+        if self.used > self.limit:
+            raise FileOpError(
+                "too-large",
+                f"{self.shown}: more than {self.limit // (1024 * 1024)} MiB to download",
+            )
+
+
+def _tarinfo(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    # Permission bits only: no set-id bits travel to the client.
+    info.mode = stat.S_IMODE(st.st_mode) & 0o777
+    info.mtime = int(st.st_mtime)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uname = info.gname = "work"
+    return info
+
+
+def _add_entry(
+    tar: tarfile.TarFile,
+    parent_fd: int,
+    name: str,
+    arcname: str,
+    shown: str,
+    budget: _Budget,
+    dry_run: bool,
+    *,
+    top: bool = False,
+) -> None:
+    try:
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        if top:
+            raise _not_found(f"{shown}: no such file or directory") from None
+        return  # removed while we archived the tree
+    if stat.S_ISLNK(st.st_mode):
+        if top:
+            raise _not_found(f"{shown} is a symbolic link; links are not followed")
+        # Inside a tree a link travels as a link: its target is never read.
+        info = _tarinfo(arcname, st)
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(name, dir_fd=parent_fd)
+        budget.take(512)
+        if not dry_run:
+            tar.addfile(info)
+    elif stat.S_ISDIR(st.st_mode):
+        fd = _open_dir(parent_fd, name, shown)
+        try:
+            _add_tree(tar, fd, arcname, shown, budget, dry_run)
+        finally:
+            os.close(fd)
+    elif stat.S_ISREG(st.st_mode):
+        _add_file(tar, parent_fd, name, arcname, shown, budget, dry_run)
+    elif top:
+        raise _not_found(f"{shown} is not a regular file or directory")
+    # Sockets, FIFOs and devices inside a tree are skipped.
+
+
+def _add_tree(
+    tar: tarfile.TarFile, fd: int, arcname: str, shown: str, budget: _Budget, dry_run: bool
+) -> None:
+    st = os.fstat(fd)
+    info = _tarinfo(arcname, st)
+    info.type = tarfile.DIRTYPE
+    budget.take(512)
+    if not dry_run:
+        tar.addfile(info)
+    for child in sorted(os.listdir(fd)):
+        _add_entry(tar, fd, child, f"{arcname}/{child}", f"{shown}/{child}", budget, dry_run)
+
+
+def _add_file(
+    tar: tarfile.TarFile,
+    parent_fd: int,
+    name: str,
+    arcname: str,
+    shown: str,
+    budget: _Budget,
+    dry_run: bool,
+) -> None:
+    try:
+        fd = os.open(name, _READ_FLAGS, dir_fd=parent_fd)
+    except FileNotFoundError:
+        raise _not_found(f"{shown}: no such file or directory") from None
+    except OSError as exc:
+        raise _not_found(f"{shown}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_found(f"{shown} is not a regular file")
+        budget.take(st.st_size + 512)
+        if dry_run:
+            return
+        # Read what is there now (it may change under us) and archive exactly that.
+        data = b"".join(_read_all(fd, budget))
+    finally:
+        os.close(fd)
+    info = _tarinfo(arcname, st)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _read_all(fd: int, budget: _Budget) -> Iterator[bytes]:
+    total = 0
+    while chunk := os.read(fd, 256 * 1024):
+        total += len(chunk)
+        if total > budget.limit:
+            budget.take(total)  # raises: the file grew past the limit meanwhile
+        yield chunk
+
+
+# -- the agent's side -----------------------------------------------------------------------
+
+
+class FileService:
+    """Every kernel's `KernelFiles`, and the three agent calls on them.
+
+    The calls run in worker threads (the file system calls block), one at a time per
+    kernel, so an upload's steps and a listing never interleave on one tree.
+    """
+
+    def __init__(self) -> None:
+        self._kernels: dict[str, tuple[KernelFiles, trio.Lock]] = {}
+
+    def forget(self, live_kernel_ids: set[str]) -> None:
+        """Drop the state (staged uploads) of kernels that are gone."""
+        for kernel_id in list(self._kernels):
+            if kernel_id not in live_kernel_ids:
+                self._kernels.pop(kernel_id)[0].close()
+
+    async def call(
+        self, kernel_id: str, kernel_dir: Path, method: str, params: dict[str, Any]
+    ) -> Any:
+        """Run `method` (``upload_files``, ``list_files``, ``download_files``) on a kernel."""
+        entry = self._kernels.get(kernel_id)
+        if entry is None:
+            entry = (KernelFiles(kernel_dir / "work", kernel_dir / "staging"), trio.Lock())
+            self._kernels[kernel_id] = entry
+        files, lock = entry
+        if method == "upload_files":
+            op = functools.partial(files.upload, params)
+        elif method == "list_files":
+            op = functools.partial(files.list_dir, params.get("path") or ".")
+        elif params.get("step") == "check":
+            op = functools.partial(_checked_entries, files, params.get("files"))
+        else:
+            op = functools.partial(files.archive, params.get("path"))
+        async with lock:
+            return await trio.to_thread.run_sync(op)
+
+
+def _checked_entries(files: KernelFiles, paths: object) -> dict[str, Any]:
+    return {"entries": files.check_download(paths)}

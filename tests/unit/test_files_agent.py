@@ -1,0 +1,157 @@
+"""Session files without Docker: path checks, filename decoding, the download framing."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from crucible import errors
+from crucible.agent.files import FileOpError, KernelFiles, split_path
+from crucible.api.kernel_files import _aligned_part, part_filename
+
+
+@pytest.mark.parametrize(
+    ("path", "parts"),
+    [
+        (".", []),
+        ("", []),
+        ("/home/work", []),
+        ("/home/work/", []),
+        ("a/b.txt", ["a", "b.txt"]),
+        ("/home/work/a//./b", ["a", "b"]),
+        ("a/../b", ["b"]),
+        ("é ü/x", ["é ü", "x"]),
+    ],
+)
+def test_split_path(path: str, parts: list[str]) -> None:
+    assert split_path(path) == parts
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "..",
+        "../x",
+        "a/../../x",
+        "/etc/passwd",
+        "/home/workx",
+        "/",
+        "a\x00b",
+        "a\nb",
+        "a\rb",
+        "x" * 256,
+        "a/" * 2100,
+        42,
+        None,
+    ],
+)
+def test_split_path_refuses(path: object) -> None:
+    with pytest.raises(FileOpError) as caught:
+        split_path(path)
+    assert caught.value.kind == "invalid-path"
+
+
+@pytest.mark.parametrize(
+    ("disposition", "name"),
+    [
+        ('form-data; name="src"; filename="sub%2Fb.h"', "sub/b.h"),
+        ('form-data; name="src"; filename="x"; filename*=utf-8\'\'sub%2F%C3%A9.h', "sub/é.h"),
+        ('form-data; name="src"; filename="a%20b%25.txt"', "a b%.txt"),
+        ('form-data; name="src"; filename="semi;colon"', "semi;colon"),
+        ('form-data; name="src"', None),
+    ],
+)
+def test_part_filename(disposition: str, name: str | None) -> None:
+    assert part_filename(disposition) == name
+
+
+def test_part_filename_refuses_garbage() -> None:
+    with pytest.raises(errors.InvalidAPIParameters):
+        part_filename("form-data; filename*=nonsense")
+    with pytest.raises(errors.InvalidAPIParameters):
+        part_filename("form-data; filename*=no-such-charset''%C3%A9")
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def naive_client(body: bytes, reads: list[int], dest: Path) -> list[list[str]]:
+    """What the 18.12 client's download loop does, with the read sizes it would get."""
+    names: list[list[str]] = []
+    fp = None
+    offset = 0
+    sizes = iter(reads)
+    while offset < len(body):
+        chunk = body[offset : offset + next(sizes, 1024)]
+        offset += len(chunk)
+        for part in chunk.split(b"\r\n"):
+            if part.startswith(b"--"):
+                if fp:
+                    fp.close()
+                    with tarfile.open(fp.name) as tarf:
+                        tarf.extractall(path=dest, filter="data")
+                        names.append(tarf.getnames())
+                    os.unlink(fp.name)
+                fp = tempfile.NamedTemporaryFile(suffix=".tar", delete=False)
+            elif part.startswith(b"Content-") or part == b"":
+                continue
+            else:
+                assert fp is not None
+                fp.write(part)
+    assert fp is not None
+    fp.close()
+    os.unlink(fp.name)
+    return names
+
+
+@pytest.mark.parametrize("short_reads", [False, True])
+def test_download_framing_survives_the_naive_parser(tmp_path: Path, short_reads: bool) -> None:
+    archives = [
+        ("a.txt", _tar({"a.txt": b"hello\n"})),
+        ("b.bin", _tar({"b.bin": os.urandom(5000).replace(b"\r\n", b"..")})),
+        ("d", _tar({"d/x": b"x" * 20000, "d/y": b"y"})),
+    ]
+    boundary = "crucible-0123"
+    parts = [_aligned_part(boundary, i == 0, n, a) for i, (n, a) in enumerate(archives)]
+    body = b"".join(parts) + f"\r\n--{boundary}--\r\n".encode()
+    assert all(len(part) % 1024 == 0 for part in parts)
+    # Full 1 KiB reads, or a short read wherever the server's writes ended.
+    reads = []
+    if short_reads:
+        for part in parts:
+            reads += [1024] * (len(part) // 1024)
+    names = naive_client(body, reads, tmp_path)
+    assert names == [["a.txt"], ["b.bin"], ["d/x", "d/y"]]
+    assert (tmp_path / "a.txt").read_bytes() == b"hello\n"
+    assert (tmp_path / "d/x").read_bytes() == b"x" * 20000
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the agent chowns files to uid 1000: needs root")
+def test_refused_commit_writes_nothing(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    os.chown(work, 1000, 1000)
+    files = KernelFiles(work, tmp_path / "staging")
+    upload_id = files.upload({"step": "begin"})["upload_id"]
+    files.upload({"step": "file", "upload_id": upload_id, "path": "ok/a.txt"})
+    files.upload({"step": "data", "upload_id": upload_id, "data": "aGk="})
+    os.symlink("/", work / "evil")
+    files.upload({"step": "file", "upload_id": upload_id, "path": "evil/tmp/x"})
+    with pytest.raises(FileOpError, match="symbolic link"):
+        files.upload({"step": "commit", "upload_id": upload_id})
+    assert sorted(os.listdir(work)) == ["evil"]
+    # The failed upload is gone.
+    with pytest.raises(FileOpError):
+        files.upload({"step": "commit", "upload_id": upload_id})
