@@ -5,7 +5,16 @@ from __future__ import annotations
 from quart import Response, g
 from quart_trio import QuartTrio
 
-from crucible.api import admin, agent_link, auth_test, kernel, manager_status, stream, version
+from crucible.api import (
+    admin,
+    agent_link,
+    auth_test,
+    kernel,
+    kernel_files,
+    manager_status,
+    stream,
+    version,
+)
 from crucible.api.context import EXTENSION_KEY, ManagerContext
 from crucible.api.middleware import APIMiddleware
 from crucible.api.problems import register_error_handlers
