@@ -94,6 +94,13 @@ class GraphQLService:
                 if operation_name is None
                 else f"No operation named {operation_name!r}."
             )
+        if operation.operation is not OperationType.QUERY and (
+            operation.operation is OperationType.SUBSCRIPTION or schema.mutation_type is None
+        ):
+            # Owners have no Mutation type; graphql-core would only notice while executing.
+            raise errors.InvalidAPIParameters(
+                f"This key may not run {operation.operation.value} operations."
+            )
         if operation.operation is OperationType.MUTATION:
             await self._require_running()
         loader = Loader(self.db, FETCHERS, MUTATIONS)

@@ -17,11 +17,13 @@ SESSION_FIELDS = (
     "sess_id lang created_at terminated_at status cpu_slot cpu_used mem_slot mem_cur_bytes "
     "mem_max_bytes gpu_slot"
 )
-G1 = "query($status:String) { compute_sessions(status:$status) { %s } }" % SESSION_FIELDS
+G1 = "query($status:String) { compute_sessions(status:$status) { FIELDS } }".replace(
+    "FIELDS", SESSION_FIELDS
+)
 G1_TAG = G1.replace(" lang ", " lang tag ")
 G2 = (
     "query($ak:String, $status:String) { compute_sessions(access_key:$ak, status:$status) "
-    "{ %s } }" % SESSION_FIELDS
+    "{ FIELDS } }".replace("FIELDS", SESSION_FIELDS)
 )
 G3 = "query($status:String) { compute_sessions(status:$status) { sess_id } }"
 G4_FIELDS = (
@@ -29,26 +31,34 @@ G4_FIELDS = (
     "mem_slot mem_cur_bytes mem_max_bytes gpu_slot num_queries net_rx_bytes net_tx_bytes "
     "io_read_bytes io_write_bytes io_max_scratch_size io_cur_scratch_size"
 )
-G4 = "query($sess_id:String) { compute_session(sess_id:$sess_id) { %s } }" % G4_FIELDS
+G4 = "query($sess_id:String) { compute_session(sess_id:$sess_id) { FIELDS } }".replace(
+    "FIELDS", G4_FIELDS
+)
 KP_FIELDS = (
     "user_id access_key secret_key is_active is_admin created_at last_used resource_policy "
     "rate_limit concurrency_limit"
 )
-G5 = "query { keypair { %s } }" % KP_FIELDS
-G6 = "query($is_active: Boolean) { keypairs(is_active: $is_active) { %s } }" % KP_FIELDS
+G5 = "query { keypair { FIELDS } }".replace("FIELDS", KP_FIELDS)
+G6 = "query($is_active: Boolean) { keypairs(is_active: $is_active) { FIELDS } }".replace(
+    "FIELDS", KP_FIELDS
+)
 G7 = (
-    "query($user_id: %s, $is_active: Boolean) { keypairs(user_id: $user_id, "
+    "query($user_id: UID, $is_active: Boolean) { keypairs(user_id: $user_id, "
     "is_active: $is_active) { " + KP_FIELDS + " } }"
 )
 AGENT_FIELDS = (
     "id status region first_contact cpu_slots used_cpu_slots cpu_cur_pct mem_slots "
     "used_mem_slots mem_cur_bytes gpu_slots used_gpu_slots"
 )
-G10 = "query($status: String) { agents(status: $status) { %s } }" % AGENT_FIELDS
-G11 = "query($agent_id: String!) { agent(agent_id: $agent_id) { %s } }" % AGENT_FIELDS
+G10 = "query($status: String) { agents(status: $status) { FIELDS } }".replace(
+    "FIELDS", AGENT_FIELDS
+)
+G11 = "query($agent_id: String!) { agent(agent_id: $agent_id) { FIELDS } }".replace(
+    "FIELDS", AGENT_FIELDS
+)
 VF_FIELDS = "name created_at last_used max_files max_size"
-G12 = "query { vfolders { %s } }" % VF_FIELDS
-G13 = "query($ak:String) { vfolders(access_key:$ak) { %s } }" % VF_FIELDS
+G12 = "query { vfolders { FIELDS } }".replace("FIELDS", VF_FIELDS)
+G13 = "query($ak:String) { vfolders(access_key:$ak) { FIELDS } }".replace("FIELDS", VF_FIELDS)
 
 
 async def test_keypair_g5_is_own_key_in_selection_order(manager: Harness) -> None:
@@ -95,11 +105,13 @@ async def test_keypairs_g6_g7(manager: Harness, keypairs: KeypairRepository) -> 
     active = data_of(await gql(admin, G6, {"is_active": True}))["keypairs"]
     assert inactive.access_key not in {kp["access_key"] for kp in active}
     mine = data_of(
-        await gql(admin, G7 % "String!", {"user_id": "user@test", "is_active": None})
+        await gql(admin, G7.replace("UID", "String!"), {"user_id": "user@test", "is_active": None})
     )["keypairs"]
     assert {kp["access_key"] for kp in mine} == {manager.user.access_key, inactive.access_key}
     # The client declares Int! for numeric ids; the server coerces to the string id.
-    by_int = data_of(await gql(admin, G7 % "Int!", {"user_id": 123, "is_active": None}))
+    by_int = data_of(
+        await gql(admin, G7.replace("UID", "Int!"), {"user_id": 123, "is_active": None})
+    )
     assert [kp["access_key"] for kp in by_int["keypairs"]] == [numeric.access_key]
     assert by_int["keypairs"][0]["user_id"] == "123"
 
@@ -264,7 +276,7 @@ async def test_vfolders_g12_g13(manager: Harness) -> None:
     [
         (G2, {"status": None, "ak": "AKIAANYTHING"}),
         (G6, {"is_active": None}),
-        (G7 % "String!", {"user_id": "user@test"}),
+        (G7.replace("UID", "String!"), {"user_id": "user@test"}),
         (G10, {"status": "ALIVE"}),
         (G11, {"agent_id": "agent-1"}),
         (G13, {}),
@@ -295,7 +307,7 @@ async def test_owner_isolation_through_nested_fields(manager: Harness) -> None:
         await gql(
             manager.client,
             "{ keypair { access_key concurrency_used compute_sessions { sess_id workers "
-            "{ sess_id } } vfolders { name } } compute_workers(sess_id: \"not-yours-either\") "
+            '{ sess_id } } vfolders { name } } compute_workers(sess_id: "not-yours-either") '
             "{ sess_id } }",
         )
     )
@@ -308,9 +320,7 @@ async def test_owner_isolation_through_nested_fields(manager: Harness) -> None:
         },
         "compute_workers": [],
     }
-    other_client = manager.client.with_credentials(
-        Credentials(other.access_key, other.secret_key)
-    )
+    other_client = manager.client.with_credentials(Credentials(other.access_key, other.secret_key))
     theirs = data_of(
         await gql(other_client, '{ compute_workers(sess_id: "not-yours-either") { role } }')
     )
