@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -183,6 +185,12 @@ class Agent:
                 docker_driver.BindMount(str(info.kernel_dir / "work"), CONTAINER_WORK_DIR, False),
                 docker_driver.BindMount(str(info.kernel_dir / "ipc"), CONTAINER_IPC_DIR, False),
                 docker_driver.BindMount(RUNNER_HOST_DIR, CONTAINER_RUNNER_DIR, True),
+                # vfolders go inside /home/work: Docker orders mounts by target depth, so
+                # these land on top of the scratch bind, not under it.
+                *(
+                    docker_driver.BindMount(source, target, read_only)
+                    for source, target, read_only in info.mounts
+                ),
             ),
             tmpfs=(sandbox.tmp_mount(agent_cfg.tmp_size_bytes),),
             cpu_cores=info.cpu,
@@ -208,6 +216,7 @@ class Agent:
             mem=int(params["mem"]),
             environ={str(k): str(v) for k, v in (params.get("environ") or {}).items()},
             kernel_dir=self.kernels_root / kernel_id.replace("-", "")[:16],
+            mounts=_vfolder_mounts(params.get("mounts")),
         )
         await sandbox.prepare_scratch(
             info.kernel_dir, size_bytes=self.config.agent.scratch_size_bytes
@@ -390,6 +399,39 @@ class Agent:
         }
 
 
+_MOUNT_TARGET_RE = re.compile(r"^/home/work/[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
+MAX_VFOLDER_MOUNTS = 5
+
+
+def _vfolder_mounts(raw: Any) -> tuple[tuple[str, str, bool], ...]:
+    """Check the manager's mount list: one directory level under /home/work each, from
+    an existing host directory that is not a symlink (Docker would follow it)."""
+    if not raw:
+        return ()
+    if not isinstance(raw, list) or len(raw) > MAX_VFOLDER_MOUNTS:
+        raise AgentCallError("mounts must be a list of at most 5 entries", "agent-invalid-input")
+    mounts = []
+    targets = set()
+    for entry in raw:
+        try:
+            source, target, read_only = entry["source"], entry["target"], entry["read_only"]
+        except (TypeError, KeyError):
+            raise AgentCallError(f"bad mount entry {entry!r}", "agent-invalid-input") from None
+        if not isinstance(target, str) or not _MOUNT_TARGET_RE.match(target) or target in targets:
+            raise AgentCallError(f"bad mount target {target!r}", "agent-invalid-input")
+        if not isinstance(source, str) or not os.path.isabs(source):
+            raise AgentCallError(f"bad mount source {source!r}", "agent-invalid-input")
+        try:
+            st = os.lstat(source)
+        except OSError:
+            raise AgentCallError(f"mount source {source} is missing", "agent-failure") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise AgentCallError(f"mount source {source} is not a directory", "agent-failure")
+        targets.add(target)
+        mounts.append((source, target, bool(read_only)))
+    return tuple(mounts)
+
+
 def _terminated_event(kernel_id: str, reason: str) -> dict[str, Any]:
     return {"type": "event", "name": "kernel_terminated", "kernel_id": kernel_id, "reason": reason}
 
@@ -405,6 +447,7 @@ def _info_to_label(info: KernelInfo) -> str:
             "mem": info.mem,
             "environ": info.environ,
             "kernel_dir": str(info.kernel_dir),
+            "mounts": [list(m) for m in info.mounts],
         }
     )
 
@@ -420,4 +463,7 @@ def _info_from_label(text: str) -> KernelInfo:
         mem=int(data["mem"]),
         environ={str(k): str(v) for k, v in data["environ"].items()},
         kernel_dir=Path(data["kernel_dir"]),
+        mounts=tuple(
+            (str(source), str(target), bool(ro)) for source, target, ro in data.get("mounts", [])
+        ),
     )

@@ -49,6 +49,8 @@ class KernelInfo:
     environ: dict[str, str]
     #: The host directory holding ``work/`` (the session's /home/work) and ``ipc/``.
     kernel_dir: Path
+    #: Mounted vfolders: ``(host path, container path, read-only)`` (spec 4.2 mounts).
+    mounts: tuple[tuple[str, str, bool], ...] = ()
 
     @property
     def socket_path(self) -> Path:

@@ -164,6 +164,39 @@ class ImagesConfig:
     debian_mirror: str = "http://deb.debian.org/debian"
 
 
+#: Names of storage hosts: how clients address them (vfolder create's ``host``).
+STORAGE_HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+GiB = 1024 * MiB
+PluginOptions = NewType("PluginOptions", dict)  # type: ignore[type-arg]
+
+
+@attrs.frozen
+class StorageHostConfig:
+    """One vfolder host: which storage plugin serves it, where, and per-folder quotas."""
+
+    #: The storage plugin (entry-point group ``crucible.storage``), e.g. ``local``.
+    type: str = "local"
+    #: The plugin's root: for ``local`` a directory; empty means ``<state_dir>/vfolders``.
+    path: str = ""
+    #: Quotas of every folder created on this host.
+    max_size_bytes: PositiveInt = PositiveInt(GiB)
+    max_files: PositiveInt = PositiveInt(1000)
+    #: Settings only a third-party plugin reads (validated by that plugin at start).
+    options: PluginOptions = attrs.Factory(lambda: PluginOptions({}))
+
+
+def _default_storage_hosts() -> dict[str, StorageHostConfig]:
+    return {"local": StorageHostConfig()}
+
+
+@attrs.frozen
+class StorageConfig:
+    #: The host of folders created without one; empty: ``host`` is then required.
+    default_host: str = "local"
+    #: Hosts by name. Listing any replaces the default ``local`` host.
+    hosts: dict[str, StorageHostConfig] = attrs.Factory(_default_storage_hosts)
+
+
 @attrs.frozen
 class GraphQLConfig:
     """Bounds on one admin GraphQL request, checked before any SQL runs."""
@@ -218,6 +251,7 @@ class Config:
     sessions: SessionsConfig = attrs.Factory(SessionsConfig)
     scheduler: SchedulerConfig = attrs.Factory(SchedulerConfig)
     images: ImagesConfig = attrs.Factory(ImagesConfig)
+    storage: StorageConfig = attrs.Factory(StorageConfig)
     graphql: GraphQLConfig = attrs.Factory(GraphQLConfig)
     #: Policies synced into the ``resource_policies`` table at start-up (TOML wins for
     #: the names it lists; policies made through the admin API are left alone).
@@ -318,7 +352,14 @@ def _make_converter() -> cattrs.Converter:
             "must be empty or start with '/' and not end with '/'",
         ),
     )
+    conv.register_structure_hook(PluginOptions, _plugin_options)
     return conv
+
+
+def _plugin_options(value: Any, _: Any) -> Any:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError("expected a table")
+    return PluginOptions(dict(value))
 
 
 _CONVERTER = _make_converter()
@@ -327,6 +368,8 @@ _EXTRA_RE = re.compile(r"^extra fields found \((?P<names>.*)\) @ (?P<path>.*)$")
 
 def _path_to_dotted(path: str) -> str:
     path = path.removeprefix("$").removeprefix(".")
+    # Keys of dict-valued tables (storage.hosts) read as TOML writes them: a.b.NAME.c.
+    path = re.sub(r"\['([^']*)'\]", r".\1", path)
     return path or "(top level)"
 
 
@@ -372,6 +415,12 @@ def _extra_checks(config: Config) -> list[str]:
             problems.append(
                 f"resource_policies.{name}: the name must be 1-64 letters, digits, '_', '.', '-'"
             )
+    storage = config.storage
+    for name in storage.hosts:
+        if not STORAGE_HOST_NAME_RE.match(name):
+            problems.append(f"storage.hosts.{name}: a host name is 1-64 letters, digits, '._-'")
+    if storage.default_host and storage.default_host not in storage.hosts:
+        problems.append("storage.default_host: must name one of storage.hosts (or be empty)")
     return problems
 
 

@@ -53,9 +53,18 @@ class Endpoint:
 class ManagerServer:
     """Serves the API until `stop()` is called (graceful) or it is cancelled."""
 
-    def __init__(self, config: Config, db: Database, *, cluster_secret: str = "") -> None:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        *,
+        cluster_secret: str = "",
+        storage_plugins: tuple[object, ...] = (),
+    ) -> None:
         self.config = config
-        self.ctx = ManagerContext.build(config, db, cluster_secret=cluster_secret)
+        self.ctx = ManagerContext.build(
+            config, db, cluster_secret=cluster_secret, storage_plugins=storage_plugins
+        )
         self.app = create_app(self.ctx)
         self._shutdown = trio.Event()
 

@@ -11,11 +11,13 @@ from types import ModuleType
 import pluggy
 
 from crucible.hookspecs import scheduler as scheduler_spec
+from crucible.hookspecs import storage as storage_spec
 from crucible.hookspecs.markers import PROJECT_NAME
 
 #: Entry-point group per plugin kind, and the hookspec module that defines the kind.
 PLUGIN_KINDS: dict[str, tuple[str, ModuleType]] = {
     "scheduler": ("crucible.schedulers", scheduler_spec),
+    "storage": ("crucible.storage", storage_spec),
 }
 
 
@@ -49,3 +51,9 @@ def load_scheduler(name: str, *extra_plugins: object) -> scheduler_spec.Schedule
     except KeyError:
         known = ", ".join(sorted(schedulers)) or "none"
         raise PluginNotFound(f"no scheduler plugin named {name!r} (installed: {known})") from None
+
+
+def load_storage_backends(*extra_plugins: object) -> dict[str, storage_spec.StorageBackend]:
+    """Every installed storage backend, by its ``type`` name."""
+    manager = create_plugin_manager("storage", *extra_plugins)
+    return {b.type: b for b in manager.hook.crucible_storage_backend()}

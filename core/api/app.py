@@ -9,6 +9,7 @@ from crucible.api import (
     admin,
     agent_link,
     auth_test,
+    folders,
     kernel,
     kernel_files,
     manager_status,
@@ -18,6 +19,7 @@ from crucible.api import (
 from crucible.api.context import EXTENSION_KEY, ManagerContext
 from crucible.api.middleware import APIMiddleware
 from crucible.api.problems import register_error_handlers
+from crucible.api.streaming import StreamingHTTPConnection, StreamingRequest
 
 BLUEPRINTS = (
     version.blueprint,
@@ -27,6 +29,7 @@ BLUEPRINTS = (
     kernel_files.blueprint,
     stream.blueprint,
     agent_link.blueprint,
+    folders.blueprint,
     admin.blueprint,
 )
 
@@ -34,6 +37,9 @@ BLUEPRINTS = (
 def create_app(ctx: ManagerContext) -> QuartTrio:
     """Build the API app; `ctx` carries every service the handlers use."""
     app = QuartTrio("crucible")
+    # Bodies with flow control, so folder uploads stream to disk (crucible.api.streaming).
+    app.request_class = StreamingRequest
+    app.asgi_http_class = StreamingHTTPConnection  # type: ignore[assignment]
     app.extensions[EXTENSION_KEY] = ctx
     app.config["MAX_CONTENT_LENGTH"] = ctx.config.manager.max_body_bytes
     app.config["BODY_TIMEOUT"] = ctx.config.manager.body_timeout

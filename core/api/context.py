@@ -14,6 +14,8 @@ from crucible.manager_status import ManagerStatusStore
 from crucible.plugin_manager import load_scheduler
 from crucible.ratelimit import RateLimiter
 from crucible.sessions.registry import SessionRegistry
+from crucible.vfolders.hosts import open_hosts
+from crucible.vfolders.service import VFolderService
 
 
 @attrs.define
@@ -26,6 +28,7 @@ class ManagerContext:
     status: ManagerStatusStore
     agents: AgentDirectory
     registry: SessionRegistry
+    vfolders: VFolderService
     #: The secret agents prove they know when they link (see crucible.cluster_auth).
     cluster_secret: str = attrs.field(repr=False)
     #: The admin GraphQL API, over the services above.
@@ -35,12 +38,23 @@ class ManagerContext:
     def _graphql(self) -> GraphQLService:
         return GraphQLService(self.config, self.db, self.keypairs, self.keypair_cache, self.status)
 
-
     @classmethod
-    def build(cls, config: Config, db: Database, *, cluster_secret: str) -> ManagerContext:
+    def build(
+        cls,
+        config: Config,
+        db: Database,
+        *,
+        cluster_secret: str,
+        storage_plugins: tuple[object, ...] = (),
+    ) -> ManagerContext:
+        """`storage_plugins`: storage plugins registered besides the installed ones."""
         repo = KeypairRepository(db)
+        vfolders = VFolderService(
+            db, open_hosts(config, *storage_plugins), config.storage.default_host
+        )
         agents = AgentDirectory(db, lost_after=config.sessions.agent_lost_after)
         registry = SessionRegistry(config, db, agents, load_scheduler(config.scheduler.name))
+        registry.vfolders = vfolders
         return cls(
             config=config,
             db=db,
@@ -54,6 +68,7 @@ class ManagerContext:
             status=ManagerStatusStore(db),
             agents=agents,
             registry=registry,
+            vfolders=vfolders,
             cluster_secret=cluster_secret,
         )
 

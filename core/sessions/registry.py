@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -31,6 +31,9 @@ from crucible.sessions.events import SessionEvents
 from crucible.sessions.model import SESSION_COLUMNS, Session, normalize_stats
 from crucible.sessions.resources import Resources, resolve_resources
 from crucible.usage import record_memory_samples
+
+if TYPE_CHECKING:
+    from crucible.vfolders.service import VFolderService
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,8 @@ class SessionRegistry:
         self.agents = agents
         self.scheduler = scheduler
         self.events = SessionEvents()
+        #: Resolves ``config.mounts``; set by the manager context (None: no vfolders).
+        self.vfolders: VFolderService | None = None
         self.activity = ActivityRecorder(db, interval=1.0)
         self.policies = ResourcePolicyStore(db)
         agents.on_event = self._on_agent_event
@@ -132,6 +137,7 @@ class SessionRegistry:
             isinstance(k, str) and isinstance(v, str) for k, v in environ.items()
         ):
             raise errors.InvalidAPIParameters("'config.environ' must map strings to strings.")
+        mounts = await self._resolve_mounts(keypair, token, creation_config.get("mounts"))
         session, created = await self._place(keypair, token, lang, image, tag, environ, resources)
         if not created:
             if session.image != image:
@@ -140,6 +146,8 @@ class SessionRegistry:
                 )
             return session, False
         assert session.agent_id is not None
+        if mounts:
+            await self._attach_mounts(session, mounts)
         try:
             link = self.agents.link(session.agent_id)
             result = await link.call(
@@ -151,6 +159,9 @@ class SessionRegistry:
                     "cpu": float(session.occupied_slots.get("cpu", resources.cpu)),
                     "mem": int(session.occupied_slots.get("mem", resources.mem)),
                     "environ": environ,
+                    "mounts": [
+                        {k: m[k] for k in ("source", "target", "read_only")} for m in mounts
+                    ],
                 },
                 timeout=CREATE_TIMEOUT,
             )
@@ -173,6 +184,47 @@ class SessionRegistry:
         if row is None:  # destroyed while it was being created
             raise errors.KernelCreationFailed("The session was terminated while starting.")
         return Session.from_row(row), True
+
+    async def _resolve_mounts(
+        self, keypair: Keypair, token: str, raw: object
+    ) -> list[dict[str, Any]]:
+        """Check ``config.mounts`` before anything is created (a bad one is a 404).
+
+        A request that will reuse a live session ignores its config (spec 4.2).
+        """
+        if not raw or self.vfolders is None:
+            return []
+        live = await self.db.fetchval(
+            """SELECT count(*) FROM kernels WHERE access_key = $1 AND sess_id = $2
+               AND role = 'master' AND status <> 'TERMINATED'""",
+            keypair.access_key,
+            token,
+        )
+        if live:
+            return []
+        return await self.vfolders.resolve_mounts(keypair, raw)
+
+    async def _attach_mounts(self, session: Session, mounts: list[dict[str, Any]]) -> None:
+        """Record the mounts on the kernel row, unless a folder was deleted meanwhile.
+
+        The folder rows are share-locked: a concurrent folder delete (which locks them
+        for update, then looks for live sessions mounting them) either sees these
+        mounts and refuses, or has removed the folder, and the session fails here.
+        """
+        ids = [uuid.UUID(m["id"]) for m in mounts]
+        async with self.db.transaction() as conn:
+            found = await conn.fetch(
+                "SELECT id FROM vfolders WHERE id = ANY($1::uuid[]) FOR SHARE", ids
+            )
+            if len({row["id"] for row in found}) == len(set(ids)):
+                await conn.execute(
+                    "UPDATE kernels SET mounts = $2::jsonb WHERE id = $1::uuid",
+                    session.id,
+                    json.dumps(mounts),
+                )
+                return
+        await self._set_terminated(session.id, "vfolder-deleted", status="ERROR")
+        raise errors.VFolderNotFound("A folder to mount was deleted meanwhile.")
 
     async def _place(
         self,

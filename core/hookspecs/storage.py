@@ -1,0 +1,234 @@
+"""Storage plugins: the vfolder hosts (spec 6) behind ``/folders`` and session mounts.
+
+Entry-point group ``crucible.storage``. A plugin module implements one hook,
+`crucible_storage_backend`, returning a `StorageBackend`: a named *type* (what a
+sysadmin writes in ``[storage.hosts.NAME] type = "..."``) that opens a `VFolderHost`
+for each configured host of that type. The core does everything else: names,
+ownership, permissions, invitations, quotas and path validation. A host only stores
+bytes under opaque folder ids.
+
+Contract of every `VFolderHost` method:
+
+* ``folder_id`` is 32 lower-case hex characters; the core created it with
+  `create_folder` before any other call.
+* ``path`` is a `RelPath`: a tuple of already validated components (never empty
+  strings, ``.``, ``..``, NUL or ``/``); ``()`` is the folder's root. A host must still
+  never follow a symbolic link found inside a folder: sessions mount folders and can
+  plant links anywhere in them at any moment.
+* Errors are the exceptions below (`EntryNotFound`, `NotADirectory`, `NotAFile`,
+  `IsADirectory`); the core turns them into problem responses. Anything else is a 500.
+* Methods are async and must not block the event loop (run blocking I/O in
+  ``trio.to_thread.run_sync``).
+
+Quotas are checked by the core *before* it hands data over (it calls `usage` and
+`stat`); a host enforces one thing itself: `upload_file` publishes the file only after
+the data iterator is exhausted, so a refused or broken upload leaves nothing behind.
+
+Example: an in-memory host (``tests/testlib/memory_storage.py`` is a complete one)::
+
+    from crucible.hookspecs.markers import hookimpl
+    from crucible.hookspecs.storage import HostSettings, NotMountable
+
+    class MemoryBackend:
+        type = "memory"
+
+        def open_host(self, settings: HostSettings) -> "MemoryHost":
+            return MemoryHost(settings.name)
+
+    class MemoryHost:
+        def __init__(self, name):
+            self.name, self.folders = name, {}
+
+        async def create_folder(self, folder_id):
+            self.folders[folder_id] = {}
+
+        async def upload_file(self, folder_id, path, chunks):
+            data = b"".join([chunk async for chunk in chunks])  # staged in memory
+            self.folders[folder_id][path] = data                 # published at the end
+            return len(data)
+
+        def mount_spec(self, folder_id, *, read_only):
+            raise NotMountable("memory folders cannot be mounted into sessions")
+
+        ...  # delete_folder, list_files, stat, open_file, mkdir, delete_files, usage
+
+    @hookimpl
+    def crucible_storage_backend():
+        return MemoryBackend()
+
+and in the plugin's pyproject.toml::
+
+    [project.entry-points."crucible.storage"]
+    memory = "my_package.memory_storage"
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import AsyncIterable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+from crucible.hookspecs.markers import hookspec
+
+#: A validated path inside a folder, as components; ``()`` is the folder root.
+RelPath = tuple[str, ...]
+
+
+class StorageError(Exception):
+    """Base of the errors a host reports about a path; `path` is the offending one."""
+
+    def __init__(self, message: str, path: RelPath = ()) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class EntryNotFound(StorageError):
+    """The path (or one of its parents) does not exist."""
+
+
+class NotADirectory(StorageError):
+    """A component that must be a directory is something else (a file, a symlink...)."""
+
+
+class NotAFile(StorageError):
+    """The path must be a regular file and is not (a directory, a symlink, a FIFO...)."""
+
+
+class IsADirectory(StorageError):
+    """A directory was named where `recursive` was not given."""
+
+
+class NotMountable(StorageError):
+    """This host's folders cannot be mounted into sessions."""
+
+
+@attrs.frozen
+class FileEntry:
+    """One directory entry (spec 4.10's file entry, before formatting)."""
+
+    name: str
+    size: int
+    #: ``st_mode`` bits (type and permissions), as `os.stat` reports them.
+    mode: int
+    mtime: float
+    ctime: float
+    atime: float
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
+
+    @property
+    def is_file(self) -> bool:
+        return stat.S_ISREG(self.mode)
+
+
+@attrs.frozen
+class Usage:
+    """What a folder holds now: bytes of regular files, and entries of every kind."""
+
+    size_bytes: int
+    file_count: int
+
+
+@attrs.frozen
+class MountSpec:
+    """How an agent bind-mounts a folder: a host path that exists on the agent's host."""
+
+    host_path: str
+    read_only: bool
+
+
+@attrs.frozen
+class HostSettings:
+    """One ``[storage.hosts.NAME]`` table, as a backend receives it."""
+
+    name: str
+    type: str
+    #: The configured ``path``, with an empty value already replaced by the default.
+    path: str
+    #: The free-form ``options`` table; a backend validates it in `open_host`.
+    options: Mapping[str, Any]
+    #: The server's state directory, for backends that keep local bookkeeping.
+    state_dir: str
+
+
+@runtime_checkable
+class FileReader(Protocol):
+    """An open regular file being downloaded."""
+
+    #: Its size when it was opened (the download's progress total).
+    size: int
+
+    async def read(self, max_bytes: int) -> bytes:
+        """Up to `max_bytes` next bytes; ``b""`` at the end."""
+
+    async def aclose(self) -> None:
+        """Release the file; called exactly once, also after errors."""
+
+
+@runtime_checkable
+class VFolderHost(Protocol):
+    """The storage of the folders of one configured host."""
+
+    async def create_folder(self, folder_id: str) -> None:
+        """Make an empty folder. Called once per id."""
+
+    async def delete_folder(self, folder_id: str) -> None:
+        """Remove the folder and everything in it; a missing folder is not an error."""
+
+    async def list_files(self, folder_id: str, path: RelPath) -> list[FileEntry]:
+        """The entries of directory `path` (one level), without following symlinks.
+
+        `EntryNotFound` when it does not exist, `NotADirectory` when it is not a directory.
+        """
+
+    async def stat(self, folder_id: str, path: RelPath) -> FileEntry | None:
+        """The entry at `path` (not following a final symlink), or None when absent.
+
+        A parent that is not a directory also answers None.
+        """
+
+    async def upload_file(self, folder_id: str, path: RelPath, chunks: AsyncIterable[bytes]) -> int:
+        """Store the bytes of `chunks` as the regular file `path`; return the size.
+
+        Missing parent directories are created; an existing file is replaced. The new
+        content becomes visible only once `chunks` is exhausted: if iterating raises
+        (the core's quota check, a client that hangs up, cancellation), nothing is left
+        behind and the exception propagates. `NotADirectory` when a parent is not a
+        directory, `NotAFile` when `path` exists and is not a regular file.
+        """
+
+    async def open_file(self, folder_id: str, path: RelPath) -> FileReader:
+        """Open the regular file `path` for a download (`EntryNotFound`, `NotAFile`)."""
+
+    async def mkdir(self, folder_id: str, path: RelPath) -> None:
+        """Create directory `path` and its parents; an existing directory is fine.
+        `NotADirectory` when something else is in the way."""
+
+    async def delete_files(self, folder_id: str, paths: list[RelPath], *, recursive: bool) -> None:
+        """Delete each path; missing ones are ignored. A directory needs `recursive`
+        (`IsADirectory`, checked for all paths before anything is deleted)."""
+
+    async def usage(self, folder_id: str) -> Usage:
+        """Bytes and entries in the folder now (entries of every depth count)."""
+
+    def mount_spec(self, folder_id: str, *, read_only: bool) -> MountSpec:
+        """Where an agent finds the folder to bind-mount it (`NotMountable` if never)."""
+
+
+@runtime_checkable
+class StorageBackend(Protocol):
+    #: The value of ``type`` in ``[storage.hosts.NAME]`` that selects this backend.
+    type: str
+
+    def open_host(self, settings: HostSettings) -> VFolderHost:
+        """A host for one configured table. Raise `ValueError` with a readable message
+        for bad `settings` (the server then refuses to start and prints it)."""
+
+
+@hookspec
+def crucible_storage_backend() -> StorageBackend:  # type: ignore[empty-body]
+    """Return a storage backend object. Called once when the manager starts."""

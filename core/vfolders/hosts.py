@@ -1,0 +1,58 @@
+"""Opening the configured vfolder hosts through their storage plugins."""
+
+from __future__ import annotations
+
+import attrs
+
+from crucible.config import Config, ConfigError, StorageHostConfig
+from crucible.hookspecs.storage import HostSettings, VFolderHost
+from crucible.plugin_manager import load_storage_backends
+
+
+@attrs.frozen
+class StorageHost:
+    """A configured host: its plugin object and the quotas of its folders."""
+
+    name: str
+    config: StorageHostConfig
+    backend: VFolderHost
+
+
+def default_local_path(config: Config) -> str:
+    return str(config.state_path / "vfolders")
+
+
+def open_hosts(config: Config, *extra_plugins: object) -> dict[str, StorageHost]:
+    """Every ``[storage.hosts.NAME]``, opened; `ConfigError` lists every host that fails.
+
+    `extra_plugins` are registered besides the installed ones (tests use this).
+    """
+    backends = load_storage_backends(*extra_plugins)
+    hosts: dict[str, StorageHost] = {}
+    problems: list[str] = []
+    for name, host_config in sorted(config.storage.hosts.items()):
+        backend = backends.get(host_config.type)
+        if backend is None:
+            known = ", ".join(sorted(backends)) or "none"
+            problems.append(
+                f"storage.hosts.{name}.type: no storage plugin {host_config.type!r} "
+                f"(installed: {known})"
+            )
+            continue
+        path = host_config.path
+        if not path and host_config.type == "local":
+            path = default_local_path(config)
+        settings = HostSettings(
+            name=name,
+            type=host_config.type,
+            path=path,
+            options=dict(host_config.options),
+            state_dir=str(config.state_path),
+        )
+        try:
+            hosts[name] = StorageHost(name, host_config, backend.open_host(settings))
+        except ValueError as exc:
+            problems.append(f"storage.hosts.{name}: {exc}")
+    if problems:
+        raise ConfigError("<storage>", problems)
+    return hosts

@@ -1,0 +1,380 @@
+"""What the ``/folders`` API and session mounts do, permission checks included.
+
+Every operation first resolves the folder *as the requesting access key sees it*
+(`VFolderService.get`): a folder it neither owns nor was granted, and a grant weaker
+than the operation needs, both read as "no such folder" (spec 6.1), so existence is
+never revealed.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any, ClassVar
+
+import trio
+
+from crucible import errors
+from crucible.db.pool import Database
+from crucible.hookspecs.storage import (
+    EntryNotFound,
+    FileEntry,
+    FileReader,
+    IsADirectory,
+    NotADirectory,
+    NotAFile,
+    NotMountable,
+    RelPath,
+    StorageError,
+    Usage,
+)
+from crucible.keypairs import Keypair
+from crucible.vfolders.hosts import StorageHost
+from crucible.vfolders.multipart import MultipartReader
+from crucible.vfolders.paths import check_folder_name, parse_mount, parse_path
+from crucible.vfolders.repository import (
+    OWNER_ONLY,
+    PERMISSIONS,
+    Access,
+    Invitation,
+    NameTaken,
+    VFolder,
+    VFolderRepository,
+    permits,
+)
+
+log = logging.getLogger(__name__)
+
+#: Spec 4.2: at most this many folders per session.
+MAX_MOUNTS = 5
+#: Where mounted folders appear in a session.
+MOUNT_ROOT = "/home/work"
+#: Legacy servers said ``wd`` for read-write-delete (spec 6.1).
+PERMISSION_SYNONYMS = {"wd": "rd"}
+
+
+class FolderPathNotFound(errors.GenericNotFound):
+    title = "No such file or directory in the folder."
+
+
+class InvitationNotFound(errors.GenericNotFound):
+    title = "No such pending invitation."
+
+
+class VFolderInUse(errors.ProblemError):
+    """Deleting a folder that live sessions mount: refused (see docs/plugins.md)."""
+
+    status: ClassVar[int] = 409
+    type_suffix: ClassVar[str] = "vfolder-in-use"
+    title: ClassVar[str] = "The virtual folder is mounted by running sessions."
+
+
+def storage_problem(exc: StorageError) -> errors.ProblemError:
+    if isinstance(exc, EntryNotFound):
+        return FolderPathNotFound(str(exc))
+    if isinstance(exc, (NotADirectory, NotAFile, IsADirectory, NotMountable)):
+        return errors.InvalidAPIParameters(str(exc))
+    return errors.InvalidAPIParameters(str(exc))
+
+
+def normalize_permission(value: object, default: str = "rw") -> str:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise errors.InvalidAPIParameters("'perm' must be one of ro, rw, rd.")
+    value = PERMISSION_SYNONYMS.get(value, value)
+    if value not in PERMISSIONS:
+        raise errors.InvalidAPIParameters("'perm' must be one of ro, rw, rd.")
+    return value
+
+
+def _parse_invitation_id(value: object) -> uuid.UUID:
+    if not isinstance(value, str) or not value:
+        raise errors.InvalidAPIParameters("'inv_id' is required.")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvitationNotFound(f"No invitation {value!r}.") from None
+
+
+async def _capped(
+    chunks: AsyncIterable[bytes], allowance: int, path: RelPath
+) -> AsyncIterator[bytes]:
+    """Pass `chunks` on, refusing (before it is written) the chunk that passes `allowance`."""
+    total = 0
+    async for chunk in chunks:
+        total += len(chunk)
+        if total > allowance:
+            raise errors.QuotaExceeded(
+                f"Uploading {'/'.join(path)} would exceed the folder's size quota."
+            )
+        yield chunk
+
+
+class VFolderService:
+    def __init__(self, db: Database, hosts: dict[str, StorageHost], default_host: str) -> None:
+        self.repo = VFolderRepository(db)
+        self.hosts = hosts
+        self.default_host = default_host
+        # Writes to one folder are serialised in this process so two uploads cannot both
+        # pass the quota check with the same free space.
+        self._write_locks: dict[str, trio.Lock] = {}
+
+    def host_of(self, folder: VFolder) -> StorageHost:
+        host = self.hosts.get(folder.host)
+        if host is None:
+            raise errors.InternalServerError(f"Storage host {folder.host!r} is not configured.")
+        return host
+
+    def _write_lock(self, folder_id: str) -> trio.Lock:
+        return self._write_locks.setdefault(folder_id, trio.Lock())
+
+    # -- folders ---------------------------------------------------------------------------
+
+    async def list(self, keypair: Keypair) -> list[Access]:
+        return await self.repo.accessible(keypair.access_key)
+
+    def _pick_host(self, value: object) -> str:
+        # The CLI sends [] or [HOST]; the SDK null or a string (spec 6.4).
+        if isinstance(value, list):
+            if len(value) > 1 or not all(isinstance(v, str) for v in value):
+                raise errors.VFolderCreationFailed("'host' must name one storage host.")
+            value = value[0] if value else None
+        if value is None or value == "":
+            if not self.default_host:
+                raise errors.VFolderCreationFailed("No host given and no default host set.")
+            value = self.default_host
+        if not isinstance(value, str) or value not in self.hosts:
+            raise errors.VFolderCreationFailed(f"Unknown storage host {value!r}.")
+        return value
+
+    async def create(self, keypair: Keypair, name: object, host_value: object) -> VFolder:
+        name = check_folder_name(name)
+        host_name = self._pick_host(host_value)
+        host = self.hosts[host_name]
+        try:
+            folder = await self.repo.create(
+                keypair.access_key,
+                name,
+                host_name,
+                max_files=host.config.max_files,
+                max_size=host.config.max_size_bytes,
+            )
+        except NameTaken:
+            raise errors.VFolderAlreadyExists(
+                f"You already have a folder named {name!r}."
+            ) from None
+        try:
+            await host.backend.create_folder(folder.id)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                async with self.repo.db.transaction() as conn:
+                    await self.repo.delete_row(conn, folder.id)
+            raise
+        return folder
+
+    async def get(self, keypair: Keypair, name: str, need: str) -> Access:
+        access = await self.repo.by_name(keypair.access_key, name)
+        if access is None:
+            raise errors.VFolderNotFound(f"No folder {name!r}.")
+        allowed = access.is_owner if need == OWNER_ONLY else permits(access.permission, need)
+        if not allowed:
+            raise errors.VFolderNotFound(f"No folder {name!r}.")
+        return access
+
+    async def delete(self, keypair: Keypair, name: str) -> None:
+        access = await self.get(keypair, name, OWNER_ONLY)
+        folder = access.folder
+        host = self.host_of(folder)
+        async with self.repo.db.transaction() as conn:
+            mounted_by = await self.repo.lock_for_delete(conn, folder.id)
+            if mounted_by:
+                raise VFolderInUse(
+                    f"Folder {name!r} is mounted by live sessions ({', '.join(mounted_by)}); "
+                    "terminate them first.",
+                    data={"sessions": mounted_by},
+                )
+            await self.repo.delete_row(conn, folder.id)
+            # Inside the transaction: if the storage refuses, the folder stays listed.
+            await host.backend.delete_folder(folder.id)
+
+    async def usage(self, folder: VFolder) -> Usage:
+        return await self.host_of(folder).backend.usage(folder.id)
+
+    # -- files -----------------------------------------------------------------------------
+
+    async def list_files(self, access: Access, raw_path: object) -> list[FileEntry]:
+        path = parse_path("." if raw_path is None else raw_path)
+        try:
+            return await self.host_of(access.folder).backend.list_files(access.folder.id, path)
+        except StorageError as exc:
+            raise storage_problem(exc) from exc
+
+    async def _new_entries(self, folder: VFolder, path: RelPath) -> int:
+        """How many entries writing `path` adds (itself and missing parents)."""
+        backend = self.host_of(folder).backend
+        for depth in range(1, len(path) + 1):
+            if await backend.stat(folder.id, path[:depth]) is None:
+                return len(path) - depth + 1
+        return 0
+
+    async def upload(self, access: Access, reader: MultipartReader) -> list[str]:
+        folder = access.folder
+        backend = self.host_of(folder).backend
+        written = []
+        async with self._write_lock(folder.id):
+            usage = await backend.usage(folder.id)
+            async for filename, chunks in reader.files():
+                path = parse_path(filename, key="filename", allow_root=False)
+                new_entries = await self._new_entries(folder, path)
+                if usage.file_count + new_entries > folder.max_files:
+                    raise errors.QuotaExceeded(
+                        f"The folder may hold at most {folder.max_files} files and directories."
+                    )
+                existing = await backend.stat(folder.id, path)
+                replaced = existing.size if existing is not None and existing.is_file else 0
+                allowance = folder.max_size - usage.size_bytes + replaced
+                try:
+                    size = await backend.upload_file(
+                        folder.id, path, _capped(chunks, allowance, path)
+                    )
+                except StorageError as exc:
+                    raise storage_problem(exc) from exc
+                usage = Usage(usage.size_bytes - replaced + size, usage.file_count + new_entries)
+                written.append("/".join(path))
+        return written
+
+    async def mkdir(self, access: Access, raw_path: object) -> None:
+        if raw_path is None:
+            raise errors.InvalidAPIParameters("'path' is required.")
+        path = parse_path(raw_path, allow_root=False)
+        folder = access.folder
+        backend = self.host_of(folder).backend
+        async with self._write_lock(folder.id):
+            usage = await backend.usage(folder.id)
+            if usage.file_count + await self._new_entries(folder, path) > folder.max_files:
+                raise errors.QuotaExceeded(
+                    f"The folder may hold at most {folder.max_files} files and directories."
+                )
+            try:
+                await backend.mkdir(folder.id, path)
+            except StorageError as exc:
+                raise storage_problem(exc) from exc
+
+    async def open_downloads(
+        self, access: Access, raw_files: object
+    ) -> list[tuple[str, FileReader]]:
+        if not isinstance(raw_files, list) or not raw_files:
+            raise errors.InvalidAPIParameters("'files' must be a non-empty list of paths.")
+        paths = [parse_path(f, key="files", allow_root=False) for f in raw_files]
+        backend = self.host_of(access.folder).backend
+        opened: list[tuple[str, FileReader]] = []
+        try:
+            for path in paths:
+                opened.append((path[-1], await backend.open_file(access.folder.id, path)))
+        except BaseException as exc:
+            with trio.CancelScope(shield=True):
+                for _, reader in opened:
+                    await reader.aclose()
+            if isinstance(exc, StorageError):
+                raise storage_problem(exc) from exc
+            raise
+        return opened
+
+    async def delete_files(self, access: Access, raw_files: object, recursive: bool) -> None:
+        if not isinstance(raw_files, list) or not raw_files:
+            raise errors.InvalidAPIParameters("'files' must be a non-empty list of paths.")
+        paths = [parse_path(f, key="files", allow_root=False) for f in raw_files]
+        folder = access.folder
+        async with self._write_lock(folder.id):
+            try:
+                await self.host_of(folder).backend.delete_files(
+                    folder.id, paths, recursive=recursive
+                )
+            except StorageError as exc:
+                raise storage_problem(exc) from exc
+
+    # -- sharing ---------------------------------------------------------------------------
+
+    async def invite(
+        self, keypair: Keypair, name: str, perm: object, user_ids: object
+    ) -> list[str]:
+        permission = normalize_permission(perm)
+        if (
+            not isinstance(user_ids, list)
+            or not user_ids
+            or not all(isinstance(u, str) and u for u in user_ids)
+        ):
+            raise errors.InvalidAPIParameters("'user_ids' must be a non-empty list of user ids.")
+        access = await self.get(keypair, name, OWNER_ONLY)
+        distinct = list(dict.fromkeys(user_ids))
+        return await self.repo.invite(access.folder.id, keypair.user_id, distinct, permission)
+
+    async def invitations(self, keypair: Keypair) -> list[Invitation]:
+        return await self.repo.pending_for(keypair.user_id)
+
+    async def accept(self, keypair: Keypair, inv_id: object, inv_ak: object) -> str:
+        invitation_id = _parse_invitation_id(inv_id)
+        if not isinstance(inv_ak, str) or not inv_ak:
+            raise errors.InvalidAPIParameters("'inv_ak' must be an access key.")
+        if inv_ak != keypair.access_key and await self.repo.user_id(inv_ak) != keypair.user_id:
+            raise errors.InvalidAPIParameters("'inv_ak' is not one of your access keys.")
+        try:
+            name = await self.repo.accept(invitation_id, keypair.user_id, inv_ak)
+        except LookupError:
+            raise InvitationNotFound(f"No pending invitation {inv_id!r}.") from None
+        except NameTaken as exc:
+            raise errors.VFolderAlreadyExists(
+                f"You already have a folder named {exc.args[0]!r}."
+            ) from None
+        return f"Access key {inv_ak} now has access to folder {name!r}."
+
+    async def reject(self, keypair: Keypair, inv_id: object) -> str:
+        invitation_id = _parse_invitation_id(inv_id)
+        if not await self.repo.reject(invitation_id, keypair.user_id):
+            raise InvitationNotFound(f"No pending invitation {inv_id!r}.")
+        return "The invitation is rejected."
+
+    # -- sessions --------------------------------------------------------------------------
+
+    async def resolve_mounts(self, keypair: Keypair, raw: object) -> list[dict[str, Any]]:
+        """``config.mounts`` (spec 4.2) → what the kernel row and the agent need.
+
+        Unknown folders (and folders without a grant) are `VFolderNotFound`, raised
+        before anything is created.
+        """
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise errors.InvalidAPIParameters("'config.mounts' must be a list of folder names.")
+        if len(raw) > MAX_MOUNTS:
+            raise errors.InvalidAPIParameters(f"A session mounts at most {MAX_MOUNTS} folders.")
+        mounts: list[dict[str, Any]] = []
+        targets: set[str] = set()
+        for entry in raw:
+            name, alias = parse_mount(entry)
+            access = await self.get(keypair, name, "ro")
+            target = f"{MOUNT_ROOT}/{alias}"
+            if target in targets:
+                raise errors.InvalidAPIParameters(f"Two folders are mounted at {target}.")
+            targets.add(target)
+            try:
+                spec = self.host_of(access.folder).backend.mount_spec(
+                    access.folder.id, read_only=access.permission == "ro"
+                )
+            except NotMountable as exc:
+                raise errors.InvalidAPIParameters(
+                    f"Folder {name!r} cannot be mounted: {exc}"
+                ) from exc
+            mounts.append(
+                {
+                    "id": access.folder.id,
+                    "name": name,
+                    "host": access.folder.host,
+                    "source": spec.host_path,
+                    "target": target,
+                    "read_only": spec.read_only,
+                }
+            )
+        return mounts

@@ -1,0 +1,21 @@
+"""Fixtures of the vfolder tests: more users, and the session cluster for mounts."""
+
+from __future__ import annotations
+
+import pytest
+from sessions.conftest import cluster, docker_ready, short_state_dir  # noqa: F401 (fixtures)
+
+from crucible.keypairs import KeypairRepository
+from testlib.server import Harness
+from testlib.signing import Credentials, SigningClient
+
+
+@pytest.fixture
+def make_user(manager: Harness, keypairs: KeypairRepository):  # type: ignore[no-untyped-def]
+    """``await make_user("bob@test")`` → a client signing as a new keypair of that user."""
+
+    async def make(user_id: str) -> SigningClient:
+        kp = await keypairs.create(user_id)
+        return manager.client.with_credentials(Credentials(kp.access_key, kp.secret_key))
+
+    return make
