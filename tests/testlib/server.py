@@ -40,13 +40,19 @@ def make_config(
 
 @asynccontextmanager
 async def running_manager(
-    config: Config, db: Database, *, blueprints: tuple[Blueprint, ...] = ()
+    config: Config,
+    db: Database,
+    *,
+    blueprints: tuple[Blueprint, ...] = (),
+    storage_plugins: tuple[object, ...] = (),
 ) -> AsyncIterator[tuple[ManagerServer, Endpoint]]:
     """Serve until the block ends, then stop gracefully (bounded by a timeout).
 
     `blueprints` add test-only routes, e.g. to exercise a guard no real route uses yet.
     """
-    server = ManagerServer(config, db, cluster_secret=CLUSTER_SECRET)
+    server = ManagerServer(
+        config, db, cluster_secret=CLUSTER_SECRET, storage_plugins=storage_plugins
+    )
     for blueprint in blueprints:
         server.app.register_blueprint(blueprint)
     async with trio.open_nursery() as nursery:
@@ -78,7 +84,11 @@ class Harness:
 
 @asynccontextmanager
 async def open_harness(
-    config: Config, db: Database, *, blueprints: tuple[Blueprint, ...] = ()
+    config: Config,
+    db: Database,
+    *,
+    blueprints: tuple[Blueprint, ...] = (),
+    storage_plugins: tuple[object, ...] = (),
 ) -> AsyncIterator[Harness]:
     """A manager on `db` with an admin and a user keypair, and a client for the user."""
     repo = KeypairRepository(db)
@@ -86,7 +96,9 @@ async def open_harness(
     user_kp = await repo.create("user@test")
     admin = Credentials(admin_kp.access_key, admin_kp.secret_key)
     user = Credentials(user_kp.access_key, user_kp.secret_key)
-    async with running_manager(config, db, blueprints=blueprints) as (server, endpoint):
+    async with running_manager(
+        config, db, blueprints=blueprints, storage_plugins=storage_plugins
+    ) as (server, endpoint):
         client = SigningClient(endpoint.url, user)
         try:
             yield Harness(server, endpoint.url, config, db, admin, user, client)
