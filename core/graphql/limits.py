@@ -76,7 +76,7 @@ def check_document(document: DocumentNode, limits: GraphQLConfig) -> None:
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    budget = [limits.max_fields]
+    budget: list[int] = [limits.max_fields]
 
     def walk(selection_set: SelectionSetNode | None, depth: int, seen: frozenset[str]) -> None:
         if selection_set is None:
