@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -36,6 +37,7 @@ from crucible.agent.images.recipes import (
     LABEL_BASE_HASH,
     LABEL_KIND,
     LABEL_RECIPE_HASH,
+    PIP_CA_FILE,
     BaseRecipe,
     LangRecipe,
 )
@@ -522,21 +524,42 @@ async def build_lang(
     ]  # fmt: skip
     if force:
         argv.append("--no-cache")
-    # An empty build context ("-"): the recipe needs no files, and no context is sent.
-    argv.append("-")
-    await _checked(
-        argv,
-        timeout=BUILD_TIMEOUT,
-        stdin=recipe.dockerfile(base.ref).encode(),
-        on_line=on_line,
-        # The classic builder prints "Step N/M" lines; BuildKit (buildx) may be missing.
-        env={"DOCKER_BUILDKIT": "0"},
-    )
+    with tempfile.TemporaryDirectory(prefix="crucible-build-") as context:
+        if recipe.pip_packages:
+            # The only file a recipe needs: the CA bundle pip trusts (see LangRecipe).
+            await trio.to_thread.run_sync(
+                shutil.copyfile, host_ca_bundle(), Path(context) / PIP_CA_FILE
+            )
+            argv += ["--file", "-", context]
+        else:
+            # An empty build context ("-"): the recipe needs no files, none are sent.
+            argv.append("-")
+        await _checked(
+            argv,
+            timeout=BUILD_TIMEOUT,
+            stdin=recipe.dockerfile(base.ref).encode(),
+            on_line=on_line,
+            # The classic builder prints "Step N/M" lines; BuildKit (buildx) may be missing.
+            env={"DOCKER_BUILDKIT": "0"},
+        )
     await verify_version(recipe)
     await _remove_replaced(old_id, recipe.ref, progress)
     seconds = trio.current_time() - started
     progress(f"{recipe.ref}: built in {seconds:.0f} s")
     return BuildResult(recipe.ref, wanted, "built", seconds)
+
+
+def host_ca_bundle() -> str:
+    """The CA bundle this host trusts, for pip inside builds (CRUCIBLE_BUILD_CA_BUNDLE,
+    then pip's and OpenSSL's variables, then Debian's bundle)."""
+    for variable in ("CRUCIBLE_BUILD_CA_BUNDLE", "PIP_CERT", "SSL_CERT_FILE"):
+        candidate = os.environ.get(variable)
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    default = "/etc/ssl/certs/ca-certificates.crt"
+    if os.path.isfile(default):
+        return default
+    raise BuildError("no CA bundle for pip found; set CRUCIBLE_BUILD_CA_BUNDLE")
 
 
 async def verify_version(recipe: LangRecipe) -> None:
@@ -569,13 +592,28 @@ async def build_images(
     verbose: bool = False,
     force: bool = False,
 ) -> list[BuildResult]:
-    """Ensure the base image, then each language image, in order. Returns every result."""
+    """Ensure the base images, then each language image, in order. Returns every result.
+
+    `base` is the configured suite's base; a recipe that names another suite
+    (`LangRecipe.suite`, e.g. bullseye for Python 2) gets a base of that suite from the
+    same mirror, built the first time a recipe needs it.
+    """
     async with build_lock(state_dir, progress):
-        base_result = await ensure_base(
-            base, state_dir, progress=progress, verbose=verbose, force=force
-        )
-        results = [base_result]
+        bases: dict[str, BuildResult] = {}
+        results: list[BuildResult] = []
+
+        async def base_for(suite: str) -> BuildResult:
+            if suite not in bases:
+                recipe = base if suite == base.suite else attrs.evolve(base, suite=suite)
+                bases[suite] = await ensure_base(
+                    recipe, state_dir, progress=progress, verbose=verbose, force=force
+                )
+                results.append(bases[suite])
+            return bases[suite]
+
+        await base_for(base.suite)
         for recipe in recipes:
+            base_result = await base_for(recipe.suite or base.suite)
             results.append(
                 await build_lang(
                     recipe, base_result, progress=progress, verbose=verbose, force=force

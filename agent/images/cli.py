@@ -38,7 +38,10 @@ def register(subparsers: Any) -> None:
     )
     _add_common(build)
     build.add_argument(
-        "langs", nargs="+", metavar="LANG", help="recipe names (python, c, cpp) or 'all'"
+        "langs",
+        nargs="+",
+        metavar="LANG",
+        help="recipe names (python, c, cpp, nodejs, ...) or 'all'",
     )
     build.add_argument(
         "--rebuild",

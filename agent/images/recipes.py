@@ -42,6 +42,9 @@ BASE_ENVIRONMENT: Mapping[str, str] = {
     "HOME": "/home/work",
 }
 
+#: The CA bundle file the builder adds to the build context of recipes with pip packages.
+PIP_CA_FILE = "build-ca.pem"
+
 WORK_USER = "work"
 WORK_UID = 1000
 WORK_HOME = "/home/work"
@@ -53,9 +56,24 @@ DEFAULT_FEATURES = ("batch", "query", "uid-match", "user-input")
 #: such as ``python:3.11`` come from here; the builder checks them against the built image
 #: (`LangRecipe.version_command`), so a wrong entry fails the build instead of lying.
 SUITE_VERSIONS: Mapping[str, Mapping[str, str]] = {
-    "bookworm": {"python": "3.11", "gcc": "12"},
+    "bookworm": {
+        "python": "3.11",
+        "gcc": "12",
+        "node": "18",
+        "lua": "5.4",
+        "java": "17",
+        "php": "8.2",
+        "r": "4.2",
+        "octave": "7",
+        "ghc": "9.0",
+    },
     "trixie": {"python": "3.13", "gcc": "14"},
+    # Debian 11: the last suite with Python 2 and Julia (both were dropped in 12). Its
+    # images are built from a bullseye base whatever the configured suite is.
+    "bullseye": {"python": "3.9", "gcc": "10", "python2": "2.7", "julia": "1.5"},
 }
+#: Suites whose base image is built on demand for the recipes that name them.
+LEGACY_SUITE = "bullseye"
 
 
 class UnsupportedSuite(ValueError):
@@ -184,6 +202,15 @@ class LangRecipe:
     version_command: tuple[str, ...] = ()
     #: Optional spec 9 labels, e.g. ``ai.backend.envs.corecount``, as (name, value) pairs.
     extra_labels: tuple[tuple[str, str], ...] = ()
+    #: The Debian suite of the base image; ``None``: the configured suite.
+    suite: str | None = None
+    #: Pinned ``name==version`` requirements installed with pip after apt, only for what
+    #: Debian does not package (TensorFlow). Empty for every other image.
+    pip_packages: tuple[str, ...] = ()
+    #: Extra environment variables of the image, as (name, value) pairs.
+    env: tuple[tuple[str, str], ...] = ()
+    #: Shell commands run before apt-get, in the same layer.
+    setup: tuple[str, ...] = ()
 
     @property
     def repository(self) -> str:
@@ -212,7 +239,9 @@ class LangRecipe:
 
     def dockerfile(self, base_ref: str) -> str:
         """The Dockerfile, built with an empty context (everything comes from apt)."""
-        env = " ".join(f"{key}={value}" for key, value in BASE_ENVIRONMENT.items())
+        env = " ".join(
+            f"{key}={value}" for key, value in (*BASE_ENVIRONMENT.items(), *self.env)
+        )
         labels = " \\\n      ".join(
             f"{key}={json.dumps(value)}" for key, value in sorted(self.labels().items())
         )
@@ -225,10 +254,13 @@ class LangRecipe:
             f" --create-home --shell /bin/bash {WORK_USER}",
             "ARG DEBIAN_FRONTEND=noninteractive",
             # One layer: update, install and clean together, or the lists stay in a layer.
-            "RUN apt-get update \\\n"
+            "RUN "
+            + "".join(f"{command} \\\n && " for command in self.setup)
+            + "apt-get update \\\n"
             " && apt-get install -y --no-install-recommends "
             + " ".join(self.packages)
             + " \\\n && apt-get clean \\\n && rm -rf /var/lib/apt/lists/*",
+            *self._pip_lines(),
             f"ENV {env}",
             f"WORKDIR {WORK_HOME}",
             f"USER {WORK_USER}",
@@ -236,6 +268,20 @@ class LangRecipe:
             f"LABEL {labels}",
         ]
         return "\n".join(lines) + "\n"
+
+    def _pip_lines(self) -> list[str]:
+        if not self.pip_packages:
+            return []
+        # Debian's pip refuses to touch the system Python (PEP 668) unless told; the
+        # packages go to /usr/local, beside (not over) Debian's, and pip's cache is not kept.
+        # The builder puts the host's CA bundle in the build context (`PIP_CA_FILE`): a
+        # TLS-inspecting proxy between the build and PyPI is then trusted as the host
+        # trusts it. The bundle holds public certificates only.
+        return [
+            f"COPY {PIP_CA_FILE} /tmp/{PIP_CA_FILE}",
+            f"RUN PIP_CERT=/tmp/{PIP_CA_FILE} python3 -m pip install --no-cache-dir"
+            " --break-system-packages " + " ".join(self.pip_packages),
+        ]
 
     def recipe_hash(self, base_ref: str, base_hash: str) -> str:
         return short_hash(
@@ -256,7 +302,11 @@ def _aliases(lang: str, version: str, *extra: str) -> tuple[str, ...]:
 
 
 def lang_recipes(suite: str) -> dict[str, LangRecipe]:
-    """Every language recipe for a Debian suite, by language name."""
+    """Every language recipe for a Debian suite, by language name.
+
+    A recipe whose tool chain the suite lacks (no version in `SUITE_VERSIONS`) is left
+    out; Python 2 and Julia always come from `LEGACY_SUITE`.
+    """
     versions = suite_versions(suite)
     python = versions["python"]
     gcc = versions["gcc"]
@@ -309,5 +359,214 @@ def lang_recipes(suite: str) -> dict[str, LangRecipe]:
             timeout=30,
             version_command=("g++", "-dumpversion"),
         ),
+        *_more_recipes(suite, versions),
+        *_legacy_recipes(suite),
     ]
     return {recipe.lang: recipe for recipe in recipes}
+
+
+#: Thread-count variables of OpenBLAS/OpenMP, set to the session's cores (spec 9).
+BLAS_THREADS = "OPENBLAS_NUM_THREADS,OMP_NUM_THREADS"
+
+
+def _more_recipes(suite: str, versions: Mapping[str, str]) -> list[LangRecipe]:
+    """The languages of the configured suite beyond python, c and cpp."""
+    recipes: list[LangRecipe] = []
+    python = versions["python"]
+    if "node" in versions:
+        recipes.append(
+            LangRecipe(
+                lang="nodejs",
+                tag=versions["node"],
+                packages=("nodejs",),
+                aliases=_aliases("nodejs", versions["node"], "node", "javascript"),
+                # Node colours console.log() output on a terminal (the runner's pty);
+                # API clients want plain text.
+                env=(("NODE_DISABLE_COLORS", "1"),),
+                max_cores=4,
+                max_mem="1g",
+                timeout=30,
+                version_command=("node", "-p", "process.versions.node.split('.')[0]"),
+            )
+        )
+    if "lua" in versions:
+        recipes.append(
+            LangRecipe(
+                lang="lua",
+                tag=versions["lua"],
+                packages=("lua5.4",),
+                aliases=_aliases("lua", versions["lua"]),
+                max_cores=2,
+                max_mem="512m",
+                timeout=30,
+                version_command=("lua5.4", "-e", "print((_VERSION:gsub('Lua ', '')))"),
+            )
+        )
+    if "java" in versions:
+        recipes.append(
+            LangRecipe(
+                lang="java",
+                tag=versions["java"],
+                packages=(f"openjdk-{versions['java']}-jdk-headless",),
+                # The JDK's postinst links its man pages, whose folder DPKG_NODOC removed.
+                setup=("mkdir -p /usr/share/man/man1",),
+                aliases=_aliases("java", versions["java"], "openjdk"),
+                max_cores=4,
+                max_mem="2g",
+                # The JVM and javac start slowly; a cold compile-and-run takes seconds.
+                timeout=60,
+                # The JVM sizes its GC and JIT thread pools from the host's cores.
+                extra_labels=(("ai.backend.envs.corecount", "JAVA_CPU_COUNT"),),
+                version_command=(
+                    "sh",
+                    "-c",
+                    "java -version 2>&1 | sed -n '1s/^[^\"]*\"\\([0-9]*\\).*/\\1/p'",
+                ),
+            )
+        )
+    if "php" in versions:
+        recipes.append(
+            LangRecipe(
+                lang="php",
+                tag=versions["php"],
+                packages=("php-cli",),
+                aliases=_aliases("php", versions["php"]),
+                max_cores=2,
+                max_mem="512m",
+                timeout=30,
+                version_command=("php", "-r", "echo PHP_MAJOR_VERSION . '.' . PHP_MINOR_VERSION;"),
+            )
+        )
+    if "r" in versions:
+        recipes.append(
+            LangRecipe(
+                lang="r",
+                tag=versions["r"],
+                packages=("r-base-core",),
+                aliases=_aliases("r", versions["r"], "R"),
+                max_cores=4,
+                max_mem="2g",
+                timeout=60,
+                extra_labels=(("ai.backend.envs.corecount", BLAS_THREADS),),
+                version_command=(
+                    "Rscript",
+                    "-e",
+                    "cat(R.version$major, strsplit(R.version$minor, '.', fixed=TRUE)[[1]][1],"
+                    " sep='.')",
+                ),
+            )
+        )
+    if "octave" in versions:
+        recipes.append(
+            LangRecipe(
+                lang="octave",
+                tag=versions["octave"],
+                packages=("octave",),
+                aliases=_aliases("octave", versions["octave"], "matlab"),
+                max_cores=4,
+                max_mem="2g",
+                timeout=60,
+                extra_labels=(("ai.backend.envs.corecount", BLAS_THREADS),),
+                version_command=(
+                    "octave-cli",
+                    "--norc",
+                    "--quiet",
+                    "--eval",
+                    "v = strsplit(OCTAVE_VERSION, '.'); printf('%s\\n', v{1})",
+                ),
+            )
+        )
+    if "ghc" in versions:
+        recipes.append(
+            LangRecipe(
+                lang="haskell",
+                tag=versions["ghc"],
+                packages=("ghc",),
+                aliases=_aliases("haskell", versions["ghc"], "ghc"),
+                max_cores=4,
+                max_mem="2g",
+                # GHC compiles slowly; runghc of a snippet takes a few seconds.
+                timeout=60,
+                version_command=("sh", "-c", "ghc --numeric-version | cut -d. -f1,2"),
+            )
+        )
+    # NumPy, pandas, scikit-learn, matplotlib and PyTorch (a CPU build) come from Debian;
+    # TensorFlow is not packaged by Debian, so its CPU wheel comes from PyPI, pinned to the
+    # last release line that accepts Debian's NumPy 1.x (Keras 2 ships with it).
+    if suite == "bookworm":
+        recipes.append(
+            LangRecipe(
+                lang="python-ml",
+                tag=python,
+                packages=(
+                    "python3",
+                    "python3-pip",
+                    "python3-numpy",
+                    "python3-pandas",
+                    "python3-sklearn",
+                    "python3-matplotlib",
+                    "python3-munkres",
+                    "python3-unicodedata2",
+                    "python3-torch",
+                ),
+                pip_packages=("tensorflow-cpu==2.15.1",),
+                aliases=(
+                    *_aliases("python-ml", python),
+                    *_aliases("python-tensorflow", python),
+                    *_aliases("python-pytorch", python),
+                ),
+                max_cores=4,
+                max_mem="4g",
+                # Importing TensorFlow alone takes seconds.
+                timeout=120,
+                env=(("TF_CPP_MIN_LOG_LEVEL", "2"),),
+                extra_labels=(
+                    (
+                        "ai.backend.envs.corecount",
+                        "OPENBLAS_NUM_THREADS,OMP_NUM_THREADS,TF_NUM_INTRAOP_THREADS",
+                    ),
+                ),
+                version_command=(
+                    "python3",
+                    "-c",
+                    "import sys; print('%d.%d' % sys.version_info[:2])",
+                ),
+            )
+        )
+    return recipes
+
+
+def _legacy_recipes(suite: str) -> list[LangRecipe]:
+    """Python 2 and Julia, from the last Debian suite that ships them."""
+    versions = SUITE_VERSIONS[LEGACY_SUITE]
+    return [
+        LangRecipe(
+            lang="python2",
+            tag=versions["python2"],
+            packages=("python2",),
+            aliases=_aliases("python2", versions["python2"]),
+            max_cores=2,
+            max_mem="1g",
+            timeout=30,
+            suite=LEGACY_SUITE,
+            version_command=("python2", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"),
+        ),
+        LangRecipe(
+            lang="julia",
+            tag=versions["julia"],
+            packages=("julia",),
+            aliases=_aliases("julia", versions["julia"]),
+            max_cores=4,
+            max_mem="2g",
+            # Julia compiles on first use: even a small snippet takes a few seconds.
+            timeout=60,
+            suite=LEGACY_SUITE,
+            extra_labels=(("ai.backend.envs.corecount", "JULIA_NUM_THREADS,OPENBLAS_NUM_THREADS"),),
+            version_command=(
+                "julia",
+                "--startup-file=no",
+                "-e",
+                'print(VERSION.major, ".", VERSION.minor)',
+            ),
+        ),
+    ]

@@ -151,6 +151,8 @@ class StepsJob(Job):
             output=self.output,
             on_exit=self._step_done,
             on_waiting=lambda: self.waiting_input(False),
+            # Named steps (clean, build) prepare; only the program itself talks to the user.
+            interactive=name is None,
         )
         self._current.start()
 
@@ -213,7 +215,7 @@ def compile_and_run_job(runner: Runner, run_id: str, code: str) -> Job:
     # Under the working directory, not /tmp: container tmpfs mounts are usually noexec.
     scratch = tempfile.mkdtemp(prefix=".crucible-query-", dir=runner.workdir)
     with open(os.path.join(scratch, recipe.snippet_file), "w", encoding="utf-8") as f:
-        f.write(code)
+        f.write(recipe.snippet(code))
     build, run = recipe.query_commands(scratch)
     return StepsJob(
         runner,

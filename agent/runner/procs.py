@@ -73,8 +73,10 @@ class ShellStep:
         output: Output,
         on_exit: Callable[[int], None],
         on_waiting: Callable[[], None],
+        interactive: bool = True,
     ) -> None:
         self._loop = loop
+        self._interactive = interactive
         self._flow = flow
         self._command = command
         self._workdir = workdir
@@ -107,10 +109,14 @@ class ShellStep:
         master, slave = pty.openpty()
         _configure_terminal(slave)
         err_read, err_write = os.pipe()
+        # A build or clean step reads nothing: stdin is /dev/null, so that a tool chain
+        # idling in poll() on its inherited stdin (GHC waiting for its linker) is not
+        # taken for a program waiting for the user.
+        stdin = slave if self._interactive else subprocess.DEVNULL
         try:
             self._proc = subprocess.Popen(
                 ["/bin/sh", "-c", self._command],
-                stdin=slave,
+                stdin=stdin,
                 stdout=slave,
                 stderr=err_write,
                 cwd=self._workdir,

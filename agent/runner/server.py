@@ -251,7 +251,9 @@ class Runner:
         req_id = str(message.get("req_id"))
         code = message.get("code")
         if self.recipe.query != "python-repl" or not isinstance(code, str):
-            self.send({"op": "completion", "req_id": req_id, "items": []})
+            # No live interpreter to ask: the recipe's keywords are the cheap answer.
+            items = self.recipe.complete(code) if isinstance(code, str) else []
+            self.send({"op": "completion", "req_id": req_id, "items": items})
             return
         previous = self._completions.pop(req_id, None)
         if previous is not None:

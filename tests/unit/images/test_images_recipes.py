@@ -25,9 +25,15 @@ SPEC9_REQUIRED = (
 )
 
 
+ALL_LANGS = (
+    "python", "c", "cpp", "nodejs", "lua", "java", "php", "r", "octave", "haskell",
+    "python-ml", "python2", "julia",
+)  # fmt: skip
+
+
 def test_recipes_of_bookworm() -> None:
     recipes = lang_recipes("bookworm")
-    assert set(recipes) == {"python", "c", "cpp"}
+    assert set(recipes) == set(ALL_LANGS)
     python = recipes["python"]
     assert python.ref == "crucible/kernel-python:3.11"
     assert recipes["c"].ref == "crucible/kernel-c:12"
@@ -41,7 +47,7 @@ def test_unknown_suite_is_a_clear_error() -> None:
         lang_recipes("buster")
 
 
-@pytest.mark.parametrize("lang", ["python", "c", "cpp"])
+@pytest.mark.parametrize("lang", ALL_LANGS)
 def test_labels_follow_spec_9(lang: str) -> None:
     recipe = lang_recipes("bookworm")[lang]
     labels = recipe.labels()
@@ -119,3 +125,40 @@ def test_apt_sources() -> None:
         "deb http://deb.debian.org/debian-security bookworm-security main",
     ]
     assert apt_sources("sid", "http://m/debian") == "deb http://m/debian sid main\n"
+
+
+def test_legacy_languages_come_from_bullseye() -> None:
+    for suite in ("bookworm", "trixie"):
+        recipes = lang_recipes(suite)
+        for lang, tag in (("python2", "2.7"), ("julia", "1.5")):
+            assert recipes[lang].suite == "bullseye"
+            assert recipes[lang].ref == f"crucible/kernel-{lang}:{tag}"
+            assert (
+                recipes[lang]
+                .dockerfile("crucible/base:bullseye")
+                .startswith("FROM crucible/base:bullseye\n")
+            )
+    # Languages whose versions a suite does not list are left out, not guessed.
+    assert "nodejs" not in lang_recipes("trixie")
+    assert lang_recipes("bookworm")["python"].suite is None
+
+
+def test_machine_learning_image() -> None:
+    ml = lang_recipes("bookworm")["python-ml"]
+    for name in ("python-ml", "python-tensorflow", "python-pytorch", "python-pytorch:3.11"):
+        assert name in ml.aliases
+    assert {"python3-pandas", "python3-sklearn", "python3-torch"} <= set(ml.packages)
+    text = ml.dockerfile(BASE.ref)
+    # Only TensorFlow comes from PyPI, pinned, with the host's CA bundle for TLS proxies.
+    assert "COPY build-ca.pem /tmp/build-ca.pem" in text
+    assert "PIP_CERT=/tmp/build-ca.pem python3 -m pip install" in text
+    assert "tensorflow-cpu==" in text
+    assert "TF_CPP_MIN_LOG_LEVEL=2" in text
+
+
+def test_setup_commands_share_the_apt_layer() -> None:
+    java = lang_recipes("bookworm")["java"]
+    assert "RUN mkdir -p /usr/share/man/man1 \\\n && apt-get update" in java.dockerfile("b")
+    # Recipes without setup keep the Dockerfile (and so the image hash) they had.
+    python = lang_recipes("bookworm")["python"]
+    assert "RUN apt-get update" in python.dockerfile("b")
