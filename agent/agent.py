@@ -7,6 +7,7 @@ longer want is removed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -56,6 +57,17 @@ class AgentCallError(Exception):
         self.kind = kind
 
 
+def default_agent_id(state_dir: Path) -> str:
+    """The host name plus a digest of the state directory.
+
+    Agents find their containers by this id, so two agents on one Docker engine (two
+    `crucible up` with different state directories) must never share it; the same state
+    directory gives the same id, so a restarted agent still finds its kernels.
+    """
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"
+
+
 def detect_capacity(config: Config) -> dict[str, float]:
     cpu = (config.agent.cpu_cores or os.cpu_count() or 1) * config.agent.cpu_overcommit
     mem = config.agent.memory_bytes or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -66,7 +78,7 @@ class Agent:
     def __init__(self, config: Config, driver: docker_driver.DockerDriver) -> None:
         self.config = config
         self.driver = driver
-        self.id = config.agent.id or socket.gethostname()
+        self.id = config.agent.id or default_agent_id(config.state_path)
         self.kernels_root = config.state_path / "agent" / "k"
         self.capacity = detect_capacity(config)
         self.kernels: dict[str, KernelSupervisor] = {}
@@ -113,6 +125,10 @@ class Agent:
             except (KeyError, ValueError, TypeError):
                 log.warning("removing container %s with unreadable labels", container.id)
                 await self._remove_container(container.id)
+                continue
+            if not info.kernel_dir.is_relative_to(self.kernels_root):
+                # Labelled with our id but kept elsewhere: not ours to touch.
+                log.warning("ignoring container %s of another state directory", container.id[:12])
                 continue
             if container.status == "running" and info.socket_path.exists():
                 log.info("recovering kernel %s (container %s)", kernel_id, container.id[:12])
@@ -228,7 +244,7 @@ class Agent:
             raise AgentCallError(f"could not start the container: {exc}") from exc
         supervisor = await self._supervise(info, container_id)
         if supervisor.terminated_reason is not None:
-            raise AgentCallError(f"the kernel did not start: {supervisor.terminated_reason}")
+            raise AgentCallError(_start_failure("start", supervisor))
         return {"container_id": container_id, "service_ports": []}
 
     def _exec_timeout(self, labels: dict[str, str]) -> float:
@@ -260,6 +276,15 @@ class Agent:
                 reason = "out-of-memory"
         except docker_driver.DockerError:
             pass
+        if not supervisor.connected.is_set():
+            # It never came up: what the runner printed is the only clue; keep it for the
+            # error the create (or restart) call returns.
+            try:
+                supervisor.startup_output = await self.driver.logs(
+                    supervisor.container_id, tail_lines=20, max_bytes=4096
+                )
+            except docker_driver.DockerError:
+                pass
         log.info("kernel %s ended: %s", kernel_id, reason)
         await self._destroy_container(supervisor)
         await self._emit(_terminated_event(kernel_id, reason))
@@ -328,7 +353,7 @@ class Agent:
             raise AgentCallError(f"could not restart the container: {exc}") from exc
         supervisor = await self._supervise(info, container_id)
         if supervisor.terminated_reason is not None:
-            raise AgentCallError(f"the kernel did not restart: {supervisor.terminated_reason}")
+            raise AgentCallError(_start_failure("restart", supervisor))
         return {"container_id": container_id}
 
     async def execute(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -430,6 +455,12 @@ def _vfolder_mounts(raw: Any) -> tuple[tuple[str, str, bool], ...]:
         targets.add(target)
         mounts.append((source, target, bool(read_only)))
     return tuple(mounts)
+
+
+def _start_failure(action: str, supervisor: KernelSupervisor) -> str:
+    message = f"the kernel did not {action}: {supervisor.terminated_reason}"
+    output = supervisor.startup_output.strip()
+    return f"{message}; its output: {output}" if output else message
 
 
 def _terminated_event(kernel_id: str, reason: str) -> dict[str, Any]:

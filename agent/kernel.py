@@ -80,6 +80,8 @@ class KernelSupervisor:
         self.terminated_reason: str | None = None
         self.connected = trio.Event()
         self.last_stats: dict[str, int] | None = None
+        #: What the container printed when it died before its runner answered.
+        self.startup_output = ""
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -112,7 +112,7 @@ class ClusterConfig:
 
 @attrs.frozen
 class AgentConfig:
-    #: This agent's id; empty means the host name.
+    #: This agent's id, unique per Docker engine; empty: host name + digest of state_dir.
     id: str = ""
     #: WebSocket URLs of the managers to register with; empty means the local manager.
     manager_urls: list[str] = attrs.Factory(list)

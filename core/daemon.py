@@ -80,7 +80,11 @@ async def serve_manager(
     async with trio_asyncio.open_loop(), open_database(config) as db:
         boot = config.bootstrap
         keypair, created = await KeypairRepository(db).ensure_bootstrap_admin(
-            boot.user_id, boot.access_key, boot.secret_key
+            boot.user_id,
+            boot.access_key,
+            boot.secret_key,
+            concurrency_limit=config.keypairs.concurrency_limit,
+            rate_limit=config.ratelimit.default_keypair_limit,
         )
         if created:
             log.info("created the bootstrap admin keypair %s", keypair.access_key)

@@ -147,7 +147,13 @@ class KeypairRepository:
         return Keypair.from_row(row)
 
     async def ensure_bootstrap_admin(
-        self, user_id: str, access_key: str = "", secret_key: str = ""
+        self,
+        user_id: str,
+        access_key: str = "",
+        secret_key: str = "",
+        *,
+        concurrency_limit: int = 5,
+        rate_limit: int = 5000,
     ) -> tuple[Keypair, bool]:
         """Return the bootstrap admin keypair, creating it on first start.
 
@@ -170,11 +176,14 @@ class KeypairRepository:
             if row is not None:
                 return Keypair.from_row(row), False
             row = await conn.fetchrow(
-                f"""INSERT INTO keypairs (access_key, secret_key, user_id, is_admin)
-                    VALUES ($1, $2, $3, true) RETURNING {_COLUMNS}""",
+                f"""INSERT INTO keypairs (access_key, secret_key, user_id, is_admin,
+                                          concurrency_limit, rate_limit)
+                    VALUES ($1, $2, $3, true, $4, $5) RETURNING {_COLUMNS}""",
                 access_key or generate_access_key(),
                 secret_key or generate_secret_key(),
                 user_id,
+                concurrency_limit,
+                rate_limit,
             )
             return Keypair.from_row(row), True
 
