@@ -62,7 +62,7 @@ def _file_entry(entry: FileEntry) -> dict[str, Any]:
 @blueprint.route("/folders", methods=["GET"])
 @authenticated
 async def list_folders() -> Response:
-    accesses = await _service().list(current_keypair())
+    accesses = await _service().accessible(current_keypair())
     # A bare array: the 18.12 client iterates the root (spec 6.3).
     return Response(json.dumps([_summary(a) for a in accesses]), mimetype="application/json")
 

@@ -7,7 +7,7 @@ the parsing), so the manager holds at most a chunk or two of an upload in memory
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from urllib.parse import unquote
 
 import trio
@@ -122,7 +122,7 @@ class MultipartReader:
                 async for _ in self._chunks():
                     pass
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
+    async def _chunks(self) -> AsyncGenerator[bytes, None]:
         while True:
             event = await self._next_event()
             if not isinstance(event, Data):

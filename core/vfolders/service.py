@@ -132,7 +132,7 @@ class VFolderService:
 
     # -- folders ---------------------------------------------------------------------------
 
-    async def list(self, keypair: Keypair) -> list[Access]:
+    async def accessible(self, keypair: Keypair) -> list[Access]:
         return await self.repo.accessible(keypair.access_key)
 
     def _pick_host(self, value: object) -> str:
