@@ -15,7 +15,19 @@ that finds every target path acceptable writes anything, so a refused upload lea
 ``/home/work`` untouched.
 
 Errors are `FileOpError` with a `kind` the manager maps to a status: ``invalid-path``
-and ``too-large`` (400), ``file-not-found`` (404).
+and ``too-large`` (400), ``file-not-found`` (404); listings and downloads answer 404 for
+``invalid-path`` too (spec 4.10/4.11).
+
+Agent calls (manager → agent, params besides ``kernel_id``; see docs/internals.md for
+the framing):
+
+* ``upload_files`` ``{"step": "begin"}`` → ``{"upload_id"}``; then ``{"step": "file",
+  "upload_id", "path"}`` per file, ``{"step": "data", "upload_id", "data": base64}`` for
+  its content (any number of chunks), and ``{"step": "commit"|"abort", "upload_id"}``.
+* ``list_files`` ``{"path"}`` → ``{"path": abs path, "files": [entry, ...]}``.
+* ``download_files`` ``{"step": "check", "files": [...]}`` → ``{"entries": [...]}``
+  (every path checked, nothing read); ``{"step": "archive", "path"}`` → ``{"name",
+  "path", "bytes", "data": base64 tar}``, one path per call to keep messages small.
 """
 
 from __future__ import annotations

@@ -239,9 +239,7 @@ class LangRecipe:
 
     def dockerfile(self, base_ref: str) -> str:
         """The Dockerfile, built with an empty context (everything comes from apt)."""
-        env = " ".join(
-            f"{key}={value}" for key, value in (*BASE_ENVIRONMENT.items(), *self.env)
-        )
+        env = " ".join(f"{key}={value}" for key, value in (*BASE_ENVIRONMENT.items(), *self.env))
         labels = " \\\n      ".join(
             f"{key}={json.dumps(value)}" for key, value in sorted(self.labels().items())
         )
@@ -279,8 +277,10 @@ class LangRecipe:
         # trusts it. The bundle holds public certificates only.
         return [
             f"COPY {PIP_CA_FILE} /tmp/{PIP_CA_FILE}",
-            f"RUN PIP_CERT=/tmp/{PIP_CA_FILE} python3 -m pip install --no-cache-dir"
-            " --break-system-packages " + " ".join(self.pip_packages),
+            # The variable, not --break-system-packages: pip before 23 (bullseye's) has
+            # no such option, and no PEP 668 marker to override either.
+            f"RUN PIP_CERT=/tmp/{PIP_CA_FILE} PIP_BREAK_SYSTEM_PACKAGES=1"
+            " python3 -m pip install --no-cache-dir " + " ".join(self.pip_packages),
         ]
 
     def recipe_hash(self, base_ref: str, base_hash: str) -> str:
@@ -537,9 +537,32 @@ def _more_recipes(suite: str, versions: Mapping[str, str]) -> list[LangRecipe]:
 
 
 def _legacy_recipes(suite: str) -> list[LangRecipe]:
-    """Python 2 and Julia, from the last Debian suite that ships them."""
+    """Python 2, Julia and Caffe/MXNet, from the last Debian suite that ships them."""
     versions = SUITE_VERSIONS[LEGACY_SUITE]
+    python = versions["python"]
     return [
+        # Caffe (CPU_ONLY) is packaged by Debian up to bullseye only; MXNet never was,
+        # and its last release (1.9.1, the project is retired) needs NumPy < 1.24: both
+        # fit bullseye's Python 3.9 and NumPy 1.19, and nothing newer.
+        LangRecipe(
+            lang="python-dl",
+            tag=python,
+            packages=("python3", "python3-pip", "python3-numpy", "python3-caffe"),
+            pip_packages=("mxnet==1.9.1", "graphviz==0.8.4"),
+            aliases=(
+                *_aliases("python-dl", python),
+                *_aliases("python-caffe", python),
+                *_aliases("python-mxnet", python),
+            ),
+            max_cores=4,
+            max_mem="2g",
+            timeout=60,
+            suite=LEGACY_SUITE,
+            extra_labels=(
+                ("ai.backend.envs.corecount", f"{BLAS_THREADS},MXNET_CPU_WORKER_NTHREADS"),
+            ),
+            version_command=("python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"),
+        ),
         LangRecipe(
             lang="python2",
             tag=versions["python2"],

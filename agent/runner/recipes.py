@@ -167,8 +167,9 @@ RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
         Recipe(name="python", query="python-repl", exec=_python_exec),
-        # The machine-learning image: the same Python kernel, more packages.
+        # The machine-learning images: the same Python kernel, more packages.
         Recipe(name="python-ml", query="python-repl", exec=_python_exec),
+        Recipe(name="python-dl", query="python-repl", exec=_python_exec),
         Recipe(
             name="python2",
             query="compile-and-run",
@@ -332,6 +333,8 @@ ALIASES = {
     "python3": "python",
     "python-tensorflow": "python-ml",
     "python-pytorch": "python-ml",
+    "python-caffe": "python-dl",
+    "python-mxnet": "python-dl",
     "c++": "cpp",
     "cxx": "cpp",
     "node": "nodejs",

@@ -13,6 +13,7 @@ The agent owns the files (crucible.agent.files); this blueprint only speaks HTTP
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import secrets
@@ -212,9 +213,11 @@ async def upload(token: str) -> tuple[str, int]:
         await relay.commit()
     except errors.ProblemError:
         await relay.abort()
-        # Read (and drop) the rest, so that the client, still sending, sees the answer.
-        async for _chunk in request.body:
-            pass
+        # Read (and drop) the rest, so that the client, still sending, sees the answer;
+        # a body past the size cap ends the draining, not this answer.
+        with contextlib.suppress(Exception):
+            async for _chunk in request.body:
+                pass
         raise
     except BaseException:
         await relay.abort()

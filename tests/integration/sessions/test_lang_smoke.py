@@ -199,6 +199,21 @@ CASES = [
         state=("import numpy as np\nv = np.arange(3)", "print(int(v.sum()) * 14)"),
         slow=True,
     ),
+    LangCase(
+        "python-dl",
+        "import caffe\nimport mxnet as mx\ncaffe.set_mode_cpu()\n"
+        "print(int(mx.nd.array([6]).asnumpy()[0]) * 7)",
+        "1/0",
+        "ZeroDivisionError",
+        {
+            "main.py": "import greet\ngreet.hi()\n",
+            "greet.py": "def hi():\n    print('hello, batch')\n",
+        },
+        {"main.py": "def (:\n"},
+        "python3 -m py_compile main.py",
+        state=("import mxnet as mx\nv = mx.nd.array([20, 22])", "print(int(v.sum().asscalar()))"),
+        slow=True,
+    ),
 ]
 
 

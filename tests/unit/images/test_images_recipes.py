@@ -27,7 +27,7 @@ SPEC9_REQUIRED = (
 
 ALL_LANGS = (
     "python", "c", "cpp", "nodejs", "lua", "java", "php", "r", "octave", "haskell",
-    "python-ml", "python2", "julia",
+    "python-ml", "python2", "julia", "python-dl",
 )  # fmt: skip
 
 
@@ -130,7 +130,7 @@ def test_apt_sources() -> None:
 def test_legacy_languages_come_from_bullseye() -> None:
     for suite in ("bookworm", "trixie"):
         recipes = lang_recipes(suite)
-        for lang, tag in (("python2", "2.7"), ("julia", "1.5")):
+        for lang, tag in (("python2", "2.7"), ("julia", "1.5"), ("python-dl", "3.9")):
             assert recipes[lang].suite == "bullseye"
             assert recipes[lang].ref == f"crucible/kernel-{lang}:{tag}"
             assert (
@@ -151,7 +151,7 @@ def test_machine_learning_image() -> None:
     text = ml.dockerfile(BASE.ref)
     # Only TensorFlow comes from PyPI, pinned, with the host's CA bundle for TLS proxies.
     assert "COPY build-ca.pem /tmp/build-ca.pem" in text
-    assert "PIP_CERT=/tmp/build-ca.pem python3 -m pip install" in text
+    assert "PIP_CERT=/tmp/build-ca.pem PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip" in text
     assert "tensorflow-cpu==" in text
     assert "TF_CPP_MIN_LOG_LEVEL=2" in text
 
