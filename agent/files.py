@@ -520,14 +520,11 @@ def _add_entry(
     if stat.S_ISLNK(st.st_mode):
         if top:
             raise _not_found(f"{shown} is a symbolic link; links are not followed")
-        # Inside a tree a link travels as a link: its target is never read.
-        info = _tarinfo(arcname, st)
-        info.type = tarfile.SYMTYPE
-        info.linkname = os.readlink(name, dir_fd=parent_fd)
-        budget.take(512)
-        if not dry_run:
-            tar.addfile(info)
-    elif stat.S_ISDIR(st.st_mode):
+        # Inside a tree a link is left out, target unread. Shipping it as a link would
+        # plant it on the client, where the client's extraction of a later archive
+        # (the 18.12 client extracts without filters) could write through it.
+        return
+    if stat.S_ISDIR(st.st_mode):
         fd = _open_dir(parent_fd, name, shown)
         try:
             _add_tree(tar, fd, arcname, shown, budget, dry_run)

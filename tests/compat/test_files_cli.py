@@ -10,6 +10,7 @@ from ._support import ClientResult, RunningCrucible, reference_client_env, run_r
 #: Text with what tends to break naive handling: non-ASCII, tabs, blank lines, a line
 #: starting with dashes (the client's multipart parser treats such lines specially).
 TEXT = "héllo, wörld\n\tindented\n\n-- not a boundary\nContent-Like: line\nlast line\n"
+BIG = b"".join(b"line %06d of a larger file\n" % i for i in range(30000))
 
 
 def cli(server: RunningCrucible, *argv: str, cwd: Path | None = None) -> ClientResult:
@@ -23,7 +24,8 @@ def test_upload_ls_download_round_trip(crucible_server: RunningCrucible, tmp_pat
     source = tmp_path / "src"
     (source / "sub").mkdir(parents=True)
     (source / "notes.txt").write_bytes(TEXT.encode())
-    (source / "sub" / "data.txt").write_bytes(b"nested\n" * 2000)
+    # Large enough for hundreds of the client's 1 KiB reads, some of them short.
+    (source / "sub" / "data.txt").write_bytes(BIG)
     started = cli(crucible_server, "start", "-t", name, "python")
     assert started.returncode == 0, started.stderr
     try:
@@ -44,7 +46,7 @@ def test_upload_ls_download_round_trip(crucible_server: RunningCrucible, tmp_pat
         )
         assert got.returncode == 0, got.stdout + got.stderr
         assert (dest / "notes.txt").read_bytes() == TEXT.encode()
-        assert (dest / "data.txt").read_bytes() == b"nested\n" * 2000
+        assert (dest / "data.txt").read_bytes() == BIG
 
         missing = cli(crucible_server, "download", name, "nope.txt", "--dest", str(dest))
         assert missing.returncode != 0
