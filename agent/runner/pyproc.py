@@ -45,6 +45,7 @@ class PythonChild:
         workdir: str,
         on_completion: Callable[[str, list[str]], None],
         on_exit: Callable[[PythonChild], None],
+        command: list[str] | None = None,
     ) -> None:
         self._loop = loop
         self._flow = flow
@@ -62,8 +63,11 @@ class PythonChild:
         # Python-level output has its own channel; keep the C-level one unbuffered too.
         env["PYTHONUNBUFFERED"] = "1"
         try:
+            # Another interpreter speaking the same channel protocol (nodechild.js) may
+            # stand in for pychild.py; the channel's fd number ends its command line.
+            argv = [*(command or [sys.executable, MAIN, "--python-child"]), str(theirs.fileno())]
             self.proc = subprocess.Popen(
-                [sys.executable, MAIN, "--python-child", str(theirs.fileno())],
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out_write,
                 stderr=err_write,

@@ -4,6 +4,8 @@ A recipe names its query handler and its batch defaults, so adding a language is
 few lines here (see `RECIPES`). Query handlers:
 
 * ``python-repl``: a persistent Python interpreter in a child process (globals kept).
+* ``node-repl``: the same with Node.js (nodechild.js): one global context, so top-level
+  declarations persist between runs; a snippet's promise is awaited.
 * ``compile-and-run``: write the snippet to a scratch file, build it with
   `Recipe.query_build` (skipped when ``None``) and run `Recipe.query_exec`; no state is
   kept between runs, and the run's exit code is the last process's.
@@ -232,16 +234,8 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             name="nodejs",
-            query="compile-and-run",
+            query="node-repl",
             exec=_run_main("node", "main.js", "index.js", pattern="*.js"),
-            snippet_file="main.js",
-            query_exec="node {src}",
-            keywords=_words(
-                "async await break case catch class const continue default delete do else "
-                "export extends finally for function if import in instanceof let new return "
-                "switch this throw try typeof var void while yield console require process "
-                "Promise JSON Math Array Object String Number"
-            ),
         ),
         Recipe(
             name="lua",

@@ -27,6 +27,12 @@ LOW_WATER = 256 * 1024
 #: Runs the agent may queue behind the current one (it serialises runs itself).
 MAX_QUEUED = 64
 COMPLETION_TIMEOUT = 3.0
+#: Query handlers backed by a persistent interpreter child (state kept between runs),
+#: and the command of each child that is not the Python one (see pyproc.PythonChild).
+PERSISTENT_QUERIES = ("python-repl", "node-repl")
+CHILD_COMMANDS = {
+    "node-repl": ["node", os.path.join(os.path.dirname(os.path.abspath(__file__)), "nodechild.js")]
+}
 
 
 def log(message: str) -> None:
@@ -78,7 +84,7 @@ class Runner:
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT; then stop every process started for the user."""
         self.listen()
-        if self.recipe.query == "python-repl":
+        if self.recipe.query in PERSISTENT_QUERIES:
             # Start the interpreter now so that the first run does not pay for it.
             self.python_child()
         try:
@@ -223,7 +229,7 @@ class Runner:
         code = message.get("code") or ""
         if message["mode"] == "batch":
             return batch_job(self, run_id, message.get("options") or {})
-        if self.recipe.query == "python-repl":
+        if self.recipe.query in PERSISTENT_QUERIES:
             return PythonQueryJob(self, run_id, code)
         if self.recipe.query == "compile-and-run":
             return compile_and_run_job(self, run_id, code)
@@ -250,7 +256,7 @@ class Runner:
     def _on_complete(self, message: dict[str, Any]) -> None:
         req_id = str(message.get("req_id"))
         code = message.get("code")
-        if self.recipe.query != "python-repl" or not isinstance(code, str):
+        if self.recipe.query not in PERSISTENT_QUERIES or not isinstance(code, str):
             # No live interpreter to ask: the recipe's keywords are the cheap answer.
             items = self.recipe.complete(code) if isinstance(code, str) else []
             self.send({"op": "completion", "req_id": req_id, "items": items})
@@ -278,6 +284,7 @@ class Runner:
             self._child = PythonChild(
                 self.loop,
                 self.flow,
+                command=CHILD_COMMANDS.get(self.recipe.query),
                 workdir=self.workdir,
                 on_completion=self._completed,
                 on_exit=self._on_child_exit,

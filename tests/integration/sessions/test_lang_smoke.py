@@ -116,6 +116,7 @@ CASES = [
         },
         {"main.js": "function (\n"},
         "node --check main.js",
+        state=("let answer = 40\nfunction plus(x) { return x + 2 }", "console.log(plus(answer))"),
     ),
     LangCase(
         "lua",
