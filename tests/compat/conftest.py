@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import queue
+import shutil
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,14 +24,18 @@ from ._support import (
 
 
 @pytest.fixture(scope="session")
-def crucible_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCrucible]:
+def crucible_server() -> Iterator[RunningCrucible]:
     """`crucible up --bind 127.0.0.1:0` in a fresh state directory, stopped with SIGINT.
 
     Teardown asserts the graceful stop contract: exit code 0 within STOP_TIMEOUT, and the
     embedded PostgreSQL it started is gone.
     """
-    state_dir = tmp_path_factory.mktemp("crucible-state")
-    log_path = state_dir.parent / f"{state_dir.name}.log"
+    # Not under pytest's basetemp: another pytest run of the same user may prune that
+    # while the embedded PostgreSQL (running as its own user) still needs it; the kernel
+    # runner sockets also want a short path.
+    base = Path(tempfile.mkdtemp(prefix="crucible-compat-", dir="/tmp"))
+    state_dir = base / "state"
+    log_path = base / "crucible.log"
     argv = [find_crucible(), "up", "--bind", "127.0.0.1:0", "--state-dir", str(state_dir)]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -54,3 +61,4 @@ def crucible_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
             proc.kill()
             proc.wait(timeout=STOP_TIMEOUT)
         stop_orphaned_postgres(state_dir)
+        shutil.rmtree(base, ignore_errors=True)
