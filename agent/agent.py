@@ -149,7 +149,9 @@ class Agent:
     async def refresh_images(self) -> list[dict[str, Any]]:
         images = await self.driver.list_images(LABEL_LANG)
         self._images = [
-            {"ref": tag, "labels": dict(image.labels)} for image in images for tag in image.tags
+            {"ref": tag, "id": image.id, "labels": dict(image.labels)}
+            for image in images
+            for tag in image.tags
         ]
         return self._images
 

@@ -195,6 +195,8 @@ class StorageConfig:
     default_host: str = "local"
     #: Hosts by name. Listing any replaces the default ``local`` host.
     hosts: dict[str, StorageHostConfig] = attrs.Factory(_default_storage_hosts)
+    #: Seconds between samples of each owner's folder sizes for usage statistics.
+    usage_record_interval: PositiveFloat = PositiveFloat(300.0)
 
 
 @attrs.frozen

@@ -86,6 +86,9 @@ class ManagerServer:
         async with trio.open_nursery() as background:
             await background.start(self.ctx.keypair_cache.run)
             await background.start(self.ctx.registry.run)
+            await background.start(
+                self.ctx.vfolders.run_usage_recorder, self.config.storage.usage_record_interval
+            )
             background.start_soon(self._sweep_rate_limits)
             async with trio.open_nursery() as http:
                 bound: list[str] = await http.start(

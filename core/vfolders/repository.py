@@ -98,6 +98,10 @@ class NameTaken(Exception):
     pass
 
 
+class TooManyFolders(Exception):
+    """The owner already has as many folders as their resource policy allows."""
+
+
 class VFolderRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -117,7 +121,14 @@ class VFolderRepository:
         return Access.from_row(row) if row else None
 
     async def create(
-        self, owner: str, name: str, host: str, *, max_files: int, max_size: int
+        self,
+        owner: str,
+        name: str,
+        host: str,
+        *,
+        max_files: int,
+        max_size: int,
+        max_owned: int | None = None,
     ) -> VFolder:
         async with self.db.transaction() as conn:
             # One access key's creates and accepts are serialised, so the name check
@@ -128,6 +139,12 @@ class VFolderRepository:
             )
             if taken:
                 raise NameTaken(name)
+            if max_owned is not None:
+                owned = await conn.fetchval(
+                    "SELECT count(*) FROM vfolders WHERE owner_access_key = $1", owner
+                )
+                if owned >= max_owned:
+                    raise TooManyFolders(max_owned)
             row = await conn.fetchrow(
                 f"""INSERT INTO vfolders AS f (id, host, name, owner_access_key, max_files,
                                                max_size)
@@ -140,6 +157,10 @@ class VFolderRepository:
                 max_size,
             )
             return VFolder.from_row(row)
+
+    async def all_folders(self) -> list[VFolder]:
+        rows = await self.db.fetch(f"SELECT {_FOLDER_COLUMNS} FROM vfolders f")
+        return [VFolder.from_row(row) for row in rows]
 
     async def delete_row(self, conn: Any, folder_id: str) -> None:
         await conn.execute("DELETE FROM vfolders WHERE id = $1", uuid.UUID(folder_id))

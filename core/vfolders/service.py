@@ -30,6 +30,8 @@ from crucible.hookspecs.storage import (
     Usage,
 )
 from crucible.keypairs import Keypair
+from crucible.resource_policies import vfolder_limits
+from crucible.usage import record_storage
 from crucible.vfolders.hosts import StorageHost
 from crucible.vfolders.multipart import MultipartReader
 from crucible.vfolders.paths import check_folder_name, parse_mount, parse_path
@@ -39,6 +41,7 @@ from crucible.vfolders.repository import (
     Access,
     Invitation,
     NameTaken,
+    TooManyFolders,
     VFolder,
     VFolderRepository,
     permits,
@@ -153,17 +156,28 @@ class VFolderService:
         name = check_folder_name(name)
         host_name = self._pick_host(host_value)
         host = self.hosts[host_name]
+        # The keypair's resource policy may cap how many folders it owns and how large
+        # each may grow, below what the storage host allows.
+        max_owned, policy_max_size = await vfolder_limits(self.repo.db, keypair.access_key)
+        max_size = host.config.max_size_bytes
+        if policy_max_size:
+            max_size = min(max_size, policy_max_size)
         try:
             folder = await self.repo.create(
                 keypair.access_key,
                 name,
                 host_name,
                 max_files=host.config.max_files,
-                max_size=host.config.max_size_bytes,
+                max_size=max_size,
+                max_owned=max_owned or None,
             )
         except NameTaken:
             raise errors.VFolderAlreadyExists(
                 f"You already have a folder named {name!r}."
+            ) from None
+        except TooManyFolders as exc:
+            raise errors.VFolderLimitReached(
+                f"Your resource policy allows {exc.args[0]} folders."
             ) from None
         try:
             await host.backend.create_folder(folder.id)
@@ -198,6 +212,32 @@ class VFolderService:
             await self.repo.delete_row(conn, folder.id)
             # Inside the transaction: if the storage refuses, the folder stays listed.
             await host.backend.delete_folder(folder.id)
+
+    async def record_storage_usage(self) -> int:
+        """Note every owner's total folder size in today's usage statistics; returns how
+        many owners were recorded."""
+        totals: dict[str, int] = {}
+        for folder in await self.repo.all_folders():
+            try:
+                used = await self.usage(folder)
+            except StorageError:
+                continue  # a host that is down must not stop the others' accounting
+            owner = folder.owner_access_key
+            totals[owner] = totals.get(owner, 0) + used.size_bytes
+        for owner, total in totals.items():
+            await record_storage(self.repo.db, owner, total)
+        return len(totals)
+
+    async def run_usage_recorder(
+        self, interval: float, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        while True:
+            try:
+                await self.record_storage_usage()
+            except Exception:
+                log.exception("recording folder storage usage failed")
+            await trio.sleep(interval)
 
     async def usage(self, folder: VFolder) -> Usage:
         return await self.host_of(folder).backend.usage(folder.id)
