@@ -7,6 +7,7 @@ longer want is removed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -110,6 +111,7 @@ class Agent:
             self._nursery = nursery
             await self.refresh_images()
             await self._recover()
+            nursery.start_soon(self._collect_stats_forever)
             task_status.started()
             await trio.sleep_forever()
 
@@ -155,23 +157,44 @@ class Agent:
         ]
         return self._images
 
-    async def heartbeat(self) -> dict[str, Any]:
-        kernels = []
-        for kernel_id, sup in list(self.kernels.items()):
+    async def collect_stats(self) -> None:
+        """Refresh every kernel's stats and the image list, all calls at once.
+
+        Heartbeats only read what this leaves behind: a heartbeat that waited on Docker
+        for each of many kernels would arrive late, and a late enough one gets the
+        agent declared lost with all its sessions.
+        """
+
+        async def refresh(supervisor: KernelSupervisor) -> None:
+            with contextlib.suppress(docker_driver.DockerError):
+                supervisor.last_stats = await self._stats(supervisor)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.refresh_images)
+            for supervisor in list(self.kernels.values()):
+                nursery.start_soon(refresh, supervisor)
+
+    async def _collect_stats_forever(self) -> None:
+        while True:
+            await trio.sleep(self.config.agent.heartbeat_interval)
             try:
-                sup.last_stats = await self._stats(sup)
+                await self.collect_stats()
             except docker_driver.DockerError:
-                pass
-            kernels.append({"kernel_id": kernel_id, "stats": sup.last_stats})
+                log.warning("could not refresh kernel statistics", exc_info=True)
+
+    def heartbeat(self) -> dict[str, Any]:
         return {
             "type": "heartbeat",
             "agent": {
                 "id": self.id,
                 "capacity": self.capacity,
-                "images": await self.refresh_images(),
+                "images": self._images,
                 "version": 1,
             },
-            "kernels": kernels,
+            "kernels": [
+                {"kernel_id": kernel_id, "stats": sup.last_stats}
+                for kernel_id, sup in list(self.kernels.items())
+            ],
         }
 
     # -- kernel lifecycle -----------------------------------------------------------------

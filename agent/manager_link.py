@@ -75,7 +75,7 @@ class ManagerLink:
             self._ws = ws
             self.agent.add_event_sink(self.send)
             try:
-                await self.send(await self.agent.heartbeat())
+                await self.send(self.agent.heartbeat())
                 self.connected.set()
                 log.info("linked to manager %s", self.url)
                 if not self._started:
@@ -103,7 +103,7 @@ class ManagerLink:
         interval = self.agent.config.agent.heartbeat_interval
         while True:
             await trio.sleep(interval)
-            await self.send(await self.agent.heartbeat())
+            await self.send(self.agent.heartbeat())
 
     async def _answer(self, call: dict[str, Any]) -> None:
         call_id = call.get("id")

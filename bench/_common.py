@@ -34,7 +34,7 @@ EMPTY_BODY_SHA256 = hashlib.sha256(b"").hexdigest()
 #: (rate_limit is an int4 column, hence not larger.)
 HUGE_RATE_LIMIT = 1_000_000_000
 STARTUP_TIMEOUT = 120.0
-STOP_TIMEOUT = 15.0
+STOP_TIMEOUT = 60.0  # `crucible up` ends every session before it exits
 CLI_TIMEOUT = 60.0
 #: The script's name, for messages.
 PROG = Path(sys.argv[0]).name

@@ -102,6 +102,8 @@ class AgentDirectory:
         self.lost_after = lost_after
         self.links: dict[str, AgentLink] = {}
         self._links_changed = trio.Event()
+        self._reported: set[str] = set()
+        self._reports_changed = trio.Event()
         #: Called with (agent_id, event) for agent events; set by the session registry.
         self.on_event: EventHandler | None = None
         #: Called with (agent_id, heartbeat) after the agent row is updated.
@@ -133,6 +135,11 @@ class AgentDirectory:
         while not (self.links if agent_id is None else agent_id in self.links):
             await self._links_changed.wait()
 
+    async def wait_reported(self) -> None:
+        """Wait until some linked agent's heartbeat (with its images) is recorded."""
+        while not any(agent_id in self.links for agent_id in self._reported):
+            await self._reports_changed.wait()
+
     async def record_heartbeat(self, agent_id: str, addr: str, message: dict[str, Any]) -> None:
         info = message.get("agent") or {}
         capacity = {str(k): float(v) for k, v in (info.get("capacity") or {}).items()}
@@ -151,6 +158,10 @@ class AgentDirectory:
             json.dumps(capacity),
             json.dumps(images),
         )
+        if agent_id not in self._reported:
+            self._reported.add(agent_id)
+            self._reports_changed.set()
+            self._reports_changed = trio.Event()
         if self.on_heartbeat is not None:
             await self.on_heartbeat(agent_id, message)
 

@@ -23,6 +23,10 @@ from crucible.manager import Endpoint, ManagerServer
 log = logging.getLogger(__name__)
 
 
+#: How long `crucible up` may spend ending its sessions when it stops.
+SHUTDOWN_DESTROY_TIMEOUT = 30.0
+
+
 class StartupError(Exception):
     """Something the operator must fix before Crucible can start; shown without traceback."""
 
@@ -100,8 +104,10 @@ async def serve_manager(
 
                     urls = list(config.agent.manager_urls) or [_local_manager_url(endpoint)]
                     await nursery.start(_scoped, agent_scope, run_agent, config, urls, secret)
+                    # Announce only once sessions can be placed: the agent's first
+                    # heartbeat carries the images that `lang` resolves against.
                     with trio.move_on_after(30):
-                        await server.ctx.agents.wait_linked()
+                        await server.ctx.agents.wait_reported()
                 if announce_keypair:
                     lines = client_env_lines(endpoint, keypair)
                     path = write_client_env(config.state_path, lines)
@@ -114,7 +120,7 @@ async def serve_manager(
                 if with_agent and not keep_sessions:
                     # A single-machine Crucible that stops takes its sessions with it;
                     # a crash instead leaves them for the agent to recover.
-                    with trio.move_on_after(grace * 3):
+                    with trio.move_on_after(SHUTDOWN_DESTROY_TIMEOUT):
                         killed = await server.ctx.registry.destroy_all()
                         log.info("ended %d session(s) on shutdown", killed)
                 agent_scope.cancel()

@@ -34,8 +34,8 @@ PROBE_SCRIPT = Path(__file__).with_name("reference_probe.py")
 
 #: `crucible up` runs initdb on first start; a slow CI machine needs a while for that.
 STARTUP_TIMEOUT = 120.0
-#: What a graceful stop may take (the manager's shutdown_timeout + stopping PostgreSQL).
-STOP_TIMEOUT = 10.0
+#: What a graceful stop may take: ending live sessions, shutdown_timeout, stopping PostgreSQL.
+STOP_TIMEOUT = 40.0  # sessions still running are ended first
 #: One reference-client invocation: Python start-up, aiohttp import, one request.
 CLIENT_TIMEOUT = 60.0
 ANNOUNCED = ("BACKEND_ENDPOINT", "BACKEND_ACCESS_KEY", "BACKEND_SECRET_KEY")
