@@ -144,14 +144,6 @@ class QuotaExceeded(ProblemError):
     title = "You have reached your resource limit."
 
 
-class VFolderLimitReached(ProblemError):
-    """The keypair's resource policy allows no more folders (spec 6.4: 406)."""
-
-    status = 406
-    type_suffix = "quota-exceeded"
-    title = "You have reached your virtual folder limit."
-
-
 class RequestTooLarge(ProblemError):
     status = 413
     type_suffix = "request-too-large"

@@ -176,7 +176,9 @@ class VFolderService:
                 f"You already have a folder named {name!r}."
             ) from None
         except TooManyFolders as exc:
-            raise errors.VFolderLimitReached(
+            # 412 like every other quota-exceeded, rather than the docs' 406: one problem
+            # type keeps one status, so clients can branch on the type alone.
+            raise errors.QuotaExceeded(
                 f"Your resource policy allows {exc.args[0]} folders."
             ) from None
         try:

@@ -17,7 +17,7 @@ async def test_folder_count_cap(manager: Harness) -> None:
     for name in ("one", "two"):
         assert (await create(manager.client, name)).status_code == 201
     refused = await create(manager.client, "three")
-    assert refused.status_code == 406
+    assert refused.status_code == 412
     assert refused.json()["type"].endswith("/quota-exceeded")
     listed = (await manager.client.get("/folders")).json()
     assert sorted(f["name"] for f in listed) == ["one", "two"]
