@@ -159,7 +159,7 @@ class VFolderService:
         # The keypair's resource policy may cap how many folders it owns and how large
         # each may grow, below what the storage host allows.
         max_owned, policy_max_size = await vfolder_limits(self.repo.db, keypair.access_key)
-        max_size = host.config.max_size_bytes
+        max_size: int = host.config.max_size_bytes
         if policy_max_size:
             max_size = min(max_size, policy_max_size)
         try:
