@@ -13,6 +13,7 @@ import trio
 
 from crucible.auth import generate_access_key, generate_secret_key
 from crucible.db.pool import Database
+from crucible.db.statements import update_statement
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +97,11 @@ class KeypairRepository:
         """Set the given columns (is_active, is_admin, resource_policy, concurrency_limit,
         rate_limit); None when there is no such keypair."""
         allowed = ("is_active", "is_admin", "resource_policy", "concurrency_limit", "rate_limit")
-        columns = [column for column in allowed if column in changes]
-        if not columns:
+        statement = update_statement("keypairs", "access_key", changes, allowed, _COLUMNS)
+        if statement is None:
             return await self.get(access_key)
-        assignments = ", ".join(f"{col} = ${i}" for i, col in enumerate(columns, start=2))
-        row = await self.db.fetchrow(
-            f"UPDATE keypairs SET {assignments} WHERE access_key = $1 RETURNING {_COLUMNS}",
-            access_key,
-            *(changes[column] for column in columns),
-        )
+        sql, args = statement
+        row = await self.db.fetchrow(sql, access_key, *args)
         return Keypair.from_row(row) if row else None
 
     async def delete(self, access_key: str) -> str | None:

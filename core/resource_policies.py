@@ -26,6 +26,7 @@ import attrs
 from crucible import errors
 from crucible.config import ResourcePolicyConfig
 from crucible.db.pool import Connection, Database
+from crucible.db.statements import update_statement
 from crucible.sessions.resources import Resources
 
 _COLUMNS = (
@@ -168,22 +169,19 @@ class ResourcePolicyStore:
 
     async def update(self, name: str, changes: Mapping[str, Any]) -> ResourcePolicy | None:
         """Set the given columns (None clears an optional cap); None when no such policy."""
-        allowed = {
+        allowed = (
             "max_concurrent_sessions",
             "max_cpu_cores",
             "max_memory_bytes",
             "max_vfolder_count",
             "max_vfolder_size_bytes",
-        }
-        columns = [key for key in changes if key in allowed]
-        if not columns:
-            return await self.get(name)
-        assignments = ", ".join(f"{col} = ${i}" for i, col in enumerate(columns, start=2))
-        row = await self.db.fetchrow(
-            f"UPDATE resource_policies SET {assignments} WHERE name = $1 RETURNING {_COLUMNS}",
-            name,
-            *(_column_value(col, changes[col]) for col in columns),
         )
+        values = {col: _column_value(col, value) for col, value in changes.items()}
+        statement = update_statement("resource_policies", "name", values, allowed, _COLUMNS)
+        if statement is None:
+            return await self.get(name)
+        sql, args = statement
+        row = await self.db.fetchrow(sql, name, *args)
         return ResourcePolicy.from_row(row) if row else None
 
     async def delete(self, name: str) -> str | None:
