@@ -102,3 +102,13 @@ async def stream_events(token: str) -> None:
             if event["name"] == "terminated":
                 break
     await websocket.close(1000)
+
+
+@blueprint.websocket("/stream/kernel/<token>/pty")
+@blueprint.websocket("/stream/kernel/<token>/httpproxy")
+@blueprint.websocket("/stream/kernel/<token>/tcpproxy")
+async def stream_not_implemented(token: str) -> None:
+    """Terminals and service proxies (spec 5.3, 5.5) are not offered yet: say so plainly
+    (503 not-implemented, spec 1.7) rather than a 404 that reads like a wrong URL."""
+    await _authenticated_session(token)
+    raise errors.NotImplementedYet("Terminals and service proxies are not available yet.")

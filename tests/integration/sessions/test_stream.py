@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import trio
-from trio_websocket import HandshakeError, WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionRejected, WebSocketConnection, open_websocket_url
 
 from testlib.sessions import Cluster, create, execute, new_token, stream_text
 from testlib.signing import Credentials, authorization, client_date
@@ -80,17 +80,19 @@ async def test_stream_bad_first_frame_gets_error(cluster: Cluster, session: str)
 
 async def test_stream_handshake_is_authenticated(cluster: Cluster, session: str) -> None:
     wrong = Credentials(cluster.harness.user.access_key, "x" * 40)
-    with pytest.raises(HandshakeError) as caught:
+    with pytest.raises(ConnectionRejected) as caught:
         async with open_stream(cluster, f"/stream/kernel/{session}/execute", wrong):
             pass
-    assert getattr(caught.value, "status_code", 401) == 401
+    assert caught.value.status_code == 401
+    assert json.loads(caught.value.body or b"{}")["type"].endswith("/auth-failed")
 
 
 async def test_stream_unknown_session_is_404(cluster: Cluster) -> None:
-    with pytest.raises(HandshakeError) as caught:
+    with pytest.raises(ConnectionRejected) as caught:
         async with open_stream(cluster, "/stream/kernel/nosuchsession/execute"):
             pass
-    assert getattr(caught.value, "status_code", 404) == 404
+    assert caught.value.status_code == 404
+    assert json.loads(caught.value.body or b"{}")["type"].endswith("/kernel-not-found")
 
 
 async def test_disconnect_interrupts_the_run(cluster: Cluster, session: str) -> None:
@@ -110,3 +112,14 @@ async def test_events_report_termination(cluster: Cluster, session: str) -> None
         with trio.fail_after(10):
             event = json.loads(await ws.get_message())
     assert event == {"name": "terminated", "reason": "user-requested"}
+
+
+@pytest.mark.parametrize("kind", ["pty", "httpproxy?app=jupyter", "tcpproxy?app=ssh"])
+async def test_unoffered_streams_say_not_implemented(
+    cluster: Cluster, session: str, kind: str
+) -> None:
+    with pytest.raises(ConnectionRejected) as caught:
+        async with open_stream(cluster, f"/stream/kernel/{session}/{kind}"):
+            pass
+    assert caught.value.status_code == 503
+    assert json.loads(caught.value.body or b"{}")["type"].endswith("/not-implemented")
