@@ -103,7 +103,7 @@ class KernelSupervisor:
             try:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    nursery.start_soon(self._dispatch_runs)
+                    nursery.start_soon(self._dispatch_runs, nursery.cancel_scope)
                     await self._pump_runner()
                     nursery.cancel_scope.cancel()
             finally:
@@ -197,8 +197,19 @@ class KernelSupervisor:
         self._queue_changed.set()
         self._queue_changed = trio.Event()
 
-    async def _dispatch_runs(self) -> None:
-        """Start queued runs one at a time (FIFO), each under the image's time limit."""
+    async def _dispatch_runs(self, supervision: trio.CancelScope) -> None:
+        """Start queued runs one at a time (FIFO), each under the image's time limit.
+
+        A runner that cannot be written to is as dead as one that hung up: end
+        `supervision`, so the kernel is reported like any other death.
+        """
+        try:
+            await self._dispatch_forever()
+        except RunnerGone as exc:
+            log.info("kernel %s: %s", self.info.kernel_id, exc)
+            supervision.cancel()
+
+    async def _dispatch_forever(self) -> None:
         assert self._runner is not None
         async with trio.open_nursery() as nursery:
             while True:

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 AGENT_LINK_PATH = "/internal/agent"
 RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 CONNECT_TIMEOUT = 10.0
+#: A manager that takes longer than this to take one message is treated as gone.
+SEND_TIMEOUT = 30.0
 
 
 class ManagerLink:
@@ -97,7 +99,13 @@ class ManagerLink:
         if ws is None:
             raise ConnectionClosed(None)
         async with self._send_lock:
-            await ws.send_message(json.dumps(message))
+            with trio.move_on_after(SEND_TIMEOUT) as scope:
+                await ws.send_message(json.dumps(message))
+            if scope.cancelled_caught:
+                # The manager stopped reading: drop the link; `run` dials again.
+                with trio.CancelScope(shield=True):
+                    await ws.aclose()
+                raise ConnectionClosed(None)
 
     async def _heartbeats(self) -> None:
         interval = self.agent.config.agent.heartbeat_interval

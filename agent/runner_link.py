@@ -16,6 +16,8 @@ import trio
 #: agent allocate without bound.
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 _HEADER = struct.Struct(">I")
+#: How long one message to the runner may take to go out.
+SEND_TIMEOUT = 30.0
 
 
 class RunnerGone(Exception):
@@ -59,9 +61,13 @@ class RunnerConnection:
         data = json.dumps(message).encode()
         async with self._send_lock:
             try:
-                await self._stream.send_all(_HEADER.pack(len(data)) + data)
+                with trio.fail_after(SEND_TIMEOUT):
+                    await self._stream.send_all(_HEADER.pack(len(data)) + data)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise RunnerGone("the runner socket is closed") from exc
+            except trio.TooSlowError as exc:
+                # The runner reads its socket all the time; one that stops is broken.
+                raise RunnerGone("the runner stopped reading its socket") from exc
 
     async def _read_exactly(self, n: int) -> bytes:
         while len(self._buffer) < n:
