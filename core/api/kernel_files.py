@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, unquote
 
+import trio
 from quart import Blueprint, Response, request
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
@@ -44,6 +45,8 @@ MAX_UPLOAD_BODY_BYTES = MAX_UPLOAD_FILES * (MAX_UPLOAD_FILE_BYTES + 1 + PART_OVE
 #: part is held whole until it ends, then refused).
 DECODER_SLICE_BYTES = 64 * 1024
 DECODER_MEMORY_BYTES = 1024 * 1024
+#: How long the rest of a refused upload is read and dropped, at most.
+DRAIN_TIMEOUT = 30.0
 #: The 18.12 client reads a download 1 KiB at a time; see `_aligned_part`.
 CLIENT_READ_BYTES = 1024
 
@@ -155,10 +158,25 @@ def _boundary() -> bytes:
         raise errors.InvalidAPIParameters("A malformed multipart boundary.") from None
 
 
+async def _body_chunks(idle_timeout: float) -> AsyncIterator[bytes]:
+    """The request body's chunks; a client that sends nothing for `idle_timeout` seconds
+    is refused rather than allowed to hold the upload (and the agent's staging) open."""
+    body = request.body
+    while True:
+        with trio.move_on_after(idle_timeout) as scope:
+            try:
+                chunk = await body.__anext__()
+            except StopAsyncIteration:
+                return
+        if scope.cancelled_caught:
+            raise errors.GenericBadRequest("The upload stalled.")
+        yield chunk
+
+
 async def _relay(relay: _UploadRelay, decoder: MultipartDecoder) -> None:
     """Feed the request body through `decoder` to the agent, part by part."""
     finished = False
-    async for chunk in request.body:
+    async for chunk in _body_chunks(manager_context().config.manager.body_timeout):
         # In slices: the decoder keeps what it was given until its events are taken.
         for start in range(0, len(chunk), DECODER_SLICE_BYTES):
             decoder.receive_data(chunk[start : start + DECODER_SLICE_BYTES])
@@ -215,7 +233,7 @@ async def upload(token: str) -> tuple[str, int]:
         await relay.abort()
         # Read (and drop) the rest, so that the client, still sending, sees the answer;
         # a body past the size cap ends the draining, not this answer.
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception), trio.move_on_after(DRAIN_TIMEOUT):
             async for _chunk in request.body:
                 pass
         raise
