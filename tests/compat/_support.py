@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -143,6 +144,40 @@ def wait_for_announcement(
         if sep and key in ANNOUNCED:
             announced[key] = value
     return announced
+
+
+def start_crucible_up(
+    state_dir: Path, log_path: Path, *extra_args: str
+) -> tuple[subprocess.Popen[str], RunningCrucible]:
+    """`crucible up --bind 127.0.0.1:0` on `state_dir`, once it has announced its keys.
+
+    Its stderr goes to `log_path`; stdout is drained by a thread so it never blocks.
+    """
+    argv = [find_crucible(), "up", "--bind", "127.0.0.1:0", "--state-dir", str(state_dir)]
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [*argv, *extra_args],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True).start()
+    try:
+        announced = wait_for_announcement(proc, lines, log_path)
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=STOP_TIMEOUT)
+        raise
+    server = RunningCrucible(
+        endpoint=announced["BACKEND_ENDPOINT"],
+        access_key=announced["BACKEND_ACCESS_KEY"],
+        secret_key=announced["BACKEND_SECRET_KEY"],
+        state_dir=state_dir,
+        log_path=log_path,
+    )
+    return proc, server
 
 
 def stop_and_check(proc: subprocess.Popen[str], state_dir: Path, log_path: Path) -> None:
