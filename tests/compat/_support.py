@@ -10,6 +10,7 @@ aiohttp; tests drive it as subprocesses, never by importing it here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -17,9 +18,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +146,29 @@ def wait_for_announcement(
         if sep and key in ANNOUNCED:
             announced[key] = value
     return announced
+
+
+@contextlib.contextmanager
+def scratch_state(prefix: str) -> Iterator[tuple[Path, Path]]:
+    """A fresh state directory and log path for a `crucible up` of one's own.
+
+    Not under pytest's basetemp: another pytest run of the same user may prune that while
+    the embedded PostgreSQL (running as its own user) still needs it; kernel runner
+    sockets also want a short path. Afterwards, any PostgreSQL left there is stopped.
+    """
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        yield base / "state", base / "crucible.log"
+    finally:
+        stop_orphaned_postgres(base / "state")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def kill_if_running(proc: subprocess.Popen[str] | None) -> None:
+    """After a failed test: never leave a server running."""
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=STOP_TIMEOUT)
 
 
 def start_crucible_up(
