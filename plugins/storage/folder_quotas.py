@@ -159,9 +159,13 @@ class ProjectQuotaFolders(PlainFolders):
 
     def make(self, root_fd: int, name: str) -> None:
         super().make(root_fd, name)
-        with self._allocating:
-            project_id = self._free_project_id(root_fd, name)
-            on_folder_dir(root_fd, name, lambda fd: project_quota.set_project(fd, project_id))
+        try:
+            with self._allocating:
+                project_id = self._free_project_id(root_fd, name)
+                on_folder_dir(root_fd, name, lambda fd: project_quota.set_project(fd, project_id))
+        except BaseException:
+            os.rmdir(name, dir_fd=root_fd)  # still empty
+            raise
 
     def limit(self, root_fd: int, name: str, limits: FolderLimits) -> QuotaEnforcement:
         project_id = self._project_of(root_fd, name)
@@ -215,7 +219,11 @@ class BtrfsFolders(PlainFolders):
     def make(self, root_fd: int, name: str) -> None:
         # A subvolume even while quotas are off: it can get its limit once they are on.
         btrfs.create_subvolume(root_fd, name)
-        os.chmod(name, 0o700, dir_fd=root_fd, follow_symlinks=False)
+        try:
+            on_folder_dir(root_fd, name, lambda fd: os.fchmod(fd, 0o700))
+        except BaseException:
+            self.remove(root_fd, name)
+            raise
 
     def _subvolume(self, root_fd: int, name: str) -> int:
         """The folder's subvolume id; 0 when the folder is a plain directory."""

@@ -196,13 +196,19 @@ class LocalHost:
     def _create_sync(self, folder_id: str) -> None:
         self._on_root(self.folders.make, folder_id)
         folder = self._folder(folder_id)
-        (folder / "staging").mkdir(mode=0o700)
-        (folder / "data").mkdir(mode=0o755)
-        fd = os.open(folder / "data", _DIR_FLAGS)
         try:
-            _chown(fd)
-        finally:
-            os.close(fd)
+            (folder / "staging").mkdir(mode=0o700)
+            (folder / "data").mkdir(mode=0o755)
+            fd = os.open(folder / "data", _DIR_FLAGS)
+            try:
+                _chown(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            # A half-made folder (say, a project id that could not be set) goes again:
+            # the core only undoes creations that returned.
+            self._on_root(self.folders.remove, folder_id)
+            raise
 
     async def create_folder(self, folder_id: str) -> None:
         await self._run(self._create_sync, folder_id)

@@ -17,9 +17,11 @@ from crucible.hookspecs.storage import (
     BY_API,
     BY_FILESYSTEM,
     EntryNotFound,
+    FolderLimits,
     HostSettings,
     QuotaEnforcement,
     StorageFull,
+    Usage,
 )
 from crucible.plugin_manager import load_storage_backends
 from crucible.plugins.storage import btrfs, folder_quotas, project_quota
@@ -206,3 +208,77 @@ async def test_a_root_configured_as_a_symlink_works(tmp_path: Path) -> None:
     assert not (real / fid).exists()
     with pytest.raises(EntryNotFound):
         await host.usage(fid)
+
+
+class FakeProjectKernel:
+    """The four project-quota calls, kept in memory: this machine's kernel may have no
+    quota support (the real thing runs in tests/integration/vfolders on XFS and ext4)."""
+
+    def __init__(self) -> None:
+        self.projects: dict[int, tuple[int, bool]] = {}  # inode -> (project id, inherit)
+        self.limits: dict[int, tuple[int, int]] = {}
+        self.usage: dict[int, tuple[int, int]] = {}
+
+    def get_project(self, fd: int) -> tuple[int, bool]:
+        return self.projects.get(os.fstat(fd).st_ino, (0, False))
+
+    def set_project(self, fd: int, project_id: int) -> None:
+        self.projects[os.fstat(fd).st_ino] = (project_id, True)
+        self.usage[project_id] = (0, 1)  # the directory itself is charged to it
+
+    def get_quota(self, fd: int, project_id: int) -> project_quota.ProjectQuota:
+        blocks, inodes = self.limits.get(project_id, (0, 0))
+        used, count = self.usage.get(project_id, (0, 0))
+        return project_quota.ProjectQuota(blocks, inodes, used, count)
+
+    def set_limits(self, fd: int, project_id: int, *, block_bytes: int, inodes: int) -> None:
+        self.limits[project_id] = (block_bytes, inodes)
+        if not (block_bytes or inodes):
+            self.usage.pop(project_id, None)
+
+
+@pytest.fixture
+def fake_kernel(monkeypatch: pytest.MonkeyPatch) -> FakeProjectKernel:
+    kernel = FakeProjectKernel()
+    for name in ("get_project", "set_project", "get_quota", "set_limits"):
+        monkeypatch.setattr(project_quota, name, getattr(kernel, name))
+    return kernel
+
+
+def test_project_folders_get_an_unused_id_limits_and_usage(
+    tmp_path: Path, fake_kernel: FakeProjectKernel
+) -> None:
+    folders = decide(tmp_path, Probe(XFS, is_root=True, project_flags=ENFORCED))
+    assert isinstance(folders, ProjectQuotaFolders)
+    root = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        name = "0000000a" + "0" * 24
+        preferred = folder_quotas.PROJECT_ID_BASE + 10
+        fake_kernel.limits[preferred] = (1, 1)  # someone else's project: skipped
+        folders.make(root, name)
+        folder_fd = os.open(tmp_path / name, os.O_RDONLY)
+        project_id, inherits = fake_kernel.get_project(folder_fd)
+        os.close(folder_fd)
+        assert (project_id, inherits) == (preferred + 1, True)
+
+        held = folders.limit(root, name, FolderLimits(max_size_bytes=1000, max_files=20))
+        assert held.in_sessions
+        # The cap, plus the folder's own three directories, plus one upload in flight.
+        assert fake_kernel.limits[project_id] == (1000, 20 + 3 + 1)
+        assert folders.enforced(root, name).in_sessions
+
+        fake_kernel.usage[project_id] = (4096, 3 + 5)
+        assert folders.usage(root, name) == Usage(size_bytes=4096, file_count=5)
+
+        # A folder without a project id of its own (made before) is the API's only.
+        os.mkdir(tmp_path / "legacy")
+        assert folders.limit(root, "legacy", FolderLimits(1, 1)).size == BY_API
+        assert folders.enforced(root, "legacy").files == BY_API
+        assert folders.usage(root, "legacy") is None  # walked instead
+
+        folders.remove(root, name)
+        assert not (tmp_path / name).exists()
+        assert not fake_kernel.get_quota(root, project_id).in_use  # free again
+        folders.remove(root, name)  # a missing folder is fine
+    finally:
+        os.close(root)
