@@ -90,6 +90,7 @@ class ManagerServer:
                 self.ctx.vfolders.run_usage_recorder, self.config.storage.usage_record_interval
             )
             background.start_soon(self._sweep_rate_limits)
+            background.start_soon(self.ctx.vfolders.enforce_quotas)
             async with trio.open_nursery() as http:
                 bound: list[str] = await http.start(
                     functools.partial(

@@ -122,6 +122,7 @@ async def info(name: str) -> dict[str, Any]:
     service = _service()
     access = await service.get(current_keypair(), name, "ro")
     usage = await service.usage(access.folder)
+    enforcement = await service.enforcement(access.folder)
     # Flat, as the client reads it (spec 6.5); usage and quotas are extras.
     return {
         **_summary(access),
@@ -131,6 +132,13 @@ async def info(name: str) -> dict[str, Any]:
         "size_bytes": usage.size_bytes,
         "max_size_bytes": access.folder.max_size,
         "max_files": access.folder.max_files,
+        # Per cap: "filesystem" (refused past it from inside sessions too) or "api"
+        # (only the API's own writes are checked).
+        "quota_enforced": {
+            "size": enforcement.size,
+            "files": enforcement.files,
+            "detail": enforcement.summary(),
+        },
     }
 
 

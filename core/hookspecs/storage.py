@@ -24,6 +24,15 @@ Quotas are checked by the core *before* it hands data over (it calls `usage` and
 `stat`); a host enforces one thing itself: `upload_file` publishes the file only after
 the data iterator is exhausted, so a refused or broken upload leaves nothing behind.
 
+Those checks cover the API's own writes only: a session that mounts a folder writes to
+it directly. A host whose storage can hold a cap against every writer implements the
+optional `QuotaEnforcingHost` too (the core finds it with ``isinstance``): the core
+hands it each folder's caps right after `create_folder` (and again at every start), and
+asks it what holds for a folder when it reports the folder's info. A host without it is
+reported as enforcing nothing inside sessions. A write the storage refuses because a
+cap (or the disk) is full raises `StorageFull`; the core answers ``412
+quota-exceeded``.
+
 Example: an in-memory host (``tests/testlib/memory_storage.py`` is a complete one)::
 
     from crucible.hookspecs.markers import hookimpl
@@ -66,7 +75,7 @@ from __future__ import annotations
 
 import stat
 from collections.abc import AsyncIterable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 import attrs
 
@@ -104,6 +113,10 @@ class NotMountable(StorageError):
     """This host's folders cannot be mounted into sessions."""
 
 
+class StorageFull(StorageError):
+    """The storage refused a write: the folder's cap there (or the whole disk) is full."""
+
+
 @attrs.frozen
 class FileEntry:
     """One directory entry (spec 4.10's file entry, before formatting)."""
@@ -127,7 +140,11 @@ class FileEntry:
 
 @attrs.frozen
 class Usage:
-    """What a folder holds now: bytes of regular files, and entries of every kind."""
+    """What a folder holds now: bytes of regular files, and entries of every kind.
+
+    A host whose storage accounts space itself may answer with that accounting instead
+    (the space the folder takes, in blocks), since its limits are held against it.
+    """
 
     size_bytes: int
     file_count: int
@@ -139,6 +156,60 @@ class MountSpec:
 
     host_path: str
     read_only: bool
+
+
+#: Who holds a cap: the storage itself, for every writer (sessions included) ...
+BY_FILESYSTEM: Final = "filesystem"
+#: ... or only the core's checks before the API's own writes (sessions can write past it).
+BY_API: Final = "api"
+Enforcer = Literal["filesystem", "api"]
+
+
+@attrs.frozen
+class QuotaEnforcement:
+    """Where a folder's two caps (`size`: bytes, `files`: entries) are enforced."""
+
+    size: Enforcer
+    files: Enforcer
+    #: Why, naming the storage (e.g. "/srv/vfolders is on btrfs with quotas on; btrfs
+    #: cannot limit a number of files"): for operators, so it must say what to change.
+    reason: str
+
+    @classmethod
+    def api_only(cls, reason: str) -> QuotaEnforcement:
+        return cls(size=BY_API, files=BY_API, reason=reason)
+
+    @property
+    def in_sessions(self) -> bool:
+        """Whether both caps hold for writes from inside sessions."""
+        return self.size == BY_FILESYSTEM and self.files == BY_FILESYSTEM
+
+    def summary(self) -> str:
+        """One sentence on what a session can and cannot exceed, then the reason."""
+        size_held = self.size == BY_FILESYSTEM
+        files_held = self.files == BY_FILESYSTEM
+        if size_held and files_held:
+            what = "size and file count are enforced by the filesystem, in sessions too"
+        elif size_held or files_held:
+            held, loose = ("size", "file count") if size_held else ("file count", "size")
+            what = (
+                f"{held} is enforced by the filesystem, in sessions too; {loose} is not "
+                "enforced in sessions (the API checks it before its own writes only)"
+            )
+        else:
+            what = (
+                "size and file count are not enforced in sessions (the API checks them "
+                "before its own writes only)"
+            )
+        return f"{what}: {self.reason}"
+
+
+@attrs.frozen
+class FolderLimits:
+    """The caps of one folder, as the core stores them."""
+
+    max_size_bytes: int
+    max_files: int
 
 
 @attrs.frozen
@@ -217,6 +288,27 @@ class VFolderHost(Protocol):
 
     def mount_spec(self, folder_id: str, *, read_only: bool) -> MountSpec:
         """Where an agent finds the folder to bind-mount it (`NotMountable` if never)."""
+
+
+@runtime_checkable
+class QuotaEnforcingHost(Protocol):
+    """Optional, beside `VFolderHost`: a host that makes its storage hold folder caps."""
+
+    #: What folders created from now on get (decided when the host is opened); the
+    #: core logs it at start-up, as a warning when a cap does not hold in sessions.
+    quota_enforcement: QuotaEnforcement
+
+    async def limit_folder(self, folder_id: str, limits: FolderLimits) -> QuotaEnforcement:
+        """Make the storage hold `limits` for the folder; return what now holds for it.
+
+        Called after `create_folder` and again for every folder at each start (so it must
+        be idempotent, and a folder made before the storage could hold caps just answers
+        what holds). Raise a `StorageError` only when the storage should have taken the
+        caps and refused: the core then does not create the folder.
+        """
+
+    async def folder_enforcement(self, folder_id: str) -> QuotaEnforcement:
+        """What holds for this folder now (its info reports it)."""
 
 
 @runtime_checkable

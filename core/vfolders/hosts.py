@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 import attrs
 
 from crucible.config import Config, ConfigError, StorageHostConfig
-from crucible.hookspecs.storage import HostSettings, VFolderHost
+from crucible.hookspecs.storage import (
+    HostSettings,
+    QuotaEnforcement,
+    QuotaEnforcingHost,
+    VFolderHost,
+)
 from crucible.plugin_manager import load_storage_backends
+
+log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -16,6 +25,25 @@ class StorageHost:
     name: str
     config: StorageHostConfig
     backend: VFolderHost
+
+    @property
+    def quota_enforcement(self) -> QuotaEnforcement:
+        """What new folders of this host get (see `QuotaEnforcingHost`)."""
+        if isinstance(self.backend, QuotaEnforcingHost):
+            return self.backend.quota_enforcement
+        return QuotaEnforcement.api_only(
+            f"the {self.config.type!r} storage plugin does not enforce quotas itself"
+        )
+
+
+def announce_enforcement(host: StorageHost) -> None:
+    """Say at start-up what a host's folders can and cannot exceed from inside sessions."""
+    enforcement = host.quota_enforcement
+    if enforcement.in_sessions:
+        log.info("storage host %r: %s", host.name, enforcement.summary())
+    else:
+        # A session can fill the disk past a folder's cap here: operators must know.
+        log.warning("storage host %r: %s", host.name, enforcement.summary())
 
 
 def default_local_path(config: Config) -> str:
@@ -55,4 +83,6 @@ def open_hosts(config: Config, *extra_plugins: object) -> dict[str, StorageHost]
             problems.append(f"storage.hosts.{name}: {exc}")
     if problems:
         raise ConfigError("<storage>", problems)
+    for host in hosts.values():
+        announce_enforcement(host)
     return hosts

@@ -18,15 +18,20 @@ import trio
 from crucible import errors
 from crucible.db.pool import Database
 from crucible.hookspecs.storage import (
+    BY_FILESYSTEM,
     EntryNotFound,
     FileEntry,
     FileReader,
+    FolderLimits,
     IsADirectory,
     NotADirectory,
     NotAFile,
     NotMountable,
+    QuotaEnforcement,
+    QuotaEnforcingHost,
     RelPath,
     StorageError,
+    StorageFull,
     Usage,
 )
 from crucible.keypairs import Keypair
@@ -74,6 +79,10 @@ class VFolderInUse(errors.ProblemError):
 
 
 def storage_problem(exc: StorageError) -> errors.ProblemError:
+    if isinstance(exc, StorageFull):
+        # The filesystem's own cap (or a full disk) refused what the API's check let
+        # through: a session may have filled the folder since, or blocks round up.
+        return errors.QuotaExceeded(f"The folder is full: {exc}.")
     if isinstance(exc, EntryNotFound):
         return FolderPathNotFound(str(exc))
     if isinstance(exc, (NotADirectory, NotAFile, IsADirectory, NotMountable)):
@@ -99,6 +108,10 @@ def _parse_invitation_id(value: object) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise InvitationNotFound(f"No invitation {value!r}.") from None
+
+
+def _limits(folder: VFolder) -> FolderLimits:
+    return FolderLimits(max_size_bytes=folder.max_size, max_files=folder.max_files)
 
 
 async def _capped(
@@ -181,14 +194,60 @@ class VFolderService:
             raise errors.QuotaExceeded(
                 f"Your resource policy allows {exc.args[0]} folders."
             ) from None
+        made = False
         try:
             await host.backend.create_folder(folder.id)
+            made = True
+            if isinstance(host.backend, QuotaEnforcingHost):
+                await host.backend.limit_folder(folder.id, _limits(folder))
         except BaseException:
             with trio.CancelScope(shield=True):
+                if made:
+                    await self._discard_storage(host, folder)
                 async with self.repo.db.transaction() as conn:
                     await self.repo.delete_row(conn, folder.id)
             raise
         return folder
+
+    async def _discard_storage(self, host: StorageHost, folder: VFolder) -> None:
+        try:
+            await host.backend.delete_folder(folder.id)
+        except Exception:
+            # The creation's own error is the one the client must see.
+            log.exception("removing the storage of folder %s after a failed create", folder.id)
+
+    async def enforcement(self, folder: VFolder) -> QuotaEnforcement:
+        """What holds the folder's caps: the filesystem (sessions too) or the API only."""
+        host = self.host_of(folder)
+        if not isinstance(host.backend, QuotaEnforcingHost):
+            return host.quota_enforcement
+        try:
+            return await host.backend.folder_enforcement(folder.id)
+        except (StorageError, OSError) as exc:
+            return QuotaEnforcement.api_only(f"the storage cannot tell ({exc})")
+
+    async def enforce_quotas(self) -> int:
+        """Hand every folder's caps to its host again (at start-up: quotas switched on
+        since, or limits lost); returns how many folders are held by their filesystem."""
+        try:
+            folders = await self.repo.all_folders()
+        except Exception:
+            # Run in the background at start-up: the manager must serve regardless.
+            log.exception("listing folders to apply their caps failed")
+            return 0
+        held = 0
+        for folder in folders:
+            host = self.hosts.get(folder.host)
+            if host is None or not isinstance(host.backend, QuotaEnforcingHost):
+                continue
+            try:
+                enforcement = await host.backend.limit_folder(folder.id, _limits(folder))
+            except (StorageError, OSError) as exc:
+                # One folder whose storage is gone must not stop the others.
+                log.warning("folder %s: its caps could not be applied: %s", folder.id, exc)
+                continue
+            held += BY_FILESYSTEM in (enforcement.size, enforcement.files)
+        return held
 
     async def get(self, keypair: Keypair, name: str, need: str) -> Access:
         access = await self.repo.by_name(keypair.access_key, name)

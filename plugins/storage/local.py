@@ -11,6 +11,12 @@ ever resolved by the kernel from a string: every access walks component by compo
 from an open directory descriptor with ``O_NOFOLLOW``, and the final operation is
 relative to the parent's descriptor (``*at`` calls). A link is then just an entry that
 is not a directory or a regular file.
+
+Caps: the API checks them before its own writes; what holds for writes from inside
+sessions depends on the filesystem under the root (`crucible.plugins.storage.
+folder_quotas`: project quotas on XFS/ext4, a quota-group limit per subvolume on btrfs,
+nothing elsewhere), detected when the host is opened. A write that the filesystem
+refuses (EDQUOT, ENOSPC) is `StorageFull`.
 """
 
 from __future__ import annotations
@@ -31,13 +37,22 @@ from crucible.hookspecs.markers import hookimpl
 from crucible.hookspecs.storage import (
     EntryNotFound,
     FileEntry,
+    FolderLimits,
     HostSettings,
     IsADirectory,
     MountSpec,
     NotADirectory,
     NotAFile,
+    QuotaEnforcement,
     RelPath,
+    StorageFull,
     Usage,
+)
+from crucible.plugins.storage.folder_quotas import (
+    ROOT_FLAGS,
+    PlainFolders,
+    detect,
+    ignore_missing,
 )
 
 #: The kernel runs as this user (see docs/internals.md); it must own what it may change.
@@ -136,13 +151,32 @@ class LocalFileReader:
 class LocalHost:
     """Folders as directories under `root` on a filesystem the agents can see too."""
 
-    def __init__(self, name: str, root: Path) -> None:
+    def __init__(self, name: str, root: Path, folders: PlainFolders) -> None:
         self.name = name
         self.root = root
+        #: How folder directories are made and hold their caps on this filesystem.
+        self.folders = folders
+        self.quota_enforcement: QuotaEnforcement = folders.enforcement
         self._limiter = trio.CapacityLimiter(_THREADS)
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        try:
+            return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        except OSError as exc:
+            # XFS answers ENOSPC for a full project, ext4 and btrfs EDQUOT.
+            if exc.errno in (errno.EDQUOT, errno.ENOSPC):
+                raise StorageFull("the folder's storage is full (its quota, or the disk)") from exc
+            raise
+
+    def _on_root(self, fn: Callable[[int, str], T], folder_id: str) -> T:
+        """`fn(root_fd, folder_id)`: the folder directory's own operations are relative
+        to a descriptor of the root, which only root can enter."""
+        self._folder(folder_id)  # validates the id
+        root_fd = os.open(self.root, ROOT_FLAGS)
+        try:
+            return fn(root_fd, folder_id)
+        finally:
+            os.close(root_fd)
 
     def _folder(self, folder_id: str) -> Path:
         if not _FOLDER_ID_RE.match(folder_id):
@@ -160,27 +194,38 @@ class LocalHost:
     # -- folders ---------------------------------------------------------------------------
 
     def _create_sync(self, folder_id: str) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
+        self._on_root(self.folders.make, folder_id)
         folder = self._folder(folder_id)
-        folder.mkdir(mode=0o700)
-        (folder / "staging").mkdir(mode=0o700)
-        (folder / "data").mkdir(mode=0o755)
-        fd = os.open(folder / "data", _DIR_FLAGS)
         try:
-            _chown(fd)
-        finally:
-            os.close(fd)
+            (folder / "staging").mkdir(mode=0o700)
+            (folder / "data").mkdir(mode=0o755)
+            fd = os.open(folder / "data", _DIR_FLAGS)
+            try:
+                _chown(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            # A half-made folder (say, a project id that could not be set) goes again:
+            # the core only undoes creations that returned.
+            self._on_root(self.folders.remove, folder_id)
+            raise
 
     async def create_folder(self, folder_id: str) -> None:
         await self._run(self._create_sync, folder_id)
 
-    def _delete_sync(self, folder_id: str) -> None:
-        # rmtree works on descriptors on Linux and never follows links it finds.
-        shutil.rmtree(self._folder(folder_id), ignore_errors=False, onerror=_ignore_missing)
-
     async def delete_folder(self, folder_id: str) -> None:
-        await self._run(self._delete_sync, folder_id)
+        await self._run(self._on_root, self.folders.remove, folder_id)
+
+    # -- caps ------------------------------------------------------------------------------
+
+    def _limit_sync(self, folder_id: str, limits: FolderLimits) -> QuotaEnforcement:
+        return self._on_root(lambda fd, name: self.folders.limit(fd, name, limits), folder_id)
+
+    async def limit_folder(self, folder_id: str, limits: FolderLimits) -> QuotaEnforcement:
+        return await self._run(self._limit_sync, folder_id, limits)
+
+    async def folder_enforcement(self, folder_id: str) -> QuotaEnforcement:
+        return await self._run(self._on_root, self.folders.enforced, folder_id)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -255,6 +300,9 @@ class LocalHost:
         return await self._run(self._open_sync, folder_id, path)
 
     def _usage_sync(self, folder_id: str) -> Usage:
+        counted = self._on_root(self.folders.usage, folder_id)
+        if counted is not None:
+            return counted
         root = self._open_data(folder_id)
         size = count = 0
         try:
@@ -369,7 +417,7 @@ class LocalHost:
                 for parent, name, is_dir in targets:
                     try:
                         if is_dir:
-                            shutil.rmtree(name, dir_fd=parent, onerror=_ignore_missing)
+                            shutil.rmtree(name, dir_fd=parent, onerror=ignore_missing)
                         else:
                             os.unlink(name, dir_fd=parent)
                     except FileNotFoundError:
@@ -377,7 +425,7 @@ class LocalHost:
                     except IsADirectoryError:
                         # Replaced by a directory after we looked: only with recursive.
                         if recursive:
-                            shutil.rmtree(name, dir_fd=parent, onerror=_ignore_missing)
+                            shutil.rmtree(name, dir_fd=parent, onerror=ignore_missing)
             finally:
                 for parent, _, _ in targets:
                     os.close(parent)
@@ -403,12 +451,6 @@ def _discard(parent: int, staging: int, fd: int, temp_name: str, published: bool
     os.close(parent)
 
 
-def _ignore_missing(function: object, path: str, exc_info: object) -> None:
-    exc = exc_info[1] if isinstance(exc_info, tuple) else exc_info
-    if not isinstance(exc, FileNotFoundError):
-        raise exc  # type: ignore[misc]
-
-
 class LocalBackend:
     type = "local"
 
@@ -418,7 +460,14 @@ class LocalBackend:
         root = Path(settings.path).expanduser()
         if not root.is_absolute():
             raise ValueError(f"path must be absolute: {settings.path!r}")
-        return LocalHost(settings.name, root)
+        try:
+            # Made now, not with the first folder: what it can enforce is read from it.
+            root.mkdir(parents=True, exist_ok=True)
+            os.chmod(root, 0o700)
+            folders = detect(root)
+        except OSError as exc:
+            raise ValueError(f"cannot use {root}: {exc}") from exc
+        return LocalHost(settings.name, root, folders)
 
 
 @hookimpl

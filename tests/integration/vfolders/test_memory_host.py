@@ -65,6 +65,9 @@ async def test_folders_on_the_memory_host(memory_manager: Harness) -> None:
     assert (await upload(client, "inmem", {"c": b"1"})).status_code == 412  # max_files 3
     info = (await client.get("/folders/inmem")).json()
     assert (info["numFiles"], info["size_bytes"]) == (3, 6)
+    # A plugin without QuotaEnforcingHost is reported as holding nothing in sessions.
+    assert info["quota_enforced"]["size"] == info["quota_enforced"]["files"] == "api"
+    assert "'memory' storage plugin does not enforce" in info["quota_enforced"]["detail"]
     # Not mountable: a clear 400 before any session is made.
     mounted = await client.post(
         "/kernel/create",
