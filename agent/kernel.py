@@ -358,6 +358,11 @@ class KernelSupervisor:
                 pass  # the kernel is ending anyway
         return "interrupting"
 
+    @property
+    def queued_runs(self) -> int:
+        """Runs waiting to start (not counting the one executing)."""
+        return len(self._queue)
+
     def _check_alive(self) -> None:
         if self.terminated_reason is not None:
             raise KernelGone(self.terminated_reason)

@@ -118,7 +118,8 @@ async def test_a_cancelled_run_that_ignores_interrupts_is_killed(
     text, waited = await _timed_next_run(cluster, session, "print(globals().get('state'))")
     # Killed after the grace: the persistent interpreter went with it (a fresh one now).
     assert text == "None\n"
-    assert 1.0 <= waited < 1.0 + PROMPT
+    # (The grace counts from the hang-up, which the server may see a little before us.)
+    assert 0.8 <= waited < 1.0 + PROMPT
 
 
 @pytest.mark.manager_config({"agent": {"uncollected_run_timeout": 2.0}})

@@ -34,7 +34,7 @@ async def _new_session(client: SigningClient) -> str:
 async def _queued(cluster: Cluster, count: int) -> None:
     """Wait until the agent holds `count` queued runs (over all kernels)."""
     with trio.fail_after(10):
-        while sum(len(k._queue) for k in cluster.agent.kernels.values()) < count:
+        while sum(k.queued_runs for k in cluster.agent.kernels.values()) < count:
             await trio.sleep(0.02)
 
 
