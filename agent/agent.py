@@ -23,8 +23,10 @@ import trio
 
 import crucible.agent
 from crucible.agent import docker_driver, sandbox
+from crucible.agent.exec_limits import ExecLimits, FairSlots
 from crucible.agent.files import FileOpError, FileService
 from crucible.agent.kernel import KernelGone, KernelInfo, KernelSupervisor
+from crucible.agent.run_queue import QueueFull
 from crucible.config import Config
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,9 @@ class Agent:
         self._nursery: trio.Nursery | None = None
         self._images: list[dict[str, Any]] = []
         self.files = FileService()
+        self.exec_limits = ExecLimits.from_config(config.agent)
+        #: Runs executing at once on this agent, shared fairly between access keys.
+        self.run_slots = FairSlots(config.agent.concurrent_runs)
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -258,6 +263,7 @@ class Agent:
             environ={str(k): str(v) for k, v in (params.get("environ") or {}).items()},
             kernel_dir=self.kernels_root / kernel_id.replace("-", "")[:16],
             mounts=_vfolder_mounts(params.get("mounts")),
+            access_key=str(params.get("access_key") or ""),
         )
         await sandbox.prepare_scratch(
             info.kernel_dir, size_bytes=self.config.agent.scratch_size_bytes
@@ -284,7 +290,13 @@ class Agent:
 
     async def _supervise(self, info: KernelInfo, container_id: str) -> KernelSupervisor:
         assert self._nursery is not None
-        supervisor = KernelSupervisor(info, container_id, on_terminated=self._kernel_died)
+        supervisor = KernelSupervisor(
+            info,
+            container_id,
+            on_terminated=self._kernel_died,
+            limits=self.exec_limits,
+            slots=self.run_slots,
+        )
         self.kernels[info.kernel_id] = supervisor
         await self._nursery.start(supervisor.run)
         return supervisor
@@ -393,6 +405,14 @@ class Agent:
             )
         except KernelGone as exc:
             raise AgentCallError(f"the kernel is gone: {exc}", "kernel-not-found") from exc
+        except QueueFull as exc:
+            raise AgentCallError(str(exc), "execution-queue-full") from exc
+
+    async def cancel_run(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Stop a run whose client went away (queued: never starts; running: interrupted,
+        then killed after ``agent.run_cancel_grace``)."""
+        state = await self._kernel(params).cancel_run(str(params.get("run_id")))
+        return {"state": state}
 
     async def interrupt(self, params: dict[str, Any]) -> dict[str, Any]:
         await self._kernel(params).interrupt()
@@ -440,6 +460,7 @@ class Agent:
             "restart_kernel": self.restart_kernel,
             "execute": self.execute,
             "interrupt": self.interrupt,
+            "cancel_run": self.cancel_run,
             "complete": self.complete,
             "logs": self.logs,
             "list_kernels": self.list_kernels,
@@ -504,6 +525,7 @@ def _info_to_label(info: KernelInfo) -> str:
             "environ": info.environ,
             "kernel_dir": str(info.kernel_dir),
             "mounts": [list(m) for m in info.mounts],
+            "access_key": info.access_key,
         }
     )
 
@@ -522,4 +544,5 @@ def _info_from_label(text: str) -> KernelInfo:
         mounts=tuple(
             (str(source), str(target), bool(ro)) for source, target, ro in data.get("mounts", [])
         ),
+        access_key=str(data.get("access_key", "")),
     )

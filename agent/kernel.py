@@ -3,11 +3,15 @@
 A `KernelSupervisor` lives in its own task in the agent's nursery. Cancelling that
 task (agent shutdown) leaves the container running so a restarted agent can recover
 it; `terminate()` is what removes a kernel for good.
+
+Runs start one at a time, in order, within the execution limits (`crucible.agent.
+exec_limits`: the kernel's start rate and a slot of the agent's); a run whose client
+went away is cancelled (`cancel_run`): taken out of the queue, or interrupted and, if
+it does not end within the grace, killed.
 """
 
 from __future__ import annotations
 
-import collections
 import itertools
 import logging
 import math
@@ -19,6 +23,8 @@ import attrs
 import trio
 
 from crucible.agent.cgroups import oom_kill_count
+from crucible.agent.exec_limits import ExecLimits, FairSlots, TokenBucket
+from crucible.agent.run_queue import RunQueue
 from crucible.agent.runner_link import RunnerConnection, RunnerGone
 from crucible.agent.runs import Handover, Run, RunState, execution_result
 
@@ -28,6 +34,10 @@ log = logging.getLogger(__name__)
 RUNNER_START_TIMEOUT = 30.0
 #: Exit code reported when a run ends because its kernel died under it.
 KERNEL_DIED_EXIT_CODE = 130
+#: Exit code of a run cancelled before it started (its client went away), as if
+#: interrupted; and the note its output gets, should anyone still collect it.
+CANCELLED_EXIT_CODE = 130
+CANCELLED_NOTE = "[crucible] run cancelled before it started: its client went away\n"
 
 TerminationCallback = Callable[["KernelSupervisor", str], Awaitable[None]]
 
@@ -51,6 +61,8 @@ class KernelInfo:
     kernel_dir: Path
     #: Mounted vfolders: ``(host path, container path, read-only)`` (spec 4.2 mounts).
     mounts: tuple[tuple[str, str, bool], ...] = ()
+    #: The owner's access key: the agent shares execution slots fairly between keys.
+    access_key: str = ""
 
     @property
     def socket_path(self) -> Path:
@@ -64,14 +76,24 @@ class KernelSupervisor:
         container_id: str,
         *,
         on_terminated: TerminationCallback,
+        limits: ExecLimits | None = None,
+        slots: FairSlots | None = None,
     ) -> None:
         self.info = info
         self.container_id = container_id
         self._on_terminated = on_terminated
         self._runner: RunnerConnection | None = None
         self._runs: dict[str, Run] = {}
-        self._queue: collections.deque[Run] = collections.deque()
+        self._limits = limits or ExecLimits.defaults()
+        #: The agent's execution slots, shared by all its kernels.
+        self._slots = slots or FairSlots.unlimited()
+        self._start_rate = TokenBucket(self._limits.start_rate, self._limits.start_burst)
+        self._queue = RunQueue(
+            max_runs=self._limits.queue_length, max_chars=self._limits.queue_chars
+        )
         self._current: Run | None = None
+        #: When the current run's owner gave up on it (trio clock); None if they did not.
+        self._cancelled_at: float | None = None
         self._queue_changed = trio.Event()
         self._completions: dict[str, trio.MemorySendChannel[list[str]]] = {}
         self._request_ids = itertools.count(1)
@@ -210,38 +232,136 @@ class KernelSupervisor:
             supervision.cancel()
 
     async def _dispatch_forever(self) -> None:
-        assert self._runner is not None
         async with trio.open_nursery() as nursery:
+            if self._limits.uncollected_timeout > 0:
+                nursery.start_soon(self._cancel_unheard_runs)
             while True:
-                while self._current is not None or not self._queue:
+                while not self._queue:
                     await self._queue_changed.wait()
-                run = self._current = self._queue.popleft()
-                run.state = RunState.RUNNING
-                await self._runner.send(
-                    {
-                        "op": "execute",
-                        "run_id": run.run_id,
-                        "mode": run.mode,
-                        "code": run.code,
-                        "options": run.options,
-                    }
-                )
-                nursery.start_soon(self._enforce_time_limit, run)
+                # The kernel's pace first, then a slot of the agent's; either may take
+                # a while, and the queue may have emptied meanwhile (cancelled runs).
+                await self._start_rate.wait_ready()
+                async with self._slots.hold(self.info.access_key):
+                    run = self._queue.pop()
+                    if run is None:
+                        continue
+                    self._start_rate.take()
+                    await self._start(run)
+                    await self._watch(run)
 
-    async def _enforce_time_limit(self, run: Run) -> None:
+    async def _start(self, run: Run) -> None:
+        assert self._runner is not None
+        self._current = run
+        self._cancelled_at = None
+        run.state = RunState.RUNNING
+        await self._runner.send(
+            {
+                "op": "execute",
+                "run_id": run.run_id,
+                "mode": run.mode,
+                "code": run.code,
+                "options": run.options,
+            }
+        )
+
+    async def _watch(self, run: Run) -> None:
+        """Wait for `run` to end, enforcing the image's time limit and, once its owner
+        cancelled it, the grace it has to end after the interrupt and after the kill."""
+        assert self._runner is not None
         limit = self.info.exec_timeout
-        if limit <= 0:
-            return
-        with trio.move_on_after(limit):
-            await run.ended.wait()
-        if not run.done:
-            log.info("kernel %s: run %s exceeded %s s", self.info.kernel_id, run.run_id, limit)
-            await self._died_by_timeout()
+        deadline = trio.current_time() + limit if limit > 0 else math.inf
+        killed_at: float | None = None
+        while not run.done:
+            wake = deadline
+            if self._cancelled_at is not None:
+                since = killed_at if killed_at is not None else self._cancelled_at
+                wake = min(wake, since + self._limits.cancel_grace)
+            changed = self._queue_changed
+            with trio.move_on_at(wake):
+                await changed.wait()
+            if run.done:
+                break
+            now = trio.current_time()
+            if now >= deadline:
+                log.info("kernel %s: run %s exceeded %s s", self.info.kernel_id, run.run_id, limit)
+                await self._end_kernel("exec-timeout")
+                return
+            if now < wake:
+                continue
+            if killed_at is None:
+                log.info(
+                    "kernel %s: cancelled run %s outlived its interrupt; killing it",
+                    self.info.kernel_id,
+                    run.run_id,
+                )
+                killed_at = now
+                await self._runner.send({"op": "kill", "run_id": run.run_id})
+            else:
+                log.warning(
+                    "kernel %s: cancelled run %s survived its kill; ending the kernel",
+                    self.info.kernel_id,
+                    run.run_id,
+                )
+                await self._end_kernel("cancel-failed")
+                return
+        self._current = None
 
-    async def _died_by_timeout(self) -> None:
-        self.mark_terminated("exec-timeout")
+    async def _end_kernel(self, reason: str) -> None:
+        self.mark_terminated(reason)
         with trio.CancelScope(shield=True):
-            await self._on_terminated(self, "exec-timeout")
+            await self._on_terminated(self, reason)
+
+    async def _cancel_unheard_runs(self) -> None:
+        """Cancel runs no execute call has waited on for the uncollected-run timeout.
+
+        Their client is gone without a disconnect anyone could see: a long-polling client
+        (the 18.12 SDK sends ``continue`` calls back to back) that vanished between calls.
+        """
+        timeout = self._limits.uncollected_timeout
+        while True:
+            await trio.sleep(min(timeout / 4, 5.0))
+            for run in [*self._queue, self._current]:
+                if run is not None and not run.done and run.unheard_for() > timeout:
+                    log.info(
+                        "kernel %s: nobody collected run %s for %.0f s; cancelling it",
+                        self.info.kernel_id,
+                        run.run_id,
+                        timeout,
+                    )
+                    await self.cancel_run(run.run_id)
+
+    async def cancel_run(self, run_id: str) -> str:
+        """Stop run `run_id`, whose client went away; returns what became of it.
+
+        ``dequeued``: it was queued and never starts; ``interrupting``: it was running
+        and is interrupted now, killed after the grace (`_watch`); ``finished``: it was
+        over already; ``unknown``: not here (yet: an execute call that arrives later
+        for it finishes at once).
+        """
+        run = self._runs.get(run_id)
+        if run is None:
+            self._queue.remember_cancel(run_id)
+            return "unknown"
+        if run.done:
+            return "finished"
+        if self._queue.remove(run):
+            run.add_console(["stderr", CANCELLED_NOTE])
+            run.hand_over(Handover("finished", CANCELLED_EXIT_CODE))
+            return "dequeued"
+        if run is self._current and self._cancelled_at is None and self._runner is not None:
+            self._cancelled_at = trio.current_time()
+            self._wake_dispatcher()
+            try:
+                # Scoped to the run: should it end meanwhile, the next one is spared.
+                await self._runner.send({"op": "interrupt", "run_id": run_id})
+            except RunnerGone:
+                pass  # the kernel is ending anyway
+        return "interrupting"
+
+    @property
+    def queued_runs(self) -> int:
+        """Runs waiting to start (not counting the one executing)."""
+        return len(self._queue)
 
     def _check_alive(self) -> None:
         if self.terminated_reason is not None:
@@ -261,9 +381,12 @@ class KernelSupervisor:
         if mode in ("query", "batch"):
             if run is None:
                 self._check_alive()
+                if self._queue.was_cancelled(run_id):
+                    cancelled = Handover("finished", CANCELLED_EXIT_CODE)
+                    return execution_result(run_id, cancelled, [["stderr", CANCELLED_NOTE]])
                 run = Run(run_id, mode, code, options)
+                self._queue.push(run)  # QueueFull: refused, nothing kept
                 self._runs[run_id] = run
-                self._queue.append(run)
                 self._wake_dispatcher()
                 self._forget_old_runs()
         elif run is None:

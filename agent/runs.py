@@ -49,6 +49,10 @@ class Run:
     _changed: trio.Event = attrs.field(factory=trio.Event)
     #: Set once the run is over (a terminal handover arrived).
     ended: trio.Event = attrs.field(factory=trio.Event)
+    #: Execute calls waiting on this run now, and when the last one returned (trio
+    #: clock): a run nobody has listened to for long is abandoned (crucible.agent.kernel).
+    listeners: int = 0
+    last_listened: float = attrs.field(factory=trio.current_time)
 
     # -- producer side (the runner) --------------------------------------------------------
 
@@ -100,6 +104,10 @@ class Run:
     def done(self) -> bool:
         return self.state is RunState.DONE
 
+    def unheard_for(self) -> float:
+        """Seconds since an execute call last waited on this run (0 while one does)."""
+        return 0.0 if self.listeners else trio.current_time() - self.last_listened
+
     # -- consumer side (an execute call) ---------------------------------------------------
 
     def _take(self) -> tuple[list[list[Any]], Handover | None]:
@@ -123,9 +131,14 @@ class Run:
 
     async def collect(self, flush_interval: float) -> dict[str, Any]:
         """Wait for the next handover, at most `flush_interval` seconds; build the result."""
-        with trio.move_on_after(flush_interval):
-            while not self._has_handover():
-                await self._changed.wait()
+        self.listeners += 1
+        try:
+            with trio.move_on_after(flush_interval):
+                while not self._has_handover():
+                    await self._changed.wait()
+        finally:
+            self.listeners -= 1
+            self.last_listened = trio.current_time()
         console, handover = self._take()
         if handover is None:
             handover = Handover("continued")

@@ -133,6 +133,24 @@ class AgentConfig:
     #: Timeout of one Docker engine call, and how many may run at once.
     docker_timeout: PositiveFloat = PositiveFloat(60.0)
     docker_concurrency: PositiveInt = PositiveInt(8)
+    #: Execution limits (docs/security.md, "Execution limits"). Per kernel: runs queued
+    #: behind the executing one, and the characters of their code together (beyond
+    #: either the next run is refused, 429 execution-queue-full).
+    run_queue_length: PositiveInt = PositiveInt(64)
+    run_queue_chars: PositiveInt = PositiveInt(64 * MiB)
+    #: Per kernel: runs started per second, sustained, and how many may start back to
+    #: back after a quiet spell (a token bucket).
+    run_start_rate: PositiveFloat = PositiveFloat(100.0)
+    run_start_burst: PositiveInt = PositiveInt(500)
+    #: Per agent: runs executing at once, over all kernels; a slot that frees goes to the
+    #: access key holding the fewest (then to the one served least recently).
+    concurrent_runs: PositiveInt = PositiveInt(64)
+    #: Seconds a cancelled run has to end after its interrupt before it is killed (and
+    #: again after the kill before its kernel is ended).
+    run_cancel_grace: PositiveFloat = PositiveFloat(2.0)
+    #: Seconds a queued or running run may go with no execute call waiting on it before
+    #: it is cancelled (its client is gone); 0 never cancels.
+    uncollected_run_timeout: NonNegativeFloat = NonNegativeFloat(120.0)
 
 
 @attrs.frozen

@@ -168,6 +168,14 @@ class RateLimitExceeded(ProblemError):
         }
 
 
+class ExecutionQueueFull(ProblemError):
+    """A session holds as many queued runs as its agent allows (``agent.run_queue_*``)."""
+
+    status = 429
+    type_suffix = "execution-queue-full"
+    title = "Too many runs are queued in this session."
+
+
 # -- 5xx ---------------------------------------------------------------------------------
 
 

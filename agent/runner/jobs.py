@@ -38,6 +38,10 @@ class Job:
     def kill(self) -> None:
         """The runner is shutting down."""
 
+    def cancel(self) -> None:
+        """End the run now, for good: kill its processes; ``finished`` follows."""
+        raise NotImplementedError
+
     def output(self, kind: str, data: Any) -> None:
         if not self.done:
             self.console.add(kind, data)
@@ -91,6 +95,12 @@ class PythonQueryJob(Job):
     def interrupt(self) -> None:
         if self.child is not None:
             self.child.interrupt()
+
+    def cancel(self) -> None:
+        # The interpreter is the run: it goes (and the session's state with it); the
+        # child's exit finishes the run, and the next run starts a fresh interpreter.
+        if self.child is not None:
+            self.child.kill()
 
     def child_done(self, exit_code: int) -> None:
         self.finish(exit_code)
@@ -191,6 +201,13 @@ class StepsJob(Job):
             self._current.kill()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def cancel(self) -> None:
+        # No further step; the current one's exit (it is killed) ends the run.
+        self._steps.clear()
+        self._build_failure_code = None
+        if self._current is not None:
+            self._current.kill()
 
 
 def batch_job(runner: Runner, run_id: str, options: dict[str, Any]) -> Job:

@@ -176,8 +176,12 @@ class Runner:
         elif op == "input":
             self._on_input(message)
         elif op == "interrupt":
-            if self.job is not None:
+            # With a run_id, only that run: it may have ended and another started.
+            run_id = message.get("run_id")
+            if self.job is not None and run_id in (None, self.job.run_id):
                 self.job.interrupt()
+        elif op == "kill":
+            self._on_kill(message)
         elif op == "complete":
             self._on_complete(message)
         elif op == "ping":
@@ -209,6 +213,19 @@ class Runner:
             return
         self.queue.append(message)
         self._start_next()
+
+    def _on_kill(self, message: dict[str, Any]) -> None:
+        """End run `run_id` for good (its owner cancelled it and it outlived the
+        interrupt): its processes are killed, ``finished`` follows. For a persistent
+        interpreter that means a new one for the next run: the session's state is lost."""
+        run_id = message.get("run_id")
+        for queued in list(self.queue):
+            if queued["run_id"] == run_id:
+                self.queue.remove(queued)
+                self.send({"op": "finished", "run_id": run_id, "exit_code": -1})
+                return
+        if self.job is not None and self.job.run_id == run_id:
+            self.job.cancel()
 
     def _start_next(self) -> None:
         while self.job is None and self.queue:

@@ -82,12 +82,12 @@ async def stream_execute(token: str) -> None:
         await _send({"status": "error", "msg": exc.detail or exc.title})
     finally:
         if not finished:
-            # The client went away mid-run: stop the program it no longer listens to.
-            with trio.CancelScope(shield=True), trio.move_on_after(5):
-                try:
-                    await registry.interrupt(session)
-                except errors.ProblemError:
-                    pass
+            # The client went away mid-run: stop this run (queued: it never starts;
+            # running: interrupted, then killed), and only this one: an interrupt of
+            # the session would hit whatever run happens to be executing. (If it left
+            # during an execute call, registry.execute did so already; twice is harmless.)
+            with trio.CancelScope(shield=True):
+                await registry.cancel_run(session, run_id)
     await websocket.close(1000)
 
 

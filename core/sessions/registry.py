@@ -44,6 +44,9 @@ TOKEN_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{2,62}[A-Za-z0-9_]$")
 CREATE_TIMEOUT = 120.0
 CALL_TIMEOUT = 30.0
 CALL_MARGIN = 10.0
+#: How long the agent may take to acknowledge the cancellation of an abandoned run (the
+#: caller waits for it shielded, so it must stay short).
+CANCEL_TIMEOUT = 5.0
 #: Seconds between idle-session scans.
 REAP_INTERVAL = 10.0
 
@@ -162,6 +165,8 @@ class SessionRegistry:
                     "mounts": [
                         {k: m[k] for k in ("source", "target", "read_only")} for m in mounts
                     ],
+                    # The agent shares its execution slots fairly between access keys.
+                    "access_key": keypair.access_key,
                 },
                 timeout=CREATE_TIMEOUT,
             )
@@ -368,23 +373,54 @@ class SessionRegistry:
             else self.config.sessions.exec_flush_interval
         )
         self.activity.touch(session.id, session.access_key, execution=mode in ("query", "batch"))
-        result: dict[str, Any] = await self._call(
-            session,
-            "execute",
-            {
-                "run_id": run_id,
-                "mode": mode,
-                "code": code,
-                "options": options,
-                "flush_interval": flush,
-            },
-            errors.KernelExecutionFailed,
-            timeout=flush + CALL_MARGIN,
-        )
+        try:
+            result: dict[str, Any] = await self._call(
+                session,
+                "execute",
+                {
+                    "run_id": run_id,
+                    "mode": mode,
+                    "code": code,
+                    "options": options,
+                    "flush_interval": flush,
+                },
+                errors.KernelExecutionFailed,
+                timeout=flush + CALL_MARGIN,
+            )
+        except trio.Cancelled:
+            # The caller went away while waiting for this run (the client disconnected):
+            # nobody will collect it, so it must not go on running or wait its turn.
+            with trio.CancelScope(shield=True):
+                await self.cancel_run(session, run_id)
+            raise
+        except errors.KernelExecutionFailed as exc:
+            cause = exc.__cause__
+            if isinstance(cause, AgentCallFailed) and cause.kind == "execution-queue-full":
+                raise errors.ExecutionQueueFull(
+                    f"Session {session.token!r}: {cause.title}."
+                ) from cause
+            raise
         if result.get("status") == "exec-timeout":
             # The 18.12 client re-sends on exec-timeout; ending the session stops it (spec 4.6).
             await self._set_terminated(session.id, "exec-timeout")
         return result
+
+    async def cancel_run(self, session: Session, run_id: str) -> None:
+        """Stop run `run_id` of `session`, whose client went away (agent ``cancel_run``).
+
+        Best effort: a session that ended or an agent that does not answer has nothing
+        left to stop (an agent that is back reconciles its kernels anyway).
+        """
+        try:
+            await self._call(
+                session,
+                "cancel_run",
+                {"run_id": run_id},
+                errors.KernelExecutionFailed,
+                timeout=CANCEL_TIMEOUT,
+            )
+        except errors.ProblemError as exc:
+            log.info("could not cancel run %s of %s: %s", run_id, session.token, exc)
 
     async def interrupt(self, session: Session) -> None:
         self.activity.touch(session.id, session.access_key)

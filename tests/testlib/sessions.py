@@ -58,6 +58,29 @@ async def execute(
                 body = {"runId": result["runId"], "mode": "input", "code": pending_inputs.pop(0)}
 
 
+async def start_blocker(client: SigningClient, token: str) -> str:
+    """Start a run that keeps the session busy (waiting for input) until
+    `release_blocker`: runs started meanwhile queue behind it. Returns its run id."""
+    response = await client.post(
+        f"/kernel/{token}", json={"mode": "query", "code": "input('go? ')", "runId": None}
+    )
+    result = response.json()["result"]
+    assert result["status"] == "waiting-input", result
+    return str(result["runId"])
+
+
+async def release_blocker(client: SigningClient, token: str, run_id: str) -> None:
+    """Answer the blocker's input and collect it to the end (it must not be interrupted)."""
+    body = {"mode": "input", "code": "go", "runId": run_id}
+    with trio.fail_after(RUN_TIMEOUT):
+        while True:
+            result = (await client.post(f"/kernel/{token}", json=body)).json()["result"]
+            assert "KeyboardInterrupt" not in str(result["console"]), result
+            if result["status"] == "finished":
+                return
+            body = {"mode": "continue", "code": "", "runId": run_id}
+
+
 def stream_text(results: list[dict[str, Any]], stream: str = "stdout") -> str:
     return "".join(item[1] for result in results for item in result["console"] if item[0] == stream)
 

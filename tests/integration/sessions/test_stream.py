@@ -3,40 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import trio
-from trio_websocket import ConnectionRejected, WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionRejected, WebSocketConnection
 
 from testlib.sessions import Cluster, create, execute, new_token, stream_text
-from testlib.signing import Credentials, authorization, client_date
-
-
-def _signed_headers(creds: Credentials, host: str, rel_url: str) -> list[tuple[bytes, bytes]]:
-    raw_date = client_date()
-    header = authorization(
-        creds, method="GET", rel_url=rel_url, raw_date=raw_date, host=host, content_type=""
-    )
-    return [
-        (b"Date", raw_date.encode()),
-        (b"X-BackendAI-Version", b"v4.20181215"),
-        (b"Authorization", header.encode()),
-    ]
-
-
-@asynccontextmanager
-async def open_stream(
-    cluster: Cluster, rel_url: str, creds: Credentials | None = None
-) -> AsyncIterator[WebSocketConnection]:
-    host = urlsplit(cluster.harness.url).netloc
-    headers = _signed_headers(creds or cluster.harness.user, host, rel_url)
-    url = cluster.harness.url.replace("http://", "ws://") + rel_url
-    async with open_websocket_url(url, extra_headers=headers) as ws:
-        yield ws
+from testlib.signing import Credentials
+from testlib.streams import open_stream
 
 
 async def _frames_until_final(ws: WebSocketConnection, inputs: list[str]) -> list[dict[str, Any]]:
