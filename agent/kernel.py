@@ -19,13 +19,11 @@ import attrs
 import trio
 
 from crucible.agent.cgroups import oom_kill_count
-from crucible.agent.runner_link import RunnerConnection, RunnerGone
+from crucible.agent.runner_link import RunnerConnection, RunnerGone, RunnerListener
 from crucible.agent.runs import Handover, Run, RunState, execution_result
 
 log = logging.getLogger(__name__)
 
-#: How long a fresh container may take before its runner answers.
-RUNNER_START_TIMEOUT = 30.0
 #: Exit code reported when a run ends because its kernel died under it.
 KERNEL_DIED_EXIT_CODE = 130
 
@@ -53,8 +51,9 @@ class KernelInfo:
     mounts: tuple[tuple[str, str, bool], ...] = ()
 
     @property
-    def socket_path(self) -> Path:
-        return self.kernel_dir / "ipc" / "runner.sock"
+    def ipc_dir(self) -> Path:
+        """Where the agent listens for the runner (the container sees it read-only)."""
+        return self.kernel_dir / "ipc"
 
 
 class KernelSupervisor:
@@ -64,10 +63,14 @@ class KernelSupervisor:
         container_id: str,
         *,
         on_terminated: TerminationCallback,
+        listener: RunnerListener,
+        connect_timeout: float,
     ) -> None:
         self.info = info
         self.container_id = container_id
         self._on_terminated = on_terminated
+        self._listener = listener
+        self._connect_timeout = connect_timeout
         self._runner: RunnerConnection | None = None
         self._runs: dict[str, Run] = {}
         self._queue: collections.deque[Run] = collections.deque()
@@ -86,23 +89,30 @@ class KernelSupervisor:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Connect to the runner, then pump its messages and the run queue until the
-        kernel dies or is terminated."""
+        """Wait for the runner to dial in, then pump its messages and the run queue
+        until the kernel dies or is terminated."""
         with trio.CancelScope() as scope:
             self._cancel_scope = scope
             try:
-                self._runner, _ = await RunnerConnection.connect(
-                    self.info.socket_path, timeout=RUNNER_START_TIMEOUT
-                )
+                try:
+                    self._runner, hello = await self._listener.accept(
+                        self.container_id, timeout=self._connect_timeout
+                    )
+                finally:
+                    # One runner per container: nobody else has anything to say here.
+                    self._listener.close()
             except (trio.TooSlowError, RunnerGone, OSError):
                 task_status.started()
                 await self._died("runner-unreachable")
                 return
+            adopted = self._adopt(hello.get("run"))
             self.connected.set()
             task_status.started()
             try:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
+                    if adopted is not None:
+                        nursery.start_soon(self._enforce_time_limit, *adopted)
                     nursery.start_soon(self._dispatch_runs, nursery.cancel_scope)
                     await self._pump_runner()
                     nursery.cancel_scope.cancel()
@@ -111,6 +121,31 @@ class KernelSupervisor:
                     await self._runner.aclose()
             # The socket closed: the container is dead or dying.
             await self._died("self-terminated")
+
+    def _adopt(self, reported: Any) -> tuple[Run, float] | None:
+        """Take over the run the runner reports in its ``hello`` (this agent restarted
+        while it ran): its output keeps flowing to whoever continues it, and it stays
+        held to its time limit. Returns the run and its elapsed seconds, if it still
+        runs."""
+        if not isinstance(reported, dict):
+            return None
+        run_id = reported.get("run_id")
+        if not isinstance(run_id, str) or not run_id or run_id in self._runs:
+            return None
+        mode = reported.get("mode")
+        run = Run(run_id, mode if mode in ("query", "batch") else "query", "", {})
+        run.state = RunState.RUNNING
+        self._runs[run_id] = run
+        log.info("kernel %s: adopted run %s from the runner", self.info.kernel_id, run_id)
+        if reported.get("finished") is True:
+            return None  # its end is on the way; nothing left to limit
+        self._current = run
+        elapsed = reported.get("elapsed")
+        if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)):
+            elapsed = 0.0
+        if not math.isfinite(elapsed) or elapsed < 0:
+            elapsed = 0.0  # a broken report counts as "just started"
+        return run, float(elapsed)
 
     async def _died(self, reason: str) -> None:
         if self.terminated_reason is None:
@@ -228,11 +263,13 @@ class KernelSupervisor:
                 )
                 nursery.start_soon(self._enforce_time_limit, run)
 
-    async def _enforce_time_limit(self, run: Run) -> None:
+    async def _enforce_time_limit(self, run: Run, elapsed: float = 0.0) -> None:
+        """End the kernel if `run` (running for `elapsed` seconds already: an adopted
+        run) is still going at the image's time limit."""
         limit = self.info.exec_timeout
         if limit <= 0:
             return
-        with trio.move_on_after(limit):
+        with trio.move_on_after(limit - elapsed):
             await run.ended.wait()
         if not run.done:
             log.info("kernel %s: run %s exceeded %s s", self.info.kernel_id, run.run_id, limit)

@@ -133,6 +133,15 @@ class AgentConfig:
     #: Timeout of one Docker engine call, and how many may run at once.
     docker_timeout: PositiveFloat = PositiveFloat(60.0)
     docker_concurrency: PositiveInt = PositiveInt(8)
+    #: Seconds a new container's runner may take to dial the agent, and how long a
+    #: restarted agent waits for the runners of the kernels it recovers.
+    runner_start_timeout: PositiveFloat = PositiveFloat(30.0)
+    runner_recover_timeout: PositiveFloat = PositiveFloat(10.0)
+    #: Each container's log on the host (Docker's json-file driver): files of at most
+    #: this many bytes, this many files kept; and the most one logs call returns.
+    container_log_max_bytes: PositiveInt = PositiveInt(4 * MiB)
+    container_log_files: PositiveInt = PositiveInt(2)
+    logs_max_bytes: PositiveInt = PositiveInt(64 * 1024)
 
 
 @attrs.frozen
@@ -257,9 +266,7 @@ class Config:
     graphql: GraphQLConfig = attrs.Factory(GraphQLConfig)
     #: Policies synced into the ``resource_policies`` table at start-up (TOML wins for
     #: the names it lists; policies made through the admin API are left alone).
-    resource_policies: dict[str, ResourcePolicyConfig] = attrs.Factory(
-        _default_resource_policies
-    )
+    resource_policies: dict[str, ResourcePolicyConfig] = attrs.Factory(_default_resource_policies)
     logging: LoggingConfig = attrs.Factory(LoggingConfig)
 
     @property

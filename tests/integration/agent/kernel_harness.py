@@ -75,7 +75,7 @@ class Kernels:
             workdir=CONTAINER_WORK_DIR,
             binds=(
                 BindMount(str(self.scratch.work), CONTAINER_WORK_DIR, read_only=False),
-                BindMount(str(self.scratch.ipc), CONTAINER_IPC_DIR, read_only=False),
+                BindMount(str(self.scratch.ipc), CONTAINER_IPC_DIR, read_only=True),
             ),
             tmpfs=(sandbox.tmp_mount(tmp_size_bytes),),
         )
