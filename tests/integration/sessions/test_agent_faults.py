@@ -35,7 +35,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _write_config(state_dir: Path, dsn: str, port: int, agent_id: str) -> Path:
+def _write_config(
+    state_dir: Path, dsn: str, port: int, agent_id: str, *, agent_extra: str = ""
+) -> Path:
     path = state_dir / "crucible.toml"
     path.write_text(
         f"""
@@ -50,6 +52,7 @@ secret = "{SECRET}"
 id = "{agent_id}"
 manager_urls = ["ws://127.0.0.1:{port}"]
 heartbeat_interval = 0.5
+{agent_extra}
 [sessions]
 agent_lost_after = 3.0
 exec_flush_interval = 1.0
@@ -144,6 +147,106 @@ async def test_agent_kill_and_restart(
                     with trio.fail_after(30):
                         while await agent_containers(agent_id):
                             await trio.sleep(0.5)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(90):
+            await remove_containers(await agent_containers(agent_id))
+
+
+#: Prints for longer than the time limit; meanwhile a thread keeps trying to pass for
+#: the runner on the agent's socket (user code runs as the runner's uid), and says
+#: when the agent hung up on it.
+LONG_RUN = r"""
+import json, socket, struct, threading, time
+def impostor():
+    while True:
+        try:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect("/opt/crucible/ipc/agent.sock")
+        except OSError:
+            time.sleep(0.005)
+            continue
+        body = json.dumps({"op": "hello", "lang": "python", "protocol": 2, "run": None})
+        try:
+            s.sendall(struct.pack(">I", len(body)) + body.encode())
+            answer = s.recv(64)
+        except OSError:
+            answer = b""
+        if answer == b"":
+            print("impostor refused", flush=True)
+            return
+        print("impostor answered", answer, flush=True)
+        return
+threading.Thread(target=impostor, daemon=True).start()
+for i in range(400):
+    print("tick", i, flush=True)
+    time.sleep(0.1)
+"""
+
+
+async def test_a_run_keeps_its_time_limit_across_an_agent_restart(
+    docker_ready: None, pg_dsn: str, db: Database, short_state_dir: Path
+) -> None:
+    """Issue 9, finding 9 (agent half): kill -9 of the agent mid-run, then a restart.
+    The restarted agent adopts the run from the runner's hello: a `continue` keeps
+    collecting its output, and it still ends as exec-timeout at about its limit."""
+    limit = 10
+    agent_id = f"fault-{short_state_dir.name}"
+    port = _free_port()
+    config = _write_config(
+        short_state_dir, pg_dsn, port, agent_id, agent_extra=f"max_exec_seconds = {limit}"
+    )
+    log = short_state_dir / "processes.log"
+    kp = await KeypairRepository(db).create("fault@test")
+    creds = Credentials(kp.access_key, kp.secret_key)
+    try:
+        with _process("manager", "--config", str(config), log=log):
+            async with _client(port, creds) as client:
+                token = new_token()
+                with _process("agent", "--config", str(config), log=log) as agent:
+                    await _wait_for(db, agent_id, "ALIVE")
+                    assert (await create(client, token)).status_code == 201, log.read_text()
+                    started = trio.current_time()
+                    response = await client.post(
+                        f"/kernel/{token}", json={"mode": "query", "code": LONG_RUN}
+                    )
+                    assert response.status_code == 200, response.text
+                    run_id = response.json()["result"]["runId"]
+                    await trio.sleep(2.5)
+                    os.kill(agent.pid, signal.SIGKILL)
+                    agent.wait(10)
+
+                with _process("agent", "--config", str(config), log=log):
+                    output, status = "", None
+                    with trio.fail_after(60):
+                        while status not in ("exec-timeout", "finished"):
+                            response = await client.post(
+                                f"/kernel/{token}",
+                                json={"mode": "continue", "runId": run_id, "code": ""},
+                            )
+                            if response.status_code == 404:
+                                break  # ended between two calls
+                            if response.status_code != 200:
+                                await trio.sleep(0.2)  # the agent is not back yet
+                                continue
+                            result = response.json()["result"]
+                            status = result["status"]
+                            output += "".join(i[1] for i in result["console"] if i[0] == "stdout")
+                    ended = trio.current_time() - started
+                    with trio.fail_after(15):
+                        while (await client.get(f"/kernel/{token}")).status_code != 404:
+                            await trio.sleep(0.2)
+        info = await db.fetchval(
+            "SELECT status_info FROM kernels WHERE sess_id = $1 ORDER BY created_at DESC LIMIT 1",
+            token,
+        )
+        assert status in ("exec-timeout", None), (status, output[-300:])
+        assert info == "exec-timeout", (info, output[-300:])
+        assert limit - 0.5 <= ended <= limit + 6, ended
+        # The adopted run's output kept coming after the restart...
+        assert "tick 60" in output, output[-300:]
+        # ...from the real runner: the impostor was hung up on.
+        assert "impostor refused" in output, output[-300:]
+        assert "impostor answered" not in output
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(90):
             await remove_containers(await agent_containers(agent_id))
