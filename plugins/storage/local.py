@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import shutil
 import stat
 import uuid
 from collections.abc import AsyncIterable, Callable
@@ -27,6 +26,7 @@ from typing import TypeVar
 
 import trio
 
+from crucible.fstree import TreeChanged, remove_tree, tree_usage
 from crucible.hookspecs.markers import hookimpl
 from crucible.hookspecs.storage import (
     EntryNotFound,
@@ -37,6 +37,7 @@ from crucible.hookspecs.storage import (
     NotADirectory,
     NotAFile,
     RelPath,
+    StorageError,
     Usage,
 )
 
@@ -176,8 +177,13 @@ class LocalHost:
         await self._run(self._create_sync, folder_id)
 
     def _delete_sync(self, folder_id: str) -> None:
-        # rmtree works on descriptors on Linux and never follows links it finds.
-        shutil.rmtree(self._folder(folder_id), ignore_errors=False, onerror=_ignore_missing)
+        # Descriptor-based, never follows links, no recursion (a session's tree may be
+        # thousands of levels deep): crucible.fstree.
+        root = os.open(self.root, _DIR_FLAGS)
+        try:
+            remove_tree(root, self._folder(folder_id).name)
+        finally:
+            os.close(root)
 
     async def delete_folder(self, folder_id: str) -> None:
         await self._run(self._delete_sync, folder_id)
@@ -256,19 +262,17 @@ class LocalHost:
 
     def _usage_sync(self, folder_id: str) -> Usage:
         root = self._open_data(folder_id)
-        size = count = 0
         try:
-            # fwalk works on descriptors and, with follow_symlinks=False, never enters
-            # a link: a session's link to / counts as one entry, not as the host's disk.
-            for _, dirnames, filenames, dir_fd in os.fwalk(".", dir_fd=root, follow_symlinks=False):
-                count += len(dirnames) + len(filenames)
-                for name in filenames:
-                    try:
-                        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue
-                    if stat.S_ISREG(st.st_mode):
-                        size += st.st_size
+            # Never enters a link (a session's link to / counts as one entry, not as the
+            # host's disk), bounded descriptors, no recursion: crucible.fstree.
+            for _ in range(3):
+                try:
+                    size, count = tree_usage(root)
+                    break
+                except TreeChanged:
+                    continue  # a session moved directories meanwhile; walk again
+            else:
+                raise StorageError("the folder kept changing while its usage was measured")
         finally:
             os.close(root)
         return Usage(size_bytes=size, file_count=count)
@@ -369,7 +373,7 @@ class LocalHost:
                 for parent, name, is_dir in targets:
                     try:
                         if is_dir:
-                            shutil.rmtree(name, dir_fd=parent, onerror=_ignore_missing)
+                            remove_tree(parent, name)
                         else:
                             os.unlink(name, dir_fd=parent)
                     except FileNotFoundError:
@@ -377,7 +381,7 @@ class LocalHost:
                     except IsADirectoryError:
                         # Replaced by a directory after we looked: only with recursive.
                         if recursive:
-                            shutil.rmtree(name, dir_fd=parent, onerror=_ignore_missing)
+                            remove_tree(parent, name)
             finally:
                 for parent, _, _ in targets:
                     os.close(parent)
@@ -401,12 +405,6 @@ def _discard(parent: int, staging: int, fd: int, temp_name: str, published: bool
             pass
     os.close(staging)
     os.close(parent)
-
-
-def _ignore_missing(function: object, path: str, exc_info: object) -> None:
-    exc = exc_info[1] if isinstance(exc_info, tuple) else exc_info
-    if not isinstance(exc, FileNotFoundError):
-        raise exc  # type: ignore[misc]
 
 
 class LocalBackend:
