@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from crucible import fstree
 from crucible.hookspecs.storage import (
     EntryNotFound,
     HostSettings,
@@ -136,9 +137,15 @@ async def test_a_session_made_tree_thousands_of_levels_deep(host: LocalHost) -> 
             level = child
         os.close(level)
     os.close(fd)
-    usage = await host.usage(fid)
-    assert (usage.size_bytes, usage.file_count) == (0, 5000)
-    await host.delete_files(fid, [("drop",)], recursive=True)
-    assert (await host.usage(fid)).file_count == 2500
-    await host.delete_folder(fid)
-    assert not (host.root / fid).exists()
+    try:
+        usage = await host.usage(fid)
+        assert (usage.size_bytes, usage.file_count) == (0, 5000)
+        await host.delete_files(fid, [("drop",)], recursive=True)
+        assert (await host.usage(fid)).file_count == 2500
+        await host.delete_folder(fid)
+        assert not (host.root / fid).exists()
+    finally:
+        # pytest's clean-up of old temporary folders recurses: never leave the tree.
+        root = os.open(host.root, os.O_RDONLY)
+        fstree.remove_tree(root, fid)
+        os.close(root)
