@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import socket
-import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import trio
 import crucible.agent
 from crucible.agent import docker_driver, sandbox
 from crucible.agent.files import FileOpError, FileService
+from crucible.agent.hostpaths import check_trusted_dir
 from crucible.agent.kernel import KernelGone, KernelInfo, KernelSupervisor
 from crucible.agent.runner_link import SOCKET_NAME, RunnerListener
 from crucible.config import Config
@@ -286,7 +286,7 @@ class Agent:
             mem=int(params["mem"]),
             environ={str(k): str(v) for k, v in (params.get("environ") or {}).items()},
             kernel_dir=self.kernels_root / kernel_id.replace("-", "")[:16],
-            mounts=_vfolder_mounts(params.get("mounts")),
+            mounts=await trio.to_thread.run_sync(_vfolder_mounts, params.get("mounts")),
         )
         await sandbox.prepare_scratch(
             info.kernel_dir, size_bytes=self.config.agent.scratch_size_bytes
@@ -512,7 +512,8 @@ MAX_VFOLDER_MOUNTS = 5
 
 def _vfolder_mounts(raw: Any) -> tuple[tuple[str, str, bool], ...]:
     """Check the manager's mount list: one directory level under /home/work each, from
-    an existing host directory that is not a symlink (Docker would follow it)."""
+    an existing host directory no kernel can redirect (`check_trusted_dir`). Blocking:
+    run it in a worker thread."""
     if not raw:
         return ()
     if not isinstance(raw, list) or len(raw) > MAX_VFOLDER_MOUNTS:
@@ -529,11 +530,14 @@ def _vfolder_mounts(raw: Any) -> tuple[tuple[str, str, bool], ...]:
         if not isinstance(source, str) or not os.path.isabs(source):
             raise AgentCallError(f"bad mount source {source!r}", "agent-invalid-input")
         try:
-            st = os.lstat(source)
-        except OSError:
+            # Docker resolves the source by name when the container starts: it must be
+            # a path nobody but root can redirect meanwhile (a session's own folder may
+            # be its last component, never an ancestor).
+            check_trusted_dir(source)
+        except FileNotFoundError:
             raise AgentCallError(f"mount source {source} is missing", "agent-failure") from None
-        if not stat.S_ISDIR(st.st_mode):
-            raise AgentCallError(f"mount source {source} is not a directory", "agent-failure")
+        except OSError as exc:
+            raise AgentCallError(f"mount source refused: {exc}", "agent-failure") from None
         targets.add(target)
         mounts.append((source, target, bool(read_only)))
     return tuple(mounts)
