@@ -161,16 +161,16 @@ class Agent:
                 log.warning("kernel %s: cannot listen for its runner: %s", kernel_id, exc)
             else:
                 log.info("recovering kernel %s (container %s)", kernel_id, container.id[:12])
-                supervisor = await self._supervise(
+                # A runner that does not dial back in time ends like any kernel that
+                # dies (removed and reported as runner-unreachable).
+                await self._supervise(
                     info, container.id, listener, self.config.agent.runner_recover_timeout
                 )
-                if supervisor.terminated_reason is None:
-                    return
+                return
         log.info("removing dead kernel container %s", container.id[:12])
-        if self.kernels.get(kernel_id) is None:
-            await self._remove_container(container.id)
-            await self._cleanup_kernel_dir(info)
-            await self._emit(_terminated_event(kernel_id, "agent-restarted"))
+        await self._remove_container(container.id)
+        await self._cleanup_kernel_dir(info)
+        await self._emit(_terminated_event(kernel_id, "agent-restarted"))
 
     # -- images and heartbeats ------------------------------------------------------------
 
