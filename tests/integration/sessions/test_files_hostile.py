@@ -25,6 +25,7 @@ def _top(home: Path) -> dict[str, bytes | None]:
         for p in home.iterdir()
     }
 
+
 PLANT = r"""
 import errno, os, socket
 open('orig', 'w').write('mine')
@@ -52,7 +53,9 @@ for _ in range(1500):
 """
 
 
-async def test_hard_links_sockets_directories_and_deep_trees(cluster: Cluster, session: str) -> None:
+async def test_hard_links_sockets_directories_and_deep_trees(
+    cluster: Cluster, session: str
+) -> None:
     out = stream_text(await execute(cluster.client, session, PLANT))
     assert out == "refused EXDEV\nrefused EXDEV\n", out
     home = await work_dir(cluster, session)

@@ -64,7 +64,9 @@ async def test_a_planted_socket_symlink_cannot_wire_a_restart_to_another_tenant(
 ) -> None:
     repo = KeypairRepository(cluster.harness.db)
     victim_kp = await repo.create("victim@test")
-    victim = cluster.client.with_credentials(Credentials(victim_kp.access_key, victim_kp.secret_key))
+    victim = cluster.client.with_credentials(
+        Credentials(victim_kp.access_key, victim_kp.secret_key)
+    )
     attacker = cluster.client
 
     b = await _session(victim)
@@ -116,8 +118,7 @@ print("bombed")
 #: Fills the pids limit from a session of its own, out of reach of the step's process
 #: group, and keeps every slot (a classic shell bomb dies out at the limit by itself).
 BATCH_BOMB = (
-    "setsid sh -c 'sleep 0.5; while :; do sleep 1000 & done' >/dev/null 2>&1 & "
-    "sleep 2; echo bombed"
+    "setsid sh -c 'sleep 0.5; while :; do sleep 1000 & done' >/dev/null 2>&1 & sleep 2; echo bombed"
 )
 
 #: How many processes in the container are not this run's interpreter or its
@@ -131,7 +132,8 @@ ancestors, pid = set(), os.getpid()
 while pid:
     ancestors.add(pid)
     pid = parent(pid)
-print("leftovers:", len([p for p in os.listdir("/proc") if p.isdigit() and int(p) not in ancestors]))
+others = [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in ancestors]
+print("leftovers:", len(others))
 """
 
 
