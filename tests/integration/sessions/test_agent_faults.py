@@ -250,3 +250,47 @@ async def test_a_run_keeps_its_time_limit_across_an_agent_restart(
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(90):
             await remove_containers(await agent_containers(agent_id))
+
+
+async def test_recovered_kernels_get_todays_time_limit(
+    docker_ready: None, pg_dsn: str, db: Database, short_state_dir: Path
+) -> None:
+    """Limits are re-applied on recovery from the configuration of the agent that
+    recovers, not only from what the kernel's labels say."""
+    agent_id = f"fault-{short_state_dir.name}"
+    port = _free_port()
+    before = _write_config(short_state_dir, pg_dsn, port, agent_id)
+    after = short_state_dir / "lowered.toml"
+    after.write_text(
+        before.read_text().replace(
+            "heartbeat_interval = 0.5", "heartbeat_interval = 0.5\nmax_exec_seconds = 4"
+        )
+    )
+    log = short_state_dir / "processes.log"
+    kp = await KeypairRepository(db).create("fault@test")
+    creds = Credentials(kp.access_key, kp.secret_key)
+    try:
+        with _process("manager", "--config", str(before), log=log):
+            async with _client(port, creds) as client:
+                token = new_token()
+                with _process("agent", "--config", str(before), log=log) as agent:
+                    await _wait_for(db, agent_id, "ALIVE")
+                    assert (await create(client, token)).status_code == 201, log.read_text()
+                    os.kill(agent.pid, signal.SIGKILL)
+                    agent.wait(10)
+                with _process("agent", "--config", str(after), log=log):
+                    with trio.fail_after(30):
+                        while True:
+                            response = await client.post(
+                                f"/kernel/{token}", json={"mode": "query", "code": "1"}
+                            )
+                            if response.status_code == 200:
+                                break
+                            await trio.sleep(0.3)
+                    started = trio.current_time()
+                    results = await execute(client, token, "while True: pass")
+                    assert results[-1]["status"] == "exec-timeout"
+                    assert trio.current_time() - started < 10  # the image says 30
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(90):
+            await remove_containers(await agent_containers(agent_id))
