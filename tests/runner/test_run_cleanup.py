@@ -3,9 +3,14 @@ connection survives the agent going away (the runner dials again)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psutil
+
+import crucible.agent.runner
 
 from .conftest import RunnerClient, RunnerProcess
 
@@ -153,3 +158,46 @@ def test_output_and_the_end_of_a_run_wait_for_the_next_agent(
     result = again.collect(run_id)
     assert result.exit_code == 0
     assert "4\n" in result.stdout
+
+
+#: Run in a process of its own (the sweep kills its caller's descendants): a kept tree
+#: survives whole, a kept process survives without its children, the rest goes.
+KEPT_ROOTS = r"""
+import os, subprocess, sys, time
+sys.path.insert(0, sys.argv[1])
+from reaper import Reaper, become_reaper, descendants, scan_processes
+assert become_reaper()
+reaper = Reaper()
+tree = subprocess.Popen(["sh", "-c", "sleep 100 & sleep 100 & wait"])
+parent = "import subprocess, time; subprocess.Popen(['sleep', '100']); time.sleep(100)"
+alone = subprocess.Popen([sys.executable, "-c", parent])
+loose = subprocess.Popen(["sleep", "100"])
+time.sleep(0.5)
+for proc in (tree, alone, loose):
+    reaper.own(proc.pid)
+reaper.keep_tree(tree.pid)
+reaper.keep(alone.pid)
+killed = reaper.sweep()
+time.sleep(0.2)
+print(killed, tree.poll() is None, alone.poll() is None, loose.poll() is not None)
+table = scan_processes()
+print(len([p for p in descendants(table, tree.pid) if table[p][1] != "Z"]))
+reaper.release(tree.pid)
+reaper.release(alone.pid)
+reaper.sweep()
+time.sleep(0.2)
+print(tree.poll() is not None, alone.poll() is not None)
+"""
+
+
+def test_kept_roots_survive_sweeps_until_released(tmp_path: Path) -> None:
+    runner_dir = Path(crucible.agent.runner.__file__).parent
+    done = subprocess.run(
+        [sys.executable, "-c", KEPT_ROOTS, str(runner_dir)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    # killed: the kept process's sleep and the loose sleep; the tree's two sleeps live.
+    assert done.stdout.split("\n")[:3] == ["2 True True True", "2", "True True"], done.stdout
