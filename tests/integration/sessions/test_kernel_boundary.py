@@ -9,6 +9,7 @@ restarted session to the other tenant's kernel. Finding 8: processes a run left 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import trio
@@ -214,3 +215,42 @@ async def test_user_code_cannot_reach_into_the_runner(cluster: Cluster) -> None:
     assert "opened" not in out, out
     assert out.endswith("runner alive\n")
     assert stream_text(await execute(cluster.client, token, "print(2)")) == "2\n"
+
+
+async def test_destroying_a_session_never_reaches_through_its_scratch(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The agent unmounts and removes a destroyed session's scratch: links planted in
+    it (to host paths, to the kernel directory around it) and a tree far deeper than
+    any recursion limit leave the host untouched and nothing mounted."""
+    marker = tmp_path / "host-file"
+    marker.write_text("host")
+    token = await _session(cluster.client)
+    kernel_dir_name, _ = await _kernel_of(cluster, token)
+    kernel_dir = cluster.agent.kernels_root / kernel_dir_name
+    code = (
+        "import os\n"
+        f"os.symlink({str(tmp_path)!r}, 'host-dir')\n"
+        f"os.symlink({str(marker)!r}, 'host-file')\n"
+        "os.symlink('..', 'up')\n"
+        "fd = os.open('.', os.O_RDONLY)\n"
+        "for _ in range(3000):\n"
+        "    os.mkdir('d', dir_fd=fd)\n"
+        "    nxt = os.open('d', os.O_RDONLY, dir_fd=fd)\n"
+        "    os.close(fd)\n"
+        "    fd = nxt\n"
+        "print('planted')\n"
+    )
+    assert stream_text(await execute(cluster.client, token, code)) == "planted\n"
+    assert (await cluster.client.request("DELETE", f"/kernel/{token}")).status_code in (200, 204)
+    with trio.fail_after(30):
+        while kernel_dir.exists():
+            await trio.sleep(0.2)
+    names, mounts = await trio.to_thread.run_sync(_host_view, tmp_path)
+    assert marker.read_text() == "host"
+    assert names == ["host-file"]
+    assert str(kernel_dir) not in mounts
+
+
+def _host_view(folder: Path) -> tuple[list[str], str]:
+    return sorted(p.name for p in folder.iterdir()), Path("/proc/self/mounts").read_text()
