@@ -8,6 +8,8 @@ the worst case the peer check must survive on its own.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 import trio
 from kernel_harness import Kernels
@@ -44,72 +46,69 @@ def _dialer(who: str) -> str:
     return DIALER.format(who=who, name=SOCKET_NAME, protocol=PROTOCOL)
 
 
+@pytest.fixture
+async def listener(kernels: Kernels) -> AsyncIterator[RunnerListener]:
+    opened = await RunnerListener.open(kernels.scratch.ipc)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
 async def _accept_from(listener: RunnerListener, container_id: str, timeout: float) -> str:
     conn, hello = await listener.accept(container_id, timeout=timeout)
     await conn.aclose()
     return str(hello["who"])
 
 
-async def test_the_containers_pid_1_is_accepted(kernels: Kernels) -> None:
-    listener = await RunnerListener.open(kernels.scratch.ipc)
-    try:
-        container = await kernels.start(_dialer("pid1"))
-        assert await _accept_from(listener, container, 20) == "pid1"
-    finally:
-        listener.close()
+async def test_the_containers_pid_1_is_accepted(kernels: Kernels, listener: RunnerListener) -> None:
+    container = await kernels.start(_dialer("pid1"))
+    assert await _accept_from(listener, container, 20) == "pid1"
 
 
-async def test_other_processes_of_the_same_container_are_refused(kernels: Kernels) -> None:
+async def test_other_processes_of_the_same_container_are_refused(
+    kernels: Kernels, listener: RunnerListener
+) -> None:
     # Same uid, same cgroup, same socket: only being pid 1 tells the runner apart.
-    listener = await RunnerListener.open(kernels.scratch.ipc)
-    try:
-        container = await kernels.start(_dialer("child"))
-        assert await _accept_from(listener, container, 20) == "pid1"
-    finally:
-        listener.close()
+    container = await kernels.start(_dialer("child"))
+    assert await _accept_from(listener, container, 20) == "pid1"
 
 
-async def test_pid_1_of_another_container_is_refused(kernels: Kernels) -> None:
-    listener = await RunnerListener.open(kernels.scratch.ipc)
-    try:
-        intruder = await kernels.start(_dialer("pid1"))
-        expected = await kernels.start("import time; time.sleep(60)")
-        with pytest.raises(trio.TooSlowError):
-            await _accept_from(listener, expected, 4)
-        # It did connect (and say hello): it was refused, not absent.
-        assert "dialled" in await kernels.driver.logs(intruder)
-    finally:
-        listener.close()
+async def test_pid_1_of_another_container_is_refused(
+    kernels: Kernels, listener: RunnerListener
+) -> None:
+    intruder = await kernels.start(_dialer("pid1"))
+    expected = await kernels.start("import time; time.sleep(60)")
+    with pytest.raises(trio.TooSlowError):
+        await _accept_from(listener, expected, 4)
+    # It did connect (and say hello): it was refused, not absent.
+    assert "dialled" in await kernels.driver.logs(intruder)
 
 
-async def test_a_process_of_another_uid_is_refused(kernels: Kernels) -> None:
-    listener = await RunnerListener.open(kernels.scratch.ipc)
-    try:
-        container = await kernels.start(_dialer("pid1"), user="1001:1001")
-        with pytest.raises(trio.TooSlowError):
-            await _accept_from(listener, container, 4)
-        assert "dialled" in await kernels.driver.logs(container)
-    finally:
-        listener.close()
+async def test_a_process_of_another_uid_is_refused(
+    kernels: Kernels, listener: RunnerListener
+) -> None:
+    container = await kernels.start(_dialer("pid1"), user="1001:1001")
+    with pytest.raises(trio.TooSlowError):
+        await _accept_from(listener, container, 4)
+    assert "dialled" in await kernels.driver.logs(container)
 
 
-async def test_the_socket_cannot_be_replaced_from_inside(kernels: Kernels) -> None:
-    listener = await RunnerListener.open(kernels.scratch.ipc)
-    try:
-        out = await kernels.run(
-            "import os\n"
-            "for op in (lambda: os.symlink('/x', '/opt/crucible/ipc/agent.sock.new'),\n"
-            "           lambda: os.rename('/opt/crucible/ipc/agent.sock', '/tmp/s'),\n"
-            "           lambda: os.unlink('/opt/crucible/ipc/agent.sock')):\n"
-            "    try:\n"
-            "        op(); print('changed')\n"
-            "    except OSError as exc:\n"
-            "        print('refused', exc.errno)\n"
-        )
-        words = out.logs.split()
-        assert words[::2] == ["refused"] * 3, out.logs
-        # EROFS; a rename out of the mount may fail as EXDEV first.
-        assert set(words[1::2]) <= {"30", "18"}, out.logs
-        assert (kernels.scratch.ipc / SOCKET_NAME).is_socket()
-    finally:
-        listener.close()
+async def test_the_socket_cannot_be_replaced_from_inside(
+    kernels: Kernels, listener: RunnerListener
+) -> None:
+    out = await kernels.run(
+        "import os\n"
+        "for op in (lambda: os.symlink('/x', '/opt/crucible/ipc/agent.sock.new'),\n"
+        "           lambda: os.rename('/opt/crucible/ipc/agent.sock', '/tmp/s'),\n"
+        "           lambda: os.unlink('/opt/crucible/ipc/agent.sock')):\n"
+        "    try:\n"
+        "        op(); print('changed')\n"
+        "    except OSError as exc:\n"
+        "        print('refused', exc.errno)\n"
+    )
+    words = out.logs.split()
+    assert words[::2] == ["refused"] * 3, out.logs
+    # EROFS; a rename out of the mount may fail as EXDEV first.
+    assert set(words[1::2]) <= {"30", "18"}, out.logs
+    assert (kernels.scratch.ipc / SOCKET_NAME).is_socket()
