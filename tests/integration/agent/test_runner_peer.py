@@ -74,24 +74,19 @@ async def test_other_processes_of_the_same_container_are_refused(
     assert await _accept_from(listener, container, 20) == "pid1"
 
 
-async def test_pid_1_of_another_container_is_refused(
-    kernels: Kernels, listener: RunnerListener
+@pytest.mark.parametrize("impostor", ["pid 1 of another container", "a process of another uid"])
+async def test_impostors_are_refused(
+    kernels: Kernels, listener: RunnerListener, impostor: str
 ) -> None:
-    intruder = await kernels.start(_dialer("pid1"))
-    expected = await kernels.start("import time; time.sleep(60)")
+    if impostor == "a process of another uid":
+        dialer = expected = await kernels.start(_dialer("pid1"), user="1001:1001")
+    else:
+        dialer = await kernels.start(_dialer("pid1"))
+        expected = await kernels.start("import time; time.sleep(60)")
     with pytest.raises(trio.TooSlowError):
         await _accept_from(listener, expected, 4)
     # It did connect (and say hello): it was refused, not absent.
-    assert "dialled" in await kernels.driver.logs(intruder)
-
-
-async def test_a_process_of_another_uid_is_refused(
-    kernels: Kernels, listener: RunnerListener
-) -> None:
-    container = await kernels.start(_dialer("pid1"), user="1001:1001")
-    with pytest.raises(trio.TooSlowError):
-        await _accept_from(listener, container, 4)
-    assert "dialled" in await kernels.driver.logs(container)
+    assert "dialled" in await kernels.driver.logs(dialer)
 
 
 async def test_the_socket_cannot_be_replaced_from_inside(
