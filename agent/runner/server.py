@@ -158,6 +158,8 @@ class Runner:
         )
         self.conn = conn
         conn.send(self._hello())
+        if conn.closed:
+            return  # broke at once; the outbox waits for the next dial
         # Runs queued behind the current one came from an agent that is gone; the new
         # one does not know them, so they must not run (no one would limit their time).
         while self.queue:
