@@ -1,8 +1,8 @@
 """The agent: owns the kernels of one host and answers the managers' calls.
 
 Kernel state is recoverable from container labels alone: a restarted agent finds its
-containers, reconnects to their runners and reports them; whatever the managers no
-longer want is removed.
+containers, listens again in their ipc directories until their runners dial back, and
+reports them; whatever the managers no longer want is removed.
 """
 
 from __future__ import annotations
