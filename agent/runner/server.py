@@ -86,7 +86,8 @@ class Runner:
         """Serve until SIGTERM/SIGINT; then stop every process started for the user."""
         if not become_reaper():
             log("cannot become the reaper of orphaned processes; daemons may escape runs")
-        forbid_inspection()
+        if not forbid_inspection():
+            log("cannot clear the dumpable flag; user code may read this process's memory")
         self._watch_children()
         if self.recipe.query in PERSISTENT_QUERIES:
             # Start the interpreter now so that the first run does not pay for it.
