@@ -1,8 +1,8 @@
 """The agent: owns the kernels of one host and answers the managers' calls.
 
 Kernel state is recoverable from container labels alone: a restarted agent finds its
-containers, reconnects to their runners and reports them; whatever the managers no
-longer want is removed.
+containers, listens again in their ipc directories until their runners dial back, and
+reports them; whatever the managers no longer want is removed.
 """
 
 from __future__ import annotations
@@ -14,19 +14,21 @@ import logging
 import os
 import re
 import socket
-import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 import crucible.agent
 from crucible.agent import docker_driver, sandbox
 from crucible.agent.exec_limits import ExecLimits, FairSlots
 from crucible.agent.files import FileOpError, FileService
+from crucible.agent.hostpaths import check_trusted_dir
 from crucible.agent.kernel import KernelGone, KernelInfo, KernelSupervisor
 from crucible.agent.run_queue import QueueFull
+from crucible.agent.runner_link import SOCKET_NAME, RunnerListener
 from crucible.config import Config
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,13 @@ class Agent:
         self.exec_limits = ExecLimits.from_config(config.agent)
         #: Runs executing at once on this agent, shared fairly between access keys.
         self.run_slots = FairSlots(config.agent.concurrent_runs)
+        self._hardening = attrs.evolve(
+            sandbox.DEFAULT_HARDENING,
+            log_options=(
+                ("max-size", str(config.agent.container_log_max_bytes)),
+                ("max-file", str(config.agent.container_log_files)),
+            ),
+        )
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -123,33 +132,50 @@ class Agent:
     # -- recovery -------------------------------------------------------------------------
 
     async def _recover(self) -> None:
+        """Supervise every running container of ours again, all at once (each waits up
+        to ``runner_recover_timeout`` for its runner to dial back); remove the rest."""
         containers = await self.driver.list_containers({LABEL_AGENT_ID: self.id})
-        for container in containers:
-            labels = container.labels
-            kernel_id = labels.get(LABEL_KERNEL_ID, "")
-            try:
-                info = _info_from_label(labels[LABEL_KERNEL_INFO])
-            except (KeyError, ValueError, TypeError):
-                log.warning("removing container %s with unreadable labels", container.id)
-                await self._remove_container(container.id)
-                continue
-            if not info.kernel_dir.is_relative_to(self.kernels_root):
-                # Labelled with our id but kept elsewhere: not ours to touch.
-                log.warning("ignoring container %s of another state directory", container.id[:12])
-                continue
-            if container.status == "running" and info.socket_path.exists():
-                log.info("recovering kernel %s (container %s)", kernel_id, container.id[:12])
-                await self._supervise(info, container.id)
-            else:
-                log.info("removing dead kernel container %s", container.id[:12])
-                await self._remove_container(container.id)
-                await self._cleanup_kernel_dir(info)
-                await self._emit(_terminated_event(kernel_id, "agent-restarted"))
+        async with trio.open_nursery() as nursery:
+            for container in containers:
+                nursery.start_soon(self._recover_one, container)
         # Scratch directories nobody owns any more (their containers are gone).
         owned = {s.info.kernel_dir for s in self.kernels.values()}
         for kernel_dir in list(self.kernels_root.iterdir()):
             if kernel_dir not in owned:
                 await sandbox.release_scratch(kernel_dir)
+
+    async def _recover_one(self, container: docker_driver.ContainerSummary) -> None:
+        labels = container.labels
+        kernel_id = labels.get(LABEL_KERNEL_ID, "")
+        try:
+            info = _info_from_label(labels[LABEL_KERNEL_INFO])
+        except (KeyError, ValueError, TypeError):
+            log.warning("removing container %s with unreadable labels", container.id)
+            await self._remove_container(container.id)
+            return
+        if info.kernel_dir.parent != self.kernels_root or info.kernel_dir.name in ("", ".", ".."):
+            # Labelled with our id but kept elsewhere: not ours to touch.
+            log.warning("ignoring container %s of another state directory", container.id[:12])
+            return
+        # Limits are re-applied from today's configuration, not only from the label.
+        info = attrs.evolve(info, exec_timeout=self._cap_exec_timeout(info.exec_timeout))
+        if container.status == "running":
+            try:
+                listener = await RunnerListener.open(info.ipc_dir)
+            except OSError as exc:
+                log.warning("kernel %s: cannot listen for its runner: %s", kernel_id, exc)
+            else:
+                log.info("recovering kernel %s (container %s)", kernel_id, container.id[:12])
+                # A runner that does not dial back in time ends like any kernel that
+                # dies (removed and reported as runner-unreachable).
+                await self._supervise(
+                    info, container.id, listener, self.config.agent.runner_recover_timeout
+                )
+                return
+        log.info("removing dead kernel container %s", container.id[:12])
+        await self._remove_container(container.id)
+        await self._cleanup_kernel_dir(info)
+        await self._emit(_terminated_event(kernel_id, "agent-restarted"))
 
     # -- images and heartbeats ------------------------------------------------------------
 
@@ -216,7 +242,7 @@ class Agent:
                 "--lang",
                 info.lang,
                 "--socket",
-                f"{CONTAINER_IPC_DIR}/runner.sock",
+                f"{CONTAINER_IPC_DIR}/{SOCKET_NAME}",
             ),
             env=environ,
             labels={
@@ -229,7 +255,9 @@ class Agent:
             workdir=CONTAINER_WORK_DIR,
             binds=(
                 docker_driver.BindMount(str(info.kernel_dir / "work"), CONTAINER_WORK_DIR, False),
-                docker_driver.BindMount(str(info.kernel_dir / "ipc"), CONTAINER_IPC_DIR, False),
+                # Read-only: the runner connects to the agent's socket there, and
+                # nothing in the container can replace it (docs/security.md).
+                docker_driver.BindMount(str(info.ipc_dir), CONTAINER_IPC_DIR, True),
                 docker_driver.BindMount(RUNNER_HOST_DIR, CONTAINER_RUNNER_DIR, True),
                 # vfolders go inside /home/work: Docker orders mounts by target depth, so
                 # these land on top of the scratch bind, not under it.
@@ -242,6 +270,7 @@ class Agent:
             cpu_cores=info.cpu,
             memory_bytes=info.mem,
             pids_limit=agent_cfg.pids_limit,
+            hardening=self._hardening,
         )
 
     async def create_kernel(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -262,38 +291,57 @@ class Agent:
             mem=int(params["mem"]),
             environ={str(k): str(v) for k, v in (params.get("environ") or {}).items()},
             kernel_dir=self.kernels_root / kernel_id.replace("-", "")[:16],
-            mounts=_vfolder_mounts(params.get("mounts")),
+            mounts=await trio.to_thread.run_sync(_vfolder_mounts, params.get("mounts")),
             access_key=str(params.get("access_key") or ""),
         )
         await sandbox.prepare_scratch(
             info.kernel_dir, size_bytes=self.config.agent.scratch_size_bytes
         )
         try:
-            container_id = await self.driver.create_and_start(self._container_spec(info))
-        except docker_driver.DockerError as exc:
+            container_id, listener = await self._start_container(info)
+        except (docker_driver.DockerError, OSError) as exc:
             await self._cleanup_kernel_dir(info)
             raise AgentCallError(f"could not start the container: {exc}") from exc
-        supervisor = await self._supervise(info, container_id)
+        supervisor = await self._supervise(
+            info, container_id, listener, self.config.agent.runner_start_timeout
+        )
         if supervisor.terminated_reason is not None:
             raise AgentCallError(_start_failure("start", supervisor))
         return {"container_id": container_id, "service_ports": []}
+
+    async def _start_container(self, info: KernelInfo) -> tuple[str, RunnerListener]:
+        """Listen for the runner first (it dials as soon as it starts), then start it."""
+        listener = await RunnerListener.open(info.ipc_dir)
+        try:
+            container_id = await self.driver.create_and_start(self._container_spec(info))
+        except BaseException:
+            listener.close()
+            raise
+        return container_id, listener
 
     def _exec_timeout(self, labels: dict[str, str]) -> float:
         try:
             limit = max(0.0, float(labels.get("ai.backend.timeout") or 0))
         except ValueError:
             limit = 0.0
+        return self._cap_exec_timeout(limit)
+
+    def _cap_exec_timeout(self, limit: float) -> float:
         cap = float(self.config.agent.max_exec_seconds)
         if cap and (limit == 0 or limit > cap):
             return cap
         return limit
 
-    async def _supervise(self, info: KernelInfo, container_id: str) -> KernelSupervisor:
+    async def _supervise(
+        self, info: KernelInfo, container_id: str, listener: RunnerListener, timeout: float
+    ) -> KernelSupervisor:
         assert self._nursery is not None
         supervisor = KernelSupervisor(
             info,
             container_id,
             on_terminated=self._kernel_died,
+            listener=listener,
+            connect_timeout=timeout,
             limits=self.exec_limits,
             slots=self.run_slots,
         )
@@ -383,12 +431,14 @@ class Agent:
         old.mark_terminated("restarting")
         await self._remove_container(old.container_id)
         try:
-            container_id = await self.driver.create_and_start(self._container_spec(info))
-        except docker_driver.DockerError as exc:
+            container_id, listener = await self._start_container(info)
+        except (docker_driver.DockerError, OSError) as exc:
             await self._cleanup_kernel_dir(info)
             await self._emit(_terminated_event(info.kernel_id, "restart-failed"))
             raise AgentCallError(f"could not restart the container: {exc}") from exc
-        supervisor = await self._supervise(info, container_id)
+        supervisor = await self._supervise(
+            info, container_id, listener, self.config.agent.runner_start_timeout
+        )
         if supervisor.terminated_reason is not None:
             raise AgentCallError(_start_failure("restart", supervisor))
         return {"container_id": container_id}
@@ -426,7 +476,10 @@ class Agent:
 
     async def logs(self, params: dict[str, Any]) -> dict[str, Any]:
         supervisor = self._kernel(params)
-        return {"logs": await self.driver.logs(supervisor.container_id)}
+        logs = await self.driver.logs(
+            supervisor.container_id, max_bytes=self.config.agent.logs_max_bytes
+        )
+        return {"logs": logs}
 
     async def list_kernels(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"kernels": sorted(self.kernels)}
@@ -476,7 +529,8 @@ MAX_VFOLDER_MOUNTS = 5
 
 def _vfolder_mounts(raw: Any) -> tuple[tuple[str, str, bool], ...]:
     """Check the manager's mount list: one directory level under /home/work each, from
-    an existing host directory that is not a symlink (Docker would follow it)."""
+    an existing host directory no kernel can redirect (`check_trusted_dir`). Blocking:
+    run it in a worker thread."""
     if not raw:
         return ()
     if not isinstance(raw, list) or len(raw) > MAX_VFOLDER_MOUNTS:
@@ -493,11 +547,14 @@ def _vfolder_mounts(raw: Any) -> tuple[tuple[str, str, bool], ...]:
         if not isinstance(source, str) or not os.path.isabs(source):
             raise AgentCallError(f"bad mount source {source!r}", "agent-invalid-input")
         try:
-            st = os.lstat(source)
-        except OSError:
+            # Docker resolves the source by name when the container starts: it must be
+            # a path nobody but root can redirect meanwhile (a session's own folder may
+            # be its last component, never an ancestor).
+            check_trusted_dir(source)
+        except FileNotFoundError:
             raise AgentCallError(f"mount source {source} is missing", "agent-failure") from None
-        if not stat.S_ISDIR(st.st_mode):
-            raise AgentCallError(f"mount source {source} is not a directory", "agent-failure")
+        except OSError as exc:
+            raise AgentCallError(f"mount source refused: {exc}", "agent-failure") from None
         targets.add(target)
         mounts.append((source, target, bool(read_only)))
     return tuple(mounts)

@@ -7,9 +7,12 @@ exited. The memory cgroup's own counter says it at once.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+#: Docker's full container ids: the only thing this module puts into a path.
+_CONTAINER_ID_RE = re.compile(r"[0-9a-f]{64}")
 
 
 def _candidates(container_id: str) -> list[tuple[Path, str]]:
@@ -35,6 +38,8 @@ def _candidates(container_id: str) -> list[tuple[Path, str]]:
 
 def oom_kill_count(container_id: str) -> int | None:
     """How many processes of the container the OOM killer has killed; None if unknown."""
+    if not _CONTAINER_ID_RE.fullmatch(container_id):
+        return None  # never a path component we did not expect
     for path, key in _candidates(container_id):
         try:
             text = path.read_text()

@@ -64,6 +64,9 @@ MAX_DOWNLOAD_FILES: Final = 5
 MAX_ARCHIVE_BYTES: Final = 4 * 1024 * 1024
 #: Entries one listing returns at most (sorted by name): a listing is one message.
 MAX_LIST_ENTRIES: Final = 5000
+#: Directory levels one download archive may hold: the walk keeps a descriptor per
+#: level, and user code can nest directories thousands deep.
+MAX_ARCHIVE_DEPTH: Final = 64
 #: Linux limits: a name of 255 bytes, a path of 4095.
 MAX_NAME_BYTES: Final = 255
 MAX_PATH_BYTES: Final = 4095
@@ -242,23 +245,16 @@ def _write_file(root_fd: int, parts: list[str], content: IO[bytes]) -> None:
     shown = container_path(parts)
     parent = walk(root_fd, parts[:-1], create=True)
     try:
-        try:
-            # O_NONBLOCK: a FIFO planted under this name must not hang the agent.
-            fd = os.open(
-                parts[-1],
-                os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                0o644,
-                dir_fd=parent,
-            )
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
-                raise _invalid(f"{shown} is not a regular file") from None
-            raise _invalid(f"cannot write {shown}: {exc.strerror}") from None
+        fd, created = _open_target(parent, parts[-1], shown)
     finally:
         os.close(parent)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise _invalid(f"{shown} is not a regular file")
+        if not created and st.st_uid != KERNEL_UID:
+            # Not one the kernel user made (or could have): never write over it.
+            raise _invalid(f"{shown} is not the session's own file")
         os.fchown(fd, KERNEL_UID, KERNEL_GID)
         os.ftruncate(fd, 0)
         content.seek(0)
@@ -270,6 +266,28 @@ def _write_file(root_fd: int, parts: list[str], content: IO[bytes]) -> None:
         raise _invalid(f"cannot write {shown}: {exc.strerror}") from None
     finally:
         os.close(fd)
+
+
+def _open_target(parent: int, name: str, shown: str) -> tuple[int, bool]:
+    """Open upload target `name` for writing: ``(fd, made by us)``. Never follows a link;
+    O_NONBLOCK so that a FIFO planted under this name cannot hang the agent."""
+    flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    for _ in range(8):  # user code may create and remove the name as fast as it likes
+        try:
+            return os.open(name, flags, dir_fd=parent), False
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+                raise _invalid(f"{shown} is not a regular file") from None
+            raise _invalid(f"cannot write {shown}: {exc.strerror}") from None
+        try:
+            return os.open(name, flags | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=parent), True
+        except FileExistsError:
+            continue  # made meanwhile: open what is there now, with the checks above
+        except OSError as exc:
+            raise _invalid(f"cannot write {shown}: {exc.strerror}") from None
+    raise _invalid(f"cannot write {shown}: it keeps changing")
 
 
 # -- uploads --------------------------------------------------------------------------------
@@ -540,6 +558,10 @@ def _add_entry(
 def _add_tree(
     tar: tarfile.TarFile, fd: int, arcname: str, shown: str, budget: _Budget, dry_run: bool
 ) -> None:
+    if arcname.count("/") >= MAX_ARCHIVE_DEPTH:
+        raise FileOpError(
+            "too-large", f"{shown}: more than {MAX_ARCHIVE_DEPTH} directory levels to download"
+        )
     st = os.fstat(fd)
     info = _tarinfo(arcname, st)
     info.type = tarfile.DIRTYPE

@@ -25,13 +25,11 @@ import trio
 from crucible.agent.cgroups import oom_kill_count
 from crucible.agent.exec_limits import ExecLimits, FairSlots, TokenBucket
 from crucible.agent.run_queue import RunQueue
-from crucible.agent.runner_link import RunnerConnection, RunnerGone
+from crucible.agent.runner_link import RunnerConnection, RunnerGone, RunnerListener
 from crucible.agent.runs import Handover, Run, RunState, execution_result
 
 log = logging.getLogger(__name__)
 
-#: How long a fresh container may take before its runner answers.
-RUNNER_START_TIMEOUT = 30.0
 #: Exit code reported when a run ends because its kernel died under it.
 KERNEL_DIED_EXIT_CODE = 130
 #: Exit code of a run cancelled before it started (its client went away), as if
@@ -65,8 +63,9 @@ class KernelInfo:
     access_key: str = ""
 
     @property
-    def socket_path(self) -> Path:
-        return self.kernel_dir / "ipc" / "runner.sock"
+    def ipc_dir(self) -> Path:
+        """Where the agent listens for the runner (the container sees it read-only)."""
+        return self.kernel_dir / "ipc"
 
 
 class KernelSupervisor:
@@ -76,12 +75,16 @@ class KernelSupervisor:
         container_id: str,
         *,
         on_terminated: TerminationCallback,
+        listener: RunnerListener,
+        connect_timeout: float,
         limits: ExecLimits | None = None,
         slots: FairSlots | None = None,
     ) -> None:
         self.info = info
         self.container_id = container_id
         self._on_terminated = on_terminated
+        self._listener = listener
+        self._connect_timeout = connect_timeout
         self._runner: RunnerConnection | None = None
         self._runs: dict[str, Run] = {}
         self._limits = limits or ExecLimits.defaults()
@@ -108,24 +111,29 @@ class KernelSupervisor:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Connect to the runner, then pump its messages and the run queue until the
-        kernel dies or is terminated."""
+        """Wait for the runner to dial in, then pump its messages and the run queue
+        until the kernel dies or is terminated."""
         with trio.CancelScope() as scope:
             self._cancel_scope = scope
             try:
-                self._runner, _ = await RunnerConnection.connect(
-                    self.info.socket_path, timeout=RUNNER_START_TIMEOUT
-                )
+                try:
+                    self._runner, hello = await self._listener.accept(
+                        self.container_id, timeout=self._connect_timeout
+                    )
+                finally:
+                    # One runner per container: nobody else has anything to say here.
+                    self._listener.close()
             except (trio.TooSlowError, RunnerGone, OSError):
                 task_status.started()
                 await self._died("runner-unreachable")
                 return
+            adopted = self._adopt(hello.get("run"))
             self.connected.set()
             task_status.started()
             try:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    nursery.start_soon(self._dispatch_runs, nursery.cancel_scope)
+                    nursery.start_soon(self._dispatch_runs, nursery.cancel_scope, adopted)
                     await self._pump_runner()
                     nursery.cancel_scope.cancel()
             finally:
@@ -133,6 +141,31 @@ class KernelSupervisor:
                     await self._runner.aclose()
             # The socket closed: the container is dead or dying.
             await self._died("self-terminated")
+
+    def _adopt(self, reported: Any) -> tuple[Run, float] | None:
+        """Take over the run the runner reports in its ``hello`` (this agent restarted
+        while it ran): its output keeps flowing to whoever continues it, and it stays
+        held to its time limit. Returns the run and its elapsed seconds, if it still
+        runs."""
+        if not isinstance(reported, dict):
+            return None
+        run_id = reported.get("run_id")
+        if not isinstance(run_id, str) or not run_id or run_id in self._runs:
+            return None
+        mode = reported.get("mode")
+        run = Run(run_id, mode if mode in ("query", "batch") else "query", "", {})
+        run.state = RunState.RUNNING
+        self._runs[run_id] = run
+        log.info("kernel %s: adopted run %s from the runner", self.info.kernel_id, run_id)
+        if reported.get("finished") is True:
+            return None  # its end is on the way; nothing left to limit
+        self._current = run
+        elapsed = reported.get("elapsed")
+        if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)):
+            elapsed = 0.0
+        if not math.isfinite(elapsed) or elapsed < 0:
+            elapsed = 0.0  # a broken report counts as "just started"
+        return run, float(elapsed)
 
     async def _died(self, reason: str) -> None:
         if self.terminated_reason is None:
@@ -219,22 +252,30 @@ class KernelSupervisor:
         self._queue_changed.set()
         self._queue_changed = trio.Event()
 
-    async def _dispatch_runs(self, supervision: trio.CancelScope) -> None:
+    async def _dispatch_runs(
+        self, supervision: trio.CancelScope, adopted: tuple[Run, float] | None = None
+    ) -> None:
         """Start queued runs one at a time (FIFO), each under the image's time limit.
 
         A runner that cannot be written to is as dead as one that hung up: end
         `supervision`, so the kernel is reported like any other death.
         """
         try:
-            await self._dispatch_forever()
+            await self._dispatch_forever(adopted)
         except RunnerGone as exc:
             log.info("kernel %s: %s", self.info.kernel_id, exc)
             supervision.cancel()
 
-    async def _dispatch_forever(self) -> None:
+    async def _dispatch_forever(self, adopted: tuple[Run, float] | None) -> None:
         async with trio.open_nursery() as nursery:
             if self._limits.uncollected_timeout > 0:
                 nursery.start_soon(self._cancel_unheard_runs)
+            if adopted is not None:
+                # A run this agent inherited (it restarted while the run went on) holds
+                # a slot and its time limit like any other, less the time already spent.
+                inherited, elapsed = adopted
+                async with self._slots.hold(self.info.access_key):
+                    await self._watch(inherited, elapsed=elapsed)
             while True:
                 while not self._queue:
                     await self._queue_changed.wait()
@@ -264,12 +305,16 @@ class KernelSupervisor:
             }
         )
 
-    async def _watch(self, run: Run) -> None:
+    async def _watch(self, run: Run, *, elapsed: float = 0.0) -> None:
         """Wait for `run` to end, enforcing the image's time limit and, once its owner
-        cancelled it, the grace it has to end after the interrupt and after the kill."""
+        cancelled it, the grace it has to end after the interrupt and after the kill.
+
+        `elapsed`: seconds the run has been going already (a run adopted after an agent
+        restart).
+        """
         assert self._runner is not None
         limit = self.info.exec_timeout
-        deadline = trio.current_time() + limit if limit > 0 else math.inf
+        deadline = trio.current_time() + limit - elapsed if limit > 0 else math.inf
         killed_at: float | None = None
         while not run.done:
             wake = deadline

@@ -15,10 +15,12 @@ Containment layers, outermost first (each one assumes the others may fail):
 * cgroup limits: pids (fork bombs), memory with no swap (memory bombs end in an OOM kill
   inside the container, not on the host), CPU quota;
 * a read-only root filesystem; the only writable places are size-limited tmpfs mounts
-  (``/tmp``, ``/home/work``, the ipc directory, Docker's 64 MiB ``/dev/shm``), so a kernel
-  can never fill the host's disk;
-* an init process (``docker-init``) as pid 1 that reaps zombies, a private IPC
-  namespace, no privileged mode, bounded container logs.
+  (``/tmp``, ``/home/work``, Docker's 64 MiB ``/dev/shm``), so a kernel can never fill
+  the host's disk; the ipc directory with the agent's socket is mounted read-only;
+* the kernel runner as pid 1 (no docker-init): it reaps orphans and kills whatever a
+  run leaves behind (`crucible.agent.runner.reaper`), and it is the process the agent
+  recognises as the runner (`crucible.agent.runner_peer`); a private IPC namespace, no
+  privileged mode, bounded container logs.
 
 Note on memory: pages written to a tmpfs are charged to the memory cgroup of the writer,
 so a full ``/home/work`` or ``/tmp`` counts against the kernel's memory limit.
@@ -317,8 +319,10 @@ class Hardening:
         Ulimit("nofile", 4096, 4096),
         Ulimit("core", 0, 0),
     )
-    #: ``docker-init`` as pid 1 reaps orphaned zombies and forwards signals.
-    init: bool = True
+    #: No ``docker-init``: the kernel runner is pid 1. It reaps orphans itself and kills
+    #: what a run leaves behind; being pid 1 is also how the agent recognises it
+    #: (`crucible.agent.runner_peer`), and pid 1 cannot be killed from inside.
+    init: bool = False
     ipc_mode: str = "private"
     privileged: bool = False
     #: The kernel OOM killer must act inside the container when it hits its limit;
@@ -353,9 +357,8 @@ DEFAULT_HARDENING: Final = Hardening()
 _MS_NOSUID: Final = 0x2
 _MS_NODEV: Final = 0x4
 _MNT_DETACH: Final = 0x2
-#: Size of the ipc tmpfs: it only holds the runner's unix socket, and being a tmpfs
-#: (not a plain host directory) means user code cannot fill the host disk through it.
-IPC_SIZE_BYTES: Final = 1 * MiB
+#: umount2: never follow a symbolic link in the last component.
+_UMOUNT_NOFOLLOW: Final = 0x8
 
 
 class ScratchError(OSError):
@@ -364,10 +367,13 @@ class ScratchError(OSError):
 
 @attrs.frozen
 class ScratchDir:
-    """The host side of one kernel's writable storage.
+    """The host side of one kernel's storage.
 
-    ``root/work`` is bind-mounted at ``/home/work``; ``root/ipc`` at the runner's ipc
-    directory. Both are tmpfs mounts owned by uid/gid 1000.
+    ``root/work`` is bind-mounted at ``/home/work``: a tmpfs owned by uid/gid 1000, the
+    only part the kernel can write. ``root/ipc`` holds the agent's socket for the
+    runner and is bind-mounted read-only: a plain directory owned by root (mode 0755),
+    so the kernel can connect to the socket but never replace it. ``root`` itself (and
+    ``root/staging``, upload staging) is the agent's alone.
     """
 
     root: Path
@@ -413,7 +419,7 @@ def _umount(target: Path) -> None:
     for _ in range(8):
         if not os.path.ismount(target):
             return
-        if libc.umount2(os.fsencode(target), 0) == 0:
+        if libc.umount2(os.fsencode(target), _UMOUNT_NOFOLLOW) == 0:
             continue
         err = ctypes.get_errno()
         if err in (errno.EINVAL, errno.ENOENT):
@@ -421,7 +427,7 @@ def _umount(target: Path) -> None:
         if err == errno.EBUSY:
             # Something on the host still holds it (a process with its cwd there);
             # detach lazily so the directory can go now and the memory when they leave.
-            if libc.umount2(os.fsencode(target), _MNT_DETACH) == 0:
+            if libc.umount2(os.fsencode(target), _MNT_DETACH | _UMOUNT_NOFOLLOW) == 0:
                 continue
             err = ctypes.get_errno()
         raise ScratchError(err, f"umount {target}: {os.strerror(err)}")
@@ -435,18 +441,30 @@ def _check_root(root: Path) -> Path:
     return root
 
 
+def _agent_dir(path: Path, mode: int) -> None:
+    """`path` as a real directory owned by the agent, writable by nobody else."""
+    path.mkdir(mode=mode, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchown(fd, os.geteuid(), os.getegid())
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
 def _prepare_sync(root: Path, size_bytes: int, uid: int, gid: int) -> ScratchDir:
     scratch = ScratchDir(root)
     root.mkdir(mode=0o755, parents=True, exist_ok=True)
-    for path, size, mode in (
-        (scratch.work, size_bytes, 0o755),
-        (scratch.ipc, IPC_SIZE_BYTES, 0o700),
-    ):
-        path.mkdir(mode=0o700, exist_ok=True)
-        # Already mounted means a restart of the session or of the agent: keep the
-        # contents (spec 4.5 keeps /home/work across restarts).
-        if not os.path.ismount(path):
-            _mount_tmpfs(path, size_bytes=size, mode=mode, uid=uid, gid=gid)
+    _agent_dir(root, 0o755)
+    scratch.work.mkdir(mode=0o700, exist_ok=True)
+    # Already mounted means a restart of the session or of the agent: keep the
+    # contents (spec 4.5 keeps /home/work across restarts).
+    if not os.path.ismount(scratch.work):
+        _mount_tmpfs(scratch.work, size_bytes=size_bytes, mode=0o755, uid=uid, gid=gid)
+    # Kernels made before the agent owned the ipc directory had a tmpfs there, writable
+    # by the kernel: never reuse it.
+    _umount(scratch.ipc)
+    _agent_dir(scratch.ipc, 0o755)
     return scratch
 
 
@@ -470,11 +488,11 @@ async def prepare_scratch(
     uid: int = KERNEL_UID,
     gid: int = KERNEL_GID,
 ) -> ScratchDir:
-    """Create *root* with a tmpfs of *size_bytes* at ``root/work`` and the ipc tmpfs.
+    """Create *root* with a tmpfs of *size_bytes* at ``root/work`` and the ipc directory.
 
-    ``root/work`` gets mode 0755 and ``root/ipc`` mode 0700, both owned by *uid*:*gid*.
-    Idempotent: mounts that already exist are kept with their contents. Needs root
-    (CAP_SYS_ADMIN) on the host.
+    ``root/work`` gets mode 0755, owned by *uid*:*gid*; ``root/ipc`` mode 0755, owned by
+    the agent. Idempotent: a work mount that already exists is kept with its contents.
+    Needs root (CAP_SYS_ADMIN) on the host.
     """
     root = _check_root(root)
     if size_bytes <= 0:

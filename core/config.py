@@ -151,6 +151,15 @@ class AgentConfig:
     #: Seconds a queued or running run may go with no execute call waiting on it before
     #: it is cancelled (its client is gone); 0 never cancels.
     uncollected_run_timeout: NonNegativeFloat = NonNegativeFloat(120.0)
+    #: Seconds a new container's runner may take to dial the agent, and how long a
+    #: restarted agent waits for the runners of the kernels it recovers.
+    runner_start_timeout: PositiveFloat = PositiveFloat(30.0)
+    runner_recover_timeout: PositiveFloat = PositiveFloat(10.0)
+    #: Each container's log on the host (Docker's json-file driver): files of at most
+    #: this many bytes, this many files kept; and the most one logs call returns.
+    container_log_max_bytes: PositiveInt = PositiveInt(4 * MiB)
+    container_log_files: PositiveInt = PositiveInt(2)
+    logs_max_bytes: PositiveInt = PositiveInt(64 * 1024)
 
 
 @attrs.frozen
@@ -275,9 +284,7 @@ class Config:
     graphql: GraphQLConfig = attrs.Factory(GraphQLConfig)
     #: Policies synced into the ``resource_policies`` table at start-up (TOML wins for
     #: the names it lists; policies made through the admin API are left alone).
-    resource_policies: dict[str, ResourcePolicyConfig] = attrs.Factory(
-        _default_resource_policies
-    )
+    resource_policies: dict[str, ResourcePolicyConfig] = attrs.Factory(_default_resource_policies)
     logging: LoggingConfig = attrs.Factory(LoggingConfig)
 
     @property

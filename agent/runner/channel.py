@@ -49,9 +49,13 @@ class FramedSocket:
         return len(self._out)
 
     def send(self, message: dict[str, Any]) -> None:
+        self.send_frame(framing.encode(message))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Send an already encoded frame (`framing.encode`)."""
         if self.closed:
             return
-        self._out += framing.encode(message)
+        self._out += frame
         self._flush()
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from typing import TYPE_CHECKING, Any
 
 from .console import Console
@@ -18,9 +19,12 @@ if TYPE_CHECKING:
 class Job:
     """The base of every run: console batching, the waiting-input and finished messages."""
 
-    def __init__(self, runner: Runner, run_id: str) -> None:
+    def __init__(self, runner: Runner, run_id: str, mode: str) -> None:
         self.runner = runner
         self.run_id = run_id
+        #: ``query`` or ``batch``, as the agent asked; reported in ``hello``.
+        self.mode = mode
+        self.started_at = time.monotonic()
         self.console = Console(runner.loop, run_id, runner.send)
         self.waiting_password: bool | None = None
         self.done = False
@@ -70,6 +74,7 @@ class Job:
         self.console.flush()
         self.done = True
         self.waiting_password = None
+        self.runner.end_of_run()
         self.runner.send({"op": "finished", "run_id": self.run_id, "exit_code": exit_code})
         self.runner.job_finished(self)
 
@@ -78,7 +83,7 @@ class PythonQueryJob(Job):
     """A snippet run in the persistent Python child (exit code 0 unless the child dies)."""
 
     def __init__(self, runner: Runner, run_id: str, code: str) -> None:
-        super().__init__(runner, run_id)
+        super().__init__(runner, run_id, "query")
         self.code = code
         self.child: PythonChild | None = None
 
@@ -122,12 +127,13 @@ class StepsJob(Job):
         run_id: str,
         steps: list[tuple[str | None, str | None]],
         *,
+        mode: str,
         report_steps: bool,
         build_failure_code: int | None,
         scratch: str | None = None,
         pre_message: str | None = None,
     ) -> None:
-        super().__init__(runner, run_id)
+        super().__init__(runner, run_id, mode)
         self._steps = list(steps)
         self._report_steps = report_steps
         self._build_failure_code = build_failure_code
@@ -156,6 +162,7 @@ class StepsJob(Job):
         self._current = ShellStep(
             self.runner.loop,
             self.runner.flow,
+            self.runner.reaper,
             command,
             workdir=self.runner.workdir,
             output=self.output,
@@ -222,7 +229,13 @@ def batch_job(runner: Runner, run_id: str, options: dict[str, Any]) -> Job:
             command = "exit 127"
         steps.append((step if step != "exec" else None, command))
     return StepsJob(
-        runner, run_id, steps, report_steps=True, build_failure_code=127, pre_message=note
+        runner,
+        run_id,
+        steps,
+        mode="batch",
+        report_steps=True,
+        build_failure_code=127,
+        pre_message=note,
     )
 
 
@@ -238,6 +251,7 @@ def compile_and_run_job(runner: Runner, run_id: str, code: str) -> Job:
         runner,
         run_id,
         [("build", build), (None, run)],
+        mode="query",
         report_steps=False,
         build_failure_code=None,
         scratch=scratch,

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from . import stdin_probe
 from .flow import Flow
 from .loop import Loop, Timer
+from .reaper import Reaper
 
 READ_CHUNK = 16 * 1024
 #: How often a running step is polled (exit, waiting for input).
@@ -67,6 +68,7 @@ class ShellStep:
         self,
         loop: Loop,
         flow: Flow,
+        reaper: Reaper,
         command: str,
         *,
         workdir: str,
@@ -76,6 +78,7 @@ class ShellStep:
         interactive: bool = True,
     ) -> None:
         self._loop = loop
+        self._reaper = reaper
         self._interactive = interactive
         self._flow = flow
         self._command = command
@@ -131,6 +134,7 @@ class ShellStep:
             self._timer = self._loop.call_later(0, self._finish)
             return
         os.close(err_write)
+        self._reaper.own(self._proc.pid)
         self._master, self._slave, self._stderr = master, slave, err_read
         self._tty = os.ttyname(slave)
         for fd in (master, err_read):
@@ -252,6 +256,7 @@ class ShellStep:
         if self._exit_code is None:
             code = self._proc.poll()
             if code is not None:
+                self._reaper.disown(self._proc.pid)
                 self._exit_code = code
                 self._drain_deadline = now + DRAIN_GRACE
                 # Our copy of the slave would keep the master from ever reporting EIO.

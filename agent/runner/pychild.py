@@ -252,6 +252,7 @@ class Kernel:
         while True:
             message = self.channel.inbox.get()
             if message.get("op") == "exec":
+                _reap_leftovers()
                 self.run_cell(str(message.get("code") or ""))
                 self.channel.send({"op": "done"})
 
@@ -277,6 +278,19 @@ class Kernel:
             if tb is not None and tb.tb_frame.f_code is Kernel.run_cell.__code__:
                 tb = tb.tb_next
             self.stderr.write("".join(traceback.format_exception(type(exc), exc, tb)))
+
+
+def _reap_leftovers() -> None:
+    # The runner killed whatever an earlier run forked from here (its sweep spares this
+    # process only); collect those children so they do not sit as zombies, each one
+    # holding a slot of the session's pids limit.
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _plain_stdio_after_fork() -> None:

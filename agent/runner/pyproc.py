@@ -16,6 +16,7 @@ from .channel import FramedSocket
 from .flow import Flow
 from .loop import Loop
 from .pychild import CHANNEL_MAX_FRAME
+from .reaper import Reaper
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAIN = os.path.join(HERE, "main.py")
@@ -41,6 +42,7 @@ class PythonChild:
         self,
         loop: Loop,
         flow: Flow,
+        reaper: Reaper,
         *,
         workdir: str,
         on_completion: Callable[[str, list[str]], None],
@@ -49,6 +51,7 @@ class PythonChild:
     ) -> None:
         self._loop = loop
         self._flow = flow
+        self._reaper = reaper
         self._on_completion = on_completion
         self._on_exit = on_exit
         self.run: ChildEvents | None = None
@@ -81,6 +84,10 @@ class PythonChild:
             theirs.close()
             os.close(out_write)
             os.close(err_write)
+        # Its exit status is ours to collect, and sweeps after runs spare it (only it:
+        # what user code forks from it goes with the run).
+        reaper.own(self.proc.pid)
+        reaper.keep(self.proc.pid)
         self._pipes = {"stdout": out_read, "stderr": err_read}
         self._decoders = {
             name: codecs.getincrementaldecoder("utf-8")("replace") for name in self._pipes
@@ -223,6 +230,8 @@ class PythonChild:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             code = self.proc.wait()
+        self._reaper.disown(self.proc.pid)
+        self._reaper.release(self.proc.pid)
         self._drain_pipes(limit=256)
         for name, fd in self._pipes.items():
             if fd >= 0:

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -17,9 +18,16 @@ from .flow import Flow
 from .jobs import Job, PythonQueryJob, batch_job, compile_and_run_job
 from .loop import Loop, Timer
 from .pyproc import PythonChild
+from .reaper import Reaper, become_reaper, forbid_inspection
 from .recipes import Recipe, get_recipe
 
-PROTOCOL = 1
+#: 2: the runner dials the agent; ``hello`` names the run in progress.
+PROTOCOL = 2
+#: Redial backoff after the agent connection dropped or was refused, seconds.
+DIAL_FIRST = 0.02
+DIAL_MAX = 0.5
+#: Collect adopted orphans at most this long after a SIGCHLD.
+REAP_DELAY = 0.05
 #: Unsent bytes to the agent above which output sources stop being read, and below
 #: which they resume.
 HIGH_WATER = 1024 * 1024
@@ -41,7 +49,14 @@ def log(message: str) -> None:
 
 
 class Runner:
-    """One kernel's runner: serves one agent connection at a time, runs one run at a time."""
+    """One kernel's runner: dials the agent, runs one run at a time.
+
+    The agent owns the socket (in a directory the container can only read) and the
+    runner connects to it, so nothing in the container decides where the agent's
+    connection goes. The connection drops when the agent restarts (and its old socket
+    with it); the runner then dials again with a short backoff, meanwhile holding the
+    messages it could not send (up to `HIGH_WATER`, then output stops being read).
+    """
 
     def __init__(self, recipe: Recipe, socket_path: str, workdir: str) -> None:
         self.recipe = recipe
@@ -49,44 +64,35 @@ class Runner:
         self.workdir = workdir
         self.loop = Loop()
         self.flow = Flow()
+        self.reaper = Reaper()
         self.conn: FramedSocket | None = None
         self.job: Job | None = None
         self.queue: collections.deque[dict[str, Any]] = collections.deque()
         self._child: PythonChild | None = None
         self._completions: dict[str, Timer] = {}
-        self._listener: socket.socket | None = None
+        #: Frames for the agent while there is no connection, and their total size.
+        self._outbox: list[bytes] = []
+        self._outbox_bytes = 0
+        #: The last run, while its ``finished`` waits in the outbox (see `_hello`).
+        self._undelivered: Job | None = None
+        self._dial_delay = DIAL_FIRST
+        self._dial_timer: Timer | None = None
+        self._signals = -1
+        self._reap_timer: Timer | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def listen(self) -> None:
-        try:
-            os.unlink(self.socket_path)
-        except FileNotFoundError:
-            pass
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        # Bind under a temporary name and rename once listening: whoever sees the socket
-        # file can connect at once.
-        staging = f"{self.socket_path}.{os.getpid()}"
-        try:
-            os.unlink(staging)
-        except FileNotFoundError:
-            pass
-        listener.bind(staging)
-        # The agent may run as another uid on the host; the per-kernel ipc directory,
-        # mounted into this container only, is what keeps others out.
-        os.chmod(staging, 0o666)
-        listener.listen(8)
-        os.rename(staging, self.socket_path)
-        listener.setblocking(False)
-        self.loop.add_reader(listener.fileno(), self._accept)
-        self._listener = listener
-
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT; then stop every process started for the user."""
-        self.listen()
+        if not become_reaper():
+            log("cannot become the reaper of orphaned processes; daemons may escape runs")
+        if not forbid_inspection():
+            log("cannot clear the dumpable flag; user code may read this process's memory")
+        self._watch_children()
         if self.recipe.query in PERSISTENT_QUERIES:
             # Start the interpreter now so that the first run does not pay for it.
             self.python_child()
+        self.dial()
         try:
             self.loop.run()
         finally:
@@ -97,25 +103,53 @@ class Runner:
             self.job.kill()
         if self._child is not None:
             self._child.kill()
-        if self._listener is not None:
-            self._listener.close()
-            try:
-                os.unlink(self.socket_path)
-            except OSError:
+        self.reaper.sweep()
+
+    def _watch_children(self) -> None:
+        # SIGCHLD wakes the loop (through the wakeup fd) to collect adopted orphans.
+        read, write = os.pipe()
+        os.set_blocking(read, False)
+        os.set_blocking(write, False)
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        self._signals = read
+        self.loop.add_reader(read, self._on_signal)
+
+    def _on_signal(self) -> None:
+        try:
+            while os.read(self._signals, 4096):
                 pass
+        except BlockingIOError:
+            pass
+        if self._reap_timer is None:
+            # Coalesced: a fork bomb's SIGCHLD storm costs one /proc scan per delay.
+            self._reap_timer = self.loop.call_later(REAP_DELAY, self._reap)
+
+    def _reap(self) -> None:
+        self._reap_timer = None
+        self.reaper.reap_orphans()
 
     # -- the agent connection ---------------------------------------------------------------
 
-    def _accept(self) -> None:
-        assert self._listener is not None
+    def dial(self) -> None:
+        """Connect to the agent's socket; on failure try again later (backoff)."""
+        self._dial_timer = None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
         try:
-            sock, _ = self._listener.accept()
+            sock.connect(self.socket_path)
         except OSError:
+            # ENOENT/ECONNREFUSED: the agent is not listening (yet, or any more);
+            # EAGAIN: its backlog is full. All mean "later".
+            sock.close()
+            self._dial_timer = self.loop.call_later(self._dial_delay, self.dial)
+            self._dial_delay = min(self._dial_delay * 2, DIAL_MAX)
             return
-        if self.conn is not None:
-            # A new connection means the agent restarted; the old one is stale.
-            self.conn.close()
-        self.conn = FramedSocket(
+        self._dial_delay = DIAL_FIRST
+        self._attach(sock)
+
+    def _attach(self, sock: socket.socket) -> None:
+        conn = FramedSocket(
             self.loop,
             sock,
             max_frame=framing.MAX_FRAME_BYTES,
@@ -123,33 +157,66 @@ class Runner:
             on_close=lambda: self._on_conn_closed(conn),
             on_sent=self._on_sent,
         )
-        conn = self.conn
-        conn.send({"op": "hello", "lang": self.recipe.name, "protocol": PROTOCOL})
+        self.conn = conn
+        conn.send(self._hello())
+        if conn.closed:
+            return  # broke at once; the outbox waits for the next dial
+        # Runs queued behind the current one came from an agent that is gone; the new
+        # one does not know them, so they must not run (no one would limit their time).
+        while self.queue:
+            run_id = self.queue.popleft()["run_id"]
+            self._outbox.append(framing.encode(_finished(run_id, -1)))
+        outbox, self._outbox, self._outbox_bytes = self._outbox, [], 0
+        self._undelivered = None
+        for frame in outbox:
+            conn.send_frame(frame)
         if self.job is not None and self.job.waiting_password is not None:
             # The new agent cannot know that the current run waits for input.
             conn.send(self.job.waiting_message())
+        self._on_sent()
+
+    def _hello(self) -> dict[str, Any]:
+        """``hello`` names the run in progress (or whose end is still to be delivered),
+        so a restarted agent adopts it and keeps holding it to its time limit."""
+        job = self.job or self._undelivered
+        run = None
+        if job is not None:
+            run = {
+                "run_id": job.run_id,
+                "mode": job.mode,
+                "elapsed": round(time.monotonic() - job.started_at, 3),
+                "finished": job.done,
+            }
+        return {"op": "hello", "lang": self.recipe.name, "protocol": PROTOCOL, "run": run}
 
     def _on_conn_closed(self, conn: FramedSocket) -> None:
         if self.conn is conn:
             self.conn = None
-            # Nobody to send to: output is dropped rather than held.
-            self.flow.set_paused(False)
+            if self._dial_timer is None:
+                self._dial_timer = self.loop.call_later(self._dial_delay, self.dial)
 
     def _on_sent(self) -> None:
-        if self.flow.paused and (self.conn is None or self.conn.unsent < LOW_WATER):
+        if self.flow.paused and self.conn is not None and self.conn.unsent < LOW_WATER:
             self.flow.set_paused(False)
 
     def send(self, message: dict[str, Any]) -> None:
-        """Send to the current agent connection, if any (else the message is dropped)."""
+        """Send to the agent, or hold the message until it is connected again."""
         conn = self.conn
-        if conn is None:
-            return
-        data_size = conn.unsent
         try:
-            conn.send(message)
+            frame = framing.encode(message)
         except ValueError:
             # Not JSON-serialisable (should not happen): report instead of dying.
-            conn.send({"op": "error", "message": "runner produced an unserialisable message"})
+            frame = framing.encode(
+                {"op": "error", "message": "runner produced an unserialisable message"}
+            )
+        if conn is None:
+            self._outbox.append(frame)
+            self._outbox_bytes += len(frame)
+            if self._outbox_bytes > HIGH_WATER:
+                self.flow.set_paused(True)
+            return
+        data_size = conn.unsent
+        conn.send_frame(frame)
         if conn.unsent > HIGH_WATER and conn.unsent > data_size:
             self.flow.set_paused(True)
 
@@ -209,7 +276,7 @@ class Runner:
         if problem is not None:
             self.error(problem, run_id=run_id)
             # The agent waits for this run to end; end it as a Backend.AI-side error.
-            self.send({"op": "finished", "run_id": run_id, "exit_code": -1})
+            self.send(_finished(run_id, -1))
             return
         self.queue.append(message)
         self._start_next()
@@ -228,7 +295,8 @@ class Runner:
             self.job.cancel()
 
     def _start_next(self) -> None:
-        while self.job is None and self.queue:
+        # Not while the agent is away: see `_attach`.
+        while self.job is None and self.queue and self.conn is not None:
             message = self.queue.popleft()
             run_id = message["run_id"]
             try:
@@ -236,7 +304,7 @@ class Runner:
             except Exception as exc:
                 log(f"cannot start run {run_id}:\n{traceback.format_exc()}")
                 self.error(f"cannot start run: {exc}", run_id=run_id)
-                self.send({"op": "finished", "run_id": run_id, "exit_code": -1})
+                self.send(_finished(run_id, -1))
                 continue
             self.job = job
             job.start()
@@ -252,9 +320,15 @@ class Runner:
             return compile_and_run_job(self, run_id, code)
         raise ValueError(f"query mode is not available for {self.recipe.name!r}")
 
+    def end_of_run(self) -> None:
+        """Before a run reports ``finished``: every process it started goes."""
+        self.reaper.sweep()
+
     def job_finished(self, job: Job) -> None:
         if self.job is job:
             self.job = None
+        if self.conn is None:
+            self._undelivered = job
         # Not from inside the finishing job's call stack.
         self.loop.call_later(0, self._start_next)
 
@@ -301,6 +375,7 @@ class Runner:
             self._child = PythonChild(
                 self.loop,
                 self.flow,
+                self.reaper,
                 command=CHILD_COMMANDS.get(self.recipe.query),
                 workdir=self.workdir,
                 on_completion=self._completed,
@@ -316,10 +391,14 @@ class Runner:
             self._completed(req_id, [])
 
 
+def _finished(run_id: str, exit_code: int) -> dict[str, Any]:
+    return {"op": "finished", "run_id": run_id, "exit_code": exit_code}
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="crucible-runner", description=__doc__)
     parser.add_argument("--lang", required=True, help="recipe name (image label crucible.lang)")
-    parser.add_argument("--socket", required=True, help="unix socket path to listen on")
+    parser.add_argument("--socket", required=True, help="the agent's unix socket to dial")
     parser.add_argument(
         "--workdir", default="/home/work", help="where user code runs (default /home/work)"
     )

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 import threading
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from typing import TypeVar
 
 import attrs
 
+from crucible.fstree import remove_tree
 from crucible.hookspecs.storage import (
     BY_API,
     BY_FILESYSTEM,
@@ -80,12 +80,6 @@ def filesystem_name(magic: int) -> str:
     return _FILESYSTEM_NAMES.get(magic, f"a filesystem of type {magic:#x}")
 
 
-def ignore_missing(function: object, path: str, exc_info: object) -> None:
-    exc = exc_info[1] if isinstance(exc_info, tuple) else exc_info
-    if not isinstance(exc, FileNotFoundError):
-        raise exc  # type: ignore[misc]
-
-
 def on_folder_dir(root_fd: int, name: str, fn: Callable[[int], T]) -> T:
     """`fn` with a descriptor of the folder directory `name` (never a symlink)."""
     fd = os.open(name, _DIR_FLAGS, dir_fd=root_fd)
@@ -93,18 +87,6 @@ def on_folder_dir(root_fd: int, name: str, fn: Callable[[int], T]) -> T:
         return fn(fd)
     finally:
         os.close(fd)
-
-
-def remove_tree(root_fd: int, name: str) -> None:
-    """Delete `name` below `root_fd` and everything in it, never following a link.
-
-    rmtree works on descriptors on Linux; on btrfs it also removes (empty) nested
-    subvolumes, since rmdir removes those.
-    """
-    try:
-        shutil.rmtree(name, dir_fd=root_fd, onerror=ignore_missing)
-    except FileNotFoundError:
-        pass
 
 
 class PlainFolders:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import shutil
 import stat
 import uuid
 from collections.abc import AsyncIterable, Callable
@@ -33,6 +32,7 @@ from typing import TypeVar
 
 import trio
 
+from crucible.fstree import TreeChanged, remove_tree, tree_usage
 from crucible.hookspecs.markers import hookimpl
 from crucible.hookspecs.storage import (
     EntryNotFound,
@@ -45,6 +45,7 @@ from crucible.hookspecs.storage import (
     NotAFile,
     QuotaEnforcement,
     RelPath,
+    StorageError,
     StorageFull,
     Usage,
 )
@@ -52,7 +53,6 @@ from crucible.plugins.storage.folder_quotas import (
     ROOT_FLAGS,
     PlainFolders,
     detect,
-    ignore_missing,
 )
 
 #: The kernel runs as this user (see docs/internals.md); it must own what it may change.
@@ -304,19 +304,17 @@ class LocalHost:
         if counted is not None:
             return counted
         root = self._open_data(folder_id)
-        size = count = 0
         try:
-            # fwalk works on descriptors and, with follow_symlinks=False, never enters
-            # a link: a session's link to / counts as one entry, not as the host's disk.
-            for _, dirnames, filenames, dir_fd in os.fwalk(".", dir_fd=root, follow_symlinks=False):
-                count += len(dirnames) + len(filenames)
-                for name in filenames:
-                    try:
-                        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue
-                    if stat.S_ISREG(st.st_mode):
-                        size += st.st_size
+            # Never enters a link (a session's link to / counts as one entry, not as the
+            # host's disk), bounded descriptors, no recursion: crucible.fstree.
+            for _ in range(3):
+                try:
+                    size, count = tree_usage(root)
+                    break
+                except TreeChanged:
+                    continue  # a session moved directories meanwhile; walk again
+            else:
+                raise StorageError("the folder kept changing while its usage was measured")
         finally:
             os.close(root)
         return Usage(size_bytes=size, file_count=count)
@@ -417,7 +415,7 @@ class LocalHost:
                 for parent, name, is_dir in targets:
                     try:
                         if is_dir:
-                            shutil.rmtree(name, dir_fd=parent, onerror=ignore_missing)
+                            remove_tree(parent, name)
                         else:
                             os.unlink(name, dir_fd=parent)
                     except FileNotFoundError:
@@ -425,7 +423,7 @@ class LocalHost:
                     except IsADirectoryError:
                         # Replaced by a directory after we looked: only with recursive.
                         if recursive:
-                            shutil.rmtree(name, dir_fd=parent, onerror=ignore_missing)
+                            remove_tree(parent, name)
             finally:
                 for parent, _, _ in targets:
                     os.close(parent)

@@ -1,7 +1,8 @@
 """Fixtures: the kernel runner as a local subprocess, and a blocking test client.
 
 The runner is started exactly as in a container (``python3 main.py --lang ...
---socket ...``) with a temporary folder standing in for /home/work. Every wait has a
+--socket ...``) with a temporary folder standing in for /home/work; the test listens
+on the socket the runner dials, as the agent does. Every wait has a
 deadline so a broken runner fails a test instead of hanging it.
 """
 
@@ -32,10 +33,9 @@ DEFAULT_TIMEOUT = 20.0
 class RunnerClient:
     """A connection to the runner that plays the agent's part."""
 
-    def __init__(self, path: str, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def __init__(self, sock: socket.socket, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.sock = sock
         self.sock.settimeout(timeout)
-        self.sock.connect(path)
         self._decoder = framing.FrameDecoder()
         self._inbox: list[dict[str, Any]] = []
         self._run_seq = 0
@@ -158,33 +158,58 @@ class Result:
 
 
 class RunnerProcess:
+    """A runner and the listening socket it dials, as the agent holds it."""
+
     def __init__(self, lang: str, base: Path) -> None:
         self.workdir = base / "work"
         self.workdir.mkdir()
-        self.socket_path = str(base / "runner.sock")
+        self.socket_path = str(base / "agent.sock")
+        self.listen()
         self.proc = subprocess.Popen(
             [
                 *(RUNNER_PYTHON, str(RUNNER_MAIN), "--lang", lang),
                 *("--socket", self.socket_path, "--workdir", str(self.workdir)),
             ],
         )
-        deadline = time.monotonic() + DEFAULT_TIMEOUT
-        while not os.path.exists(self.socket_path):
-            assert self.proc.poll() is None, "runner exited at startup"
-            assert time.monotonic() < deadline, "runner did not listen"
-            time.sleep(0.02)
         self.clients: list[RunnerClient] = []
+        self.last_hello: dict[str, Any] = {}
 
-    def connect(self) -> RunnerClient:
-        client = RunnerClient(self.socket_path)
+    def listen(self) -> None:
+        """Open the socket the runner dials (a new agent starting)."""
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.socket_path)
+        self.listener.listen(8)
+
+    def agent_gone(self) -> None:
+        """The agent dies: its connections and its socket go."""
+        for client in self.clients:
+            client.close()
+        self.listener.close()
+        os.unlink(self.socket_path)
+
+    def accept(self, timeout: float = DEFAULT_TIMEOUT) -> RunnerClient:
+        """The runner's next connection (it dials on start and after every drop)."""
+        self.listener.settimeout(timeout)
+        try:
+            sock, _ = self.listener.accept()
+        except TimeoutError:
+            raise AssertionError(
+                f"no dial from the runner (exit code {self.proc.poll()})"
+            ) from None
+        client = RunnerClient(sock)
         self.clients.append(client)
         hello = client.recv()
-        assert hello["op"] == "hello"
+        assert hello["op"] == "hello", hello
+        self.last_hello = hello
         return client
+
+    def connect(self) -> RunnerClient:
+        return self.accept()
 
     def stop(self) -> None:
         for client in self.clients:
             client.close()
+        self.listener.close()
         self.proc.terminate()
         try:
             self.proc.wait(timeout=10)

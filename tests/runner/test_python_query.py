@@ -244,12 +244,16 @@ def test_reconnect_keeps_state(python_runner: RunnerProcess, py: RunnerClient) -
     assert again.run("print(survivor)").stdout == "still here\n"
 
 
-def test_new_connection_replaces_the_old_one(
+def test_a_new_agent_adopts_the_run_in_progress(
     python_runner: RunnerProcess, py: RunnerClient
 ) -> None:
     run_id = py.execute("print(input('who? '))")
     py.recv_op("waiting-input")
-    second = python_runner.connect()
+    py.close()  # the agent died; the runner dials the next one
+    second = python_runner.accept()
+    run = python_runner.last_hello["run"]
+    assert (run["run_id"], run["mode"], run["finished"]) == (run_id, "query", False)
+    assert 0 <= run["elapsed"] < 15
     # The new agent learns that the run waits for input.
     assert second.recv_op("waiting-input")["run_id"] == run_id
     second.send({"op": "input", "run_id": run_id, "text": "me"})

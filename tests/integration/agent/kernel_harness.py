@@ -61,6 +61,7 @@ class Kernels:
         tmp_size_bytes: int = 8 * MiB,
         cpu_cores: float = 1.0,
         command: Sequence[str] | None = None,
+        user: str = "1000:1000",
     ) -> ContainerSpec:
         return ContainerSpec(
             image=self.image,
@@ -71,11 +72,11 @@ class Kernels:
             pids_limit=pids_limit,
             command=tuple(command) if command is not None else ("python3", "-c", code),
             env={"HOME": CONTAINER_WORK_DIR, "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"},
-            user="1000:1000",
+            user=user,
             workdir=CONTAINER_WORK_DIR,
             binds=(
                 BindMount(str(self.scratch.work), CONTAINER_WORK_DIR, read_only=False),
-                BindMount(str(self.scratch.ipc), CONTAINER_IPC_DIR, read_only=False),
+                BindMount(str(self.scratch.ipc), CONTAINER_IPC_DIR, read_only=True),
             ),
             tmpfs=(sandbox.tmp_mount(tmp_size_bytes),),
         )

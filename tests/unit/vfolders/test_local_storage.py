@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from crucible import fstree
 from crucible.hookspecs.storage import (
     EntryNotFound,
     HostSettings,
@@ -119,3 +120,32 @@ async def test_a_symlinked_folder_root_is_refused(host: LocalHost, tmp_path: Pat
     data.symlink_to(tmp_path)
     with pytest.raises(OSError):
         await host.list_files(fid, ())
+
+
+async def test_a_session_made_tree_thousands_of_levels_deep(host: LocalHost) -> None:
+    """A session can nest directories far deeper than Python's recursion limit in a
+    mounted folder; measuring, deleting inside and deleting the folder still work."""
+    fid = uuid.uuid4().hex
+    await host.create_folder(fid)
+    fd = os.open(host.root / fid / "data", os.O_RDONLY | os.O_DIRECTORY)
+    for name in ("keep", "drop"):
+        level = os.dup(fd)
+        for _ in range(2500):
+            os.mkdir(name, dir_fd=level)
+            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=level)
+            os.close(level)
+            level = child
+        os.close(level)
+    os.close(fd)
+    try:
+        usage = await host.usage(fid)
+        assert (usage.size_bytes, usage.file_count) == (0, 5000)
+        await host.delete_files(fid, [("drop",)], recursive=True)
+        assert (await host.usage(fid)).file_count == 2500
+        await host.delete_folder(fid)
+        assert not (host.root / fid).exists()
+    finally:
+        # pytest's clean-up of old temporary folders recurses: never leave the tree.
+        root = os.open(host.root, os.O_RDONLY)
+        fstree.remove_tree(root, fid)
+        os.close(root)
