@@ -25,6 +25,7 @@ import crucible.agent
 from crucible.agent import docker_driver, sandbox
 from crucible.agent.files import FileOpError, FileService
 from crucible.agent.kernel import KernelGone, KernelInfo, KernelSupervisor
+from crucible.agent.runs import OutputLedger
 from crucible.config import Config
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ class Agent:
         self._nursery: trio.Nursery | None = None
         self._images: list[dict[str, Any]] = []
         self.files = FileService()
+        #: What the agent holds of output nobody has collected yet, per session and in all.
+        self.output = OutputLedger.from_config(config.agent)
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -284,7 +287,9 @@ class Agent:
 
     async def _supervise(self, info: KernelInfo, container_id: str) -> KernelSupervisor:
         assert self._nursery is not None
-        supervisor = KernelSupervisor(info, container_id, on_terminated=self._kernel_died)
+        supervisor = KernelSupervisor(
+            info, container_id, on_terminated=self._kernel_died, output=self.output.session()
+        )
         self.kernels[info.kernel_id] = supervisor
         await self._nursery.start(supervisor.run)
         return supervisor

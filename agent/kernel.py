@@ -20,7 +20,7 @@ import trio
 
 from crucible.agent.cgroups import oom_kill_count
 from crucible.agent.runner_link import RunnerConnection, RunnerGone
-from crucible.agent.runs import Handover, Run, RunState, execution_result
+from crucible.agent.runs import Handover, Run, RunState, SessionOutput, execution_result
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,13 @@ class KernelSupervisor:
         container_id: str,
         *,
         on_terminated: TerminationCallback,
+        output: SessionOutput,
     ) -> None:
         self.info = info
         self.container_id = container_id
         self._on_terminated = on_terminated
+        #: This session's share of the agent's memory for uncollected output.
+        self.output = output
         self._runner: RunnerConnection | None = None
         self._runs: dict[str, Run] = {}
         self._queue: collections.deque[Run] = collections.deque()
@@ -88,6 +91,13 @@ class KernelSupervisor:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect to the runner, then pump its messages and the run queue until the
         kernel dies or is terminated."""
+        try:
+            await self._supervise(task_status)
+        finally:
+            # Nobody can collect this kernel's runs any more.
+            self.output.close()
+
+    async def _supervise(self, task_status: trio.TaskStatus[None]) -> None:
         with trio.CancelScope() as scope:
             self._cancel_scope = scope
             try:
@@ -261,7 +271,7 @@ class KernelSupervisor:
         if mode in ("query", "batch"):
             if run is None:
                 self._check_alive()
-                run = Run(run_id, mode, code, options)
+                run = Run(run_id, mode, code, options, self.output)
                 self._runs[run_id] = run
                 self._queue.append(run)
                 self._wake_dispatcher()
@@ -276,13 +286,14 @@ class KernelSupervisor:
         result = await run.collect(flush_interval)
         if run.done and result["status"] in ("finished", "exec-timeout"):
             self._runs.pop(run_id, None)
+            run.forget()
         return result
 
     def _forget_old_runs(self, keep: int = 64) -> None:
         # Finished runs whose last result nobody fetched must not pile up forever.
         done = [rid for rid, r in self._runs.items() if r.done]
         for rid in done[: max(0, len(done) - keep)]:
-            del self._runs[rid]
+            self._runs.pop(rid).forget()
 
     async def interrupt(self) -> None:
         self._check_alive()

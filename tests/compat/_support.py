@@ -17,9 +17,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,8 @@ class RunningCrucible:
     secret_key: str
     state_dir: Path
     log_path: Path
+    #: The `crucible up` process itself.
+    process: subprocess.Popen[str] = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,56 @@ def stop_and_check(proc: subprocess.Popen[str], state_dir: Path, log_path: Path)
         time.sleep(0.05)
     assert not _process_alive(postmaster), f"PostgreSQL (pid {postmaster}) outlived crucible"
     assert postmaster_pid(state_dir) is None, "postmaster.pid is still there: unclean stop"
+
+
+@contextmanager
+def launched_crucible(
+    *, command: Sequence[str] = (), config_text: str = ""
+) -> Iterator[RunningCrucible]:
+    """`crucible up --bind 127.0.0.1:0` in a fresh state directory, stopped with SIGINT.
+
+    `command` replaces the `crucible` program (e.g. a Python wrapper that injects a
+    fault); `config_text` is written to a ``--config`` file. Leaving the block asserts
+    the graceful stop contract: exit code 0 within STOP_TIMEOUT, and the embedded
+    PostgreSQL it started is gone.
+    """
+    # Not under pytest's basetemp: another pytest run of the same user may prune that
+    # while the embedded PostgreSQL (running as its own user) still needs it; the kernel
+    # runner sockets also want a short path.
+    base = Path(tempfile.mkdtemp(prefix="crucible-compat-", dir="/tmp"))
+    state_dir = base / "state"
+    log_path = base / "crucible.log"
+    argv = [*(command or [find_crucible()]), "up", "--bind", "127.0.0.1:0"]
+    argv += ["--state-dir", str(state_dir)]
+    if config_text:
+        config_path = base / "crucible.toml"
+        config_path.write_text(config_text)
+        argv += ["--config", str(config_path)]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True
+        )
+    lines: queue.Queue[str | None] = queue.Queue()
+    reader = threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True)
+    reader.start()
+    try:
+        announced = wait_for_announcement(proc, lines, log_path)
+        yield RunningCrucible(
+            endpoint=announced["BACKEND_ENDPOINT"],
+            access_key=announced["BACKEND_ACCESS_KEY"],
+            secret_key=announced["BACKEND_SECRET_KEY"],
+            state_dir=state_dir,
+            log_path=log_path,
+            process=proc,
+        )
+        stop_and_check(proc, state_dir, log_path)
+    finally:
+        # Only after a failure above: never leave the server or its database running.
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT)
+        stop_orphaned_postgres(state_dir)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def reference_client_env(server: RunningCrucible, **overrides: str) -> dict[str, str]:
