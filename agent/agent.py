@@ -291,7 +291,7 @@ class Agent:
             info, container_id, on_terminated=self._kernel_died, output=self.output.session()
         )
         self.kernels[info.kernel_id] = supervisor
-        await self._nursery.start(supervisor.run)
+        await self._nursery.start(_run_kernel, supervisor)
         return supervisor
 
     async def _kernel_died(self, supervisor: KernelSupervisor, reason: str) -> None:
@@ -452,6 +452,16 @@ class Agent:
             "list_files": self.list_files,
             "download_files": self.download_files,
         }
+
+
+async def _run_kernel(
+    supervisor: KernelSupervisor, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    try:
+        await supervisor.run(task_status=task_status)
+    finally:
+        # Nobody can collect this kernel's runs any more: their output stops counting.
+        supervisor.output.close()
 
 
 _MOUNT_TARGET_RE = re.compile(r"^/home/work/[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")

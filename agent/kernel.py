@@ -91,13 +91,6 @@ class KernelSupervisor:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect to the runner, then pump its messages and the run queue until the
         kernel dies or is terminated."""
-        try:
-            await self._supervise(task_status)
-        finally:
-            # Nobody can collect this kernel's runs any more.
-            self.output.close()
-
-    async def _supervise(self, task_status: trio.TaskStatus[None]) -> None:
         with trio.CancelScope() as scope:
             self._cancel_scope = scope
             try:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trio
 
-from crucible.config import ClusterConfig
+from crucible.config import ClusterConfig, ConfigError, config_from_dict
 from crucible.link_framing import (
     ABORT,
     BUSY,
@@ -383,3 +383,23 @@ def test_limits_come_from_the_cluster_settings() -> None:
     assert limits.frame_bytes == 256 * 1024
     assert limits.max_message_bytes == 32 * 1024 * 1024
     assert json.loads(encode_message({"a": [1, None]})) == {"a": [1, None]}
+
+
+def test_a_configuration_whose_results_could_overflow_the_link_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(
+            {
+                "cluster": {"link_max_message_bytes": 8 * 1024 * 1024, "link_frame_bytes": 512},
+                "agent": {"stream_output_bytes": 1024 * 1024},
+            }
+        )
+    problems = "\n".join(info.value.problems)
+    assert "cluster.link_max_message_bytes: must be at least" in problems
+    assert "cluster.link_frame_bytes: must be between 1024 and 1048576" in problems
+    # Smaller caps make a smaller link limit fine.
+    config_from_dict(
+        {
+            "cluster": {"link_max_message_bytes": 8 * 1024 * 1024},
+            "agent": {"stream_output_bytes": 262_144, "rich_output_bytes": 2 * 1024 * 1024},
+        }
+    )

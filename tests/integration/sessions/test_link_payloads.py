@@ -95,3 +95,20 @@ async def test_output_of_many_megabytes_is_capped_in_bytes_and_bounded(cluster: 
     assert this_process.memory_info().rss < rss_before + 150 * MiB
     assert cluster.agent.output.used == 0  # all collected: nothing is held any more
     assert stream_text(await execute(cluster.client, token, "print('after')")) == "after\n"
+
+
+async def test_output_nobody_collects_is_released_with_its_session(cluster: Cluster) -> None:
+    token = new_token()
+    assert (await create(cluster.client, token)).status_code == 201
+    code = "import time\ntime.sleep(1.5)\nprint('u' * 300000, flush=True)\ntime.sleep(60)\n"
+    first = await cluster.client.post(
+        f"/kernel/{token}", json={"mode": "query", "code": code, "runId": None}
+    )
+    assert first.json()["result"]["status"] == "continued"
+    with trio.fail_after(30):
+        while cluster.agent.output.used < 300_000:  # printed, and nobody collects it
+            await trio.sleep(0.1)
+    assert (await cluster.client.request("DELETE", f"/kernel/{token}")).status_code == 200
+    with trio.fail_after(30):
+        while cluster.agent.output.used:
+            await trio.sleep(0.1)
