@@ -16,19 +16,11 @@ import trio
 from quart import Blueprint, websocket
 from quart.wrappers import Websocket
 
+from crucible import link_framing as framing
 from crucible.agents import AgentDirectory, AgentLink
 from crucible.api.context import manager_context
 from crucible.cluster_auth import HEADER_AGENT_ID, HEADER_DATE, HEADER_SIGNATURE, verify_agent
 from crucible.exc_groups import describe
-from crucible.link_framing import (
-    MAX_WIRE_FRAME,
-    Delivery,
-    FramedLink,
-    LinkBroken,
-    LinkClosed,
-    LinkLimits,
-    Refused,
-)
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +39,10 @@ class _QuartFrames:
     async def receive_frame(self) -> bytes:
         data = await self._ws.receive()
         if not isinstance(data, bytes):
-            raise LinkBroken("a TEXT frame: the agent speaks another link protocol")
-        if len(data) > MAX_WIRE_FRAME:
-            raise LinkBroken(f"a frame of {len(data)} bytes (at most {MAX_WIRE_FRAME})")
+            raise framing.LinkBroken("a TEXT frame: the agent speaks another link protocol")
+        limit = framing.MAX_WIRE_FRAME
+        if len(data) > limit:
+            raise framing.LinkBroken(f"a frame of {len(data)} bytes (at most {limit})")
         return data
 
 
@@ -73,7 +66,8 @@ async def agent_link() -> Any:
     await websocket.accept()
     # The proxy resolves per task; callers in other tasks need the object itself.
     ws: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
-    framed = FramedLink(_QuartFrames(ws), LinkLimits.from_config(ctx.config.cluster))
+    limits = framing.LinkLimits.from_config(ctx.config.cluster)
+    framed = framing.FramedLink(_QuartFrames(ws), limits)
     link = AgentLink(agent_id, framed)
     directory = ctx.agents
     directory.attach(link)
@@ -83,7 +77,7 @@ async def agent_link() -> Any:
         async with trio.open_nursery() as nursery:
             deliver = functools.partial(_deliver, nursery, directory, link, addr)
             await framed.serve(deliver)
-    except* LinkClosed as group:
+    except* framing.LinkClosed as group:
         log.warning("agent %s link dropped: %s", agent_id, describe(group))
     except* Exception as group:
         log.error("agent %s link failed", agent_id, exc_info=group)
@@ -98,10 +92,10 @@ def _deliver(
     directory: AgentDirectory,
     link: AgentLink,
     addr: str,
-    delivery: Delivery,
+    delivery: framing.Delivery,
 ) -> None:
     agent_id = link.agent_id
-    if isinstance(delivery, Refused):
+    if isinstance(delivery, framing.Refused):
         log.warning("refused a message from agent %s: %s", agent_id, delivery.reason)
         if delivery.ref:
             link.on_refused(delivery.ref, delivery.reason)

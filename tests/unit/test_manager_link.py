@@ -68,6 +68,20 @@ class FakeAgent:
 Scenario = Callable[[WebSocketRequest], Awaitable[None]]
 
 
+async def link_until(
+    agent: FakeAgent, handler: Scenario, done: trio.Event, *, timeout: float
+) -> None:
+    """Serve `handler` as the manager and let a real `ManagerLink` dial it until `done`;
+    the link's task raising anything fails the test."""
+    with trio.fail_after(timeout):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(serve_websocket, handler, "127.0.0.1", 0, None)
+            link = ManagerLink(agent, f"ws://127.0.0.1:{server.port}", SECRET)
+            await nursery.start(link.run)
+            await done.wait()
+            nursery.cancel_scope.cancel()
+
+
 async def reject(request: WebSocketRequest) -> None:
     await request.reject(500, body=b"not today")
 
@@ -135,14 +149,7 @@ async def test_the_link_survives_a_hostile_manager_and_always_redials() -> None:
         done.set()
         await trio.sleep_forever()
 
-    agent = FakeAgent(CONFIG)
-    with trio.fail_after(40):
-        async with trio.open_nursery() as nursery:
-            server = await nursery.start(serve_websocket, handler, "127.0.0.1", 0, None)
-            link = ManagerLink(agent, f"ws://127.0.0.1:{server.port}", SECRET)
-            await nursery.start(link.run)
-            await done.wait()
-            nursery.cancel_scope.cancel()
+    await link_until(FakeAgent(CONFIG), handler, done, timeout=40)
     assert connections == ["/internal/agent"] * 6
     errors = {call_id: reply.get("error") for call_id, reply in replies.items()}
     assert errors[1]["type"] == "agent-failure" and "a bug in a call" in errors[1]["title"]
@@ -181,13 +188,6 @@ async def test_a_bug_in_the_link_is_logged_and_the_link_dialled_again(
             linked.set()
             await trio.sleep_forever()
 
-    agent = FlakyAgent(CONFIG)
-    with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            server = await nursery.start(serve_websocket, handler, "127.0.0.1", 0, None)
-            link = ManagerLink(agent, f"ws://127.0.0.1:{server.port}", SECRET)
-            await nursery.start(link.run)
-            await linked.wait()
-            nursery.cancel_scope.cancel()
+    await link_until(FlakyAgent(CONFIG), handler, linked, timeout=20)
     failures = [r for r in caplog.records if r.levelname == "ERROR" and "failed" in r.message]
     assert failures and failures[0].exc_info is not None  # with its traceback
