@@ -29,6 +29,7 @@ from crucible.agent.hostpaths import check_trusted_dir
 from crucible.agent.kernel import KernelGone, KernelInfo, KernelSupervisor
 from crucible.agent.run_queue import QueueFull
 from crucible.agent.runner_link import SOCKET_NAME, RunnerListener
+from crucible.agent.runs import OutputLedger
 from crucible.config import Config
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ class Agent:
                 ("max-file", str(config.agent.container_log_files)),
             ),
         )
+        #: What the agent holds of output nobody has collected yet, per session and in all.
+        self.output = OutputLedger.from_config(config.agent)
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -340,13 +343,14 @@ class Agent:
             info,
             container_id,
             on_terminated=self._kernel_died,
+            output=self.output.session(),
             listener=listener,
             connect_timeout=timeout,
             limits=self.exec_limits,
             slots=self.run_slots,
         )
         self.kernels[info.kernel_id] = supervisor
-        await self._nursery.start(supervisor.run)
+        await self._nursery.start(_run_kernel, supervisor)
         return supervisor
 
     async def _kernel_died(self, supervisor: KernelSupervisor, reason: str) -> None:
@@ -521,6 +525,16 @@ class Agent:
             "list_files": self.list_files,
             "download_files": self.download_files,
         }
+
+
+async def _run_kernel(
+    supervisor: KernelSupervisor, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    try:
+        await supervisor.run(task_status=task_status)
+    finally:
+        # Nobody can collect this kernel's runs any more: their output stops counting.
+        supervisor.output.close()
 
 
 _MOUNT_TARGET_RE = re.compile(r"^/home/work/[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")

@@ -26,7 +26,7 @@ from crucible.agent.cgroups import oom_kill_count
 from crucible.agent.exec_limits import ExecLimits, FairSlots, TokenBucket
 from crucible.agent.run_queue import RunQueue
 from crucible.agent.runner_link import RunnerConnection, RunnerGone, RunnerListener
-from crucible.agent.runs import Handover, Run, RunState, execution_result
+from crucible.agent.runs import Handover, Run, RunState, SessionOutput, execution_result
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class KernelSupervisor:
         container_id: str,
         *,
         on_terminated: TerminationCallback,
+        output: SessionOutput,
         listener: RunnerListener,
         connect_timeout: float,
         limits: ExecLimits | None = None,
@@ -85,6 +86,8 @@ class KernelSupervisor:
         self._on_terminated = on_terminated
         self._listener = listener
         self._connect_timeout = connect_timeout
+        #: This session's share of the agent's memory for uncollected output.
+        self.output = output
         self._runner: RunnerConnection | None = None
         self._runs: dict[str, Run] = {}
         self._limits = limits or ExecLimits.defaults()
@@ -153,7 +156,7 @@ class KernelSupervisor:
         if not isinstance(run_id, str) or not run_id or run_id in self._runs:
             return None
         mode = reported.get("mode")
-        run = Run(run_id, mode if mode in ("query", "batch") else "query", "", {})
+        run = Run(run_id, mode if mode in ("query", "batch") else "query", "", {}, self.output)
         run.state = RunState.RUNNING
         self._runs[run_id] = run
         log.info("kernel %s: adopted run %s from the runner", self.info.kernel_id, run_id)
@@ -429,7 +432,7 @@ class KernelSupervisor:
                 if self._queue.was_cancelled(run_id):
                     cancelled = Handover("finished", CANCELLED_EXIT_CODE)
                     return execution_result(run_id, cancelled, [["stderr", CANCELLED_NOTE]])
-                run = Run(run_id, mode, code, options)
+                run = Run(run_id, mode, code, options, self.output)
                 self._queue.push(run)  # QueueFull: refused, nothing kept
                 self._runs[run_id] = run
                 self._wake_dispatcher()
@@ -444,13 +447,14 @@ class KernelSupervisor:
         result = await run.collect(flush_interval)
         if run.done and result["status"] in ("finished", "exec-timeout"):
             self._runs.pop(run_id, None)
+            run.forget()
         return result
 
     def _forget_old_runs(self, keep: int = 64) -> None:
         # Finished runs whose last result nobody fetched must not pile up forever.
         done = [rid for rid, r in self._runs.items() if r.done]
         for rid in done[: max(0, len(done) - keep)]:
-            del self._runs[rid]
+            self._runs.pop(rid).forget()
 
     async def interrupt(self) -> None:
         self._check_alive()

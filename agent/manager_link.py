@@ -1,15 +1,20 @@
 """The agent's links to its managers: one WebSocket per manager, redialled forever.
 
 Over each link the agent sends heartbeats and events, and answers calls; every call
-runs in its own task so a long-polling execute never blocks another call.
+runs in its own task so a long-polling execute never blocks another call. Messages
+travel in bounded frames (`crucible.link_framing`). A link that fails for whatever
+reason (the manager went away, a frame the agent cannot use, a bug in a call) is
+logged and dialled again with a backoff: it never takes the agent down.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import functools
 import logging
 import traceback
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import trio
 from trio_websocket import (
@@ -21,8 +26,20 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from crucible.agent.agent import Agent, AgentCallError
+from crucible.agent.agent import AgentCallError, EventSink
 from crucible.cluster_auth import agent_headers
+from crucible.config import Config
+from crucible.exc_groups import describe
+from crucible.link_framing import (
+    MAX_WIRE_FRAME,
+    Delivery,
+    FramedLink,
+    LinkBroken,
+    LinkClosed,
+    LinkLimits,
+    MessageTooLarge,
+    Refused,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +47,65 @@ log = logging.getLogger(__name__)
 AGENT_LINK_PATH = "/internal/agent"
 RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 CONNECT_TIMEOUT = 10.0
-#: A manager that takes longer than this to take one message is treated as gone.
-SEND_TIMEOUT = 30.0
+#: Failures that only mean "the manager is not there (now)": logged without traceback.
+LINK_DOWN = (
+    OSError,
+    HandshakeError,
+    ConnectionClosed,
+    ConnectionTimeout,
+    DisconnectionTimeout,
+    LinkClosed,
+)
+
+Call = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class LinkedAgent(Protocol):
+    """What a link needs of the agent it serves."""
+
+    id: str
+    config: Config
+
+    def heartbeat(self) -> dict[str, Any]: ...
+
+    def calls(self) -> dict[str, Call]: ...
+
+    def add_event_sink(self, sink: EventSink) -> None: ...
+
+    def remove_event_sink(self, sink: EventSink) -> None: ...
+
+
+class _WebSocketFrames:
+    """A trio-websocket connection as a `FrameTransport`."""
+
+    def __init__(self, ws: WebSocketConnection) -> None:
+        self._ws = ws
+
+    async def send_frame(self, frame: bytes) -> None:
+        try:
+            await self._ws.send_message(frame)
+        except ConnectionClosed as exc:
+            raise LinkClosed(f"the manager closed the link ({exc.reason})") from exc
+
+    async def receive_frame(self) -> bytes:
+        try:
+            data = await self._ws.get_message()
+        except ConnectionClosed as exc:
+            raise LinkClosed(f"the manager closed the link ({exc.reason})") from exc
+        if not isinstance(data, bytes):
+            raise LinkBroken("a TEXT frame: the manager speaks another link protocol")
+        return data
 
 
 class ManagerLink:
-    def __init__(self, agent: Agent, url: str, secret: str) -> None:
+    def __init__(self, agent: LinkedAgent, url: str, secret: str) -> None:
         self.agent = agent
         self.url = url.rstrip("/") + AGENT_LINK_PATH
         self.secret = secret
-        self._ws: WebSocketConnection | None = None
-        self._send_lock = trio.Lock()
+        self.limits = LinkLimits.from_config(agent.config.cluster)
+        self._link: FramedLink | None = None
+        #: Whether the current attempt got as far as a working link.
+        self._linked = False
         self.connected = trio.Event()
         self._started = False
 
@@ -48,72 +113,81 @@ class ManagerLink:
         """Keep a link up until cancelled; `task_status` fires on the first connect attempt."""
         attempt = 0
         while True:
+            self._linked = False
             try:
                 await self._serve_once(task_status)
-                attempt = 0
-            except (
-                OSError,
-                HandshakeError,
-                ConnectionClosed,
-                ConnectionTimeout,
-                DisconnectionTimeout,
-            ) as exc:
-                log.info("link to %s down: %s", self.url, exc or type(exc).__name__)
+            except* LINK_DOWN as group:
+                log.info("link to %s down: %s", self.url, describe(group))
+            except* Exception as group:
+                # A bug (here or in a call): the link is redialled, the agent stays up.
+                log.error("link to %s failed", self.url, exc_info=group)
             if not self._started:
                 # Managers may come up later: the agent does not wait for them.
                 self._started = True
                 task_status.started()
+            if self._linked:
+                attempt = 0  # it was up: the manager may be back at once
             await trio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
             attempt += 1
 
     async def _serve_once(self, task_status: trio.TaskStatus[None]) -> None:
+        """One link, until it fails (this always raises)."""
         headers = [(k.encode(), v.encode()) for k, v in agent_headers(self.secret, self.agent.id)]
         async with open_websocket_url(
             self.url,
             extra_headers=headers,
             connect_timeout=CONNECT_TIMEOUT,
             disconnect_timeout=2,
+            max_message_size=MAX_WIRE_FRAME,
         ) as ws:
-            self._ws = ws
-            self.agent.add_event_sink(self.send)
-            try:
-                await self.send(self.agent.heartbeat())
-                self.connected.set()
-                log.info("linked to manager %s", self.url)
-                if not self._started:
-                    self._started = True
-                    task_status.started()
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._heartbeats)
-                    while True:
-                        message = json.loads(await ws.get_message())
-                        if message.get("type") == "call":
-                            nursery.start_soon(self._answer, message)
-            finally:
-                self.agent.remove_event_sink(self.send)
-                self._ws = None
-                self.connected = trio.Event()
+            link = FramedLink(_WebSocketFrames(ws), self.limits)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(link.serve, functools.partial(self._deliver, nursery))
+                self._link = link
+                self.agent.add_event_sink(self.send)
+                try:
+                    await link.send(self.agent.heartbeat())
+                    self._linked = True
+                    self.connected.set()
+                    log.info("linked to manager %s", self.url)
+                    if not self._started:
+                        self._started = True
+                        task_status.started()
+                    await self._heartbeats(link)
+                finally:
+                    self.agent.remove_event_sink(self.send)
+                    self._link = None
+                    self.connected = trio.Event()
 
     async def send(self, message: dict[str, Any]) -> None:
-        ws = self._ws
-        if ws is None:
-            raise ConnectionClosed(None)
-        async with self._send_lock:
-            with trio.move_on_after(SEND_TIMEOUT) as scope:
-                await ws.send_message(json.dumps(message))
-            if scope.cancelled_caught:
-                # The manager stopped reading: drop the link; `run` dials again.
-                with trio.CancelScope(shield=True):
-                    await ws.aclose()
-                raise ConnectionClosed(None)
+        """Send an event; `LinkClosed` when there is no link now."""
+        link = self._link
+        if link is None:
+            raise LinkClosed("not linked")
+        await link.send(message)
 
-    async def _heartbeats(self) -> None:
+    async def _heartbeats(self, link: FramedLink) -> None:
         interval = self.agent.config.agent.heartbeat_interval
         while True:
             await trio.sleep(interval)
-            await self.send(self.agent.heartbeat())
+            try:
+                await link.send(self.agent.heartbeat())
+            except MessageTooLarge as exc:
+                log.error("a heartbeat was not sent: %s", exc)
 
-    async def _answer(self, call: dict[str, Any]) -> None:
+    def _deliver(self, nursery: trio.Nursery, delivery: Delivery) -> None:
+        if isinstance(delivery, Refused):
+            log.warning("refused a message from %s: %s", self.url, delivery.reason)
+            if delivery.ref:
+                error = {"type": delivery.kind, "title": delivery.reason}
+                reply = {"type": "error", "id": delivery.ref, "error": error}
+                nursery.start_soon(self._reply, delivery.ref, reply)
+            return
+        message = delivery.message
+        if message.get("type") == "call":
+            nursery.start_soon(self._answer, message, delivery.ref)
+
+    async def _answer(self, call: dict[str, Any], ref: int) -> None:
         call_id = call.get("id")
         method = self.agent.calls().get(str(call.get("method")))
         reply: dict[str, Any]
@@ -122,22 +196,47 @@ class ManagerLink:
                 raise AgentCallError(
                     f"unknown method {call.get('method')!r}", "agent-invalid-input"
                 )
-            result = await method(dict(call.get("params") or {}))
+            params = call.get("params")
+            result = await method(dict(params) if isinstance(params, dict) else {})
             reply = {"type": "result", "id": call_id, "result": result}
         except AgentCallError as exc:
             reply = {"type": "error", "id": call_id, "error": {"type": exc.kind, "title": str(exc)}}
         except Exception as exc:
             log.exception("call %s failed", call.get("method"))
-            reply = {
-                "type": "error",
-                "id": call_id,
-                "error": {
-                    "type": "agent-failure",
-                    "title": f"{type(exc).__name__}: {exc}",
-                    "exception": "".join(traceback.format_exception_only(exc)).strip(),
-                },
-            }
+            reply = _failure(call_id, f"{type(exc).__name__}: {exc}", exc)
+        await self._reply(ref, reply)
+
+    async def _reply(self, ref: int, reply: dict[str, Any]) -> None:
+        link = self._link
+        if link is None:
+            log.info("could not answer call %s: the link is down", reply.get("id"))
+            return
         try:
-            await self.send(reply)
-        except ConnectionClosed:
-            log.info("could not answer call %s: the link is down", call_id)
+            try:
+                await link.send(reply, ref=ref)
+            except MessageTooLarge as exc:
+                # Every result is bounded well below the limit; this is a bug, not a peer.
+                log.error("the answer to call %s is too large: %s", reply.get("id"), exc)
+                # The agent's failure, not the request's: no `message-too-large` (a 413).
+                error = {"type": "agent-failure", "title": f"the agent's answer: {exc}"}
+                await link.send({"type": "error", "id": reply.get("id"), "error": error}, ref=ref)
+        except LinkClosed:
+            log.info("could not answer call %s: the link is down", reply.get("id"))
+        except (TypeError, ValueError) as exc:
+            # A result that is not JSON: a bug in the call; the manager still hears of it.
+            log.exception("could not encode the answer to call %s", reply.get("id"))
+            with contextlib.suppress(LinkClosed):
+                failure = _failure(reply.get("id"), "the answer could not be encoded", exc)
+                await link.send(failure, ref=ref)
+
+
+def _failure(call_id: Any, title: str, exc: BaseException) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "id": call_id,
+        "error": {
+            "type": "agent-failure",
+            "title": title,
+            "exception": "".join(traceback.format_exception_only(exc)).strip(),
+        },
+    }

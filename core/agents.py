@@ -12,6 +12,7 @@ import attrs
 import trio
 
 from crucible.db.pool import Database
+from crucible.link_framing import TOO_LARGE, FramedLink, LinkClosed, MessageTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -35,33 +36,38 @@ class AgentCallFailed(Exception):
         return f"{self.kind}: {self.title}"
 
 
-class AgentLink:
-    """One agent's WebSocket, seen from the manager: calls out, results back."""
+class AgentMessageTooLarge(AgentCallFailed):
+    """The call is larger than the link carries (here or at the agent): the request
+    was too large, nothing ran."""
 
-    def __init__(self, agent_id: str, send: Callable[[str], Awaitable[None]]) -> None:
+
+class AgentLink:
+    """One agent's link, seen from the manager: calls out, results back."""
+
+    def __init__(self, agent_id: str, link: FramedLink) -> None:
         self.agent_id = agent_id
-        self._send = send
+        self._link = link
         self._ids = itertools.count(1)
         self._pending: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
-        self._send_lock = trio.Lock()
         self.closed = False
 
     async def call(self, method: str, params: dict[str, Any], *, timeout: float) -> Any:
+        """Call `method` on the agent; the whole call (sending included) takes at most
+        `timeout` seconds (`trio.TooSlowError`)."""
         if self.closed:
             raise AgentUnreachable(self.agent_id)
         call_id = next(self._ids)
         send, receive = trio.open_memory_channel[dict[str, Any]](1)
         self._pending[call_id] = send
         try:
-            message = json.dumps(
-                {"type": "call", "id": call_id, "method": method, "params": params}
-            )
-            async with self._send_lock:
-                try:
-                    await self._send(message)
-                except Exception as exc:
-                    raise AgentUnreachable(self.agent_id) from exc
             with trio.fail_after(timeout):
+                message = {"type": "call", "id": call_id, "method": method, "params": params}
+                try:
+                    await self._link.send(message, ref=call_id)
+                except MessageTooLarge as exc:
+                    raise AgentMessageTooLarge(TOO_LARGE, f"the {method} call: {exc}") from exc
+                except LinkClosed as exc:
+                    raise AgentUnreachable(self.agent_id) from exc
                 try:
                     reply = await receive.receive()
                 except trio.EndOfChannel:
@@ -69,19 +75,29 @@ class AgentLink:
         finally:
             self._pending.pop(call_id, None)
         if reply.get("type") == "error":
-            error = reply.get("error") or {}
-            raise AgentCallFailed(
-                str(error.get("type") or "agent-failure"),
+            error = reply.get("error")
+            error = error if isinstance(error, dict) else {}
+            kind = str(error.get("type") or "agent-failure")
+            failure = AgentMessageTooLarge if kind == TOO_LARGE else AgentCallFailed
+            exception = error.get("exception")
+            raise failure(
+                kind,
                 str(error.get("title") or "agent failure"),
-                error.get("exception"),
+                str(exception) if exception is not None else None,
             )
         return reply.get("result")
 
     def on_reply(self, message: dict[str, Any]) -> None:
-        channel = self._pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+        call_id = message.get("id")
+        channel = self._pending.pop(call_id, None) if isinstance(call_id, int) else None
         if channel is not None:
             channel.send_nowait(message)
             channel.close()
+
+    def on_refused(self, ref: int, reason: str) -> None:
+        """A reply the link could not take (too large, malformed): its call fails."""
+        error = {"type": "agent-failure", "title": f"the agent's answer was refused: {reason}"}
+        self.on_reply({"type": "error", "id": ref, "error": error})
 
     def close(self) -> None:
         self.closed = True

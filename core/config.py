@@ -108,6 +108,16 @@ class ClusterConfig:
     #: Shared secret that agents present to managers. Empty: ``crucible up`` generates
     #: one into ``<state_dir>/cluster.secret``; a multi-host cluster must set it.
     secret: str = attrs.field(default="", repr=False)
+    #: The manager <-> agent link (docs/security.md): messages travel in frames of at
+    #: most this many bytes of payload (1 KiB to 1 MiB), so no frame nears a WebSocket
+    #: limit, whatever the message holds.
+    link_frame_bytes: PositiveInt = PositiveInt(256 * 1024)
+    #: Largest message either side takes (a call, a reply); a larger one fails its call.
+    link_max_message_bytes: PositiveInt = PositiveInt(32 * MiB)
+    #: Messages one side sends interleaved, or takes in part, at once.
+    link_max_partial_messages: PositiveInt = PositiveInt(8)
+    #: Seconds one frame may take to go out before the link is dropped and redialled.
+    link_send_timeout: PositiveFloat = PositiveFloat(30.0)
 
 
 @attrs.frozen
@@ -160,6 +170,15 @@ class AgentConfig:
     container_log_max_bytes: PositiveInt = PositiveInt(4 * MiB)
     container_log_files: PositiveInt = PositiveInt(2)
     logs_max_bytes: PositiveInt = PositiveInt(64 * 1024)
+    #: Output one execute call hands out: each of stdout and stderr in bytes of UTF-8
+    #: (spec 4.6's 524,288, counted in bytes), and all other items (html, media, log)
+    #: together, in bytes of JSON. Beyond them output is dropped, with a note.
+    stream_output_bytes: PositiveInt = PositiveInt(524_288)
+    rich_output_bytes: PositiveInt = PositiveInt(4 * MiB)
+    #: Output the agent holds for runs nobody has collected yet, per session and in
+    #: total; finished runs' output is discarded first when a limit is reached.
+    session_output_bytes: PositiveInt = PositiveInt(16 * MiB)
+    total_output_bytes: PositiveInt = PositiveInt(256 * MiB)
 
 
 @attrs.frozen
@@ -442,12 +461,40 @@ def _extra_checks(config: Config) -> list[str]:
             problems.append(
                 f"resource_policies.{name}: the name must be 1-64 letters, digits, '_', '.', '-'"
             )
+    problems += _link_checks(config)
     storage = config.storage
     for name in storage.hosts:
         if not STORAGE_HOST_NAME_RE.match(name):
             problems.append(f"storage.hosts.{name}: a host name is 1-64 letters, digits, '._-'")
     if storage.default_host and storage.default_host not in storage.hosts:
         problems.append("storage.default_host: must name one of storage.hosts (or be empty)")
+    return problems
+
+
+#: JSON may escape one byte of stream text into six (``\u0001``); other items are
+#: counted as JSON already. A result has some structure (and notes) around its output.
+JSON_EXPANSION = 6
+RESULT_OVERHEAD_BYTES = 64 * 1024
+
+
+def worst_case_result_bytes(agent: AgentConfig) -> int:
+    """The largest one execute result can be on the link, given the output caps."""
+    streams = JSON_EXPANSION * 2 * agent.stream_output_bytes
+    return streams + agent.rich_output_bytes + RESULT_OVERHEAD_BYTES
+
+
+def _link_checks(config: Config) -> list[str]:
+    problems = []
+    cluster = config.cluster
+    if not 1024 <= cluster.link_frame_bytes <= MiB:
+        problems.append("cluster.link_frame_bytes: must be between 1024 and 1048576")
+    if worst_case_result_bytes(config.agent) > cluster.link_max_message_bytes:
+        # Every execute result must fit the link by construction, not by luck.
+        problems.append(
+            "cluster.link_max_message_bytes: must be at least "
+            f"{worst_case_result_bytes(config.agent)} to carry one execute result under "
+            "agent.stream_output_bytes and agent.rich_output_bytes"
+        )
     return problems
 
 

@@ -19,6 +19,7 @@ from crucible.config import Config
 from crucible.db import open_database
 from crucible.keypairs import Keypair, KeypairRepository
 from crucible.manager import Endpoint, ManagerServer
+from crucible.supervision import supervise
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,9 @@ async def serve_manager(
         server = ManagerServer(config, db, cluster_secret=secret)
         async with trio.open_nursery() as nursery:
             async with _signals_cancel(nursery.cancel_scope) as stop:
-                endpoint: Endpoint = await nursery.start(server.run)
+                # The manager and the local agent each restart on their own when they
+                # fail: neither takes the other (or the database) down with it.
+                endpoint: Endpoint = await nursery.start(supervise, "the manager", server.run)
                 agent_scope = trio.CancelScope()
                 if with_agent:
                     from crucible.agent.daemon import (
@@ -103,7 +106,8 @@ async def serve_manager(
                     )  # needs Docker; cluster managers don't
 
                     urls = list(config.agent.manager_urls) or [_local_manager_url(endpoint)]
-                    await nursery.start(_scoped, agent_scope, run_agent, config, urls, secret)
+                    agent = ("the agent", run_agent, config, urls, secret)
+                    await nursery.start(_scoped, agent_scope, supervise, *agent)
                     # Announce only once sessions can be placed: the agent's first
                     # heartbeat carries the images that `lang` resolves against.
                     with trio.move_on_after(30):
@@ -145,8 +149,7 @@ async def serve_agent(config: Config) -> None:
         raise SystemExit("crucible agent: set cluster.secret (the managers' shared secret)")
     async with trio.open_nursery() as nursery:
         async with _signals_cancel(nursery.cancel_scope) as stop:
-            await nursery.start(
-                run_agent, config, list(config.agent.manager_urls), config.cluster.secret
-            )
+            urls, secret = list(config.agent.manager_urls), config.cluster.secret
+            await nursery.start(supervise, "the agent", run_agent, config, urls, secret)
             await stop.wait()
             nursery.cancel_scope.cancel()

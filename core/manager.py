@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from urllib.parse import urlsplit
 
 import attrs
 import trio
@@ -25,9 +26,9 @@ RATE_LIMIT_SWEEP_INTERVAL = 60.0
 MAX_HEADER_BLOCK_BYTES = 64 * 1024
 
 
-def hypercorn_config(config: Config) -> HypercornConfig:
+def hypercorn_config(config: Config, *, bind: str | None = None) -> HypercornConfig:
     hconfig = HypercornConfig()
-    hconfig.bind = [config.manager.bind]
+    hconfig.bind = [bind or config.manager.bind]
     hconfig.graceful_timeout = config.manager.shutdown_timeout
     hconfig.h11_max_incomplete_size = MAX_HEADER_BLOCK_BYTES
     hconfig.accesslog = None
@@ -67,6 +68,9 @@ class ManagerServer:
         )
         self.app = create_app(self.ctx)
         self._shutdown = trio.Event()
+        #: The address the first run bound (port 0 resolved): a restart binds it again,
+        #: so clients and the local agent find the manager where it was.
+        self._bound: str | None = None
 
     def stop(self) -> None:
         """Begin a graceful stop: refuse new work, finish open requests, return."""
@@ -96,10 +100,11 @@ class ManagerServer:
                     functools.partial(
                         serve,
                         self.app,
-                        hypercorn_config(self.config),
+                        hypercorn_config(self.config, bind=self._bound),
                         shutdown_trigger=self._shutdown.wait,
                     )
                 )
+                self._bound = self._bound or urlsplit(bound[0]).netloc
                 self.ctx.status.local = None
                 endpoint = Endpoint.from_bind(bound[0])
                 log.info("manager listening on %s", endpoint.url)

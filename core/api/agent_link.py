@@ -1,26 +1,49 @@
-"""``/internal/agent``: the WebSocket agents dial (docs/internals.md)."""
+"""``/internal/agent``: the WebSocket agents dial (docs/internals.md).
+
+Messages travel in bounded frames (`crucible.link_framing`). Whatever ends a link (the
+agent went away, a frame that breaks the protocol, a bug in a handler), the calls in
+flight on it fail with `AgentUnreachable` and the agent may link again at once.
+"""
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 from quart import Blueprint, websocket
 from quart.wrappers import Websocket
 
-from crucible.agents import AgentLink
+from crucible import link_framing as framing
+from crucible.agents import AgentDirectory, AgentLink
 from crucible.api.context import manager_context
 from crucible.cluster_auth import HEADER_AGENT_ID, HEADER_DATE, HEADER_SIGNATURE, verify_agent
+from crucible.exc_groups import describe
 
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("agent_link", __name__)
 
-#: Agents send little besides heartbeats and download archives (at most 4 MiB of
-#: content each, base64 in JSON: under 6 MiB); a larger frame is a bug or an attack.
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+class _QuartFrames:
+    """A Quart websocket as a `FrameTransport`."""
+
+    def __init__(self, ws: Websocket) -> None:
+        self._ws = ws
+
+    async def send_frame(self, frame: bytes) -> None:
+        await self._ws.send(frame)
+
+    async def receive_frame(self) -> bytes:
+        data = await self._ws.receive()
+        if not isinstance(data, bytes):
+            raise framing.LinkBroken("a TEXT frame: the agent speaks another link protocol")
+        limit = framing.MAX_WIRE_FRAME
+        if len(data) > limit:
+            raise framing.LinkBroken(f"a frame of {len(data)} bytes (at most {limit})")
+        return data
 
 
 @blueprint.websocket("/internal/agent")
@@ -43,28 +66,54 @@ async def agent_link() -> Any:
     await websocket.accept()
     # The proxy resolves per task; callers in other tasks need the object itself.
     ws: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
-    link = AgentLink(agent_id, ws.send)
+    limits = framing.LinkLimits.from_config(ctx.config.cluster)
+    framed = framing.FramedLink(_QuartFrames(ws), limits)
+    link = AgentLink(agent_id, framed)
     directory = ctx.agents
     directory.attach(link)
     addr = str(websocket.remote_addr or "")
     log.info("agent %s linked from %s", agent_id, addr)
     try:
         async with trio.open_nursery() as nursery:
-            while True:
-                raw = await ws.receive()
-                if isinstance(raw, bytes) or len(raw) > MAX_MESSAGE_BYTES:
-                    log.warning("agent %s sent an unusable frame; dropping the link", agent_id)
-                    break
-                message = json.loads(raw)
-                kind = message.get("type")
-                if kind in ("result", "error"):
-                    link.on_reply(message)
-                elif kind == "heartbeat":
-                    nursery.start_soon(directory.record_heartbeat, agent_id, addr, message)
-                elif kind == "event":
-                    nursery.start_soon(directory.handle_event, agent_id, message)
-            nursery.cancel_scope.cancel()
+            deliver = functools.partial(_deliver, nursery, directory, link, addr)
+            await framed.serve(deliver)
+    except* framing.LinkClosed as group:
+        log.warning("agent %s link dropped: %s", agent_id, describe(group))
+    except* Exception as group:
+        log.error("agent %s link failed", agent_id, exc_info=group)
     finally:
         directory.detach(link)
         log.info("agent %s unlinked", agent_id)
     return None
+
+
+def _deliver(
+    nursery: trio.Nursery,
+    directory: AgentDirectory,
+    link: AgentLink,
+    addr: str,
+    delivery: framing.Delivery,
+) -> None:
+    agent_id = link.agent_id
+    if isinstance(delivery, framing.Refused):
+        log.warning("refused a message from agent %s: %s", agent_id, delivery.reason)
+        if delivery.ref:
+            link.on_refused(delivery.ref, delivery.reason)
+        return
+    message = delivery.message
+    kind = message.get("type")
+    if kind in ("result", "error"):
+        link.on_reply(message)
+    elif kind == "heartbeat":
+        nursery.start_soon(_logged, agent_id, directory.record_heartbeat, agent_id, addr, message)
+    elif kind == "event":
+        nursery.start_soon(_logged, agent_id, directory.handle_event, agent_id, message)
+
+
+async def _logged(agent_id: str, handler: Callable[..., Awaitable[None]], *args: Any) -> None:
+    # A heartbeat that cannot be recorded now (the database is slow, the message is
+    # odd) is a missed heartbeat, not a reason to drop the agent's link.
+    try:
+        await handler(*args)
+    except Exception:
+        log.exception("could not handle a message from agent %s", agent_id)

@@ -20,7 +20,12 @@ import trio
 
 from crucible import errors
 from crucible.agent.images.catalog import resolve_lang
-from crucible.agents import AgentCallFailed, AgentDirectory, AgentUnreachable
+from crucible.agents import (
+    AgentCallFailed,
+    AgentDirectory,
+    AgentMessageTooLarge,
+    AgentUnreachable,
+)
 from crucible.config import Config
 from crucible.db.pool import Database
 from crucible.hookspecs.scheduler import AgentCapacity, PendingSession, Scheduler
@@ -51,7 +56,10 @@ CANCEL_TIMEOUT = 5.0
 REAP_INTERVAL = 10.0
 
 
-def _agent_error(exc_class: type[errors.AgentError], exc: Exception) -> errors.AgentError:
+def _agent_error(exc_class: type[errors.AgentError], exc: Exception) -> errors.ProblemError:
+    if isinstance(exc, AgentMessageTooLarge):
+        # Too large to carry to the agent: the request's fault, and nothing ran.
+        return errors.RequestTooLarge(f"The request is too large for the agent link: {exc.title}.")
     if isinstance(exc, AgentCallFailed):
         return exc_class(
             exc.title,

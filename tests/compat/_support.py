@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,8 @@ class RunningCrucible:
     secret_key: str
     state_dir: Path
     log_path: Path
+    #: The `crucible up` process itself.
+    process: subprocess.Popen[str] = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -172,37 +174,35 @@ def kill_if_running(proc: subprocess.Popen[str] | None) -> None:
 
 
 def start_crucible_up(
-    state_dir: Path, log_path: Path, *extra_args: str
-) -> tuple[subprocess.Popen[str], RunningCrucible]:
+    state_dir: Path, log_path: Path, *extra_args: str, command: Sequence[str] = ()
+) -> RunningCrucible:
     """`crucible up --bind 127.0.0.1:0` on `state_dir`, once it has announced its keys.
 
-    Its stderr goes to `log_path`; stdout is drained by a thread so it never blocks.
+    `command` replaces the `crucible` program (e.g. a Python wrapper that injects a
+    fault). Its stderr goes to `log_path`; stdout is drained by a thread so it never
+    blocks.
     """
-    argv = [find_crucible(), "up", "--bind", "127.0.0.1:0", "--state-dir", str(state_dir)]
+    argv = [*(command or [find_crucible()]), "up", "--bind", "127.0.0.1:0"]
+    argv += ["--state-dir", str(state_dir), *extra_args]
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            [*argv, *extra_args],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            text=True,
+            argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True
         )
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True).start()
     try:
         announced = wait_for_announcement(proc, lines, log_path)
     except BaseException:
-        proc.kill()
-        proc.wait(timeout=STOP_TIMEOUT)
+        kill_if_running(proc)
         raise
-    server = RunningCrucible(
+    return RunningCrucible(
         endpoint=announced["BACKEND_ENDPOINT"],
         access_key=announced["BACKEND_ACCESS_KEY"],
         secret_key=announced["BACKEND_SECRET_KEY"],
         state_dir=state_dir,
         log_path=log_path,
+        process=proc,
     )
-    return proc, server
 
 
 def stop_and_check(proc: subprocess.Popen[str], state_dir: Path, log_path: Path) -> None:
@@ -224,6 +224,31 @@ def stop_and_check(proc: subprocess.Popen[str], state_dir: Path, log_path: Path)
         time.sleep(0.05)
     assert not _process_alive(postmaster), f"PostgreSQL (pid {postmaster}) outlived crucible"
     assert postmaster_pid(state_dir) is None, "postmaster.pid is still there: unclean stop"
+
+
+@contextlib.contextmanager
+def launched_crucible(
+    *, command: Sequence[str] = (), config_text: str = ""
+) -> Iterator[RunningCrucible]:
+    """`crucible up --bind 127.0.0.1:0` in a fresh state directory, stopped with SIGINT.
+
+    `command` as for `start_crucible_up`; `config_text` is written to a ``--config``
+    file. Leaving the block asserts the graceful stop contract: exit code 0 within
+    STOP_TIMEOUT, and the embedded PostgreSQL it started is gone.
+    """
+    with scratch_state("crucible-compat-") as (state_dir, log_path):
+        extra: list[str] = []
+        if config_text:
+            config_path = state_dir.parent / "crucible.toml"
+            config_path.write_text(config_text)
+            extra = ["--config", str(config_path)]
+        server: RunningCrucible | None = None
+        try:
+            server = start_crucible_up(state_dir, log_path, *extra, command=command)
+            yield server
+            stop_and_check(server.process, state_dir, log_path)
+        finally:
+            kill_if_running(server.process if server is not None else None)
 
 
 def reference_client_env(server: RunningCrucible, **overrides: str) -> dict[str, str]:

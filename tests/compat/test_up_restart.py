@@ -26,14 +26,14 @@ def test_a_restart_after_sigkill_owns_the_previous_database() -> None:
     with scratch_state("crucible-restart-") as (state_dir, log_path):
         first, second = None, None
         try:
-            first, _ = start_crucible_up(state_dir, log_path)
+            first = start_crucible_up(state_dir, log_path).process
             orphan = postmaster_pid(state_dir)
             assert orphan is not None and _process_alive(orphan)
             os.kill(first.pid, signal.SIGKILL)
             first.wait(timeout=STOP_TIMEOUT)
             assert _process_alive(orphan), "the database died with crucible; nothing to adopt"
 
-            second, _ = start_crucible_up(state_dir, log_path)
+            second = start_crucible_up(state_dir, log_path).process
             assert postmaster_pid(state_dir) == orphan, "the restart should reuse the database"
             # A clean stop of the second instance stops the server the first one started.
             stop_and_check(second, state_dir, log_path)
@@ -47,7 +47,7 @@ def test_a_command_next_to_a_live_instance_leaves_its_database_running() -> None
     with scratch_state("crucible-attach-") as (state_dir, log_path):
         proc: subprocess.Popen[str] | None = None
         try:
-            proc, _ = start_crucible_up(state_dir, log_path)
+            proc = start_crucible_up(state_dir, log_path).process
             postmaster = postmaster_pid(state_dir)
             listed = subprocess.run(
                 [find_crucible(), "keypair", "list", "--state-dir", str(state_dir), "--json"],

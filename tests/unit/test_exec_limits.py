@@ -8,7 +8,7 @@ import trio
 
 from crucible.agent.exec_limits import ExecLimits, FairSlots, TokenBucket
 from crucible.agent.run_queue import QueueFull, RunQueue
-from crucible.agent.runs import Run
+from crucible.agent.runs import OutputLedger, Run
 from crucible.config import AgentConfig, NonNegativeFloat, PositiveFloat, PositiveInt
 
 
@@ -85,7 +85,7 @@ async def test_a_cancelled_waiter_leaves_no_trace(autojump_clock: trio.abc.Clock
 
 
 def _run(run_id: str, code: str = "print(1)") -> Run:
-    return Run(run_id, "query", code, {})
+    return Run(run_id, "query", code, {}, OutputLedger.from_config().session())
 
 
 async def test_queue_refuses_past_its_length() -> None:
