@@ -556,7 +556,9 @@ def _vfolder_mounts(raw: Any) -> tuple[tuple[str, str, bool], ...]:
             source, target, read_only = entry["source"], entry["target"], entry["read_only"]
         except (TypeError, KeyError):
             raise AgentCallError(f"bad mount entry {entry!r}", "agent-invalid-input") from None
-        if not isinstance(target, str) or not _MOUNT_TARGET_RE.match(target) or target in targets:
+        # fullmatch: with match, "$" would let a trailing newline into the target.
+        valid = isinstance(target, str) and _MOUNT_TARGET_RE.fullmatch(target) is not None
+        if not valid or target in targets:
             raise AgentCallError(f"bad mount target {target!r}", "agent-invalid-input")
         if not isinstance(source, str) or not os.path.isabs(source):
             raise AgentCallError(f"bad mount source {source!r}", "agent-invalid-input")

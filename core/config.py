@@ -261,6 +261,33 @@ class GraphQLConfig:
 
 
 @attrs.frozen
+class LimitsConfig:
+    """Bounds on what one API request may carry, checked before the database, an agent
+    or Docker sees it. A body over `max_json_body_bytes` is 413 request-too-large; a
+    field, list or map over its bound is 400 invalid-api-params naming the field and
+    the limit (docs/security.md lists every bound, these and the fixed ones)."""
+
+    #: Largest JSON request body, bytes (multipart uploads have their own bounds).
+    max_json_body_bytes: PositiveInt = PositiveInt(2 * MiB)
+    #: Deepest nesting of arrays and objects in a JSON body (or a stream frame).
+    max_json_depth: PositiveInt = PositiveInt(32)
+    #: ``code`` of one execute or complete request, and one input text, UTF-8 bytes.
+    max_code_bytes: PositiveInt = PositiveInt(256 * 1024)
+    #: Each string in ``options`` (batch commands, completion context), UTF-8 bytes.
+    max_option_bytes: PositiveInt = PositiveInt(8 * 1024)
+    #: ``config.environ`` of a new session: entries, bytes of one name, of one value,
+    #: and of all names and values together.
+    max_environ_entries: PositiveInt = PositiveInt(64)
+    max_environ_name_bytes: PositiveInt = PositiveInt(256)
+    max_environ_value_bytes: PositiveInt = PositiveInt(32 * 1024)
+    max_environ_bytes: PositiveInt = PositiveInt(64 * 1024)
+    #: User ids one folder invitation may name.
+    max_invitees: PositiveInt = PositiveInt(64)
+    #: Files one folder upload, download or delete_files request may name.
+    max_folder_files: PositiveInt = PositiveInt(100)
+
+
+@attrs.frozen
 class ResourcePolicyConfig:
     """One ``[resource_policies.NAME]`` table; 0 means "no cap" for the optional caps."""
 
@@ -301,6 +328,7 @@ class Config:
     images: ImagesConfig = attrs.Factory(ImagesConfig)
     storage: StorageConfig = attrs.Factory(StorageConfig)
     graphql: GraphQLConfig = attrs.Factory(GraphQLConfig)
+    limits: LimitsConfig = attrs.Factory(LimitsConfig)
     #: Policies synced into the ``resource_policies`` table at start-up (TOML wins for
     #: the names it lists; policies made through the admin API are left alone).
     resource_policies: dict[str, ResourcePolicyConfig] = attrs.Factory(_default_resource_policies)

@@ -56,6 +56,13 @@ class InvalidAPIParameters(ProblemError):
     title = "Missing or invalid API parameters."
 
 
+class UnstorableValue(InvalidAPIParameters):
+    """A value the database refused as data (a NUL, a character it cannot encode, a
+    number out of range, a malformed literal...). `crucible.db` raises it in place of
+    the driver's error: the request is at fault, and it is a 400, never a 500. The
+    edge checks (`crucible.validation`) should have caught it first; this is the net."""
+
+
 class InvalidAuthParameters(ProblemError):
     status = 400
     type_suffix = "invalid-auth-params"

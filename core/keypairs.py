@@ -17,6 +17,9 @@ from crucible.db.statements import update_statement
 
 log = logging.getLogger(__name__)
 
+#: Longest user id, in characters (the ``keypairs.user_id`` column's CHECK).
+MAX_USER_ID_LENGTH = 256
+
 _COLUMNS = (
     "access_key, secret_key, user_id, is_active, is_admin, resource_policy, "
     "concurrency_limit, rate_limit, num_queries, last_used, created_at"

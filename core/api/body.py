@@ -1,19 +1,33 @@
-"""Reading request bodies: JSON on any method, as the client sends it (spec 1.4)."""
+"""Reading request bodies: JSON on any method, as the client sends it (spec 1.4).
+
+A JSON body is bounded before it is parsed (``limits.max_json_body_bytes``, 413 beyond),
+and once parsed it holds only valid Unicode and is nested at most
+``limits.max_json_depth`` deep (400 otherwise; `crucible.validation`): parsing a huge
+document would hold the event loop, and every other tenant's requests with it.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from quart import request
 
 from crucible import errors
+from crucible.api.context import manager_context
+from crucible.api.streaming import cap_body_limit
+from crucible.validation import parse_json
 
 
 async def raw_body() -> bytes:
-    """The whole body (within the configured size cap), read once and cached."""
+    """The whole body (within the JSON body cap), read once and cached."""
+    cap = manager_context().config.limits.max_json_body_bytes
+    cap_body_limit(cap)
     data = await request.get_data(cache=True, as_text=False)
-    return data if isinstance(data, bytes) else data.encode()
+    raw = data if isinstance(data, bytes) else data.encode()
+    if len(raw) > cap:
+        # Bytes that arrived before the cap was lowered are still counted.
+        raise errors.RequestTooLarge(f"A JSON body may be at most {cap} bytes.")
+    return raw
 
 
 async def parsed_body(problem: type[errors.ProblemError] = errors.InvalidAPIParameters) -> Any:
@@ -26,12 +40,11 @@ async def parsed_body(problem: type[errors.ProblemError] = errors.InvalidAPIPara
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
-    except RecursionError:
-        # Deep nesting exhausts the parser's stack; that is bad input, not a server fault.
-        raise problem("The body is nested too deeply.") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise problem(f"The body is not valid JSON: {exc}.") from None
+        return parse_json(raw, max_depth=manager_context().config.limits.max_json_depth)
+    except errors.InvalidAPIParameters as exc:
+        if problem is errors.InvalidAPIParameters:
+            raise
+        raise problem(exc.detail) from None
 
 
 async def json_body() -> dict[str, Any]:
@@ -42,26 +55,6 @@ async def json_body() -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise errors.InvalidAPIParameters("The body must be a JSON object.")
     return parsed
-
-
-def optional_str(body: dict[str, Any], key: str, default: str | None = None) -> str | None:
-    """`body[key]` when it is a string, `default` when missing or null; else 400."""
-    value = body.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise errors.InvalidAPIParameters(f"'{key}' must be a string.")
-    return value
-
-
-def optional_object(body: dict[str, Any], key: str) -> dict[str, Any]:
-    """`body[key]` when it is an object, ``{}`` when missing or null; else 400."""
-    value = body.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise errors.InvalidAPIParameters(f"'{key}' must be an object.")
-    return value
 
 
 def optional_bool(body: dict[str, Any], key: str, default: bool) -> bool:

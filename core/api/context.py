@@ -50,7 +50,10 @@ class ManagerContext:
         """`storage_plugins`: storage plugins registered besides the installed ones."""
         repo = KeypairRepository(db)
         vfolders = VFolderService(
-            db, open_hosts(config, *storage_plugins), config.storage.default_host
+            db,
+            open_hosts(config, *storage_plugins),
+            config.storage.default_host,
+            config.limits,
         )
         agents = AgentDirectory(db, lost_after=config.sessions.agent_lost_after)
         registry = SessionRegistry(config, db, agents, load_scheduler(config.scheduler.name))

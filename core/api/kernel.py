@@ -9,10 +9,22 @@ from typing import Any
 from quart import Blueprint
 
 from crucible import errors
-from crucible.api.body import json_body, optional_object, optional_str
+from crucible.api.body import json_body
 from crucible.api.context import manager_context
 from crucible.api.guard import authenticated, current_keypair, requires_running
 from crucible.sessions.model import Session
+from crucible.sessions.requests import (
+    batch_options,
+    check_code,
+    check_environ,
+    check_lang,
+    check_run_id,
+    check_tag,
+    check_token,
+    complete_options,
+)
+from crucible.sessions.resources import requested_resources
+from crucible.vfolders.paths import parse_mounts
 
 blueprint = Blueprint("kernel", __name__)
 
@@ -32,19 +44,32 @@ def new_run_id() -> str:
 @authenticated
 @requires_running
 async def create() -> tuple[dict[str, Any], int]:
+    ctx = manager_context()
     body = await json_body()
-    lang = optional_str(body, "lang")
-    token = optional_str(body, "clientSessionToken")
-    if not lang:
+    if body.get("lang") is None:
         raise errors.InvalidAPIParameters("'lang' is required.")
-    if not token:
+    if body.get("clientSessionToken") is None:
         raise errors.InvalidAPIParameters("'clientSessionToken' is required.")
-    tag = optional_str(body, "tag")
-    if tag is not None and len(tag) > 64:
-        raise errors.InvalidAPIParameters("'tag' must be at most 64 characters.")
-    config = optional_object(body, "config")
-    session, created = await manager_context().registry.create(
-        current_keypair(), token, lang, tag=tag, creation_config=config
+    lang = check_lang(body["lang"])
+    token = check_token(body["clientSessionToken"])
+    tag = check_tag(body.get("tag"))
+    config = body.get("config")
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise errors.InvalidAPIParameters("'config' must be an object.")
+    # Everything is checked, whether or not the session exists already.
+    environ = check_environ(config.get("environ"), ctx.config.limits)
+    mounts = parse_mounts(config.get("mounts"))
+    requested_resources(config)
+    session, created = await ctx.registry.create(
+        current_keypair(),
+        token,
+        lang,
+        tag=tag,
+        environ=environ,
+        mounts=mounts,
+        creation_config=config,
     )
     return {"kernelId": session.token, "created": created, "servicePorts": []}, 201
 
@@ -90,25 +115,29 @@ async def restart(token: str) -> tuple[str, int]:
 @blueprint.route("/kernel/<token>", methods=["POST"])
 @authenticated
 async def execute(token: str) -> dict[str, Any]:
+    ctx = manager_context()
+    limits = ctx.config.limits
     body = await json_body()
     mode = body.get("mode")
     if mode not in EXECUTE_MODES:
         raise errors.InvalidAPIParameters(f"'mode' must be one of {', '.join(EXECUTE_MODES)}.")
-    code = optional_str(body, "code", "") or ""
-    run_id = optional_str(body, "runId")
-    session = await _session(token)
-    registry = manager_context().registry
+    code = check_code(body.get("code"), limits)
+    run_id = check_run_id(body.get("runId"))
     if mode == "complete":
-        return {"result": await registry.complete(session, code, optional_object(body, "options"))}
+        options = complete_options(body.get("options"), limits)
+        session = await _session(token)
+        return {"result": await ctx.registry.complete(session, code, options)}
     if mode in ("continue", "input") and not run_id:
         raise errors.InvalidAPIParameters(f"'runId' is required with mode '{mode}'.")
-    options = optional_object(body, "options")
-    result = await registry.execute(
+    # Only batch runs read options; a query's are ignored, as the client sends none.
+    options = batch_options(body.get("options"), limits) if mode == "batch" else {}
+    session = await _session(token)
+    result = await ctx.registry.execute(
         session,
         run_id=run_id or new_run_id(),
         mode=mode,
         code=code,
-        options=options if mode == "batch" else {},
+        options=options,
     )
     return {"result": result}
 
@@ -116,9 +145,10 @@ async def execute(token: str) -> dict[str, Any]:
 @blueprint.route("/kernel/<token>/complete", methods=["POST"])
 @authenticated
 async def complete(token: str) -> dict[str, Any]:
+    limits = manager_context().config.limits
     body = await json_body()
-    code = optional_str(body, "code", "") or ""
-    options = optional_object(body, "options")
+    code = check_code(body.get("code"), limits)
+    options = complete_options(body.get("options"), limits)
     session = await _session(token)
     return {"result": await manager_context().registry.complete(session, code, options)}
 

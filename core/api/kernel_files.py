@@ -15,11 +15,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import re
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import trio
 from quart import Blueprint, Response, request
@@ -27,12 +26,19 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from crucible import errors
-from crucible.agent.files import MAX_DOWNLOAD_FILES, MAX_UPLOAD_FILE_BYTES, MAX_UPLOAD_FILES
-from crucible.api.body import json_body, optional_str
+from crucible.agent.files import (
+    MAX_DOWNLOAD_FILES,
+    MAX_PATH_BYTES,
+    MAX_UPLOAD_FILE_BYTES,
+    MAX_UPLOAD_FILES,
+)
+from crucible.api.body import json_body
 from crucible.api.context import manager_context
 from crucible.api.guard import authenticated, current_keypair
 from crucible.sessions.model import Session
 from crucible.sessions.registry import SessionRegistry
+from crucible.validation import bounded_list, text
+from crucible.vfolders.multipart import part_filename
 
 blueprint = Blueprint("kernel_files", __name__)
 
@@ -50,44 +56,18 @@ DRAIN_TIMEOUT = 30.0
 #: The 18.12 client reads a download 1 KiB at a time; see `_aligned_part`.
 CLIENT_READ_BYTES = 1024
 
-_PARAM_RE = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
-
 
 async def _session(token: str) -> Session:
     return await manager_context().registry.get_live(current_keypair().access_key, token)
 
 
+def _session_path(value: object, field: str) -> str:
+    """A path in the session as the client wrote it; where it may point is the agent's
+    judgement (crucible.agent.files), what it may contain is checked here."""
+    return text(value, field, max_bytes=MAX_PATH_BYTES, allow_empty=False)
+
+
 # -- upload ---------------------------------------------------------------------------------
-
-
-def part_filename(disposition: str) -> str | None:
-    """The file name a part's Content-Disposition carries, decoded (spec 4.9).
-
-    ``filename*`` (RFC 5987/2231: ``charset'lang'percent-encoded``) wins when present;
-    otherwise ``filename``, which the 18.12 client percent-encodes (``/`` as ``%2F``).
-    """
-    plain: str | None = None
-    extended: str | None = None
-    for name, raw in _PARAM_RE.findall(disposition):
-        value = raw.strip()
-        if value.startswith('"') and value.endswith('"') and len(value) >= 2:
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
-        key = name.lower()
-        if key == "filename*":
-            charset, sep, rest = value.partition("'")
-            _lang, sep2, encoded = rest.partition("'")
-            if not (sep and sep2):
-                raise errors.InvalidAPIParameters("A malformed filename* parameter.")
-            try:
-                extended = unquote(encoded, encoding=charset or "utf-8", errors="strict")
-            except (LookupError, UnicodeDecodeError):
-                raise errors.InvalidAPIParameters("An undecodable filename* parameter.") from None
-        elif key == "filename":
-            try:
-                plain = unquote(value, errors="strict")
-            except UnicodeDecodeError:
-                raise errors.InvalidAPIParameters("An undecodable filename parameter.") from None
-    return extended if extended is not None else plain
 
 
 class _UploadRelay:
@@ -110,6 +90,7 @@ class _UploadRelay:
         )
 
     async def add_file(self, path: str) -> None:
+        _session_path(path, "filename")
         await self.flush()
         self.files += 1
         if self.files > MAX_UPLOAD_FILES:
@@ -250,7 +231,8 @@ async def upload(token: str) -> tuple[str, int]:
 @authenticated
 async def list_files(token: str) -> dict[str, Any]:
     body = await json_body()
-    path = optional_str(body, "path", ".") or "."
+    raw_path = body.get("path")
+    path = "." if raw_path is None or raw_path == "" else _session_path(raw_path, "path")
     session = await _session(token)
     result = await manager_context().registry.file_call(
         session, "list_files", {"path": path}, bad_path_status=404
@@ -301,11 +283,9 @@ def _aligned_part(boundary: str, first: bool, name: str, archive: bytes) -> byte
 @authenticated
 async def download(token: str) -> Response:
     body = await json_body()
-    files = body.get("files")
-    if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
-        raise errors.InvalidAPIParameters("'files' must be a non-empty list of paths.")
-    if len(files) > MAX_DOWNLOAD_FILES:
-        raise errors.InvalidAPIParameters(f"At most {MAX_DOWNLOAD_FILES} files per download.")
+    files = bounded_list(body.get("files"), "files", max_items=MAX_DOWNLOAD_FILES)
+    for path in files:
+        _session_path(path, "files")
     session = await _session(token)
     registry = manager_context().registry
     # Every path and limit is checked before the status line goes out.

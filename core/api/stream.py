@@ -14,6 +14,8 @@ from crucible.api.context import manager_context
 from crucible.api.guard import authenticate, count_message, current_keypair
 from crucible.api.kernel import new_run_id
 from crucible.sessions.model import Session
+from crucible.sessions.requests import batch_options, check_code
+from crucible.validation import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +40,28 @@ async def _authenticated_session(token: str) -> Session:
 @blueprint.websocket("/stream/kernel/<token>/execute")
 async def stream_execute(token: str) -> None:
     session = await _authenticated_session(token)
-    registry = manager_context().registry
+    ctx = manager_context()
+    registry, limits = ctx.registry, ctx.config.limits
     await websocket.accept()
     try:
-        first = json.loads(await websocket.receive())
+        first = parse_json(
+            await websocket.receive(), max_depth=limits.max_json_depth, where="the first frame"
+        )
         if not isinstance(first, dict) or first.get("mode") not in ("query", "batch"):
-            raise ValueError("the first frame must be {'code', 'mode': 'query'|'batch', 'options'}")
-    except (ValueError, TypeError) as exc:
-        await _send({"status": "error", "msg": str(exc)})
+            raise errors.InvalidAPIParameters(
+                "the first frame must be {'code', 'mode': 'query'|'batch', 'options'}"
+            )
+        mode = str(first["mode"])
+        code = check_code(first.get("code"), limits)
+        options: dict[str, Any] = (
+            batch_options(first.get("options"), limits) if mode == "batch" else {}
+        )
+    except errors.InvalidAPIParameters as exc:
+        await _send({"status": "error", "msg": exc.detail or exc.title})
         await websocket.close(1002)
         return
     count_message(current_keypair())
     run_id = new_run_id()
-    mode, code = str(first["mode"]), str(first.get("code") or "")
-    raw_options = first.get("options")
-    options: dict[str, Any] = raw_options if isinstance(raw_options, dict) else {}
     finished = False
     try:
         while True:
@@ -72,7 +81,7 @@ async def stream_execute(token: str) -> None:
                 break
             if status == "waiting-input":
                 # The input arrives as a raw TEXT frame, not JSON (spec 5.2).
-                code = str(await websocket.receive())
+                code = check_code(str(await websocket.receive()), limits, "input")
                 count_message(current_keypair())
                 mode = "input"
             else:

@@ -52,6 +52,10 @@ class FlowControlledBody(TrioBody):
     def set_limit(self, max_content_length: int | None) -> None:
         self._max_content_length = max_content_length
 
+    @property
+    def limit(self) -> int | None:
+        return self._max_content_length
+
     def _over_limit(self) -> bool:
         limit = self._max_content_length
         return limit is not None and (self._expected or 0) > limit
@@ -153,3 +157,11 @@ def raise_body_limit(max_bytes: int) -> None:
     body = request.body
     if isinstance(body, FlowControlledBody):
         body.set_limit(max_bytes)
+
+
+def cap_body_limit(max_bytes: int) -> None:
+    """Let the current request's body be at most `max_bytes` (never raises the limit)."""
+    body = request.body
+    if isinstance(body, FlowControlledBody):
+        current = body.limit
+        body.set_limit(max_bytes if current is None else min(current, max_bytes))

@@ -2,16 +2,56 @@
 
 triopg wraps asyncpg, which lives on asyncio; the caller must run inside a
 ``trio_asyncio.open_loop()`` (see `crucible.db.open_database`).
+
+A value the database refuses as data (SQLSTATE class 22, or one the driver cannot even
+encode) surfaces as `crucible.errors.UnstorableValue`, a 400: whatever slipped past the
+edge checks is still the request's fault, never a 500.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
+import asyncpg
 import trio
 import triopg
+from asyncpg.exceptions import _base as asyncpg_base
+
+from crucible import errors
+
+log = logging.getLogger(__name__)
+
+#: The server's data exceptions (class 22) and the driver's "cannot encode this argument"
+#: (a different class of the same name, not exported by asyncpg).
+DATA_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.exceptions.DataError,
+    asyncpg_base.DataError,
+)
+#: What the client is told, by SQLSTATE; the server's own wording stays in the log.
+_REASONS = {
+    "22021": "it contains a character the database cannot store (such as NUL)",
+    "22P05": "it contains a character the database cannot store (such as NUL)",
+    "22001": "a value is too long",
+    "22003": "a number is out of range",
+    "22P02": "a value is malformed",
+    "22007": "a date or time is malformed",
+    "22008": "a date or time is out of range",
+}
+
+
+def unstorable(exc: Exception) -> errors.UnstorableValue:
+    """The problem to raise in place of one of the `DATA_ERRORS`."""
+    if isinstance(exc, asyncpg.exceptions.DataError):
+        reason = _REASONS.get(exc.sqlstate, "a value is invalid")
+    else:
+        # An argument the driver cannot encode: an unpaired surrogate, an integer past
+        # 64 bits, a value of the wrong type.
+        reason = "a value cannot be encoded (an unpaired surrogate, a number out of range?)"
+    log.warning("the database refused a value: %s: %s", type(exc).__name__, exc)
+    return errors.UnstorableValue(f"A value in the request cannot be stored: {reason}.")
 
 
 class Connection(Protocol):
@@ -41,6 +81,8 @@ class Database:
             conn = await conn_cm.__aenter__()
         try:
             yield conn
+        except DATA_ERRORS as exc:
+            raise unstorable(exc) from exc
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(self.command_timeout):
                 await conn_cm.__aexit__(None, None, None)

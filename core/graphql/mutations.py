@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from crucible import errors
 from crucible.graphql.context import GraphQLContext
 from crucible.graphql.data import keypair_object
 from crucible.graphql.loader import Loader, Mutation
-from crucible.keypairs import Keypair
+from crucible.keypairs import MAX_USER_ID_LENGTH, Keypair
 from crucible.resource_policies import ResourcePolicy
 
 log = logging.getLogger(__name__)
 
-MAX_USER_ID_LENGTH = 256
 _POLICY_FIELDS = (
     "max_concurrent_sessions",
     "max_cpu_cores",
@@ -87,6 +87,8 @@ async def create_keypair(loader: Loader, arguments: dict[str, Any]) -> dict[str,
             rate_limit=_or(props.get("rate_limit"), ctx.config.ratelimit.default_keypair_limit),
             resource_policy=props.get("resource_policy") or "default",
         )
+    except errors.UnstorableValue:
+        raise  # a NUL or the like in the input: the request is at fault, a 400
     except Exception:
         # The database said no (a race with a policy deletion, a constraint): the caller
         # gets the reason in general terms; the details go to the log.

@@ -80,16 +80,28 @@ def _serialize_bigint(value: Any) -> int:
     return int(value)
 
 
+#: A BigInt is what a PostgreSQL ``bigint`` column holds.
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+_BIGINT_RANGE = "BigInt is a signed 64-bit integer; the value is out of range."
+
+
 def _parse_bigint(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise GraphQLError(f"BigInt cannot represent {value!r}.")
+        raise GraphQLError(f"BigInt cannot represent {str(value)[:40]!r}.")
+    if not BIGINT_MIN <= value <= BIGINT_MAX:
+        raise GraphQLError(_BIGINT_RANGE)
     return value
 
 
 def _parse_bigint_literal(node: ValueNode, _variables: Any = None) -> int:
     if not isinstance(node, IntValueNode):
         raise GraphQLError("BigInt needs an integer literal.")
-    return int(node.value)
+    try:
+        value = int(node.value)
+    except ValueError:
+        # More digits than Python converts (sys.get_int_max_str_digits).
+        raise GraphQLError(_BIGINT_RANGE) from None
+    return _parse_bigint(value)
 
 
 UUIDScalar = GraphQLScalarType(

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +33,7 @@ from crucible.resource_policies import ResourcePolicyStore
 from crucible.sessions.activity import ActivityRecorder
 from crucible.sessions.events import SessionEvents
 from crucible.sessions.model import SESSION_COLUMNS, Session, normalize_stats
+from crucible.sessions.requests import check_token
 from crucible.sessions.resources import Resources, resolve_resources
 from crucible.usage import record_memory_samples
 
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 #: pg_advisory_xact_lock key serialising placement decisions cluster-wide.
 PLACEMENT_LOCK_ID = 0x43525550  # "CRUP"
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{2,62}[A-Za-z0-9_]$")
 #: Timeouts of calls to agents, beyond the time the call itself is meant to take.
 CREATE_TIMEOUT = 120.0
 CALL_TIMEOUT = 30.0
@@ -96,6 +95,9 @@ class SessionRegistry:
     # -- lookups --------------------------------------------------------------------------
 
     async def get_live(self, access_key: str, token: str) -> Session:
+        # A token no session can have (a NUL, a slash, 500 characters) is the client's
+        # mistake, said as such before the database sees it; a well-formed one is a 404.
+        check_token(token, "kernelId")
         row = await self.db.fetchrow(
             f"""SELECT {SESSION_COLUMNS} FROM kernels
                 WHERE access_key = $1 AND sess_id = $2 AND role = 'master'
@@ -132,24 +134,24 @@ class SessionRegistry:
         lang: str,
         *,
         tag: str | None,
+        environ: Mapping[str, str],
+        mounts: Sequence[tuple[str, str]],
         creation_config: Mapping[str, Any],
     ) -> tuple[Session, bool]:
-        """Get-or-create (spec 4.2); returns ``(session, created)``."""
-        if not TOKEN_RE.match(token):
-            raise errors.InvalidAPIParameters(
-                "clientSessionToken must be 4-64 characters: letters, digits, '_', '.', '-'."
-            )
+        """Get-or-create (spec 4.2); returns ``(session, created)``.
+
+        The arguments are the request as the API edge checked it
+        (`crucible.sessions.requests`, `crucible.vfolders.paths.parse_mounts`); the
+        resource fields of `creation_config` are read here.
+        """
         catalog = await self.image_catalog()
         image = resolve_lang(lang, catalog)  # UnknownLang is a 404 image-not-found
         labels = dict(catalog)[image]
         resources = resolve_resources(creation_config, labels, self.config.sessions)
-        environ = creation_config.get("environ") or {}
-        if not isinstance(environ, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in environ.items()
-        ):
-            raise errors.InvalidAPIParameters("'config.environ' must map strings to strings.")
-        mounts = await self._resolve_mounts(keypair, token, creation_config.get("mounts"))
-        session, created = await self._place(keypair, token, lang, image, tag, environ, resources)
+        resolved_mounts = await self._resolve_mounts(keypair, token, mounts)
+        session, created = await self._place(
+            keypair, token, lang, image, tag, dict(environ), resources
+        )
         if not created:
             if session.image != image:
                 raise errors.KernelAlreadyExists(
@@ -157,8 +159,8 @@ class SessionRegistry:
                 )
             return session, False
         assert session.agent_id is not None
-        if mounts:
-            await self._attach_mounts(session, mounts)
+        if resolved_mounts:
+            await self._attach_mounts(session, resolved_mounts)
         try:
             link = self.agents.link(session.agent_id)
             result = await link.call(
@@ -169,9 +171,10 @@ class SessionRegistry:
                     # What placement reserved: the request capped by the resource policy.
                     "cpu": float(session.occupied_slots.get("cpu", resources.cpu)),
                     "mem": int(session.occupied_slots.get("mem", resources.mem)),
-                    "environ": environ,
+                    "environ": dict(environ),
                     "mounts": [
-                        {k: m[k] for k in ("source", "target", "read_only")} for m in mounts
+                        {k: m[k] for k in ("source", "target", "read_only")}
+                        for m in resolved_mounts
                     ],
                     # The agent shares its execution slots fairly between access keys.
                     "access_key": keypair.access_key,
@@ -199,13 +202,13 @@ class SessionRegistry:
         return Session.from_row(row), True
 
     async def _resolve_mounts(
-        self, keypair: Keypair, token: str, raw: object
+        self, keypair: Keypair, token: str, requested: Sequence[tuple[str, str]]
     ) -> list[dict[str, Any]]:
         """Check ``config.mounts`` before anything is created (a bad one is a 404).
 
         A request that will reuse a live session ignores its config (spec 4.2).
         """
-        if not raw or self.vfolders is None:
+        if not requested or self.vfolders is None:
             return []
         live = await self.db.fetchval(
             """SELECT count(*) FROM kernels WHERE access_key = $1 AND sess_id = $2
@@ -215,7 +218,7 @@ class SessionRegistry:
         )
         if live:
             return []
-        return await self.vfolders.resolve_mounts(keypair, raw)
+        return await self.vfolders.resolve_mounts(keypair, requested)
 
     async def _attach_mounts(self, session: Session, mounts: list[dict[str, Any]]) -> None:
         """Record the mounts on the kernel row, unless a folder was deleted meanwhile.

@@ -44,6 +44,9 @@ def _positive_number(value: Any, key: str) -> float | None:
         number = float(value)
     except (TypeError, ValueError):
         raise errors.InvalidAPIParameters(f"'{key}' must be a number.") from None
+    except OverflowError:
+        # An integer beyond a float's range (JSON has no bound on digits).
+        raise errors.InvalidAPIParameters(f"'{key}' is out of range.") from None
     if not math.isfinite(number) or number <= 0:
         raise errors.InvalidAPIParameters(f"'{key}' must be a positive number.")
     return number
@@ -59,12 +62,20 @@ def _label_number(labels: Mapping[str, str], key: str, parse: Any) -> float | No
         return None
 
 
+def requested_resources(request_config: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """``(cores, memory in GiB)`` as the request asks (None: not said); 400 when either
+    is not a positive number. Needs no image, so the API checks it first."""
+    return (
+        _positive_number(request_config.get("instanceCores"), "instanceCores"),
+        _positive_number(request_config.get("instanceMemory"), "instanceMemory"),
+    )
+
+
 def resolve_resources(
     request_config: Mapping[str, Any], image_labels: Mapping[str, str], limits: SessionsConfig
 ) -> Resources:
     """Requested cores and memory (GiB, as the client sends it), defaulted and capped."""
-    cpu = _positive_number(request_config.get("instanceCores"), "instanceCores")
-    mem_gib = _positive_number(request_config.get("instanceMemory"), "instanceMemory")
+    cpu, mem_gib = requested_resources(request_config)
     cpu_cap = min(
         limits.max_cpu_cores, _label_number(image_labels, "ai.backend.maxcores", float) or math.inf
     )

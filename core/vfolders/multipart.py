@@ -24,9 +24,11 @@ from crucible import errors
 
 MAX_PARTS = 10_000
 
+#: Charsets a ``filename*`` may name ("" is taken as UTF-8).
+EXTENDED_CHARSETS = frozenset({"", "utf-8", "iso-8859-1"})
+
 _BOUNDARY_RE = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
-_FILENAME_STAR_RE = re.compile(r"filename\*\s*=\s*([^;]+)", re.IGNORECASE)
-_FILENAME_RE = re.compile(r'filename\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;]+))', re.IGNORECASE)
+_PARAM_RE = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 
 
 def boundary_of(content_type: str | None) -> bytes:
@@ -39,28 +41,44 @@ def boundary_of(content_type: str | None) -> bytes:
 
 
 def part_filename(disposition: str) -> str | None:
-    """The relative path a part names (spec 4.9's trap).
+    """The file name a part's Content-Disposition carries, decoded (spec 4.9's trap).
 
-    The client percent-encodes every reserved character (``/`` → ``%2F``); older stacks
-    add an RFC 5987 ``filename*``, which wins when present.
+    ``filename*`` (RFC 5987/2231: ``charset'lang'percent-encoded``) wins when present;
+    otherwise ``filename``, which the 18.12 client percent-encodes (``/`` as ``%2F``).
     """
-    if match := _FILENAME_STAR_RE.search(disposition):
-        value = match[1].strip().strip('"')
-        charset, sep, rest = value.partition("'")
-        if sep:
-            _language, _, encoded = rest.partition("'")
+    plain: str | None = None
+    extended: str | None = None
+    for name, raw in _PARAM_RE.findall(disposition):
+        value = raw.strip()
+        if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        key = name.lower()
+        if key == "filename*":
+            extended = _extended_value(value)
+        elif key == "filename":
             try:
-                return unquote(encoded, encoding=charset or "utf-8", errors="strict")
-            except (LookupError, UnicodeDecodeError):
-                raise errors.InvalidAPIParameters("A part's filename* is not decodable.") from None
-    if match := _FILENAME_RE.search(disposition):
-        raw = match[1] if match[1] is not None else match[2].strip()
-        raw = re.sub(r"\\(.)", r"\1", raw)
-        try:
-            return unquote(raw, errors="strict")
-        except UnicodeDecodeError:
-            raise errors.InvalidAPIParameters("A part's filename is not valid UTF-8.") from None
-    return None
+                plain = unquote(value, errors="strict")
+            except UnicodeDecodeError:
+                raise errors.InvalidAPIParameters("An undecodable filename parameter.") from None
+    return extended if extended is not None else plain
+
+
+def _extended_value(value: str) -> str:
+    """``charset'lang'percent-encoded`` → text, in one of the two charsets RFC 5987
+    names. Python knows other codecs, some of which (``unicode_escape``...) turn plain
+    ASCII escapes into NULs and lone surrogates."""
+    charset, sep, rest = value.partition("'")
+    _lang, sep2, encoded = rest.partition("'")
+    if not (sep and sep2):
+        raise errors.InvalidAPIParameters("A malformed filename* parameter.")
+    if charset.lower() not in EXTENDED_CHARSETS:
+        raise errors.InvalidAPIParameters(
+            "A filename* parameter must be in UTF-8 or ISO-8859-1."
+        )
+    try:
+        return unquote(encoded, encoding=charset or "utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise errors.InvalidAPIParameters("An undecodable filename* parameter.") from None
 
 
 class MultipartReader:

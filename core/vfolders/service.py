@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Any, ClassVar
 
 import trio
 
 from crucible import errors
+from crucible.config import ACCESS_KEY_RE, LimitsConfig
 from crucible.db.pool import Database
 from crucible.hookspecs.storage import (
     BY_FILESYSTEM,
@@ -37,9 +38,15 @@ from crucible.hookspecs.storage import (
 from crucible.keypairs import Keypair
 from crucible.resource_policies import vfolder_limits
 from crucible.usage import record_storage
+from crucible.validation import bounded_list
 from crucible.vfolders.hosts import StorageHost
 from crucible.vfolders.multipart import MultipartReader
-from crucible.vfolders.paths import check_folder_name, parse_mount, parse_path
+from crucible.vfolders.paths import (
+    check_folder_name,
+    check_folder_ref,
+    check_user_ids,
+    parse_path,
+)
 from crucible.vfolders.repository import (
     OWNER_ONLY,
     PERMISSIONS,
@@ -54,8 +61,6 @@ from crucible.vfolders.repository import (
 
 log = logging.getLogger(__name__)
 
-#: Spec 4.2: at most this many folders per session.
-MAX_MOUNTS = 5
 #: Where mounted folders appear in a session.
 MOUNT_ROOT = "/home/work"
 #: Legacy servers said ``wd`` for read-write-delete (spec 6.1).
@@ -107,7 +112,7 @@ def _parse_invitation_id(value: object) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise InvitationNotFound(f"No invitation {value!r}.") from None
+        raise InvitationNotFound(f"No invitation {value[:80]!r}.") from None
 
 
 def _limits(folder: VFolder) -> FolderLimits:
@@ -129,10 +134,17 @@ async def _capped(
 
 
 class VFolderService:
-    def __init__(self, db: Database, hosts: dict[str, StorageHost], default_host: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        hosts: dict[str, StorageHost],
+        default_host: str,
+        limits: LimitsConfig | None = None,
+    ) -> None:
         self.repo = VFolderRepository(db)
         self.hosts = hosts
         self.default_host = default_host
+        self.limits = limits or LimitsConfig()
         # Writes to one folder are serialised in this process so two uploads cannot both
         # pass the quota check with the same free space.
         self._write_locks: dict[str, trio.Lock] = {}
@@ -162,7 +174,7 @@ class VFolderService:
                 raise errors.VFolderCreationFailed("No host given and no default host set.")
             value = self.default_host
         if not isinstance(value, str) or value not in self.hosts:
-            raise errors.VFolderCreationFailed(f"Unknown storage host {value!r}.")
+            raise errors.VFolderCreationFailed(f"Unknown storage host {str(value)[:80]!r}.")
         return value
 
     async def create(self, keypair: Keypair, name: object, host_value: object) -> VFolder:
@@ -250,6 +262,7 @@ class VFolderService:
         return held
 
     async def get(self, keypair: Keypair, name: str, need: str) -> Access:
+        check_folder_ref(name)
         access = await self.repo.by_name(keypair.access_key, name)
         if access is None:
             raise errors.VFolderNotFound(f"No folder {name!r}.")
@@ -323,10 +336,16 @@ class VFolderService:
     async def upload(self, access: Access, reader: MultipartReader) -> list[str]:
         folder = access.folder
         backend = self.host_of(folder).backend
-        written = []
+        written: list[str] = []
         async with self._write_lock(folder.id):
             usage = await backend.usage(folder.id)
+            max_files = self.limits.max_folder_files
             async for filename, chunks in reader.files():
+                if len(written) >= max_files:
+                    raise errors.InvalidAPIParameters(
+                        f"An upload may hold at most {max_files} files "
+                        "(limits.max_folder_files)."
+                    )
                 path = parse_path(filename, key="filename", allow_root=False)
                 new_entries = await self._new_entries(folder, path)
                 if usage.file_count + new_entries > folder.max_files:
@@ -363,12 +382,16 @@ class VFolderService:
             except StorageError as exc:
                 raise storage_problem(exc) from exc
 
+    def _file_list(self, raw_files: object) -> list[RelPath]:
+        files = bounded_list(
+            raw_files, "files", max_items=self.limits.max_folder_files, limit_key="max_folder_files"
+        )
+        return [parse_path(f, key="files", allow_root=False) for f in files]
+
     async def open_downloads(
         self, access: Access, raw_files: object
     ) -> list[tuple[str, FileReader]]:
-        if not isinstance(raw_files, list) or not raw_files:
-            raise errors.InvalidAPIParameters("'files' must be a non-empty list of paths.")
-        paths = [parse_path(f, key="files", allow_root=False) for f in raw_files]
+        paths = self._file_list(raw_files)
         backend = self.host_of(access.folder).backend
         opened: list[tuple[str, FileReader]] = []
         try:
@@ -384,9 +407,7 @@ class VFolderService:
         return opened
 
     async def delete_files(self, access: Access, raw_files: object, recursive: bool) -> None:
-        if not isinstance(raw_files, list) or not raw_files:
-            raise errors.InvalidAPIParameters("'files' must be a non-empty list of paths.")
-        paths = [parse_path(f, key="files", allow_root=False) for f in raw_files]
+        paths = self._file_list(raw_files)
         folder = access.folder
         async with self._write_lock(folder.id):
             try:
@@ -402,22 +423,16 @@ class VFolderService:
         self, keypair: Keypair, name: str, perm: object, user_ids: object
     ) -> list[str]:
         permission = normalize_permission(perm)
-        if (
-            not isinstance(user_ids, list)
-            or not user_ids
-            or not all(isinstance(u, str) and u for u in user_ids)
-        ):
-            raise errors.InvalidAPIParameters("'user_ids' must be a non-empty list of user ids.")
+        invitees = check_user_ids(user_ids, self.limits.max_invitees)
         access = await self.get(keypair, name, OWNER_ONLY)
-        distinct = list(dict.fromkeys(user_ids))
-        return await self.repo.invite(access.folder.id, keypair.user_id, distinct, permission)
+        return await self.repo.invite(access.folder.id, keypair.user_id, invitees, permission)
 
     async def invitations(self, keypair: Keypair) -> list[Invitation]:
         return await self.repo.pending_for(keypair.user_id)
 
     async def accept(self, keypair: Keypair, inv_id: object, inv_ak: object) -> str:
         invitation_id = _parse_invitation_id(inv_id)
-        if not isinstance(inv_ak, str) or not inv_ak:
+        if not isinstance(inv_ak, str) or not ACCESS_KEY_RE.fullmatch(inv_ak):
             raise errors.InvalidAPIParameters("'inv_ak' must be an access key.")
         if inv_ak != keypair.access_key and await self.repo.user_id(inv_ak) != keypair.user_id:
             raise errors.InvalidAPIParameters("'inv_ak' is not one of your access keys.")
@@ -439,27 +454,19 @@ class VFolderService:
 
     # -- sessions --------------------------------------------------------------------------
 
-    async def resolve_mounts(self, keypair: Keypair, raw: object) -> list[dict[str, Any]]:
-        """``config.mounts`` (spec 4.2) → what the kernel row and the agent need.
+    async def resolve_mounts(
+        self, keypair: Keypair, requested: Sequence[tuple[str, str]]
+    ) -> list[dict[str, Any]]:
+        """``config.mounts`` (spec 4.2), as `parse_mounts` checked them, → what the
+        kernel row and the agent need.
 
         Unknown folders (and folders without a grant) are `VFolderNotFound`, raised
         before anything is created.
         """
-        if raw is None:
-            return []
-        if not isinstance(raw, list):
-            raise errors.InvalidAPIParameters("'config.mounts' must be a list of folder names.")
-        if len(raw) > MAX_MOUNTS:
-            raise errors.InvalidAPIParameters(f"A session mounts at most {MAX_MOUNTS} folders.")
         mounts: list[dict[str, Any]] = []
-        targets: set[str] = set()
-        for entry in raw:
-            name, alias = parse_mount(entry)
+        for name, alias in requested:
             access = await self.get(keypair, name, "ro")
             target = f"{MOUNT_ROOT}/{alias}"
-            if target in targets:
-                raise errors.InvalidAPIParameters(f"Two folders are mounted at {target}.")
-            targets.add(target)
             try:
                 spec = self.host_of(access.folder).backend.mount_spec(
                     access.folder.id, read_only=access.permission == "ro"

@@ -53,6 +53,19 @@ def authorization(
     )
 
 
+def websocket_headers(creds: Credentials, host: str, rel_url: str) -> list[tuple[bytes, bytes]]:
+    """Signed headers of a WebSocket handshake (a GET without a body) to `rel_url`."""
+    raw_date = client_date()
+    header = authorization(
+        creds, method="GET", rel_url=rel_url, raw_date=raw_date, host=host, content_type=""
+    )
+    return [
+        (b"Date", raw_date.encode()),
+        (b"X-BackendAI-Version", API_VERSION.encode()),
+        (b"Authorization", header.encode()),
+    ]
+
+
 class SigningClient:
     """Talks to one manager; every request is signed unless told otherwise."""
 

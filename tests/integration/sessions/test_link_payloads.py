@@ -51,7 +51,13 @@ async def test_a_create_with_megabytes_of_environment_is_carried(cluster: Cluste
     environ = {f"VAR_{i}": "v" * 1000 for i in range(2000)}  # ~2 MB
     try:
         session, created = await registry.create(
-            keypair, new_token(), "python", tag=None, creation_config={"environ": environ}
+            keypair,
+            new_token(),
+            "python",
+            tag=None,
+            environ=environ,
+            mounts=(),
+            creation_config={"environ": environ},
         )
     except errors.KernelCreationFailed as exc:
         # Docker or the kernel may refuse an environment this large; the link carried
