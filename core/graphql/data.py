@@ -11,8 +11,8 @@ import json
 from datetime import date
 from typing import Any
 
-from crucible.agent.images.catalog import split_ref
 from crucible.graphql.loader import Fetcher, Loader, group
+from crucible.kernels.catalog import split_ref
 from crucible.sessions.model import normalize_stats
 from crucible.usage import Period, record_from_row, usage_sql
 

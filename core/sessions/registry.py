@@ -18,7 +18,6 @@ import attrs
 import trio
 
 from crucible import errors
-from crucible.agent.images.catalog import resolve_lang
 from crucible.agents import (
     AgentCallFailed,
     AgentDirectory,
@@ -28,6 +27,7 @@ from crucible.agents import (
 from crucible.config import Config
 from crucible.db.pool import Database
 from crucible.hookspecs.scheduler import AgentCapacity, PendingSession, Scheduler
+from crucible.kernels.catalog import resolve_lang
 from crucible.keypairs import Keypair
 from crucible.resource_policies import ResourcePolicyStore
 from crucible.sessions.activity import ActivityRecorder
