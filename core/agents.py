@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,6 +11,7 @@ import attrs
 import trio
 
 from crucible.db.pool import Database
+from crucible.db.queries import agents
 from crucible.link_framing import TOO_LARGE, FramedLink, LinkClosed, MessageTooLarge
 
 log = logging.getLogger(__name__)
@@ -160,19 +160,13 @@ class AgentDirectory:
         info = message.get("agent") or {}
         capacity = {str(k): float(v) for k, v in (info.get("capacity") or {}).items()}
         images = info.get("images") or []
-        await self.db.execute(
-            """INSERT INTO agents (id, status, addr, version, available_slots, images,
-                                   last_heartbeat, lost_at)
-               VALUES ($1, 'ALIVE', $2, $3, $4::jsonb, $5::jsonb, now(), NULL)
-               ON CONFLICT (id) DO UPDATE SET
-                   status = 'ALIVE', addr = EXCLUDED.addr, version = EXCLUDED.version,
-                   available_slots = EXCLUDED.available_slots, images = EXCLUDED.images,
-                   last_heartbeat = now(), lost_at = NULL""",
+        await agents.record_heartbeat(
+            self.db,
             agent_id,
-            addr,
-            str(info.get("version", "")),
-            json.dumps(capacity),
-            json.dumps(images),
+            addr=addr,
+            version=str(info.get("version", "")),
+            capacity=capacity,
+            images=images,
         )
         if agent_id not in self._reported:
             self._reported.add(agent_id)
@@ -186,13 +180,7 @@ class AgentDirectory:
             await self.on_event(agent_id, event)
 
     async def mark_lost(self) -> list[str]:
-        rows = await self.db.fetch(
-            """UPDATE agents SET status = 'LOST', lost_at = now()
-               WHERE status = 'ALIVE' AND last_heartbeat < now() - make_interval(secs => $1)
-               RETURNING id""",
-            self.lost_after,
-        )
-        lost = [row["id"] for row in rows]
+        lost = await agents.mark_lost(self.db, self.lost_after)
         if lost:
             log.warning("agents lost (no heartbeat for %s s): %s", self.lost_after, lost)
             if self.on_lost is not None:

@@ -8,41 +8,19 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import attrs
 import trio
 
 from crucible.auth import generate_access_key, generate_secret_key
-from crucible.db.pool import Database
-from crucible.db.statements import update_statement
+from crucible.db.pool import Database, Executor
+from crucible.db.queries import kernels, keypairs, usage_daily, vfolder_permissions
+from crucible.db.queries.keypairs import Keypair
+
+__all__ = ["MAX_USER_ID_LENGTH", "Keypair", "KeypairCache", "KeypairNotFound", "KeypairRepository"]
 
 log = logging.getLogger(__name__)
 
 #: Longest user id, in characters (the ``keypairs.user_id`` column's CHECK).
 MAX_USER_ID_LENGTH = 256
-
-_COLUMNS = (
-    "access_key, secret_key, user_id, is_active, is_admin, resource_policy, "
-    "concurrency_limit, rate_limit, num_queries, last_used, created_at"
-)
-
-
-@attrs.frozen
-class Keypair:
-    access_key: str
-    secret_key: str = attrs.field(repr=False)
-    user_id: str
-    is_active: bool
-    is_admin: bool
-    resource_policy: str
-    concurrency_limit: int
-    rate_limit: int
-    num_queries: int
-    last_used: datetime | None
-    created_at: datetime
-
-    @classmethod
-    def from_row(cls, row: Any) -> Keypair:
-        return cls(**{field.name: row[field.name] for field in attrs.fields(cls)})
 
 
 class KeypairNotFound(LookupError):
@@ -50,24 +28,17 @@ class KeypairNotFound(LookupError):
 
 
 class KeypairRepository:
-    """SQL for keypairs."""
+    """Keypairs: their creation, changes and deletion (the SQL is
+    `crucible.db.queries.keypairs`)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def get(self, access_key: str) -> Keypair | None:
-        row = await self.db.fetchrow(
-            f"SELECT {_COLUMNS} FROM keypairs WHERE access_key = $1", access_key
-        )
-        return Keypair.from_row(row) if row else None
+        return await keypairs.get(self.db, access_key)
 
     async def list(self, *, user_id: str | None = None) -> list[Keypair]:
-        rows = await self.db.fetch(
-            f"SELECT {_COLUMNS} FROM keypairs WHERE $1::text IS NULL OR user_id = $1 "
-            "ORDER BY created_at, access_key",
-            user_id,
-        )
-        return [Keypair.from_row(row) for row in rows]
+        return await keypairs.listing(self.db, user_id=user_id)
 
     async def create(
         self,
@@ -80,32 +51,26 @@ class KeypairRepository:
         resource_policy: str = "default",
         access_key: str | None = None,
         secret_key: str | None = None,
+        on: Executor | None = None,
     ) -> Keypair:
-        row = await self.db.fetchrow(
-            f"""INSERT INTO keypairs (access_key, secret_key, user_id, is_admin, is_active,
-                                      concurrency_limit, rate_limit, resource_policy)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_COLUMNS}""",
-            access_key or generate_access_key(),
-            secret_key or generate_secret_key(),
-            user_id,
-            is_admin,
-            is_active,
-            concurrency_limit,
-            rate_limit,
-            resource_policy,
+        """A new keypair (random keys unless given), written on `on` (the caller's
+        transaction) or on its own."""
+        return await keypairs.insert(
+            self.db if on is None else on,
+            access_key=access_key or generate_access_key(),
+            secret_key=secret_key or generate_secret_key(),
+            user_id=user_id,
+            is_admin=is_admin,
+            is_active=is_active,
+            concurrency_limit=concurrency_limit,
+            rate_limit=rate_limit,
+            resource_policy=resource_policy,
         )
-        return Keypair.from_row(row)
 
     async def update(self, access_key: str, changes: dict[str, Any]) -> Keypair | None:
         """Set the given columns (is_active, is_admin, resource_policy, concurrency_limit,
         rate_limit); None when there is no such keypair."""
-        allowed = ("is_active", "is_admin", "resource_policy", "concurrency_limit", "rate_limit")
-        statement = update_statement("keypairs", "access_key", changes, allowed, _COLUMNS)
-        if statement is None:
-            return await self.get(access_key)
-        sql, args = statement
-        row = await self.db.fetchrow(sql, access_key, *args)
-        return Keypair.from_row(row) if row else None
+        return await keypairs.update(self.db, access_key, changes)
 
     async def delete(self, access_key: str) -> str | None:
         """Delete a keypair and its history; returns why it cannot be, or None when done.
@@ -114,37 +79,24 @@ class KeypairRepository:
         containers or data. Its ended sessions, usage records and folder shares go with it.
         """
         async with self.db.transaction() as conn:
-            row = await conn.fetchrow(
-                """SELECT (SELECT count(*) FROM kernels WHERE access_key = $1
-                             AND status <> 'TERMINATED') AS live,
-                          (SELECT count(*) FROM vfolders WHERE owner_access_key = $1) AS folders,
-                          EXISTS (SELECT 1 FROM keypairs WHERE access_key = $1) AS found""",
-                access_key,
-            )
-            if not row["found"]:
+            found = await keypairs.dependents(conn, access_key)
+            if not found.found:
                 return f"No keypair {access_key!r}."
-            if row["live"]:
-                return f"The keypair still has {row['live']} live session(s)."
-            if row["folders"]:
-                return f"The keypair still owns {row['folders']} virtual folder(s)."
-            for table, column in (
-                ("vfolder_permissions", "access_key"),
-                ("kernels", "access_key"),
-                ("usage_daily", "access_key"),
-                ("keypairs", "access_key"),
-            ):
-                await conn.execute(f"DELETE FROM {table} WHERE {column} = $1", access_key)
+            if found.live_sessions:
+                return f"The keypair still has {found.live_sessions} live session(s)."
+            if found.folders:
+                return f"The keypair still owns {found.folders} virtual folder(s)."
+            await vfolder_permissions.delete_of_keypair(conn, access_key)
+            await kernels.delete_of_keypair(conn, access_key)
+            await usage_daily.delete_of_keypair(conn, access_key)
+            await keypairs.delete(conn, access_key)
         return None
 
     async def set_active(self, access_key: str, active: bool) -> Keypair:
-        row = await self.db.fetchrow(
-            f"UPDATE keypairs SET is_active = $2 WHERE access_key = $1 RETURNING {_COLUMNS}",
-            access_key,
-            active,
-        )
-        if row is None:
+        keypair = await keypairs.set_active(self.db, access_key, active)
+        if keypair is None:
             raise KeypairNotFound(access_key)
-        return Keypair.from_row(row)
+        return keypair
 
     async def ensure_bootstrap_admin(
         self,
@@ -163,37 +115,26 @@ class KeypairRepository:
         """
         async with self.db.transaction() as conn:
             # Serialise concurrent first starts so only one admin is invented.
-            await conn.execute("LOCK TABLE keypairs IN SHARE ROW EXCLUSIVE MODE")
+            await keypairs.lock_table(conn)
             if access_key:
-                row = await conn.fetchrow(
-                    f"SELECT {_COLUMNS} FROM keypairs WHERE access_key = $1", access_key
-                )
+                found = await keypairs.get(conn, access_key)
             else:
-                row = await conn.fetchrow(
-                    f"SELECT {_COLUMNS} FROM keypairs WHERE is_admin AND is_active "
-                    "ORDER BY created_at, access_key LIMIT 1"
-                )
-            if row is not None:
-                return Keypair.from_row(row), False
-            row = await conn.fetchrow(
-                f"""INSERT INTO keypairs (access_key, secret_key, user_id, is_admin,
-                                          concurrency_limit, rate_limit)
-                    VALUES ($1, $2, $3, true, $4, $5) RETURNING {_COLUMNS}""",
-                access_key or generate_access_key(),
-                secret_key or generate_secret_key(),
+                found = await keypairs.oldest_active_admin(conn)
+            if found is not None:
+                return found, False
+            created = await self.create(
                 user_id,
-                concurrency_limit,
-                rate_limit,
+                is_admin=True,
+                concurrency_limit=concurrency_limit,
+                rate_limit=rate_limit,
+                access_key=access_key,
+                secret_key=secret_key,
+                on=conn,
             )
-            return Keypair.from_row(row), True
+            return created, True
 
     async def record_usage(self, counts: dict[str, tuple[int, datetime]]) -> None:
-        await self.db.executemany(
-            """UPDATE keypairs SET num_queries = num_queries + $2,
-                                   last_used = GREATEST(last_used, $3)
-               WHERE access_key = $1""",
-            [(key, n, when) for key, (n, when) in counts.items()],
-        )
+        await keypairs.record_usage(self.db, counts)
 
 
 class KeypairCache:

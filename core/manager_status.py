@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 
 from crucible.db.pool import Database
+from crucible.db.queries import manager_state
 
 
 class ManagerStatus(enum.StrEnum):
@@ -27,12 +28,8 @@ class ManagerStatusStore:
     async def get(self) -> ManagerStatus:
         if self.local is not None:
             return self.local
-        value = await self.db.fetchval("SELECT value FROM manager_state WHERE key = 'status'")
+        value = await manager_state.get(self.db, "status")
         return ManagerStatus(value) if value else ManagerStatus.RUNNING
 
     async def set(self, status: ManagerStatus) -> None:
-        await self.db.execute(
-            """INSERT INTO manager_state (key, value) VALUES ('status', $1)
-               ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value""",
-            status.value,
-        )
+        await manager_state.put(self.db, "status", status.value)

@@ -17,8 +17,6 @@ start-up) and from the admin GraphQL API.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -26,87 +24,54 @@ import attrs
 from crucible import errors
 from crucible.config import ResourcePolicyConfig
 from crucible.db.pool import Connection, Database
-from crucible.db.statements import update_statement
+from crucible.db.queries import keypairs, resource_policies
+from crucible.db.queries.resource_policies import ResourcePolicy
 from crucible.sessions.resources import Resources
 
-_COLUMNS = (
-    "name, max_concurrent_sessions, max_cpu_cores, max_memory_bytes, max_vfolder_count, "
-    "max_vfolder_size_bytes, created_at"
-)
+__all__ = [
+    "FALLBACK",
+    "ResourcePolicy",
+    "ResourcePolicyStore",
+    "cap",
+    "check_session_quota",
+    "vfolder_limits",
+]
 
 
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def cap(policy: ResourcePolicy, resources: Resources) -> Resources:
+    """`resources` no larger than one session may get under `policy`."""
+    cpu, mem = resources.cpu, resources.mem
+    if policy.max_cpu_cores is not None:
+        cpu = min(cpu, policy.max_cpu_cores)
+    if policy.max_memory_bytes is not None:
+        mem = min(mem, policy.max_memory_bytes)
+    return attrs.evolve(resources, cpu=cpu, mem=mem)
 
 
-@attrs.frozen
-class ResourcePolicy:
-    name: str
-    max_concurrent_sessions: int
-    #: None: no cap.
-    max_cpu_cores: float | None
-    max_memory_bytes: int | None
-    max_vfolder_count: int | None
-    max_vfolder_size_bytes: int | None
-    created_at: datetime | None = None
-
-    @classmethod
-    def from_row(cls, row: Any) -> ResourcePolicy:
-        return cls(
-            name=row["name"],
-            max_concurrent_sessions=row["max_concurrent_sessions"],
-            max_cpu_cores=_optional_float(row["max_cpu_cores"]),
-            max_memory_bytes=row["max_memory_bytes"],
-            max_vfolder_count=row["max_vfolder_count"],
-            max_vfolder_size_bytes=row["max_vfolder_size_bytes"],
-            created_at=row["created_at"],
+def check_session_quota(
+    policy: ResourcePolicy,
+    *,
+    concurrency_limit: int,
+    live: int,
+    used_cpu: float,
+    used_mem: int,
+    wanted: Resources,
+) -> None:
+    """Raise `QuotaExceeded` unless one more session of `wanted` fits under `policy`."""
+    limit = min(concurrency_limit, policy.max_concurrent_sessions)
+    if live >= limit:
+        raise errors.QuotaExceeded(f"This keypair may run {limit} sessions at once.")
+    # A small tolerance: slots are stored as floats rounded to thousandths.
+    if policy.max_cpu_cores is not None and used_cpu + wanted.cpu > policy.max_cpu_cores + 1e-6:
+        raise errors.QuotaExceeded(
+            f"Resource policy {policy.name!r} allows {policy.max_cpu_cores:g} cores in total; "
+            f"{used_cpu:g} are in use."
         )
-
-    @classmethod
-    def from_config(cls, name: str, config: ResourcePolicyConfig) -> ResourcePolicy:
-        # In TOML there is no null, so 0 spells "no cap".
-        return cls(
-            name=name,
-            max_concurrent_sessions=config.max_concurrent_sessions,
-            max_cpu_cores=config.max_cpu_cores or None,
-            max_memory_bytes=config.max_memory_bytes or None,
-            max_vfolder_count=config.max_vfolder_count or None,
-            max_vfolder_size_bytes=config.max_vfolder_size_bytes or None,
+    if policy.max_memory_bytes is not None and used_mem + wanted.mem > policy.max_memory_bytes:
+        raise errors.QuotaExceeded(
+            f"Resource policy {policy.name!r} allows {policy.max_memory_bytes} bytes of memory "
+            f"in total; {used_mem} are in use."
         )
-
-    def cap(self, resources: Resources) -> Resources:
-        """`resources` no larger than one session may get under this policy."""
-        cpu, mem = resources.cpu, resources.mem
-        if self.max_cpu_cores is not None:
-            cpu = min(cpu, self.max_cpu_cores)
-        if self.max_memory_bytes is not None:
-            mem = min(mem, self.max_memory_bytes)
-        return attrs.evolve(resources, cpu=cpu, mem=mem)
-
-    def check_session_quota(
-        self,
-        *,
-        concurrency_limit: int,
-        live: int,
-        used_cpu: float,
-        used_mem: int,
-        wanted: Resources,
-    ) -> None:
-        """Raise `QuotaExceeded` unless one more session of `wanted` fits."""
-        limit = min(concurrency_limit, self.max_concurrent_sessions)
-        if live >= limit:
-            raise errors.QuotaExceeded(f"This keypair may run {limit} sessions at once.")
-        # A small tolerance: slots are stored as floats rounded to thousandths.
-        if self.max_cpu_cores is not None and used_cpu + wanted.cpu > self.max_cpu_cores + 1e-6:
-            raise errors.QuotaExceeded(
-                f"Resource policy {self.name!r} allows {self.max_cpu_cores:g} cores in total; "
-                f"{used_cpu:g} are in use."
-            )
-        if self.max_memory_bytes is not None and used_mem + wanted.mem > self.max_memory_bytes:
-            raise errors.QuotaExceeded(
-                f"Resource policy {self.name!r} allows {self.max_memory_bytes} bytes of memory "
-                f"in total; {used_mem} are in use."
-            )
 
 
 #: What applies when a keypair's policy row is gone (it cannot be: a foreign key guards
@@ -115,85 +80,40 @@ FALLBACK = ResourcePolicy("default", 5, None, None, None, None)
 
 
 class ResourcePolicyStore:
-    """SQL for the ``resource_policies`` table."""
+    """Resource policies: kept in step with TOML, changed through the admin API (the SQL is
+    `crucible.db.queries.resource_policies`)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def get(self, name: str) -> ResourcePolicy | None:
-        row = await self.db.fetchrow(
-            f"SELECT {_COLUMNS} FROM resource_policies WHERE name = $1", name
-        )
-        return ResourcePolicy.from_row(row) if row else None
+        return await resource_policies.get(self.db, name)
 
     async def for_keypair(self, conn: Connection, access_key: str) -> ResourcePolicy:
         """The policy of `access_key`, read on `conn` (inside the caller's transaction)."""
-        row = await conn.fetchrow(
-            f"""SELECT {", ".join("p." + c.strip() for c in _COLUMNS.split(","))}
-                FROM keypairs k JOIN resource_policies p ON p.name = k.resource_policy
-                WHERE k.access_key = $1""",
-            access_key,
-        )
-        return ResourcePolicy.from_row(row) if row else FALLBACK
+        return await resource_policies.of_keypair(conn, access_key) or FALLBACK
 
     async def list(self) -> list[ResourcePolicy]:
-        rows = await self.db.fetch(f"SELECT {_COLUMNS} FROM resource_policies ORDER BY name")
-        return [ResourcePolicy.from_row(row) for row in rows]
+        return await resource_policies.listing(self.db)
 
     async def upsert(self, policy: ResourcePolicy) -> ResourcePolicy:
-        row = await self.db.fetchrow(
-            f"""INSERT INTO resource_policies (name, max_concurrent_sessions, max_cpu_cores,
-                    max_memory_bytes, max_vfolder_count, max_vfolder_size_bytes)
-                VALUES ($1, $2, $3, $4, $5, $6)
-                ON CONFLICT (name) DO UPDATE SET
-                    max_concurrent_sessions = EXCLUDED.max_concurrent_sessions,
-                    max_cpu_cores = EXCLUDED.max_cpu_cores,
-                    max_memory_bytes = EXCLUDED.max_memory_bytes,
-                    max_vfolder_count = EXCLUDED.max_vfolder_count,
-                    max_vfolder_size_bytes = EXCLUDED.max_vfolder_size_bytes
-                RETURNING {_COLUMNS}""",
-            *_values(policy),
-        )
-        return ResourcePolicy.from_row(row)
+        return await resource_policies.upsert(self.db, policy)
 
     async def create(self, policy: ResourcePolicy) -> ResourcePolicy | None:
         """Insert `policy`; None when the name is taken."""
-        row = await self.db.fetchrow(
-            f"""INSERT INTO resource_policies (name, max_concurrent_sessions, max_cpu_cores,
-                    max_memory_bytes, max_vfolder_count, max_vfolder_size_bytes)
-                VALUES ($1, $2, $3, $4, $5, $6)
-                ON CONFLICT (name) DO NOTHING RETURNING {_COLUMNS}""",
-            *_values(policy),
-        )
-        return ResourcePolicy.from_row(row) if row else None
+        return await resource_policies.insert_new(self.db, policy)
 
     async def update(self, name: str, changes: Mapping[str, Any]) -> ResourcePolicy | None:
         """Set the given columns (None clears an optional cap); None when no such policy."""
-        allowed = (
-            "max_concurrent_sessions",
-            "max_cpu_cores",
-            "max_memory_bytes",
-            "max_vfolder_count",
-            "max_vfolder_size_bytes",
-        )
-        values = {col: _column_value(col, value) for col, value in changes.items()}
-        statement = update_statement("resource_policies", "name", values, allowed, _COLUMNS)
-        if statement is None:
-            return await self.get(name)
-        sql, args = statement
-        row = await self.db.fetchrow(sql, name, *args)
-        return ResourcePolicy.from_row(row) if row else None
+        return await resource_policies.update(self.db, name, changes)
 
     async def delete(self, name: str) -> str | None:
         """Delete the policy; returns why it could not be deleted, or None on success."""
         async with self.db.transaction() as conn:
-            users = await conn.fetchval(
-                "SELECT count(*) FROM keypairs WHERE resource_policy = $1", name
-            )
+            users = await keypairs.count_under_policy(conn, name)
             if users:
                 return f"{users} keypair(s) still use resource policy {name!r}."
-            status = await conn.execute("DELETE FROM resource_policies WHERE name = $1", name)
-            if status.endswith(" 0"):
+            if not await resource_policies.delete(conn, name):
                 return f"No resource policy named {name!r}."
         return None
 
@@ -203,34 +123,12 @@ class ResourcePolicyStore:
             await self.upsert(ResourcePolicy.from_config(name, config))
 
 
-def _column_value(column: str, value: Any) -> Any:
-    if column == "max_cpu_cores" and value is not None:
-        return Decimal(str(round(float(value), 3)))
-    return value
-
-
-def _values(policy: ResourcePolicy) -> tuple[Any, ...]:
-    return (
-        policy.name,
-        policy.max_concurrent_sessions,
-        _column_value("max_cpu_cores", policy.max_cpu_cores),
-        policy.max_memory_bytes,
-        policy.max_vfolder_count,
-        policy.max_vfolder_size_bytes,
-    )
-
-
 async def vfolder_limits(db: Database, access_key: str) -> tuple[int | None, int | None]:
     """``(max folders owned, max bytes per folder)`` of `access_key`'s policy (None: no cap).
 
     For the vfolder API to call before creating a folder.
     """
-    row = await db.fetchrow(
-        """SELECT p.max_vfolder_count, p.max_vfolder_size_bytes
-           FROM keypairs k JOIN resource_policies p ON p.name = k.resource_policy
-           WHERE k.access_key = $1""",
-        access_key,
-    )
-    if row is None:
+    policy = await resource_policies.of_keypair(db, access_key)
+    if policy is None:
         return None, None
-    return row["max_vfolder_count"], row["max_vfolder_size_bytes"]
+    return policy.max_vfolder_count, policy.max_vfolder_size_bytes

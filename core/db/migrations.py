@@ -14,6 +14,7 @@ from importlib import resources
 import attrs
 
 from crucible.db.pool import Database
+from crucible.db.queries import locks
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ async def migrate(db: Database, migrations: list[Migration] | None = None) -> li
     migrations = bundled_migrations() if migrations is None else migrations
     applied_now = []
     async with db.transaction() as conn:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_ID)
+        await locks.hold(conn, MIGRATION_LOCK_ID)
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
                    version integer PRIMARY KEY,

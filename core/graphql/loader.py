@@ -15,7 +15,7 @@ phase performs them exactly once (in document order), and later passes read the 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from crucible.db.pool import Database
@@ -87,6 +87,17 @@ class Loader:
         """Store a value obtained some other way (e.g. rows a mutation returned)."""
         self._cache[(kind, params, key)] = value
 
+    # -- a counting `crucible.db.pool.Executor`: fetchers hand the loader to the query
+    # functions, so every statement they run is counted.
+
+    async def execute(self, query: str, *args: Any) -> str:
+        self.statements += 1
+        return await self.db.execute(query, *args)
+
+    async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
+        self.statements += 1
+        await self.db.executemany(query, args)
+
     async def fetch(self, query: str, *args: Any) -> list[Any]:
         self.statements += 1
         return await self.db.fetch(query, *args)
@@ -94,6 +105,10 @@ class Loader:
     async def fetchrow(self, query: str, *args: Any) -> Any:
         self.statements += 1
         return await self.db.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        self.statements += 1
+        return await self.db.fetchval(query, *args)
 
 
 def _placeholder(empty: Any) -> Any:

@@ -14,7 +14,7 @@ from crucible import errors
 from crucible.graphql.context import GraphQLContext
 from crucible.graphql.data import keypair_object
 from crucible.graphql.loader import Loader, Mutation
-from crucible.keypairs import MAX_USER_ID_LENGTH, Keypair
+from crucible.keypairs import MAX_USER_ID_LENGTH
 from crucible.resource_policies import ResourcePolicy
 
 log = logging.getLogger(__name__)
@@ -31,25 +31,6 @@ _POLICY_FIELDS = (
 def _context(loader: Loader) -> GraphQLContext:
     context: GraphQLContext = loader.context
     return context
-
-
-def _keypair_dict(keypair: Keypair) -> dict[str, Any]:
-    return keypair_object({name: getattr(keypair, name) for name in _KEYPAIR_FIELDS})
-
-
-_KEYPAIR_FIELDS = (
-    "access_key",
-    "secret_key",
-    "user_id",
-    "is_active",
-    "is_admin",
-    "resource_policy",
-    "concurrency_limit",
-    "rate_limit",
-    "num_queries",
-    "last_used",
-    "created_at",
-)
 
 
 async def _check_keypair_props(loader: Loader, props: dict[str, Any]) -> str | None:
@@ -95,7 +76,7 @@ async def create_keypair(loader: Loader, arguments: dict[str, Any]) -> dict[str,
         log.exception("create_keypair for %r failed", user_id)
         return {**failed, "msg": "The keypair could not be stored."}
     log.info("keypair %s created for %r by %s", keypair.access_key, user_id, ctx.viewer.access_key)
-    return {"ok": True, "msg": "", "keypair": _keypair_dict(keypair)}
+    return {"ok": True, "msg": "", "keypair": keypair_object(keypair)}
 
 
 def _or(value: Any, default: Any) -> Any:

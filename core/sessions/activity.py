@@ -12,6 +12,8 @@ import logging
 import trio
 
 from crucible.db.pool import Database
+from crucible.db.queries import kernels
+from crucible.usage import record_executions
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +35,9 @@ class ActivityRecorder:
         executions, self._executions = self._executions, collections.Counter()
         try:
             if queries:
-                await self.db.executemany(
-                    """UPDATE kernels SET num_queries = num_queries + $2, last_active = now()
-                       WHERE id = $1::uuid""",
-                    list(queries.items()),
-                )
+                await kernels.record_queries(self.db, list(queries.items()))
             if executions:
-                await self.db.executemany(
-                    """INSERT INTO usage_daily (access_key, day, executions)
-                       VALUES ($1, current_date, $2)
-                       ON CONFLICT (access_key, day)
-                       DO UPDATE SET executions = usage_daily.executions + EXCLUDED.executions""",
-                    list(executions.items()),
-                )
+                await record_executions(self.db, executions)
         except Exception:
             log.exception("could not record session activity")
 

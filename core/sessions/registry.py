@@ -7,7 +7,6 @@ a keypair's concurrency limit.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -25,17 +24,19 @@ from crucible.agents import (
     AgentUnreachable,
 )
 from crucible.config import Config
-from crucible.db.pool import Database
+from crucible.db.pool import Database, Executor
+from crucible.db.queries import agents as agent_rows
+from crucible.db.queries import kernels, locks, vfolders
 from crucible.hookspecs.scheduler import AgentCapacity, PendingSession, Scheduler
 from crucible.kernels.catalog import resolve_lang
 from crucible.keypairs import Keypair
-from crucible.resource_policies import ResourcePolicyStore
+from crucible.resource_policies import ResourcePolicyStore, cap, check_session_quota
 from crucible.sessions.activity import ActivityRecorder
 from crucible.sessions.events import SessionEvents
-from crucible.sessions.model import SESSION_COLUMNS, Session, normalize_stats
+from crucible.sessions.model import Session, normalize_stats
 from crucible.sessions.requests import check_token
 from crucible.sessions.resources import Resources, resolve_resources
-from crucible.usage import record_memory_samples
+from crucible.usage import record_memory_samples, record_session_end, record_session_start
 
 if TYPE_CHECKING:
     from crucible.vfolders.service import VFolderService
@@ -98,30 +99,18 @@ class SessionRegistry:
         # A token no session can have (a NUL, a slash, 500 characters) is the client's
         # mistake, said as such before the database sees it; a well-formed one is a 404.
         check_token(token, "kernelId")
-        row = await self.db.fetchrow(
-            f"""SELECT {SESSION_COLUMNS} FROM kernels
-                WHERE access_key = $1 AND sess_id = $2 AND role = 'master'
-                  AND status <> 'TERMINATED'""",
-            access_key,
-            token,
-        )
-        if row is None:
+        session = await kernels.live_session(self.db, access_key, token)
+        if session is None:
             raise errors.KernelNotFound(f"No live session {token!r}.")
-        return Session.from_row(row)
+        return session
 
     async def count_live(self) -> int:
-        return int(
-            await self.db.fetchval(
-                "SELECT count(*) FROM kernels WHERE role = 'master' AND status <> 'TERMINATED'"
-            )
-        )
+        return await kernels.count_live_sessions(self.db)
 
     async def image_catalog(self) -> list[tuple[str, dict[str, str]]]:
-        rows = await self.db.fetch("SELECT images FROM agents WHERE status = 'ALIVE'")
         catalog: dict[str, dict[str, str]] = {}
-        for row in rows:
-            images = row["images"]
-            for image in json.loads(images) if isinstance(images, str) else images:
+        for images in await agent_rows.alive_images(self.db):
+            for image in images:
                 catalog.setdefault(str(image["ref"]), dict(image.get("labels") or {}))
         return sorted(catalog.items())
 
@@ -191,15 +180,10 @@ class SessionRegistry:
             with trio.CancelScope(shield=True), trio.move_on_after(CALL_TIMEOUT):
                 await self.destroy(session, "creation-cancelled")
             raise
-        row = await self.db.fetchrow(
-            f"""UPDATE kernels SET status = 'RUNNING', container_id = $2
-                WHERE id = $1::uuid AND status = 'PREPARING' RETURNING {SESSION_COLUMNS}""",
-            session.id,
-            result.get("container_id"),
-        )
-        if row is None:  # destroyed while it was being created
+        running = await kernels.mark_running(self.db, session.id, result.get("container_id"))
+        if running is None:  # destroyed while it was being created
             raise errors.KernelCreationFailed("The session was terminated while starting.")
-        return Session.from_row(row), True
+        return running, True
 
     async def _resolve_mounts(
         self, keypair: Keypair, token: str, requested: Sequence[tuple[str, str]]
@@ -210,13 +194,7 @@ class SessionRegistry:
         """
         if not requested or self.vfolders is None:
             return []
-        live = await self.db.fetchval(
-            """SELECT count(*) FROM kernels WHERE access_key = $1 AND sess_id = $2
-               AND role = 'master' AND status <> 'TERMINATED'""",
-            keypair.access_key,
-            token,
-        )
-        if live:
+        if await kernels.live_session(self.db, keypair.access_key, token) is not None:
             return []
         return await self.vfolders.resolve_mounts(keypair, requested)
 
@@ -229,15 +207,8 @@ class SessionRegistry:
         """
         ids = [uuid.UUID(m["id"]) for m in mounts]
         async with self.db.transaction() as conn:
-            found = await conn.fetch(
-                "SELECT id FROM vfolders WHERE id = ANY($1::uuid[]) FOR SHARE", ids
-            )
-            if len({row["id"] for row in found}) == len(set(ids)):
-                await conn.execute(
-                    "UPDATE kernels SET mounts = $2::jsonb WHERE id = $1::uuid",
-                    session.id,
-                    json.dumps(mounts),
-                )
+            if len(await vfolders.lock_existing(conn, ids)) == len(set(ids)):
+                await kernels.set_mounts(conn, session.id, mounts)
                 return
         await self._set_terminated(session.id, "vfolder-deleted", status="ERROR")
         raise errors.VFolderNotFound("A folder to mount was deleted meanwhile.")
@@ -253,92 +224,60 @@ class SessionRegistry:
         resources: Resources,
     ) -> tuple[Session, bool]:
         async with self.db.transaction() as conn:
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", PLACEMENT_LOCK_ID)
-            row = await conn.fetchrow(
-                f"""SELECT {SESSION_COLUMNS} FROM kernels WHERE access_key = $1 AND sess_id = $2
-                    AND role = 'master' AND status <> 'TERMINATED'""",
-                keypair.access_key,
-                token,
-            )
-            if row is not None:
-                return Session.from_row(row), False
+            await locks.hold(conn, PLACEMENT_LOCK_ID)
+            existing = await kernels.live_session(conn, keypair.access_key, token)
+            if existing is not None:
+                return existing, False
             # The keypair's resource policy caps this session and the keypair's total.
             policy = await self.policies.for_keypair(conn, keypair.access_key)
-            resources = policy.cap(resources)
-            live = await conn.fetchrow(
-                """SELECT count(*) FILTER (WHERE role = 'master') AS sessions,
-                          coalesce(sum((occupied_slots->>'cpu')::numeric), 0) AS cpu,
-                          coalesce(sum((occupied_slots->>'mem')::numeric), 0) AS mem
-                   FROM kernels WHERE access_key = $1 AND status <> 'TERMINATED'""",
-                keypair.access_key,
-            )
-            policy.check_session_quota(
+            resources = cap(policy, resources)
+            load = await kernels.keypair_load(conn, keypair.access_key)
+            check_session_quota(
+                policy,
                 concurrency_limit=keypair.concurrency_limit,
-                live=live["sessions"],
-                used_cpu=float(live["cpu"]),
-                used_mem=int(live["mem"]),
+                live=load.sessions,
+                used_cpu=load.cpu,
+                used_mem=load.mem,
                 wanted=resources,
             )
-            agents = await self._capacities(conn, image)
+            capacities = await self._capacities(conn, image)
             pending = PendingSession(
                 kernel_id=token,
                 access_key=keypair.access_key,
                 requested=resources.slots(),
                 requested_at=datetime.now(UTC),
             )
-            choice = self.scheduler.pick_agent(pending, agents)
+            choice = self.scheduler.pick_agent(pending, capacities)
             if choice is None:
                 raise errors.InstanceNotAvailable(
                     f"No agent has {resources.cpu} free cores and {resources.mem} free bytes."
                 )
-            row = await conn.fetchrow(
-                f"""INSERT INTO kernels (id, sess_id, access_key, agent_id, status, image, lang,
-                                         tag, environ, occupied_slots)
-                    VALUES ($1, $2, $3, $4, 'PREPARING', $5, $6, $7, $8::jsonb, $9::jsonb)
-                    RETURNING {SESSION_COLUMNS}""",
-                uuid.uuid4(),
-                token,
-                keypair.access_key,
-                choice.agent_id,
-                image,
-                lang,
-                tag,
-                json.dumps(environ),
-                json.dumps(resources.slots()),
+            session = await kernels.insert_session(
+                conn,
+                token=token,
+                access_key=keypair.access_key,
+                agent_id=choice.agent_id,
+                image=image,
+                lang=lang,
+                tag=tag,
+                environ=environ,
+                slots=resources.slots(),
             )
-            await conn.execute(
-                """INSERT INTO usage_daily (access_key, day, sessions_started)
-                   VALUES ($1, current_date, 1) ON CONFLICT (access_key, day)
-                   DO UPDATE SET sessions_started = usage_daily.sessions_started + 1""",
-                keypair.access_key,
-            )
-            return Session.from_row(row), True
+            await record_session_start(conn, keypair.access_key)
+            return session, True
 
-    async def _capacities(self, conn: Any, image: str) -> list[AgentCapacity]:
-        rows = await conn.fetch(
-            """SELECT a.id, a.available_slots, a.images,
-                      coalesce(sum((k.occupied_slots->>'cpu')::numeric), 0) AS cpu,
-                      coalesce(sum((k.occupied_slots->>'mem')::numeric), 0) AS mem
-               FROM agents a LEFT JOIN kernels k
-                 ON k.agent_id = a.id AND k.status <> 'TERMINATED'
-               WHERE a.status = 'ALIVE'
-               GROUP BY a.id"""
-        )
+    async def _capacities(self, conn: Executor, image: str) -> list[AgentCapacity]:
         capacities = []
-        for row in rows:
-            if row["id"] not in self.agents.links:
+        for agent in await agent_rows.with_status(conn, "ALIVE"):
+            if agent.id not in self.agents.links:
                 continue  # this manager could not talk to it
-            images = row["images"]
-            refs = {i["ref"] for i in (json.loads(images) if isinstance(images, str) else images)}
-            if image not in refs:
+            if image not in {i["ref"] for i in agent.images}:
                 continue
-            slots = row["available_slots"]
-            available = json.loads(slots) if isinstance(slots, str) else slots
             capacities.append(
                 AgentCapacity(
-                    agent_id=row["id"],
-                    available={k: float(v) for k, v in available.items()},
-                    occupied={"cpu": float(row["cpu"]), "mem": float(row["mem"])},
+                    agent_id=agent.id,
+                    available={k: float(v) for k, v in agent.available_slots.items()},
+                    occupied={"cpu": agent.used_cpu, "mem": agent.used_mem},
                 )
             )
         return capacities
@@ -474,10 +413,7 @@ class SessionRegistry:
 
     async def restart(self, session: Session) -> None:
         self.activity.touch(session.id, session.access_key)
-        await self.db.execute(
-            "UPDATE kernels SET status = 'RESTARTING' WHERE id = $1::uuid AND status = 'RUNNING'",
-            session.id,
-        )
+        await kernels.mark_restarting(self.db, session.id)
         try:
             result = await self._call(
                 attrs.evolve(session, status="RUNNING"),
@@ -489,12 +425,7 @@ class SessionRegistry:
         except errors.KernelRestartFailed:
             await self._set_terminated(session.id, "restart-failed")
             raise
-        await self.db.execute(
-            """UPDATE kernels SET status = 'RUNNING', container_id = $2, last_active = now()
-               WHERE id = $1::uuid AND status = 'RESTARTING'""",
-            session.id,
-            result.get("container_id"),
-        )
+        await kernels.mark_restarted(self.db, session.id, result.get("container_id"))
         self.events.publish(session.id, "restarted", "user-requested")
 
     # -- destroy --------------------------------------------------------------------------
@@ -503,11 +434,7 @@ class SessionRegistry:
         self, session: Session, reason: str = "user-requested"
     ) -> dict[str, int] | None:
         """End a session; returns its last stats. Never leaves it half-ended."""
-        await self.db.execute(
-            """UPDATE kernels SET status = 'TERMINATING'
-               WHERE id = $1::uuid AND status <> 'TERMINATED'""",
-            session.id,
-        )
+        await kernels.mark_terminating(self.db, session.id)
         stats: dict[str, int] | None = session.last_stat
         if session.agent_id is not None:
             try:
@@ -533,11 +460,7 @@ class SessionRegistry:
         return stats
 
     async def destroy_all(self) -> int:
-        rows = await self.db.fetch(
-            f"""SELECT {SESSION_COLUMNS} FROM kernels
-                WHERE role = 'master' AND status <> 'TERMINATED'"""
-        )
-        sessions = [Session.from_row(row) for row in rows]
+        sessions = await kernels.live_sessions(self.db)
         async with trio.open_nursery() as nursery:
             for session in sessions:
                 nursery.start_soon(self._destroy_quietly, session, "force-killed")
@@ -557,32 +480,16 @@ class SessionRegistry:
         status: str = "TERMINATED",
         stats: dict[str, int] | None = None,
     ) -> None:
-        row = await self.db.fetchrow(
-            """UPDATE kernels SET status = 'TERMINATED', status_info = $2, terminated_at = now(),
-                                  last_stat = coalesce($3::jsonb, last_stat)
-               WHERE id = $1::uuid AND status <> 'TERMINATED'
-               RETURNING access_key, last_stat""",
+        ended = await kernels.mark_terminated(
+            self.db,
             session_id,
             reason if status == "TERMINATED" else f"{status.lower()}: {reason}",
-            json.dumps(stats) if stats is not None else None,
+            stats,
         )
-        if row is not None:
+        if ended is not None:
             self.events.publish(session_id, "terminated", reason)
-            await self._account_usage(row["access_key"], normalize_stats(_loads(row["last_stat"])))
-
-    async def _account_usage(self, access_key: str, stats: dict[str, int] | None) -> None:
-        if not stats:
-            return
-        await self.db.execute(
-            """INSERT INTO usage_daily (access_key, day, cpu_time_ms, mem_peak_bytes)
-               VALUES ($1, current_date, $2, $3) ON CONFLICT (access_key, day)
-               DO UPDATE SET cpu_time_ms = usage_daily.cpu_time_ms + EXCLUDED.cpu_time_ms,
-                             mem_peak_bytes = greatest(usage_daily.mem_peak_bytes,
-                                                       EXCLUDED.mem_peak_bytes)""",
-            access_key,
-            stats["cpu_used"],
-            stats["mem_max_bytes"],
-        )
+            if ended.last_stat:
+                await record_session_end(self.db, ended.access_key, ended.last_stat)
 
     # -- agent reports --------------------------------------------------------------------
 
@@ -601,42 +508,33 @@ class SessionRegistry:
         for entry in message.get("kernels") or []:
             if isinstance(entry, dict) and entry.get("kernel_id"):
                 reported[str(entry["kernel_id"])] = normalize_stats(entry.get("stats"))
-        rows = await self.db.fetch(
-            """SELECT id::text AS id, status, created_at FROM kernels
-               WHERE agent_id = $1 AND (status <> 'TERMINATED' OR id::text = ANY($2::text[]))""",
-            agent_id,
-            list(reported),
-        )
-        known = {row["id"]: row for row in rows}
+        known = {k.id: k for k in await kernels.placements_on_agent(self.db, agent_id, reported)}
         stat_updates = [
-            (kid, json.dumps(stats))
+            (kid, stats)
             for kid, stats in reported.items()
-            if stats is not None and kid in known and known[kid]["status"] != "TERMINATED"
+            if stats is not None and kid in known and known[kid].status != "TERMINATED"
         ]
         if stat_updates:
-            await self.db.executemany(
-                "UPDATE kernels SET last_stat = $2::jsonb WHERE id = $1::uuid", stat_updates
-            )
+            await kernels.set_stats(self.db, stat_updates)
             # One sample per live kernel per heartbeat: the daily average memory (usage).
             await record_memory_samples(
                 self.db,
-                [(kid, stats["mem_cur_bytes"]) for kid, stats in reported.items()
-                 if stats is not None and kid in known and known[kid]["status"] != "TERMINATED"],
+                [(known[kid].access_key, stats["mem_cur_bytes"]) for kid, stats in stat_updates],
             )
         # Kernels the agent runs but nobody wants any more: remove them.
         for kernel_id in reported:
-            row = known.get(kernel_id)
-            if row is None or row["status"] == "TERMINATED":
+            placed = known.get(kernel_id)
+            if placed is None or placed.status == "TERMINATED":
                 log.info("asking agent %s to remove orphan kernel %s", agent_id, kernel_id)
                 await self._remove_orphan(agent_id, kernel_id)
         # Kernels we think run there but the agent does not have (after a grace period,
         # since a create may be in flight).
         now = datetime.now(UTC)
-        for kernel_id, row in known.items():
+        for kernel_id, placed in known.items():
             if (
                 kernel_id not in reported
-                and row["status"] in ("RUNNING",)
-                and (now - row["created_at"]).total_seconds() > 30
+                and placed.status in ("RUNNING",)
+                and (now - placed.created_at).total_seconds() > 30
             ):
                 await self._set_terminated(kernel_id, "lost-by-agent")
 
@@ -649,13 +547,8 @@ class SessionRegistry:
             log.warning("could not remove orphan kernel %s: %s", kernel_id, exc)
 
     async def _on_agents_lost(self, agent_ids: list[str]) -> None:
-        rows = await self.db.fetch(
-            """SELECT id::text AS id FROM kernels
-               WHERE agent_id = ANY($1::text[]) AND status <> 'TERMINATED'""",
-            agent_ids,
-        )
-        for row in rows:
-            await self._set_terminated(row["id"], "agent-lost")
+        for kernel_id in await kernels.live_on_agents(self.db, agent_ids):
+            await self._set_terminated(kernel_id, "agent-lost")
 
     # -- idle reaper ----------------------------------------------------------------------
 
@@ -663,17 +556,11 @@ class SessionRegistry:
         timeout = self.config.sessions.idle_timeout
         if timeout <= 0:
             return 0
-        rows = await self.db.fetch(
-            f"""SELECT {SESSION_COLUMNS} FROM kernels
-                WHERE role = 'master' AND status = 'RUNNING'
-                  AND last_active < now() - make_interval(secs => $1)""",
-            float(timeout),
-        )
-        for row in rows:
-            session = Session.from_row(row)
+        idle = await kernels.idle_sessions(self.db, timeout)
+        for session in idle:
             log.info("reaping idle session %s", session.token)
             await self._destroy_quietly(session, "idle-timeout")
-        return len(rows)
+        return len(idle)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Background duties: activity flushes, idle reaping, lost-agent detection."""
@@ -687,7 +574,3 @@ class SessionRegistry:
                     await self.reap_idle()
                 except Exception:
                     log.exception("idle reaper failed")
-
-
-def _loads(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value

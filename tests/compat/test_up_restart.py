@@ -6,9 +6,16 @@ adopted by the new instance and stopped when that one stops (issue 9, finding 9)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import AsyncIterator
+
+import trio
+
+from testlib.sessions import create, new_token
+from testlib.signing import Credentials, SigningClient
 
 from ._support import (
     STOP_TIMEOUT,
@@ -62,3 +69,60 @@ def test_a_command_next_to_a_live_instance_leaves_its_database_running() -> None
             stop_and_check(proc, state_dir, log_path)
         finally:
             kill_if_running(proc)
+
+
+TICKING = """\
+import time
+for i in range(1000):
+    print('tick', i, flush=True)
+    time.sleep(0.1)
+"""
+
+
+async def test_a_run_in_progress_keeps_its_time_limit_across_a_sigkill() -> None:
+    """The exact report of issue 9 (finding 9): `crucible up` killed with SIGKILL while a
+    run printed, then started again: the run must still end at its time limit."""
+    limit = 8
+    with scratch_state("crucible-runlimit-") as (state_dir, log_path):
+        config = state_dir.parent / "crucible.toml"
+        config.write_text(f"[agent]\nmax_exec_seconds = {limit}\n")
+        first: subprocess.Popen[str] | None = None
+        second: subprocess.Popen[str] | None = None
+        try:
+            server = start_crucible_up(state_dir, log_path, "--config", str(config))
+            first = server.process
+            creds = Credentials(server.access_key, server.secret_key)
+            token = new_token()
+            async with _client(server.endpoint, creds) as client:
+                assert (await create(client, token)).status_code == 201
+                started = trio.current_time()
+                response = await client.post(
+                    f"/kernel/{token}", json={"mode": "query", "code": TICKING, "runId": None}
+                )
+                assert response.json()["result"]["status"] == "continued"
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(timeout=STOP_TIMEOUT)
+
+            server = start_crucible_up(state_dir, log_path, "--config", str(config))
+            second = server.process
+            async with _client(server.endpoint, creds) as client:
+                with trio.fail_after(limit + 30):
+                    while (await client.get(f"/kernel/{token}")).status_code != 404:
+                        await trio.sleep(0.2)
+                ended = trio.current_time() - started
+            # Killed and restarted within the limit, the run ended at about the limit,
+            # not at the image's 30 s nor never (it would print for 100 s).
+            assert ended < limit + 8, (ended, log_path.read_text()[-2000:])
+            stop_and_check(second, state_dir, log_path)
+        finally:
+            kill_if_running(first)
+            kill_if_running(second)
+
+
+@contextlib.asynccontextmanager
+async def _client(endpoint: str, creds: Credentials) -> AsyncIterator[SigningClient]:
+    client = SigningClient(endpoint, creds)
+    try:
+        yield client
+    finally:
+        await client.aclose()

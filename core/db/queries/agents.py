@@ -1,0 +1,120 @@
+"""SQL for the ``agents`` table: one row per agent that ever sent a heartbeat."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from crucible.db.pool import Executor
+from crucible.db.queries.columns import from_jsonb, to_jsonb
+
+
+@attrs.frozen
+class Agent:
+    """An agent's row, with what its live kernels occupy (summed over ``kernels``)."""
+
+    id: str
+    status: str
+    region: str
+    addr: str
+    first_contact: datetime
+    lost_at: datetime | None
+    available_slots: dict[str, float]
+    #: The images it has installed: ``{"ref", "id", "labels"}`` objects.
+    images: list[dict[str, Any]]
+    last_stat: dict[str, Any]
+    used_cpu: float
+    used_mem: float
+    #: The memory its kernels used at their last report, bytes.
+    mem_cur: float
+
+    @classmethod
+    def from_row(cls, row: Any) -> Agent:
+        return cls(
+            id=row["id"],
+            status=row["status"],
+            region=row["region"],
+            addr=row["addr"],
+            first_contact=row["first_contact"],
+            lost_at=row["lost_at"],
+            available_slots=from_jsonb(row["available_slots"]) or {},
+            images=from_jsonb(row["images"]) or [],
+            last_stat=from_jsonb(row["last_stat"]) or {},
+            used_cpu=float(row["used_cpu"]),
+            used_mem=float(row["used_mem"]),
+            mem_cur=float(row["mem_cur"]),
+        )
+
+
+_WITH_LOAD = """
+    SELECT a.id, a.status, a.region, a.addr, a.first_contact, a.lost_at, a.available_slots,
+           a.images, a.last_stat, coalesce(u.cpu, 0) AS used_cpu, coalesce(u.mem, 0) AS used_mem,
+           coalesce(u.mem_cur, 0) AS mem_cur
+    FROM agents a LEFT JOIN (
+        SELECT agent_id,
+               sum((occupied_slots->>'cpu')::numeric) AS cpu,
+               sum((occupied_slots->>'mem')::numeric) AS mem,
+               sum(coalesce((last_stat->>'mem_cur_bytes')::numeric, 0)) AS mem_cur
+        FROM kernels WHERE status <> 'TERMINATED' AND agent_id IS NOT NULL
+        GROUP BY agent_id
+    ) u ON u.agent_id = a.id
+"""
+
+
+async def record_heartbeat(
+    ex: Executor,
+    agent_id: str,
+    *,
+    addr: str,
+    version: str,
+    capacity: Mapping[str, float],
+    images: Sequence[Any],
+) -> None:
+    """The agent is alive at `addr` now, with this capacity and these images."""
+    await ex.execute(
+        """INSERT INTO agents (id, status, addr, version, available_slots, images,
+                               last_heartbeat, lost_at)
+           VALUES ($1, 'ALIVE', $2, $3, $4::jsonb, $5::jsonb, now(), NULL)
+           ON CONFLICT (id) DO UPDATE SET
+               status = 'ALIVE', addr = EXCLUDED.addr, version = EXCLUDED.version,
+               available_slots = EXCLUDED.available_slots, images = EXCLUDED.images,
+               last_heartbeat = now(), lost_at = NULL""",
+        agent_id,
+        addr,
+        version,
+        to_jsonb(dict(capacity)),
+        to_jsonb(images),
+    )
+
+
+async def mark_lost(ex: Executor, silent_for: float) -> list[str]:
+    """Mark LOST the live agents without a heartbeat for `silent_for` seconds; their ids."""
+    rows = await ex.fetch(
+        """UPDATE agents SET status = 'LOST', lost_at = now()
+           WHERE status = 'ALIVE' AND last_heartbeat < now() - make_interval(secs => $1)
+           RETURNING id""",
+        silent_for,
+    )
+    return [row["id"] for row in rows]
+
+
+async def alive_images(ex: Executor) -> list[list[dict[str, Any]]]:
+    """The images of every live agent, agent by agent (ordered by id)."""
+    rows = await ex.fetch("SELECT images FROM agents WHERE status = 'ALIVE' ORDER BY id")
+    return [from_jsonb(row["images"]) or [] for row in rows]
+
+
+async def with_status(ex: Executor, status: str | None) -> list[Agent]:
+    """The agents in `status` (or all), ordered by id."""
+    rows = await ex.fetch(
+        _WITH_LOAD + " WHERE ($1::text IS NULL OR a.status = $1) ORDER BY a.id", status
+    )
+    return [Agent.from_row(row) for row in rows]
+
+
+async def by_ids(ex: Executor, agent_ids: Sequence[str]) -> list[Agent]:
+    rows = await ex.fetch(_WITH_LOAD + " WHERE a.id = ANY($1::text[])", list(agent_ids))
+    return [Agent.from_row(row) for row in rows]

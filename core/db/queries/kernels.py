@@ -1,0 +1,342 @@
+"""SQL for the ``kernels`` table: one row per container; a session is its master kernel
+plus its workers (``role``), addressed by the client's token (``sess_id``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from crucible.db.pool import Executor
+from crucible.db.queries.columns import from_jsonb, same_names, to_jsonb
+
+#: Keys of the container stats object (spec 4.4); every value is a number.
+STATS_KEYS = (
+    "cpu_used",
+    "mem_max_bytes",
+    "mem_cur_bytes",
+    "net_rx_bytes",
+    "net_tx_bytes",
+    "io_read_bytes",
+    "io_write_bytes",
+    "io_max_scratch_size",
+    "io_cur_scratch_size",
+)
+
+LIVE_STATUSES = (
+    "PREPARING",
+    "BUILDING",
+    "RUNNING",
+    "RESTARTING",
+    "RESIZING",
+    "SUSPENDED",
+    "TERMINATING",
+)
+
+#: Every column `Kernel` reads, for the SELECT lists (`kernels_listings` too).
+COLUMNS = (
+    "id, sess_id, role, access_key, agent_id, container_id, status, status_info, image, lang, "
+    "tag, environ, occupied_slots, num_queries, last_stat, created_at, last_active, "
+    "terminated_at"
+)
+
+
+def normalize_stats(raw: Any) -> dict[str, int] | None:
+    """The stats object with every spec key as an int (the CLI crashes on nulls)."""
+    if not isinstance(raw, dict):
+        return None
+    stats = {}
+    for key in STATS_KEYS:
+        value = raw.get(key)
+        stats[key] = (
+            int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+        )
+    return stats
+
+
+@attrs.frozen
+class Kernel:
+    """One ``kernels`` row; the lifecycle calls a master kernel's row a session."""
+
+    id: str  # the row's UUID; internal, never in URLs
+    token: str  # ``sess_id``, the clientSessionToken: `kernelId` in the API
+    role: str  # master or worker
+    access_key: str
+    agent_id: str | None
+    container_id: str | None
+    status: str
+    status_info: str | None
+    image: str
+    lang: str
+    tag: str | None
+    environ: dict[str, str]
+    occupied_slots: dict[str, float]
+    num_queries: int
+    last_stat: dict[str, int] | None
+    created_at: datetime
+    last_active: datetime
+    terminated_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Kernel:
+        return cls(
+            id=str(row["id"]),
+            token=row["sess_id"],
+            role=row["role"],
+            access_key=row["access_key"],
+            agent_id=row["agent_id"],
+            container_id=row["container_id"],
+            status=row["status"],
+            status_info=row["status_info"],
+            image=row["image"],
+            lang=row["lang"],
+            tag=row["tag"],
+            environ=from_jsonb(row["environ"]) or {},
+            occupied_slots=from_jsonb(row["occupied_slots"]) or {},
+            num_queries=row["num_queries"],
+            last_stat=normalize_stats(from_jsonb(row["last_stat"])),
+            created_at=row["created_at"],
+            last_active=row["last_active"],
+            terminated_at=row["terminated_at"],
+        )
+
+    @classmethod
+    def from_rows(cls, rows: list[Any]) -> list[Kernel]:
+        return [cls.from_row(row) for row in rows]
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+
+@attrs.frozen
+class KeypairLoad:
+    """What one access key's live kernels hold: sessions, cores, bytes."""
+
+    sessions: int
+    cpu: float
+    mem: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> KeypairLoad:
+        return cls(sessions=row["sessions"], cpu=float(row["cpu"]), mem=int(row["mem"]))
+
+
+@attrs.frozen
+class Placement:
+    """A kernel as heartbeat reconciliation sees it: whose, in which state, since when."""
+
+    id: str
+    access_key: str
+    status: str
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> Placement:
+        return cls(**same_names(cls, row))
+
+
+# -- one session ----------------------------------------------------------------------------
+
+
+async def live_session(ex: Executor, access_key: str, token: str) -> Kernel | None:
+    row = await ex.fetchrow(
+        f"""SELECT {COLUMNS} FROM kernels
+            WHERE access_key = $1 AND sess_id = $2 AND role = 'master'
+              AND status <> 'TERMINATED'""",
+        access_key,
+        token,
+    )
+    return Kernel.from_row(row) if row else None
+
+
+async def insert_session(
+    ex: Executor,
+    *,
+    token: str,
+    access_key: str,
+    agent_id: str,
+    image: str,
+    lang: str,
+    tag: str | None,
+    environ: Mapping[str, str],
+    slots: Mapping[str, float],
+) -> Kernel:
+    """A new master kernel, PREPARING on `agent_id`, with a fresh id."""
+    row = await ex.fetchrow(
+        f"""INSERT INTO kernels (id, sess_id, access_key, agent_id, status, image, lang,
+                                 tag, environ, occupied_slots)
+            VALUES ($1, $2, $3, $4, 'PREPARING', $5, $6, $7, $8::jsonb, $9::jsonb)
+            RETURNING {COLUMNS}""",
+        uuid.uuid4(),
+        token,
+        access_key,
+        agent_id,
+        image,
+        lang,
+        tag,
+        to_jsonb(dict(environ)),
+        to_jsonb(dict(slots)),
+    )
+    return Kernel.from_row(row)
+
+
+async def mark_running(ex: Executor, kernel_id: str, container_id: str | None) -> Kernel | None:
+    """PREPARING → RUNNING in `container_id`; None when it is no longer preparing."""
+    row = await ex.fetchrow(
+        f"""UPDATE kernels SET status = 'RUNNING', container_id = $2
+            WHERE id = $1::uuid AND status = 'PREPARING' RETURNING {COLUMNS}""",
+        kernel_id,
+        container_id,
+    )
+    return Kernel.from_row(row) if row else None
+
+
+async def mark_restarting(ex: Executor, kernel_id: str) -> None:
+    await ex.execute(
+        "UPDATE kernels SET status = 'RESTARTING' WHERE id = $1::uuid AND status = 'RUNNING'",
+        kernel_id,
+    )
+
+
+async def mark_restarted(ex: Executor, kernel_id: str, container_id: str | None) -> None:
+    await ex.execute(
+        """UPDATE kernels SET status = 'RUNNING', container_id = $2, last_active = now()
+           WHERE id = $1::uuid AND status = 'RESTARTING'""",
+        kernel_id,
+        container_id,
+    )
+
+
+async def mark_terminating(ex: Executor, kernel_id: str) -> None:
+    await ex.execute(
+        """UPDATE kernels SET status = 'TERMINATING'
+           WHERE id = $1::uuid AND status <> 'TERMINATED'""",
+        kernel_id,
+    )
+
+
+async def mark_terminated(
+    ex: Executor, kernel_id: str, status_info: str, stats: dict[str, int] | None
+) -> Kernel | None:
+    """End the kernel (its last stats kept unless `stats` are newer); None when it had
+    ended already."""
+    row = await ex.fetchrow(
+        f"""UPDATE kernels SET status = 'TERMINATED', status_info = $2, terminated_at = now(),
+                               last_stat = coalesce($3::jsonb, last_stat)
+            WHERE id = $1::uuid AND status <> 'TERMINATED'
+            RETURNING {COLUMNS}""",
+        kernel_id,
+        status_info,
+        to_jsonb(stats) if stats is not None else None,
+    )
+    return Kernel.from_row(row) if row else None
+
+
+async def set_mounts(ex: Executor, kernel_id: str, mounts: list[dict[str, Any]]) -> None:
+    await ex.execute(
+        "UPDATE kernels SET mounts = $2::jsonb WHERE id = $1::uuid", kernel_id, to_jsonb(mounts)
+    )
+
+
+# -- many sessions --------------------------------------------------------------------------
+
+
+async def count_live_sessions(ex: Executor) -> int:
+    return int(
+        await ex.fetchval(
+            "SELECT count(*) FROM kernels WHERE role = 'master' AND status <> 'TERMINATED'"
+        )
+    )
+
+
+async def live_sessions(ex: Executor) -> list[Kernel]:
+    return Kernel.from_rows(
+        await ex.fetch(
+            f"""SELECT {COLUMNS} FROM kernels
+                WHERE role = 'master' AND status <> 'TERMINATED'"""
+        )
+    )
+
+
+async def idle_sessions(ex: Executor, idle_for: float) -> list[Kernel]:
+    """RUNNING sessions without activity for `idle_for` seconds."""
+    return Kernel.from_rows(
+        await ex.fetch(
+            f"""SELECT {COLUMNS} FROM kernels
+                WHERE role = 'master' AND status = 'RUNNING'
+                  AND last_active < now() - make_interval(secs => $1)""",
+            float(idle_for),
+        )
+    )
+
+
+async def keypair_load(ex: Executor, access_key: str) -> KeypairLoad:
+    return KeypairLoad.from_row(
+        await ex.fetchrow(
+            """SELECT count(*) FILTER (WHERE role = 'master') AS sessions,
+                      coalesce(sum((occupied_slots->>'cpu')::numeric), 0) AS cpu,
+                      coalesce(sum((occupied_slots->>'mem')::numeric), 0) AS mem
+               FROM kernels WHERE access_key = $1 AND status <> 'TERMINATED'""",
+            access_key,
+        )
+    )
+
+
+async def record_queries(ex: Executor, counts: Sequence[tuple[str, int]]) -> None:
+    """Add ``(kernel id, queries)`` to each kernel's count and mark it active now."""
+    await ex.executemany(
+        """UPDATE kernels SET num_queries = num_queries + $2, last_active = now()
+           WHERE id = $1::uuid""",
+        counts,
+    )
+
+
+async def sessions_mounting(ex: Executor, folder_id: str) -> list[str]:
+    """Tokens of the live sessions that mount folder `folder_id` (32 hex digits)."""
+    rows = await ex.fetch(
+        """SELECT sess_id FROM kernels WHERE status <> 'TERMINATED' AND role = 'master'
+           AND mounts @> $1::jsonb ORDER BY sess_id""",
+        to_jsonb([{"id": folder_id}]),
+    )
+    return [row["sess_id"] for row in rows]
+
+
+async def delete_of_keypair(ex: Executor, access_key: str) -> None:
+    await ex.execute("DELETE FROM kernels WHERE access_key = $1", access_key)
+
+
+# -- per agent ------------------------------------------------------------------------------
+
+
+async def placements_on_agent(
+    ex: Executor, agent_id: str, kernel_ids: Iterable[str]
+) -> list[Placement]:
+    """The live kernels on `agent_id`, and those of `kernel_ids` that ended there."""
+    rows = await ex.fetch(
+        """SELECT id::text AS id, access_key, status, created_at FROM kernels
+           WHERE agent_id = $1 AND (status <> 'TERMINATED' OR id::text = ANY($2::text[]))""",
+        agent_id,
+        list(kernel_ids),
+    )
+    return [Placement.from_row(row) for row in rows]
+
+
+async def set_stats(ex: Executor, stats: Sequence[tuple[str, dict[str, int]]]) -> None:
+    """Store the latest ``(kernel id, stats)`` of each kernel."""
+    await ex.executemany(
+        "UPDATE kernels SET last_stat = $2::jsonb WHERE id = $1::uuid",
+        [(kernel_id, to_jsonb(values)) for kernel_id, values in stats],
+    )
+
+
+async def live_on_agents(ex: Executor, agent_ids: Iterable[str]) -> list[str]:
+    rows = await ex.fetch(
+        """SELECT id::text AS id FROM kernels
+           WHERE agent_id = ANY($1::text[]) AND status <> 'TERMINATED'""",
+        list(agent_ids),
+    )
+    return [row["id"] for row in rows]

@@ -1,0 +1,185 @@
+"""SQL for the ``keypairs`` table: the tenants (spec 2.5)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from crucible.db.pool import Executor
+from crucible.db.queries.columns import same_names
+from crucible.db.statements import update_statement
+
+_COLUMNS = (
+    "access_key, secret_key, user_id, is_active, is_admin, resource_policy, "
+    "concurrency_limit, rate_limit, num_queries, last_used, created_at"
+)
+#: The columns `update` may set.
+UPDATABLE = ("is_active", "is_admin", "resource_policy", "concurrency_limit", "rate_limit")
+
+
+@attrs.frozen
+class Keypair:
+    access_key: str
+    secret_key: str = attrs.field(repr=False)
+    user_id: str
+    is_active: bool
+    is_admin: bool
+    resource_policy: str
+    concurrency_limit: int
+    rate_limit: int
+    num_queries: int
+    last_used: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> Keypair:
+        return cls(**same_names(cls, row))
+
+
+@attrs.frozen
+class Dependents:
+    """What still refers to a keypair: its live sessions and the folders it owns."""
+
+    found: bool
+    live_sessions: int
+    folders: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> Dependents:
+        return cls(found=row["found"], live_sessions=row["live"], folders=row["folders"])
+
+
+def _keypair(row: Any) -> Keypair | None:
+    return Keypair.from_row(row) if row else None
+
+
+async def get(ex: Executor, access_key: str) -> Keypair | None:
+    return _keypair(
+        await ex.fetchrow(f"SELECT {_COLUMNS} FROM keypairs WHERE access_key = $1", access_key)
+    )
+
+
+async def by_keys(ex: Executor, access_keys: Sequence[str]) -> list[Keypair]:
+    rows = await ex.fetch(
+        f"SELECT {_COLUMNS} FROM keypairs WHERE access_key = ANY($1::text[])", list(access_keys)
+    )
+    return [Keypair.from_row(row) for row in rows]
+
+
+async def listing(
+    ex: Executor, *, user_id: str | None = None, is_active: bool | None = None
+) -> list[Keypair]:
+    """The keypairs of `user_id` (or everyone's), active or not as asked, oldest first."""
+    rows = await ex.fetch(
+        f"""SELECT {_COLUMNS} FROM keypairs
+            WHERE ($1::text IS NULL OR user_id = $1) AND ($2::bool IS NULL OR is_active = $2)
+            ORDER BY created_at, access_key""",
+        user_id,
+        is_active,
+    )
+    return [Keypair.from_row(row) for row in rows]
+
+
+async def oldest_active_admin(ex: Executor) -> Keypair | None:
+    return _keypair(
+        await ex.fetchrow(
+            f"SELECT {_COLUMNS} FROM keypairs WHERE is_admin AND is_active "
+            "ORDER BY created_at, access_key LIMIT 1"
+        )
+    )
+
+
+async def user_id_of(ex: Executor, access_key: str) -> str | None:
+    value = await ex.fetchval("SELECT user_id FROM keypairs WHERE access_key = $1", access_key)
+    return str(value) if value is not None else None
+
+
+async def count_of_user(ex: Executor, user_id: str) -> int:
+    return int(await ex.fetchval("SELECT count(*) FROM keypairs WHERE user_id = $1", user_id))
+
+
+async def count_under_policy(ex: Executor, policy: str) -> int:
+    return int(
+        await ex.fetchval("SELECT count(*) FROM keypairs WHERE resource_policy = $1", policy)
+    )
+
+
+async def insert(
+    ex: Executor,
+    *,
+    access_key: str,
+    secret_key: str,
+    user_id: str,
+    is_admin: bool,
+    is_active: bool,
+    concurrency_limit: int,
+    rate_limit: int,
+    resource_policy: str,
+) -> Keypair:
+    row = await ex.fetchrow(
+        f"""INSERT INTO keypairs (access_key, secret_key, user_id, is_admin, is_active,
+                                  concurrency_limit, rate_limit, resource_policy)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_COLUMNS}""",
+        access_key,
+        secret_key,
+        user_id,
+        is_admin,
+        is_active,
+        concurrency_limit,
+        rate_limit,
+        resource_policy,
+    )
+    return Keypair.from_row(row)
+
+
+async def update(ex: Executor, access_key: str, changes: Mapping[str, Any]) -> Keypair | None:
+    """Set the `UPDATABLE` columns among `changes`; None when there is no such keypair."""
+    statement = update_statement("keypairs", "access_key", changes, UPDATABLE, _COLUMNS)
+    if statement is None:
+        return await get(ex, access_key)
+    sql, args = statement
+    return _keypair(await ex.fetchrow(sql, access_key, *args))
+
+
+async def set_active(ex: Executor, access_key: str, active: bool) -> Keypair | None:
+    return _keypair(
+        await ex.fetchrow(
+            f"UPDATE keypairs SET is_active = $2 WHERE access_key = $1 RETURNING {_COLUMNS}",
+            access_key,
+            active,
+        )
+    )
+
+
+async def record_usage(ex: Executor, counts: Mapping[str, tuple[int, datetime]]) -> None:
+    """Add ``{access key: (requests, last request)}`` to the keys' counters."""
+    await ex.executemany(
+        """UPDATE keypairs SET num_queries = num_queries + $2,
+                               last_used = GREATEST(last_used, $3)
+           WHERE access_key = $1""",
+        [(key, n, when) for key, (n, when) in counts.items()],
+    )
+
+
+async def dependents(ex: Executor, access_key: str) -> Dependents:
+    return Dependents.from_row(
+        await ex.fetchrow(
+            """SELECT (SELECT count(*) FROM kernels WHERE access_key = $1
+                         AND status <> 'TERMINATED') AS live,
+                      (SELECT count(*) FROM vfolders WHERE owner_access_key = $1) AS folders,
+                      EXISTS (SELECT 1 FROM keypairs WHERE access_key = $1) AS found""",
+            access_key,
+        )
+    )
+
+
+async def delete(ex: Executor, access_key: str) -> None:
+    await ex.execute("DELETE FROM keypairs WHERE access_key = $1", access_key)
+
+
+async def lock_table(ex: Executor) -> None:
+    """Hold off every other writer of keypairs until the caller's transaction ends."""
+    await ex.execute("LOCK TABLE keypairs IN SHARE ROW EXCLUSIVE MODE")
