@@ -31,26 +31,26 @@ from crucible.agent.run_queue import QueueFull
 from crucible.agent.runner_link import SOCKET_NAME, RunnerListener
 from crucible.agent.runs import OutputLedger
 from crucible.config import Config
+from crucible.kernels.contract import (
+    BASE_ENVIRONMENT,
+    CONTAINER_NAME_PREFIX,
+    CONTAINER_USER,
+    IPC_DIR,
+    LABEL_AGENT_ID,
+    LABEL_KERNEL_ID,
+    LABEL_KERNEL_INFO,
+    LABEL_LANG,
+    LABEL_OWNER,
+    LABEL_TIMEOUT,
+    OWNER,
+    RUNNER_DIR,
+    WORK_DIR,
+)
 
 log = logging.getLogger(__name__)
 
-LABEL_OWNER = "crucible.owner"
-LABEL_KERNEL_ID = "crucible.kernel-id"
-LABEL_AGENT_ID = "crucible.agent-id"
-LABEL_KERNEL_INFO = "crucible.kernel-info"
-LABEL_LANG = "crucible.lang"
-CONTAINER_RUNNER_DIR = "/opt/crucible/runner"
-CONTAINER_IPC_DIR = "/opt/crucible/ipc"
-CONTAINER_WORK_DIR = "/home/work"
 #: The runner's code on the host, bind-mounted read-only into every kernel.
 RUNNER_HOST_DIR = str(Path(crucible.agent.__file__).parent / "runner")
-BASE_ENVIRON = {
-    "TERM": "xterm",
-    "LANG": "C.UTF-8",
-    "SHELL": "/bin/bash",
-    "USER": "work",
-    "HOME": CONTAINER_WORK_DIR,
-}
 
 EventSink = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -235,33 +235,33 @@ class Agent:
 
     def _container_spec(self, info: KernelInfo) -> docker_driver.ContainerSpec:
         agent_cfg = self.config.agent
-        environ = {**BASE_ENVIRON, **info.environ}
+        environ = {**BASE_ENVIRONMENT, **info.environ}
         return docker_driver.ContainerSpec(
             image=info.image,
-            name=f"crucible-kernel-{info.kernel_id}",
+            name=f"{CONTAINER_NAME_PREFIX}{info.kernel_id}",
             command=(
                 "python3",
-                f"{CONTAINER_RUNNER_DIR}/main.py",
+                f"{RUNNER_DIR}/main.py",
                 "--lang",
                 info.lang,
                 "--socket",
-                f"{CONTAINER_IPC_DIR}/{SOCKET_NAME}",
+                f"{IPC_DIR}/{SOCKET_NAME}",
             ),
             env=environ,
             labels={
-                LABEL_OWNER: "crucible",
+                LABEL_OWNER: OWNER,
                 LABEL_KERNEL_ID: info.kernel_id,
                 LABEL_AGENT_ID: self.id,
                 LABEL_KERNEL_INFO: _info_to_label(info),
             },
-            user="1000:1000",
-            workdir=CONTAINER_WORK_DIR,
+            user=CONTAINER_USER,
+            workdir=WORK_DIR,
             binds=(
-                docker_driver.BindMount(str(info.kernel_dir / "work"), CONTAINER_WORK_DIR, False),
+                docker_driver.BindMount(str(info.kernel_dir / "work"), WORK_DIR, False),
                 # Read-only: the runner connects to the agent's socket there, and
                 # nothing in the container can replace it (docs/security.md).
-                docker_driver.BindMount(str(info.ipc_dir), CONTAINER_IPC_DIR, True),
-                docker_driver.BindMount(RUNNER_HOST_DIR, CONTAINER_RUNNER_DIR, True),
+                docker_driver.BindMount(str(info.ipc_dir), IPC_DIR, True),
+                docker_driver.BindMount(RUNNER_HOST_DIR, RUNNER_DIR, True),
                 # vfolders go inside /home/work: Docker orders mounts by target depth, so
                 # these land on top of the scratch bind, not under it.
                 *(
@@ -324,7 +324,7 @@ class Agent:
 
     def _exec_timeout(self, labels: dict[str, str]) -> float:
         try:
-            limit = max(0.0, float(labels.get("ai.backend.timeout") or 0))
+            limit = max(0.0, float(labels.get(LABEL_TIMEOUT) or 0))
         except ValueError:
             limit = 0.0
         return self._cap_exec_timeout(limit)
@@ -537,7 +537,7 @@ async def _run_kernel(
         supervisor.output.close()
 
 
-_MOUNT_TARGET_RE = re.compile(r"^/home/work/[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
+_MOUNT_TARGET_RE = re.compile(rf"^{re.escape(WORK_DIR)}/[A-Za-z0-9_][A-Za-z0-9._-]{{0,63}}$")
 MAX_VFOLDER_MOUNTS = 5
 
 

@@ -10,7 +10,7 @@ from crucible.agent.agent import Agent
 from crucible.agent.docker_driver import DockerDriver, DockerError
 from crucible.agent.manager_link import ManagerLink
 from crucible.config import Config
-from crucible.daemon import StartupError
+from crucible.errors import StartupError
 
 log = logging.getLogger(__name__)
 

@@ -43,8 +43,11 @@ import docker.types
 import requests.exceptions
 import trio
 
+from crucible import errors
 from crucible.agent.sandbox import DEFAULT_HARDENING, Hardening, TmpfsMount
 from crucible.config import AgentConfig
+from crucible.kernels.catalog import ImageInfo
+from crucible.kernels.contract import CONTAINER_USER
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +81,12 @@ class ContainerNotFound(DockerError):
     """No container with that id or name."""
 
 
-class ImageNotFound(DockerError):
-    """No image with that reference in the local engine (nothing is ever pulled)."""
+class ImageNotFound(DockerError, errors.ImageNotFound):
+    """No image with that reference in the local engine (nothing is ever pulled).
+
+    The engine's side of the one "no such image" of `crucible.errors`: a `DockerError`
+    for the agent's error handling, and the same problem wherever it is rendered.
+    """
 
 
 class ContainerConflict(DockerError):
@@ -153,7 +160,7 @@ class ContainerSpec:
     command: tuple[str, ...] | None = attrs.field(default=None, converter=_tuple_or_none)
     entrypoint: tuple[str, ...] | None = attrs.field(default=None, converter=_tuple_or_none)
     env: Mapping[str, str] = attrs.Factory(dict)
-    user: str = attrs.field(default="1000:1000", validator=_not_root)
+    user: str = attrs.field(default=CONTAINER_USER, validator=_not_root)
     workdir: str | None = None
     hostname: str | None = None
     binds: tuple[BindMount, ...] = attrs.field(default=(), converter=_binds)
@@ -196,15 +203,6 @@ class ContainerSummary:
     name: str
     image: str
     status: str
-    labels: Mapping[str, str]
-
-
-@attrs.frozen
-class ImageInfo:
-    """One row of `DockerDriver.list_images`."""
-
-    id: str
-    tags: tuple[str, ...]
     labels: Mapping[str, str]
 
 

@@ -49,16 +49,16 @@ from typing import IO, Any, Final
 import attrs
 import trio
 
-#: Where the work tree appears inside the container; absolute paths must lie under it.
-CONTAINER_WORK_DIR: Final = "/home/work"
-KERNEL_UID: Final = 1000
-KERNEL_GID: Final = 1000
+from crucible import fstree
+from crucible.kernels.contract import WORK_DIR, WORK_GID, WORK_UID
+from crucible.kernels.limits import (
+    MAX_DOWNLOAD_FILES,
+    MAX_NAME_BYTES,
+    MAX_PATH_BYTES,
+    MAX_UPLOAD_FILE_BYTES,
+    MAX_UPLOAD_FILES,
+)
 
-#: spec 4.9: at most 20 files per upload, each smaller than 1 MiB.
-MAX_UPLOAD_FILES: Final = 20
-MAX_UPLOAD_FILE_BYTES: Final = 1024 * 1024 - 1
-#: spec 4.11: at most 5 paths per download.
-MAX_DOWNLOAD_FILES: Final = 5
 #: The uncompressed content one download archive may carry. The legacy server capped an
 #: archive at 1 MiB; a little more lets a file of the largest uploadable size come back.
 MAX_ARCHIVE_BYTES: Final = 4 * 1024 * 1024
@@ -67,15 +67,9 @@ MAX_LIST_ENTRIES: Final = 5000
 #: Directory levels one download archive may hold: the walk keeps a descriptor per
 #: level, and user code can nest directories thousands deep.
 MAX_ARCHIVE_DEPTH: Final = 64
-#: Linux limits: a name of 255 bytes, a path of 4095.
-MAX_NAME_BYTES: Final = 255
-MAX_PATH_BYTES: Final = 4095
 #: Uploads a kernel may have open at once, and how long one may sit idle.
 MAX_OPEN_UPLOADS: Final = 8
 UPLOAD_IDLE_SECONDS: Final = 120.0
-
-_DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class FileOpError(Exception):
@@ -115,16 +109,16 @@ def split_path(path: object) -> list[str]:
         raise _invalid(f"a path must be at most {MAX_PATH_BYTES} bytes long")
     rest = path
     if path.startswith("/"):
-        if path != CONTAINER_WORK_DIR and not path.startswith(CONTAINER_WORK_DIR + "/"):
-            raise _invalid(f"{path!r} is outside {CONTAINER_WORK_DIR}")
-        rest = path[len(CONTAINER_WORK_DIR) :]
+        if path != WORK_DIR and not path.startswith(WORK_DIR + "/"):
+            raise _invalid(f"{path!r} is outside {WORK_DIR}")
+        rest = path[len(WORK_DIR) :]
     parts: list[str] = []
     for name in rest.split("/"):
         if name in ("", "."):
             continue
         if name == "..":
             if not parts:
-                raise _invalid(f"{path!r} leads outside {CONTAINER_WORK_DIR}")
+                raise _invalid(f"{path!r} leads outside {WORK_DIR}")
             parts.pop()
             continue
         if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
@@ -134,82 +128,62 @@ def split_path(path: object) -> list[str]:
 
 
 def container_path(parts: list[str]) -> str:
-    return "/".join([CONTAINER_WORK_DIR, *parts])
+    return "/".join([WORK_DIR, *parts])
 
 
-def _describe(parent_fd: int, name: str, shown: str) -> FileOpError:
-    """Why `name` in `parent_fd` could not be opened as a directory (never follows it)."""
-    try:
-        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return _not_found(f"{shown}: no such file or directory")
-    except OSError as exc:
+def _refused(exc: fstree.NotEntered, shown: str) -> FileOpError:
+    """Why the directory `shown` could not be entered, from what the walk saw there."""
+    if exc.step == "mkdir":
+        return _invalid(f"cannot create {shown}: {exc.strerror}")
+    if exc.errno not in fstree.REFUSED_ERRNOS:
         return _invalid(f"{shown}: {exc.strerror}")
-    if stat.S_ISLNK(st.st_mode):
+    if exc.found_error is not None:
+        return _invalid(f"{shown}: {exc.found_error.strerror}")
+    if exc.found is None:
+        return _not_found(f"{shown}: no such file or directory")
+    if stat.S_ISLNK(exc.found.st_mode):
         return _invalid(f"{shown} is a symbolic link; links are not followed")
-    if not stat.S_ISDIR(st.st_mode):
+    if not stat.S_ISDIR(exc.found.st_mode):
         return _invalid(f"{shown} is not a directory")
     return _invalid(f"{shown} cannot be opened")
 
 
 def _open_dir(parent_fd: int, name: str, shown: str) -> int:
     try:
-        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
-            raise _describe(parent_fd, name, shown) from None
-        raise _invalid(f"{shown}: {exc.strerror}") from None
+        return fstree.open_dir(parent_fd, name)
+    except fstree.NotEntered as exc:
+        raise _refused(exc, shown) from None
 
 
-def walk(root_fd: int, parts: list[str], *, create: bool = False) -> int:
+def walk(root_fd: int, parts: list[str], *, create: bool = False, owned: bool = False) -> int:
     """A new descriptor of the directory `parts` below `root_fd`, without following links.
 
-    With `create` (uploads), missing directories are made (owned by the kernel user) and
-    every directory on the way must belong to the kernel user. The caller closes the
-    returned descriptor.
+    With `create` (uploads), missing directories are made (owned by the kernel user);
+    with `create` or `owned`, every directory on the way must belong to the kernel user.
+    The caller closes the returned descriptor.
     """
-    fd = os.dup(root_fd)
+
+    def check_owned(fd: int, depth: int) -> None:
+        # Docker makes the mount points of vfolders (mounted over /home/work/NAME) in the
+        # work tree as root: a file written there would hide under the mount. Uploads go
+        # only where the kernel user could have written itself.
+        if os.fstat(fd).st_uid != WORK_UID:
+            shown = container_path(parts[: depth + 1])
+            raise _invalid(f"{shown} is not the session's own folder (a vfolder mount point?)")
+
     try:
-        for index, name in enumerate(parts):
-            shown = container_path(parts[: index + 1])
-            try:
-                next_fd = _open_dir(fd, name, shown)
-            except FileOpError as exc:
-                if not (create and exc.kind == "file-not-found"):
-                    raise
-                next_fd = _make_dir(fd, name, shown)
-            os.close(fd)
-            fd = next_fd
-            if create:
-                _check_owned(fd, shown)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        return fstree.walk_dirs(
+            root_fd,
+            parts,
+            make=_give_to_kernel if create else None,
+            entered=check_owned if create or owned else None,
+        )
+    except fstree.NotEntered as exc:
+        raise _refused(exc, container_path(parts[: exc.depth + 1])) from None
 
 
-def _check_owned(fd: int, shown: str) -> None:
-    # Docker makes the mount points of vfolders (mounted over /home/work/NAME) in the
-    # work tree as root: a file written there would hide under the mount. Uploads go
-    # only where the kernel user could have written itself.
-    if os.fstat(fd).st_uid != KERNEL_UID:
-        raise _invalid(f"{shown} is not the session's own folder (a vfolder mount point?)")
-
-
-def _make_dir(parent_fd: int, name: str, shown: str) -> int:
-    try:
-        os.mkdir(name, 0o755, dir_fd=parent_fd)
-    except FileExistsError:
-        pass  # made meanwhile (by user code?): open it like any other, without following
-    except OSError as exc:
-        raise _invalid(f"cannot create {shown}: {exc.strerror}") from None
-    fd = _open_dir(parent_fd, name, shown)
-    try:
-        os.fchown(fd, KERNEL_UID, KERNEL_GID)
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
+def _give_to_kernel(fd: int) -> None:
+    os.fchown(fd, WORK_UID, WORK_GID)
 
 
 def _check_target(root_fd: int, parts: list[str]) -> None:
@@ -217,18 +191,13 @@ def _check_target(root_fd: int, parts: list[str]) -> None:
     shown = container_path(parts)
     if not parts:
         raise _invalid(f"{shown} is a directory, not a file name")
-    fd = os.dup(root_fd)
     try:
-        for index, name in enumerate(parts[:-1]):
-            try:
-                next_fd = _open_dir(fd, name, container_path(parts[: index + 1]))
-            except FileOpError as exc:
-                if exc.kind == "file-not-found":
-                    return  # the rest will be created
-                raise
-            os.close(fd)
-            fd = next_fd
-            _check_owned(fd, container_path(parts[: index + 1]))
+        fd = walk(root_fd, parts[:-1], owned=True)
+    except FileOpError as exc:
+        if exc.kind == "file-not-found":
+            return  # the rest will be created
+        raise
+    try:
         try:
             st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
@@ -252,10 +221,10 @@ def _write_file(root_fd: int, parts: list[str], content: IO[bytes]) -> None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise _invalid(f"{shown} is not a regular file")
-        if not created and st.st_uid != KERNEL_UID:
+        if not created and st.st_uid != WORK_UID:
             # Not one the kernel user made (or could have): never write over it.
             raise _invalid(f"{shown} is not the session's own file")
-        os.fchown(fd, KERNEL_UID, KERNEL_GID)
+        os.fchown(fd, WORK_UID, WORK_GID)
         os.ftruncate(fd, 0)
         content.seek(0)
         while chunk := content.read(256 * 1024):
@@ -327,7 +296,7 @@ class KernelFiles:
         self._ids = itertools.count(1)
 
     def _root(self) -> int:
-        return os.open(self.work_dir, _DIR_FLAGS)
+        return os.open(self.work_dir, fstree.DIR_FLAGS)
 
     def close(self) -> None:
         for upload in self._uploads.values():
@@ -582,7 +551,7 @@ def _add_file(
     dry_run: bool,
 ) -> None:
     try:
-        fd = os.open(name, _READ_FLAGS, dir_fd=parent_fd)
+        fd = os.open(name, fstree.READ_FLAGS, dir_fd=parent_fd)
     except FileNotFoundError:
         raise _not_found(f"{shown}: no such file or directory") from None
     except OSError as exc:

@@ -30,7 +30,8 @@ import socket
 import struct
 from pathlib import Path
 
-KERNEL_UID = 1000
+from crucible.kernels.contract import WORK_UID
+
 #: ``SO_PEERPIDFD`` from <asm-generic/socket.h>; Python 3.11's socket module lacks it.
 SO_PEERPIDFD = 77
 _UCRED = struct.Struct("3i")
@@ -93,7 +94,7 @@ def check_runner_peer(
     pidfd: int | None,
     container_id: str,
     *,
-    kernel_uid: int = KERNEL_UID,
+    kernel_uid: int = WORK_UID,
     proc: Path = Path("/proc"),
 ) -> None:
     """Raise `PeerRefused` unless the peer (`pid`, `uid`, optional `pidfd`, from

@@ -42,13 +42,12 @@ from typing import Any, Final
 import attrs
 import trio
 
+from crucible.kernels.contract import WORK_GID, WORK_UID
+
 log = logging.getLogger(__name__)
 
 MiB: Final = 1024 * 1024
 
-#: The unprivileged user the kernel runs as (spec 9: user ``work``).
-KERNEL_UID: Final = 1000
-KERNEL_GID: Final = 1000
 
 # -- seccomp --------------------------------------------------------------------------------
 #
@@ -485,8 +484,8 @@ async def prepare_scratch(
     root: Path,
     *,
     size_bytes: int,
-    uid: int = KERNEL_UID,
-    gid: int = KERNEL_GID,
+    uid: int = WORK_UID,
+    gid: int = WORK_GID,
 ) -> ScratchDir:
     """Create *root* with a tmpfs of *size_bytes* at ``root/work`` and the ipc directory.
 

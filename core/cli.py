@@ -235,7 +235,7 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 
 def _run_command(args: argparse.Namespace, config: Config) -> int:
-    from crucible.daemon import StartupError
+    from crucible.errors import StartupError
 
     result = 1
     try:

@@ -28,10 +28,6 @@ log = logging.getLogger(__name__)
 SHUTDOWN_DESTROY_TIMEOUT = 30.0
 
 
-class StartupError(Exception):
-    """Something the operator must fix before Crucible can start; shown without traceback."""
-
-
 def client_env_lines(endpoint: Endpoint, keypair: Keypair) -> list[str]:
     """The official client's variables (spec 10.1) for `keypair` at `endpoint`."""
     return [

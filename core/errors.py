@@ -1,7 +1,9 @@
-"""RFC 7807 problem types (spec 1.7) as one class tree.
+"""RFC 7807 problem types (spec 1.7) as one class tree, and the startup error.
 
 Raise a subclass at the edge (`raise KernelNotFound(...) from exc`); the single error
 handler in `crucible.api.problems` renders it as `application/problem+json`.
+`StartupError` is no problem document: the daemons raise it, and the command line shows
+it to the operator.
 """
 
 from __future__ import annotations
@@ -263,3 +265,10 @@ class NotImplementedYet(ProblemError):
     status = 503
     type_suffix = "not-implemented"
     title = "This API is not implemented."
+
+
+# -- not a problem: the operator's ------------------------------------------------------
+
+
+class StartupError(Exception):
+    """Something the operator must fix before Crucible can start; shown without traceback."""

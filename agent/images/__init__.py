@@ -1,4 +1,4 @@
-"""Kernel images: recipes as data, the builder, the ``lang`` catalog, and the CLI.
+"""Kernel images: recipes as data, the builder, and the CLI.
 
 Images (for the default suite, bookworm; docs/languages.md has the full table):
 
@@ -24,25 +24,27 @@ image                               aliases (``crucible.aliases``, some)    abou
 =================================== ====================================== =========
 
 Kernel images are named ``crucible/kernel-<lang>:<tool chain version>``; the version comes
-from `recipes.SUITE_VERSIONS` and is checked against the built image. Every kernel image
-runs as ``work`` (uid/gid 1000) in ``/home/work`` with the spec 9 environment, has no
-``CMD`` (the agent starts the bind-mounted runner), and carries the spec 9 labels:
-``ai.backend.maxcores``, ``ai.backend.maxmem``, ``ai.backend.timeout`` (seconds per
-execution: 30 for the light languages, up to 120 for python-ml; an agent may enforce
-less), ``ai.backend.mode=query``, ``ai.backend.features=batch query uid-match
-user-input``, ``ai.backend.version=1``; plus ``crucible.lang``, ``crucible.aliases``,
-``crucible.image-kind`` (``base``/``kernel``), ``crucible.recipe-hash`` and
-``crucible.base-hash``.
+from `suites.SUITE_VERSIONS` and is checked against the built image. Every kernel image
+runs as ``work`` (uid/gid 1000) in ``/home/work`` with the spec 9 environment
+(`crucible.kernels.contract`), has no ``CMD`` (the agent starts the bind-mounted
+runner), and carries the spec 9 labels: ``ai.backend.maxcores``, ``ai.backend.maxmem``,
+``ai.backend.timeout`` (seconds per execution: 30 for the light languages, up to 120 for
+python-ml; an agent may enforce less), ``ai.backend.mode=query``,
+``ai.backend.features=batch query uid-match user-input``, ``ai.backend.version=1``; plus
+``crucible.lang``, ``crucible.aliases``, ``crucible.image-kind`` (``base``/``kernel``),
+``crucible.recipe-hash`` and ``crucible.base-hash``.
 
-A recipe may name its Debian suite (Python 2, Julia and Caffe/MXNet need bullseye): the
-builder then builds that suite's base too. Building (``crucible images build python c
-cpp`` or ``... all``) skips any image whose
+What each language's image holds is defined once, with its runner recipe, in
+`crucible.agent.runner.languages`. A language may name its Debian suite (Python 2, Julia
+and Caffe/MXNet need bullseye): the builder then builds that suite's base too. Building
+(``crucible images build python c cpp`` or ``... all``) skips any image whose
 ``crucible.recipe-hash`` label matches its recipe. The base image is a debootstrap rootfs;
 its .deb files are cached in ``<state_dir>/images/debootstrap-cache`` and the packed rootfs
 in ``<state_dir>/images/base-<suite>-<hash>.tar``, so a removed base image is re-imported
 in seconds.
 
-Modules: `recipes` and `catalog` are pure (no Docker, no I/O); `builder` drives the
-``docker`` CLI and debootstrap through ``trio.run_process``; `cli` adds
-``crucible images build|list``.
+Modules: `suites` and `recipes` are pure (no Docker, no I/O); `commands` runs the
+``docker`` CLI and debootstrap through ``trio.run_process``; `inventory` reads the local
+images; `base_image` and `builder` build; `cli` adds ``crucible images build|list``. The
+``lang`` → image resolution is `crucible.kernels.catalog` (the manager resolves too).
 """

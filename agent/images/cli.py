@@ -11,15 +11,14 @@ from typing import Any
 
 import trio
 
-from crucible.agent.images.builder import BuildError, build_images, list_images
-from crucible.agent.images.catalog import aliases_of
-from crucible.agent.images.recipes import (
-    LABEL_LANG,
-    BaseRecipe,
-    UnsupportedSuite,
-    lang_recipes,
-)
+from crucible.agent.images.builder import build_images
+from crucible.agent.images.commands import BuildError
+from crucible.agent.images.inventory import list_images
+from crucible.agent.images.recipes import BaseRecipe, lang_recipes
+from crucible.agent.images.suites import UnsupportedSuite
 from crucible.config import Config
+from crucible.kernels.catalog import ImageInfo, aliases_of
+from crucible.kernels.contract import LABEL_LANG
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -114,33 +113,40 @@ def cmd_images_list(args: argparse.Namespace, config: Config) -> int:
     except BuildError as exc:
         print(f"crucible: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    rows = _rows(images)
     if args.json:
         print(
             json.dumps(
                 [
                     {
-                        "ref": image.ref,
-                        "id": image.image_id,
+                        "ref": ref,
+                        "id": image.id,
                         "lang": image.labels.get(LABEL_LANG),
                         "aliases": list(aliases_of(image.labels)),
                         "size": image.size,
                         "created": image.created,
                         "labels": dict(image.labels),
                     }
-                    for image in images
+                    for ref, image in rows
                 ]
             )
         )
         return 0
     print(f"{'IMAGE':<32} {'LANG':<8} {'SIZE':>8}  {'CREATED':<16}  ALIASES")
-    for image in images:
+    for ref, image in rows:
         lang = image.labels.get(LABEL_LANG, "-")
         aliases = ",".join(aliases_of(image.labels)) or "-"
         print(
-            f"{image.ref:<32} {lang:<8} {format_size(image.size):>8}  "
+            f"{ref:<32} {lang:<8} {format_size(image.size):>8}  "
             f"{format_created(image.created):<16}  {aliases}"
         )
     return 0
+
+
+def _rows(images: list[ImageInfo]) -> list[tuple[str, ImageInfo]]:
+    """One row per reference (an untagged image as ``<none>``), sorted by reference."""
+    rows = [(ref, image) for image in images for ref in image.tags or ("<none>",)]
+    return sorted(rows, key=lambda row: row[0])
 
 
 def format_size(size: int) -> str:

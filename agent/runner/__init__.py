@@ -6,7 +6,8 @@ speaks the framed JSON protocol of docs/internals.md ("Agent ↔ kernel runner")
 the agent. Modules:
 
 * `framing`: the wire format (also usable by the agent side and tests);
-* `recipes`: what each language does in query and batch mode;
+* `languages`: one definition per language: what the runner does with it in query and
+  batch mode (its `Recipe`), and what its image holds (for the image builder);
 * `server`: the socket, the message handlers, the run queue;
 * `jobs`: one run from ``execute`` to ``finished``; `console`: output batching;
 * `pyproc`/`pychild`: the persistent Python interpreter, runner side / child side;

@@ -1,4 +1,8 @@
-"""Runs: one query snippet or one batch job, from ``execute`` to ``finished``."""
+"""Runs: one query snippet or one batch job, from ``execute`` to ``finished``.
+
+A run knows its runner only as a `RunHost`: what it needs (the loop, the process
+tools, the recipe, a way to send messages and to say it finished), not the server.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,44 @@ import os
 import shutil
 import tempfile
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .console import Console
+from .flow import Flow
+from .languages import Recipe
+from .loop import Loop
 from .procs import ShellStep
+from .pyproc import PythonChild
+from .reaper import Reaper
 
-if TYPE_CHECKING:
-    from .pyproc import PythonChild
-    from .server import Runner
+
+class RunHost(Protocol):
+    """What a run needs from the runner that hosts it (`server.Runner` is one)."""
+
+    loop: Loop
+    flow: Flow
+    reaper: Reaper
+    #: Where user code runs (``/home/work``).
+    workdir: str
+    recipe: Recipe
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Send a message to the agent (held while it is not connected)."""
+
+    def end_of_run(self) -> None:
+        """Before a run reports ``finished``: stop every process it started."""
+
+    def job_finished(self, job: Job) -> None:
+        """The run reported ``finished``; the next may start."""
+
+    def python_child(self) -> PythonChild:
+        """The persistent interpreter, started if it is not running."""
 
 
 class Job:
     """The base of every run: console batching, the waiting-input and finished messages."""
 
-    def __init__(self, runner: Runner, run_id: str, mode: str) -> None:
+    def __init__(self, runner: RunHost, run_id: str, mode: str) -> None:
         self.runner = runner
         self.run_id = run_id
         #: ``query`` or ``batch``, as the agent asked; reported in ``hello``.
@@ -82,7 +110,7 @@ class Job:
 class PythonQueryJob(Job):
     """A snippet run in the persistent Python child (exit code 0 unless the child dies)."""
 
-    def __init__(self, runner: Runner, run_id: str, code: str) -> None:
+    def __init__(self, runner: RunHost, run_id: str, code: str) -> None:
         super().__init__(runner, run_id, "query")
         self.code = code
         self.child: PythonChild | None = None
@@ -123,7 +151,7 @@ class StepsJob(Job):
 
     def __init__(
         self,
-        runner: Runner,
+        runner: RunHost,
         run_id: str,
         steps: list[tuple[str | None, str | None]],
         *,
@@ -217,7 +245,7 @@ class StepsJob(Job):
             self._current.kill()
 
 
-def batch_job(runner: Runner, run_id: str, options: dict[str, Any]) -> Job:
+def batch_job(runner: RunHost, run_id: str, options: dict[str, Any]) -> Job:
     """A batch run: clean, build, exec with the recipe's defaults for ``"*"``."""
     recipe = runner.recipe
     steps: list[tuple[str | None, str | None]] = []
@@ -239,7 +267,7 @@ def batch_job(runner: Runner, run_id: str, options: dict[str, Any]) -> Job:
     )
 
 
-def compile_and_run_job(runner: Runner, run_id: str, code: str) -> Job:
+def compile_and_run_job(runner: RunHost, run_id: str, code: str) -> Job:
     """A query snippet for a compiled language: scratch file, build, run; no state."""
     recipe = runner.recipe
     # Under the working directory, not /tmp: container tmpfs mounts are usually noexec.

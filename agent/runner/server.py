@@ -16,10 +16,10 @@ from . import framing
 from .channel import FramedSocket
 from .flow import Flow
 from .jobs import Job, PythonQueryJob, batch_job, compile_and_run_job
+from .languages import Recipe, get_recipe
 from .loop import Loop, Timer
 from .pyproc import PythonChild
 from .reaper import Reaper, become_reaper, forbid_inspection
-from .recipes import Recipe, get_recipe
 
 #: 2: the runner dials the agent; ``hello`` names the run in progress.
 PROTOCOL = 2
@@ -35,6 +35,10 @@ LOW_WATER = 256 * 1024
 #: Runs the agent may queue behind the current one (it serialises runs itself).
 MAX_QUEUED = 64
 COMPLETION_TIMEOUT = 3.0
+#: Where user code runs unless told otherwise: the kernel contract's working directory
+#: (``crucible.kernels.contract.WORK_DIR``), written again here on purpose since the
+#: runner cannot import it; a unit test keeps the two equal.
+WORK_DIR = "/home/work"
 #: Query handlers backed by a persistent interpreter child (state kept between runs),
 #: and the command of each child that is not the Python one (see pyproc.PythonChild).
 PERSISTENT_QUERIES = ("python-repl", "node-repl")
@@ -400,7 +404,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--lang", required=True, help="recipe name (image label crucible.lang)")
     parser.add_argument("--socket", required=True, help="the agent's unix socket to dial")
     parser.add_argument(
-        "--workdir", default="/home/work", help="where user code runs (default /home/work)"
+        "--workdir", default=WORK_DIR, help=f"where user code runs (default {WORK_DIR})"
     )
     return parser.parse_args(argv)
 

@@ -26,15 +26,15 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from crucible import errors
-from crucible.agent.files import (
+from crucible.api.body import json_body
+from crucible.api.context import manager_context
+from crucible.api.guard import authenticated, current_keypair
+from crucible.kernels.limits import (
     MAX_DOWNLOAD_FILES,
     MAX_PATH_BYTES,
     MAX_UPLOAD_FILE_BYTES,
     MAX_UPLOAD_FILES,
 )
-from crucible.api.body import json_body
-from crucible.api.context import manager_context
-from crucible.api.guard import authenticated, current_keypair
 from crucible.sessions.model import Session
 from crucible.sessions.registry import SessionRegistry
 from crucible.validation import bounded_list, text

@@ -15,7 +15,6 @@ from typing import Any
 
 import attrs
 
-from crucible.agent.images.catalog import split_ref
 from crucible.db.queries import (
     agents,
     kernels_listings,
@@ -30,6 +29,7 @@ from crucible.db.queries.keypairs import Keypair
 from crucible.db.queries.resource_policies import ResourcePolicy
 from crucible.db.queries.vfolders import VFolder
 from crucible.graphql.loader import Fetcher, Loader, group
+from crucible.kernels.catalog import split_ref
 from crucible.usage import Period
 
 MiB = 1024 * 1024

@@ -17,7 +17,6 @@ import attrs
 import trio
 
 from crucible import errors
-from crucible.agent.images.catalog import resolve_lang
 from crucible.agents import (
     AgentCallFailed,
     AgentDirectory,
@@ -29,6 +28,7 @@ from crucible.db.pool import Database, Executor
 from crucible.db.queries import agents as agent_rows
 from crucible.db.queries import kernels, locks, vfolders
 from crucible.hookspecs.scheduler import AgentCapacity, PendingSession, Scheduler
+from crucible.kernels.catalog import resolve_lang
 from crucible.keypairs import Keypair
 from crucible.resource_policies import ResourcePolicyStore, cap, check_session_quota
 from crucible.sessions.activity import ActivityRecorder

@@ -11,6 +11,7 @@ import attrs
 
 from crucible import errors
 from crucible.config import SessionsConfig
+from crucible.kernels.contract import LABEL_MAX_CORES, LABEL_MAX_MEM
 
 GiB = 1024**3
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
@@ -77,11 +78,11 @@ def resolve_resources(
     """Requested cores and memory (GiB, as the client sends it), defaulted and capped."""
     cpu, mem_gib = requested_resources(request_config)
     cpu_cap = min(
-        limits.max_cpu_cores, _label_number(image_labels, "ai.backend.maxcores", float) or math.inf
+        limits.max_cpu_cores, _label_number(image_labels, LABEL_MAX_CORES, float) or math.inf
     )
     mem_cap = min(
         float(limits.max_memory_bytes),
-        _label_number(image_labels, "ai.backend.maxmem", parse_size) or math.inf,
+        _label_number(image_labels, LABEL_MAX_MEM, parse_size) or math.inf,
     )
     cpu = min(cpu if cpu is not None else limits.default_cpu_cores, cpu_cap)
     mem = min(mem_gib * GiB if mem_gib is not None else float(limits.default_memory_bytes), mem_cap)

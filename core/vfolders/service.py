@@ -35,6 +35,7 @@ from crucible.hookspecs.storage import (
     StorageFull,
     Usage,
 )
+from crucible.kernels.contract import WORK_DIR
 from crucible.keypairs import Keypair
 from crucible.resource_policies import vfolder_limits
 from crucible.usage import record_storage
@@ -62,7 +63,7 @@ from crucible.vfolders.repository import (
 log = logging.getLogger(__name__)
 
 #: Where mounted folders appear in a session.
-MOUNT_ROOT = "/home/work"
+MOUNT_ROOT = WORK_DIR
 #: Legacy servers said ``wd`` for read-write-delete (spec 6.1).
 PERMISSION_SYNONYMS = {"wd": "rd"}
 

@@ -34,7 +34,7 @@ from typing import TypeVar
 
 import attrs
 
-from crucible.fstree import remove_tree
+from crucible.fstree import DIR_FLAGS, remove_tree
 from crucible.hookspecs.storage import (
     BY_API,
     BY_FILESYSTEM,
@@ -46,7 +46,6 @@ from crucible.plugins.storage import btrfs, project_quota
 from crucible.plugins.storage.linux_abi import filesystem_magic
 
 T = TypeVar("T")
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 #: The configured root is the operator's (it may be a symlink they made), never a
 #: session's: it is opened following links.
 ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -82,7 +81,7 @@ def filesystem_name(magic: int) -> str:
 
 def on_folder_dir(root_fd: int, name: str, fn: Callable[[int], T]) -> T:
     """`fn` with a descriptor of the folder directory `name` (never a symlink)."""
-    fd = os.open(name, _DIR_FLAGS, dir_fd=root_fd)
+    fd = os.open(name, DIR_FLAGS, dir_fd=root_fd)
     try:
         return fn(fd)
     finally:

@@ -32,7 +32,7 @@ from typing import TypeVar
 
 import trio
 
-from crucible.fstree import TreeChanged, remove_tree, tree_usage
+from crucible import fstree
 from crucible.hookspecs.markers import hookimpl
 from crucible.hookspecs.storage import (
     EntryNotFound,
@@ -49,19 +49,14 @@ from crucible.hookspecs.storage import (
     StorageFull,
     Usage,
 )
+from crucible.kernels.contract import WORK_GID, WORK_UID
 from crucible.plugins.storage.folder_quotas import (
     ROOT_FLAGS,
     PlainFolders,
     detect,
 )
 
-#: The kernel runs as this user (see docs/internals.md); it must own what it may change.
-KERNEL_UID = 1000
-KERNEL_GID = 1000
 _FOLDER_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-# O_NONBLOCK: opening a FIFO a session planted must not hang the API.
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _STAGING_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 #: Blocking filesystem calls at once per host (each occupies a worker thread).
 _THREADS = 8
@@ -76,50 +71,27 @@ def _chown(fd: int) -> None:
     # Only root can give files away; a non-root manager (a developer's checkout) keeps
     # them, and sessions then cannot modify what the API wrote.
     if os.geteuid() == 0:
-        os.fchown(fd, KERNEL_UID, KERNEL_GID)
-
-
-def _open_subdir(parent_fd: int, name: str, path: RelPath, *, create: bool) -> int:
-    try:
-        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-    except FileNotFoundError:
-        if not create:
-            raise EntryNotFound(f"{_display(path)} does not exist", path) from None
-    except OSError as exc:
-        # ENOTDIR: a file; ELOOP: a symlink (O_NOFOLLOW refuses to traverse it).
-        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
-            raise NotADirectory(f"{_display(path)} is not a directory", path) from None
-        raise
-    try:
-        os.mkdir(name, 0o755, dir_fd=parent_fd)
-    except FileExistsError:
-        pass  # made concurrently; open it (refusing a symlink) below
-    try:
-        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTDIR, errno.ELOOP, errno.ENOENT):
-            raise NotADirectory(f"{_display(path)} is not a directory", path) from None
-        raise
-    try:
-        _chown(fd)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        os.fchown(fd, WORK_UID, WORK_GID)
 
 
 def _walk(root_fd: int, path: RelPath, *, create: bool = False) -> int:
     """A new descriptor of directory `path` below `root_fd`, never crossing a symlink."""
-    fd = os.dup(root_fd)
     try:
-        for depth, name in enumerate(path):
-            next_fd = _open_subdir(fd, name, path[: depth + 1], create=create)
-            os.close(fd)
-            fd = next_fd
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
+        return fstree.walk_dirs(root_fd, path, make=_chown if create else None)
+    except fstree.NotEntered as exc:
+        raise _refused(exc, path[: exc.depth + 1]) from None
+
+
+def _refused(exc: fstree.NotEntered, path: RelPath) -> OSError | StorageError:
+    if exc.step == "open" and exc.errno == errno.ENOENT:
+        return EntryNotFound(f"{_display(path)} does not exist", path)
+    # ENOTDIR: a file; ELOOP: a symlink (O_NOFOLLOW refuses to traverse it); ENOENT
+    # after a mkdir: it was removed again before it could be opened.
+    if exc.errno in (errno.ENOTDIR, errno.ELOOP) or (
+        exc.step == "reopen" and exc.errno == errno.ENOENT
+    ):
+        return NotADirectory(f"{_display(path)} is not a directory", path)
+    return exc.error
 
 
 def _entry(name: str, st: os.stat_result) -> FileEntry:
@@ -187,7 +159,7 @@ class LocalHost:
         # The root and the folder directory are ours alone (0700, never mounted), so
         # this path cannot have been altered by a session; `data` itself is the mount.
         try:
-            return os.open(self._folder(folder_id) / "data", _DIR_FLAGS)
+            return os.open(self._folder(folder_id) / "data", fstree.DIR_FLAGS)
         except FileNotFoundError:
             raise EntryNotFound("the folder's storage is missing") from None
 
@@ -199,7 +171,7 @@ class LocalHost:
         try:
             (folder / "staging").mkdir(mode=0o700)
             (folder / "data").mkdir(mode=0o755)
-            fd = os.open(folder / "data", _DIR_FLAGS)
+            fd = os.open(folder / "data", fstree.DIR_FLAGS)
             try:
                 _chown(fd)
             finally:
@@ -280,7 +252,7 @@ class LocalHost:
         finally:
             os.close(root)
         try:
-            fd = os.open(path[-1], _READ_FLAGS, dir_fd=parent)
+            fd = os.open(path[-1], fstree.READ_FLAGS, dir_fd=parent)
         except FileNotFoundError:
             raise EntryNotFound(f"{_display(path)} does not exist", path) from None
         except OSError as exc:
@@ -309,9 +281,9 @@ class LocalHost:
             # host's disk), bounded descriptors, no recursion: crucible.fstree.
             for _ in range(3):
                 try:
-                    size, count = tree_usage(root)
+                    size, count = fstree.tree_usage(root)
                     break
-                except TreeChanged:
+                except fstree.TreeChanged:
                     continue  # a session moved directories meanwhile; walk again
             else:
                 raise StorageError("the folder kept changing while its usage was measured")
@@ -351,7 +323,7 @@ class LocalHost:
             else:
                 if not stat.S_ISREG(st.st_mode):
                     raise NotAFile(f"{_display(path)} exists and is not a regular file", path)
-            staging = os.open(self._folder(folder_id) / "staging", _DIR_FLAGS)
+            staging = os.open(self._folder(folder_id) / "staging", fstree.DIR_FLAGS)
             try:
                 temp_name = f"upload-{uuid.uuid4().hex}"
                 fd = os.open(temp_name, _STAGING_FLAGS, 0o644, dir_fd=staging)
@@ -415,7 +387,7 @@ class LocalHost:
                 for parent, name, is_dir in targets:
                     try:
                         if is_dir:
-                            remove_tree(parent, name)
+                            fstree.remove_tree(parent, name)
                         else:
                             os.unlink(name, dir_fd=parent)
                     except FileNotFoundError:
@@ -423,7 +395,7 @@ class LocalHost:
                     except IsADirectoryError:
                         # Replaced by a directory after we looked: only with recursive.
                         if recursive:
-                            remove_tree(parent, name)
+                            fstree.remove_tree(parent, name)
             finally:
                 for parent, _, _ in targets:
                     os.close(parent)

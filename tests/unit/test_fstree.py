@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 import socket
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,3 +160,77 @@ def test_moving_directories_out_during_the_walk_never_leads_outside(
         assert (outside / "marker").read_text() == "intact"
         assert {p.name for p in outside.iterdir()} <= {"marker", "b"}
     assert outcomes
+
+
+# -- one path, component by component -----------------------------------------------------
+
+
+def test_a_path_is_walked_without_crossing_a_link(tmp_path: Path, root_fd: int) -> None:
+    tree = tmp_path / "tree"
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "a" / "file").write_text("x")
+    (tmp_path / "outside").mkdir()
+    (tree / "a" / "link").symlink_to(tmp_path / "outside")
+    before = _open_fds()
+    fd = fstree.walk_dirs(root_fd, ["a", "b"])
+    try:
+        assert os.fstat(fd).st_ino == (tree / "a" / "b").stat().st_ino
+    finally:
+        os.close(fd)
+    refusals = {}
+    for name in ("link", "file", "missing"):
+        with pytest.raises(fstree.NotEntered) as info:
+            fstree.walk_dirs(root_fd, ["a", name, "deeper"])
+        refusals[name] = info.value
+    assert _open_fds() == before  # nothing left open by a refused walk
+    assert {name: (exc.depth, exc.step) for name, exc in refusals.items()} == {
+        name: (1, "open") for name in refusals
+    }
+    # Linux answers ENOTDIR for a link opened with O_DIRECTORY | O_NOFOLLOW (ELOOP
+    # without O_DIRECTORY): what lstat found tells a link from a file.
+    assert refusals["link"].errno in (errno.ELOOP, errno.ENOTDIR)
+    assert refusals["link"].found is not None and stat.S_ISLNK(refusals["link"].found.st_mode)
+    assert refusals["file"].errno == errno.ENOTDIR
+    assert refusals["file"].found is not None and stat.S_ISREG(refusals["file"].found.st_mode)
+    assert refusals["missing"].errno == errno.ENOENT and refusals["missing"].found is None
+
+
+def test_a_walk_that_creates_hands_each_new_directory_over(tmp_path: Path, root_fd: int) -> None:
+    (tmp_path / "tree" / "a").mkdir()
+    made: list[int] = []
+    entered: list[int] = []
+    fd = fstree.walk_dirs(
+        root_fd,
+        ["a", "b", "c"],
+        make=lambda new_fd: made.append(os.fstat(new_fd).st_ino),
+        entered=lambda _fd, depth: entered.append(depth),
+    )
+    os.close(fd)
+    tree = tmp_path / "tree"
+    assert made == [(tree / "a" / "b").stat().st_ino, (tree / "a" / "b" / "c").stat().st_ino]
+    assert entered == [0, 1, 2]
+    assert stat.S_IMODE((tree / "a" / "b").stat().st_mode) == 0o755 & ~_umask()
+    # A link stays a refusal even for a walk that creates: it is never replaced.
+    (tree / "to-outside").symlink_to(tmp_path)
+    with pytest.raises(fstree.NotEntered) as info:
+        fstree.walk_dirs(root_fd, ["to-outside", "x"], make=lambda new_fd: None)
+    assert info.value.step == "open" and info.value.errno in (errno.ELOOP, errno.ENOTDIR)
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_directory_that_cannot_be_made_says_so() -> None:
+    # procfs refuses mkdir (to root too), after the open found nothing under the name.
+    proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(fstree.NotEntered) as info:
+            fstree.walk_dirs(proc, ["crucible-no-such-dir"], make=lambda new_fd: None)
+    finally:
+        os.close(proc)
+    assert (info.value.step, info.value.depth) == ("mkdir", 0)
+    assert info.value.error.errno == info.value.errno != 0
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

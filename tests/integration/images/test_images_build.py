@@ -21,10 +21,13 @@ import pytest
 import trio
 
 from crucible.agent.images import recipes
-from crucible.agent.images.builder import BuildResult, build_images, ensure_base, image_labels
-from crucible.agent.images.catalog import resolve_lang
+from crucible.agent.images.base_image import ensure_base
+from crucible.agent.images.builder import build_images
+from crucible.agent.images.commands import BuildResult
+from crucible.agent.images.inventory import image_labels
 from crucible.agent.images.recipes import BaseRecipe, LangRecipe, lang_recipes
 from crucible.config import Config
+from crucible.kernels.catalog import resolve_lang
 
 #: A cold build downloads ~150 MB; a warm one is a few label lookups.
 COLD_BUILD_TIMEOUT = 40 * 60

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from crucible.agent.images.builder import BuildError, _checked, _finish_rootfs, run_command
+from crucible.agent.images.base_image import finish_rootfs
+from crucible.agent.images.commands import BuildError, checked, run_command
 from crucible.agent.images.recipes import BaseRecipe
 
 BASE = BaseRecipe(suite="bookworm", mirror="http://deb.debian.org/debian")
@@ -37,7 +38,7 @@ async def test_a_command_past_its_timeout_is_killed() -> None:
 
 async def test_failure_carries_the_output() -> None:
     with trio.fail_after(10), pytest.raises(BuildError, match=r"(?s)exit status 2.*boom"):
-        await _checked(["sh", "-c", "echo boom; exit 2"], timeout=10)
+        await checked(["sh", "-c", "echo boom; exit 2"], timeout=10)
 
 
 async def test_missing_program_is_a_build_error() -> None:
@@ -67,7 +68,7 @@ def test_finish_rootfs_trims_and_configures(tmp_path: Path) -> None:
     (root / "var/cache/apt/pkgcache.bin").write_text("x")
     (root / "etc/hostname").write_text("builder")
 
-    _finish_rootfs(root, BASE)
+    finish_rootfs(root, BASE)
 
     assert (root / "etc/apt/sources.list").read_text() == BASE.sources_list
     assert (

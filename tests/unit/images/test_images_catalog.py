@@ -8,15 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crucible.agent.images.catalog import (
+from crucible.agent.images.recipes import lang_recipes
+from crucible.errors import ImageNotFound
+from crucible.kernels.catalog import (
     UnknownLang,
     aliases_of,
     resolve_lang,
     split_ref,
     version_key,
 )
-from crucible.agent.images.recipes import lang_recipes
-from crucible.errors import ImageNotFound
 
 
 def entry(ref: str, lang: str, aliases: str) -> tuple[str, Mapping[str, str]]:

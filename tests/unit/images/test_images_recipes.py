@@ -8,13 +8,9 @@ import re
 import attrs
 import pytest
 
-from crucible.agent.images.recipes import (
-    BASE_ENVIRONMENT,
-    BaseRecipe,
-    UnsupportedSuite,
-    apt_sources,
-    lang_recipes,
-)
+from crucible.agent.images.recipes import BaseRecipe, lang_recipes
+from crucible.agent.images.suites import UnsupportedSuite, apt_sources
+from crucible.kernels.contract import BASE_ENVIRONMENT
 
 BASE = BaseRecipe(suite="bookworm", mirror="http://deb.debian.org/debian")
 SPEC9_REQUIRED = (
@@ -162,3 +158,34 @@ def test_setup_commands_share_the_apt_layer() -> None:
     # Recipes without setup keep the Dockerfile (and so the image hash) they had.
     python = lang_recipes("bookworm")["python"]
     assert "RUN apt-get update" in python.dockerfile("b")
+
+
+#: Every image's ``crucible.recipe-hash`` with Debian's default mirror. A change here
+#: rebuilds that image on every machine: make it on purpose, never as a side effect of
+#: moving code (the language definitions, the contract constants...).
+PINNED_HASHES = {
+    "python": "3ffa786328c278fb",
+    "c": "c489928c02d002c4",
+    "cpp": "b384a7c3dbfa65f1",
+    "nodejs": "6b41f6c2945191f7",
+    "lua": "aeadf83bae4694aa",
+    "java": "587e85717219dc1e",
+    "php": "c9fdbfda66a19a45",
+    "r": "77d70cad95b7ba62",
+    "octave": "0297698cd4c4590d",
+    "haskell": "e1554422d4fe9576",
+    "python-ml": "f18c442aa49b74b5",
+    "python-dl": "f32b8a18f8bd9712",
+    "python2": "784bd9e5578f4233",
+    "julia": "5ea074464db8b82d",
+}
+
+
+def test_recipe_hashes_are_pinned() -> None:
+    assert BASE.recipe_hash() == "d47a89d82f646e83"
+    found = {}
+    for lang, recipe in lang_recipes("bookworm").items():
+        base = attrs.evolve(BASE, suite=recipe.suite or BASE.suite)
+        found[lang] = recipe.recipe_hash(base.ref, base.recipe_hash())
+    assert found == PINNED_HASHES
+    assert list(found) == list(PINNED_HASHES)  # the order of `images build all`

@@ -1,7 +1,8 @@
-"""Resolve the API's ``lang`` (spec 4.2: ``name[:tag]``) to a local kernel image.
+"""The image catalogue: resolve the API's ``lang`` (spec 4.2: ``name[:tag]``) to an image.
 
 Pure functions over ``(ref, labels)`` pairs, so the manager can resolve against the images
-agents report in their heartbeats without touching Docker.
+agents report in their heartbeats without touching Docker; `ImageInfo` is one local image
+as the agent's Docker driver and ``crucible images list`` read it.
 
 Resolution order (the first rule that matches wins):
 
@@ -22,11 +23,33 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from crucible.agent.images.recipes import LABEL_ALIASES, LABEL_LANG
+import attrs
+
 from crucible.errors import ImageNotFound
+from crucible.kernels.contract import LABEL_ALIASES, LABEL_KIND, LABEL_LANG
 
 #: ``(image reference, labels)``, as ``docker image inspect`` or a heartbeat gives them.
 ImageEntry = tuple[str, Mapping[str, str]]
+
+
+@attrs.frozen
+class ImageInfo:
+    """One local image: its id, the references it goes by, its labels.
+
+    `size` (bytes) and `created` (Docker's RFC 3339 time) are filled where the listing
+    that made it carries them (``crucible images list``), else 0 and ``""``.
+    """
+
+    id: str
+    tags: tuple[str, ...]
+    labels: Mapping[str, str]
+    size: int = 0
+    created: str = ""
+
+    @property
+    def kind(self) -> str:
+        """`KIND_BASE` or `KIND_KERNEL` for Crucible's images, ``""`` for others."""
+        return self.labels.get(LABEL_KIND, "")
 
 
 class UnknownLang(ImageNotFound):
