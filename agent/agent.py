@@ -16,7 +16,6 @@ import re
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import attrs
 import trio
@@ -46,19 +45,53 @@ from crucible.kernels.contract import (
     RUNNER_DIR,
     WORK_DIR,
 )
+from crucible.protocol.calls import (
+    CallTable,
+    CancelRun,
+    Complete,
+    Completions,
+    CreateKernel,
+    DestroyKernel,
+    Done,
+    Execute,
+    ExecutionResult,
+    GetLogs,
+    Interrupt,
+    KernelCreated,
+    KernelDestroyed,
+    KernelList,
+    KernelLogs,
+    KernelRestarted,
+    ListKernels,
+    Mount,
+    RestartKernel,
+    RunCancelled,
+)
+from crucible.protocol.failures import ErrorKind
+from crucible.protocol.file_calls import FILE_CALLS, FileCall
+from crucible.protocol.reports import (
+    AgentEvent,
+    AgentInfo,
+    Heartbeat,
+    ImageEntry,
+    KernelReport,
+    KernelTerminated,
+)
+from crucible.protocol.stats import KernelStats
+from crucible.protocol.version import VERSION
 
 log = logging.getLogger(__name__)
 
 #: The runner's code on the host, bind-mounted read-only into every kernel.
 RUNNER_HOST_DIR = str(Path(crucible.agent.__file__).parent / "runner")
 
-EventSink = Callable[[dict[str, Any]], Awaitable[None]]
+EventSink = Callable[[AgentEvent], Awaitable[None]]
 
 
 class AgentCallError(Exception):
-    """A call the agent refuses or cannot carry out; `kind` is the spec's agent-details type."""
+    """A call the agent refuses or cannot carry out; `kind` goes into the error reply."""
 
-    def __init__(self, message: str, kind: str = "agent-failure") -> None:
+    def __init__(self, message: str, kind: ErrorKind = ErrorKind.AGENT_FAILURE) -> None:
         super().__init__(message)
         self.kind = kind
 
@@ -90,7 +123,7 @@ class Agent:
         self.kernels: dict[str, KernelSupervisor] = {}
         self._event_sinks: list[EventSink] = []
         self._nursery: trio.Nursery | None = None
-        self._images: list[dict[str, Any]] = []
+        self._images: tuple[ImageEntry, ...] = ()
         self.files = FileService()
         self.exec_limits = ExecLimits.from_config(config.agent)
         #: Runs executing at once on this agent, shared fairly between access keys.
@@ -114,12 +147,12 @@ class Agent:
         if sink in self._event_sinks:
             self._event_sinks.remove(sink)
 
-    async def _emit(self, event: dict[str, Any]) -> None:
+    async def _emit(self, event: AgentEvent) -> None:
         for sink in list(self._event_sinks):
             try:
                 await sink(event)
             except Exception:
-                log.warning("could not deliver event %s", event.get("name"), exc_info=True)
+                log.warning("could not deliver event %s", event.name, exc_info=True)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Recover kernels, then supervise them until cancelled (containers stay up)."""
@@ -178,17 +211,17 @@ class Agent:
         log.info("removing dead kernel container %s", container.id[:12])
         await self._remove_container(container.id)
         await self._cleanup_kernel_dir(info)
-        await self._emit(_terminated_event(kernel_id, "agent-restarted"))
+        await self._emit(KernelTerminated(kernel_id, "agent-restarted"))
 
     # -- images and heartbeats ------------------------------------------------------------
 
-    async def refresh_images(self) -> list[dict[str, Any]]:
+    async def refresh_images(self) -> tuple[ImageEntry, ...]:
         images = await self.driver.list_images(LABEL_LANG)
-        self._images = [
-            {"ref": tag, "id": image.id, "labels": dict(image.labels)}
+        self._images = tuple(
+            ImageEntry(ref=tag, id=image.id, labels=dict(image.labels))
             for image in images
             for tag in image.tags
-        ]
+        )
         return self._images
 
     async def collect_stats(self) -> None:
@@ -216,20 +249,16 @@ class Agent:
             except docker_driver.DockerError:
                 log.warning("could not refresh kernel statistics", exc_info=True)
 
-    def heartbeat(self) -> dict[str, Any]:
-        return {
-            "type": "heartbeat",
-            "agent": {
-                "id": self.id,
-                "capacity": self.capacity,
-                "images": self._images,
-                "version": 1,
-            },
-            "kernels": [
-                {"kernel_id": kernel_id, "stats": sup.last_stats}
+    def heartbeat(self) -> Heartbeat:
+        return Heartbeat(
+            agent=AgentInfo(
+                id=self.id, version=VERSION, capacity=self.capacity, images=self._images
+            ),
+            kernels=tuple(
+                KernelReport(kernel_id, sup.last_stats)
                 for kernel_id, sup in list(self.kernels.items())
-            ],
-        }
+            ),
+        )
 
     # -- kernel lifecycle -----------------------------------------------------------------
 
@@ -276,26 +305,26 @@ class Agent:
             hardening=self._hardening,
         )
 
-    async def create_kernel(self, params: dict[str, Any]) -> dict[str, Any]:
-        kernel_id = str(params["kernel_id"])
+    async def create_kernel(self, call: CreateKernel) -> KernelCreated:
+        kernel_id = call.kernel_id
         if kernel_id in self.kernels:
-            raise AgentCallError(f"kernel {kernel_id} already exists", "agent-invalid-input")
-        image = str(params["image"])
+            raise AgentCallError(f"kernel {kernel_id} already exists", ErrorKind.INVALID_INPUT)
+        image = call.image
         labels = await self.driver.image_labels(image)
         lang = labels.get(LABEL_LANG)
         if not lang:
-            raise AgentCallError(f"{image} is not a Crucible kernel image", "agent-invalid-input")
+            raise AgentCallError(f"{image} is not a Crucible kernel image", ErrorKind.INVALID_INPUT)
         info = KernelInfo(
             kernel_id=kernel_id,
             image=image,
             lang=lang,
             exec_timeout=self._exec_timeout(labels),
-            cpu=float(params["cpu"]),
-            mem=int(params["mem"]),
-            environ={str(k): str(v) for k, v in (params.get("environ") or {}).items()},
+            cpu=call.cpu,
+            mem=call.mem,
+            environ=dict(call.environ),
             kernel_dir=self.kernels_root / kernel_id.replace("-", "")[:16],
-            mounts=await trio.to_thread.run_sync(_vfolder_mounts, params.get("mounts")),
-            access_key=str(params.get("access_key") or ""),
+            mounts=await trio.to_thread.run_sync(_vfolder_mounts, call.mounts),
+            access_key=call.access_key,
         )
         await sandbox.prepare_scratch(
             info.kernel_dir, size_bytes=self.config.agent.scratch_size_bytes
@@ -310,7 +339,7 @@ class Agent:
         )
         if supervisor.terminated_reason is not None:
             raise AgentCallError(_start_failure("start", supervisor))
-        return {"container_id": container_id, "service_ports": []}
+        return KernelCreated(container_id)
 
     async def _start_container(self, info: KernelInfo) -> tuple[str, RunnerListener]:
         """Listen for the runner first (it dials as soon as it starts), then start it."""
@@ -376,9 +405,9 @@ class Agent:
                 pass
         log.info("kernel %s ended: %s", kernel_id, reason)
         await self._destroy_container(supervisor)
-        await self._emit(_terminated_event(kernel_id, reason))
+        await self._emit(KernelTerminated(kernel_id, reason))
 
-    async def _destroy_container(self, supervisor: KernelSupervisor) -> dict[str, int] | None:
+    async def _destroy_container(self, supervisor: KernelSupervisor) -> KernelStats | None:
         stats = supervisor.last_stats
         try:
             stats = await self._stats(supervisor)
@@ -402,33 +431,32 @@ class Agent:
             except OSError:
                 log.warning("could not release %s", info.kernel_dir, exc_info=True)
 
-    async def _stats(self, supervisor: KernelSupervisor) -> dict[str, int]:
-        stats = (await self.driver.stats(supervisor.container_id)).as_dict()
+    async def _stats(self, supervisor: KernelSupervisor) -> KernelStats:
+        stats = await self.driver.stats(supervisor.container_id)
         scratch = sandbox.ScratchDir(supervisor.info.kernel_dir)
         used = await sandbox.scratch_usage_bytes(scratch)
-        previous = supervisor.last_stats or {}
-        stats["io_cur_scratch_size"] = used
-        stats["io_max_scratch_size"] = max(used, previous.get("io_max_scratch_size", 0))
-        return stats
+        previous = supervisor.last_stats or KernelStats()
+        return attrs.evolve(
+            stats,
+            io_cur_scratch_size=used,
+            io_max_scratch_size=max(used, previous.io_max_scratch_size),
+        )
 
-    def _kernel(self, params: dict[str, Any]) -> KernelSupervisor:
-        kernel_id = str(params.get("kernel_id"))
+    def _kernel(self, kernel_id: str) -> KernelSupervisor:
         supervisor = self.kernels.get(kernel_id)
         if supervisor is None or supervisor.terminated_reason is not None:
-            raise AgentCallError(f"no kernel {kernel_id} on this agent", "kernel-not-found")
+            raise AgentCallError(f"no kernel {kernel_id} on this agent", ErrorKind.KERNEL_NOT_FOUND)
         return supervisor
 
-    async def destroy_kernel(self, params: dict[str, Any]) -> dict[str, Any]:
-        kernel_id = str(params.get("kernel_id"))
-        supervisor = self.kernels.pop(kernel_id, None)
+    async def destroy_kernel(self, call: DestroyKernel) -> KernelDestroyed:
+        supervisor = self.kernels.pop(call.kernel_id, None)
         if supervisor is None:
-            return {"stats": None}
-        supervisor.mark_terminated(str(params.get("reason") or "user-requested"))
-        stats = await self._destroy_container(supervisor)
-        return {"stats": stats}
+            return KernelDestroyed(stats=None)
+        supervisor.mark_terminated(call.reason or "user-requested")
+        return KernelDestroyed(stats=await self._destroy_container(supervisor))
 
-    async def restart_kernel(self, params: dict[str, Any]) -> dict[str, Any]:
-        old = self._kernel(params)
+    async def restart_kernel(self, call: RestartKernel) -> KernelRestarted:
+        old = self._kernel(call.kernel_id)
         info = old.info
         # Take it out of the table first, so its death is not reported as a crash.
         del self.kernels[info.kernel_id]
@@ -438,93 +466,75 @@ class Agent:
             container_id, listener = await self._start_container(info)
         except (docker_driver.DockerError, OSError) as exc:
             await self._cleanup_kernel_dir(info)
-            await self._emit(_terminated_event(info.kernel_id, "restart-failed"))
+            await self._emit(KernelTerminated(info.kernel_id, "restart-failed"))
             raise AgentCallError(f"could not restart the container: {exc}") from exc
         supervisor = await self._supervise(
             info, container_id, listener, self.config.agent.runner_start_timeout
         )
         if supervisor.terminated_reason is not None:
             raise AgentCallError(_start_failure("restart", supervisor))
-        return {"container_id": container_id}
+        return KernelRestarted(container_id)
 
-    async def execute(self, params: dict[str, Any]) -> dict[str, Any]:
-        supervisor = self._kernel(params)
+    async def execute(self, call: Execute) -> ExecutionResult:
+        supervisor = self._kernel(call.kernel_id)
         try:
             return await supervisor.execute(
-                str(params["run_id"]),
-                str(params["mode"]),
-                str(params.get("code") or ""),
-                dict(params.get("options") or {}),
-                flush_interval=float(params.get("flush_interval", 2.0)),
+                call.run_id, call.mode, call.code, call.options, flush_interval=call.flush_interval
             )
         except KernelGone as exc:
-            raise AgentCallError(f"the kernel is gone: {exc}", "kernel-not-found") from exc
+            raise AgentCallError(f"the kernel is gone: {exc}", ErrorKind.KERNEL_NOT_FOUND) from exc
         except QueueFull as exc:
-            raise AgentCallError(str(exc), "execution-queue-full") from exc
+            raise AgentCallError(str(exc), ErrorKind.QUEUE_FULL) from exc
 
-    async def cancel_run(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def cancel_run(self, call: CancelRun) -> RunCancelled:
         """Stop a run whose client went away (queued: never starts; running: interrupted,
         then killed after ``agent.run_cancel_grace``)."""
-        state = await self._kernel(params).cancel_run(str(params.get("run_id")))
-        return {"state": state}
+        return RunCancelled(await self._kernel(call.kernel_id).cancel_run(call.run_id))
 
-    async def interrupt(self, params: dict[str, Any]) -> dict[str, Any]:
-        await self._kernel(params).interrupt()
-        return {}
+    async def interrupt(self, call: Interrupt) -> Done:
+        await self._kernel(call.kernel_id).interrupt()
+        return Done()
 
-    async def complete(self, params: dict[str, Any]) -> dict[str, Any]:
-        items = await self._kernel(params).complete(
-            str(params.get("code") or ""), dict(params.get("options") or {}), timeout=5.0
-        )
-        return {"result": items}
+    async def complete(self, call: Complete) -> Completions:
+        supervisor = self._kernel(call.kernel_id)
+        items = await supervisor.complete(call.code, call.options, timeout=5.0)
+        return Completions(tuple(items))
 
-    async def logs(self, params: dict[str, Any]) -> dict[str, Any]:
-        supervisor = self._kernel(params)
+    async def logs(self, call: GetLogs) -> KernelLogs:
+        supervisor = self._kernel(call.kernel_id)
         logs = await self.driver.logs(
             supervisor.container_id, max_bytes=self.config.agent.logs_max_bytes
         )
-        return {"logs": logs}
+        return KernelLogs(logs)
 
-    async def list_kernels(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"kernels": sorted(self.kernels)}
+    async def list_kernels(self, call: ListKernels) -> KernelList:
+        return KernelList(tuple(sorted(self.kernels)))
 
-    async def _file_call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def file_call(self, call: FileCall) -> object:
         """Session files (spec 4.9-4.11); see crucible.agent.files."""
-        supervisor = self._kernel(params)
+        supervisor = self._kernel(call.kernel_id)
         self.files.forget(set(self.kernels))
         try:
-            result: dict[str, Any] = await self.files.call(
-                supervisor.info.kernel_id, supervisor.info.kernel_dir, method, params
-            )
+            info = supervisor.info
+            return await self.files.call(info.kernel_id, info.kernel_dir, call)
         except FileOpError as exc:
-            raise AgentCallError(str(exc), exc.kind) from exc
-        return result
+            raise AgentCallError(str(exc), ErrorKind(exc.kind)) from exc
 
-    async def upload_files(self, params: dict[str, Any]) -> dict[str, Any]:
-        return await self._file_call("upload_files", params)
-
-    async def list_files(self, params: dict[str, Any]) -> dict[str, Any]:
-        return await self._file_call("list_files", params)
-
-    async def download_files(self, params: dict[str, Any]) -> dict[str, Any]:
-        return await self._file_call("download_files", params)
-
-    def calls(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]:
-        """The methods managers may call, by name."""
-        return {
-            "create_kernel": self.create_kernel,
-            "destroy_kernel": self.destroy_kernel,
-            "restart_kernel": self.restart_kernel,
-            "execute": self.execute,
-            "interrupt": self.interrupt,
-            "cancel_run": self.cancel_run,
-            "complete": self.complete,
-            "logs": self.logs,
-            "list_kernels": self.list_kernels,
-            "upload_files": self.upload_files,
-            "list_files": self.list_files,
-            "download_files": self.download_files,
-        }
+    def calls(self) -> CallTable:
+        """The calls managers may make, by class."""
+        table = CallTable()
+        table.add(CreateKernel, self.create_kernel)
+        table.add(DestroyKernel, self.destroy_kernel)
+        table.add(RestartKernel, self.restart_kernel)
+        table.add(Execute, self.execute)
+        table.add(Interrupt, self.interrupt)
+        table.add(CancelRun, self.cancel_run)
+        table.add(Complete, self.complete)
+        table.add(GetLogs, self.logs)
+        table.add(ListKernels, self.list_kernels)
+        for kind in FILE_CALLS:
+            table.add(kind, self.file_call)
+        return table
 
 
 async def _run_kernel(
@@ -541,38 +551,32 @@ _MOUNT_TARGET_RE = re.compile(rf"^{re.escape(WORK_DIR)}/[A-Za-z0-9_][A-Za-z0-9._
 MAX_VFOLDER_MOUNTS = 5
 
 
-def _vfolder_mounts(raw: Any) -> tuple[tuple[str, str, bool], ...]:
+def _vfolder_mounts(requested: tuple[Mount, ...]) -> tuple[tuple[str, str, bool], ...]:
     """Check the manager's mount list: one directory level under /home/work each, from
     an existing host directory no kernel can redirect (`check_trusted_dir`). Blocking:
     run it in a worker thread."""
-    if not raw:
-        return ()
-    if not isinstance(raw, list) or len(raw) > MAX_VFOLDER_MOUNTS:
-        raise AgentCallError("mounts must be a list of at most 5 entries", "agent-invalid-input")
+    if len(requested) > MAX_VFOLDER_MOUNTS:
+        raise AgentCallError("mounts must be a list of at most 5 entries", ErrorKind.INVALID_INPUT)
     mounts = []
     targets = set()
-    for entry in raw:
-        try:
-            source, target, read_only = entry["source"], entry["target"], entry["read_only"]
-        except (TypeError, KeyError):
-            raise AgentCallError(f"bad mount entry {entry!r}", "agent-invalid-input") from None
+    for mount in requested:
+        source, target = mount.source, mount.target
         # fullmatch: with match, "$" would let a trailing newline into the target.
-        valid = isinstance(target, str) and _MOUNT_TARGET_RE.fullmatch(target) is not None
-        if not valid or target in targets:
-            raise AgentCallError(f"bad mount target {target!r}", "agent-invalid-input")
-        if not isinstance(source, str) or not os.path.isabs(source):
-            raise AgentCallError(f"bad mount source {source!r}", "agent-invalid-input")
+        if _MOUNT_TARGET_RE.fullmatch(target) is None or target in targets:
+            raise AgentCallError(f"bad mount target {target!r}", ErrorKind.INVALID_INPUT)
+        if not os.path.isabs(source):
+            raise AgentCallError(f"bad mount source {source!r}", ErrorKind.INVALID_INPUT)
         try:
             # Docker resolves the source by name when the container starts: it must be
             # a path nobody but root can redirect meanwhile (a session's own folder may
             # be its last component, never an ancestor).
             check_trusted_dir(source)
         except FileNotFoundError:
-            raise AgentCallError(f"mount source {source} is missing", "agent-failure") from None
+            raise AgentCallError(f"mount source {source} is missing") from None
         except OSError as exc:
-            raise AgentCallError(f"mount source refused: {exc}", "agent-failure") from None
+            raise AgentCallError(f"mount source refused: {exc}") from None
         targets.add(target)
-        mounts.append((source, target, bool(read_only)))
+        mounts.append((source, target, mount.read_only))
     return tuple(mounts)
 
 
@@ -580,10 +584,6 @@ def _start_failure(action: str, supervisor: KernelSupervisor) -> str:
     message = f"the kernel did not {action}: {supervisor.terminated_reason}"
     output = supervisor.startup_output.strip()
     return f"{message}; its output: {output}" if output else message
-
-
-def _terminated_event(kernel_id: str, reason: str) -> dict[str, Any]:
-    return {"type": "event", "name": "kernel_terminated", "kernel_id": kernel_id, "reason": reason}
 
 
 def _info_to_label(info: KernelInfo) -> str:

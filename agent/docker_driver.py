@@ -48,6 +48,7 @@ from crucible.agent.sandbox import DEFAULT_HARDENING, Hardening, TmpfsMount
 from crucible.config import AgentConfig
 from crucible.kernels.catalog import ImageInfo
 from crucible.kernels.contract import CONTAINER_USER
+from crucible.protocol.stats import KernelStats
 
 log = logging.getLogger(__name__)
 
@@ -206,67 +207,43 @@ class ContainerSummary:
     labels: Mapping[str, str]
 
 
-@attrs.frozen
-class ContainerStats:
-    """The container stats object of spec 4.4; every value an int, 0 when unknown."""
+def stats_from_docker(raw: Mapping[str, Any]) -> KernelStats:
+    """The spec 4.4 stats of one sample of Docker's stats API (cgroup v1 or v2 layout);
+    the scratch sizes stay 0 (the agent measures them itself)."""
+    cpu_ns = _int(_dig(raw, "cpu_stats", "cpu_usage", "total_usage"))
 
-    cpu_used: int = 0  # ms
-    mem_max_bytes: int = 0
-    mem_cur_bytes: int = 0
-    net_rx_bytes: int = 0
-    net_tx_bytes: int = 0
-    io_read_bytes: int = 0
-    io_write_bytes: int = 0
-    #: Scratch usage is measured on the host tmpfs (`sandbox.scratch_usage_bytes`), not
-    #: by Docker; the agent fills these in with `attrs.evolve`.
-    io_max_scratch_size: int = 0
-    io_cur_scratch_size: int = 0
+    mem = raw.get("memory_stats") or {}
+    usage = _int(mem.get("usage"))
+    inner = mem.get("stats") or {}
+    # The working set as `docker stats` shows it: page cache that could be dropped
+    # right away is not memory pressure. v1 calls it total_inactive_file, v2
+    # inactive_file.
+    inactive = _int(inner.get("total_inactive_file", inner.get("inactive_file")))
+    mem_cur = max(0, usage - inactive) if inactive <= usage else usage
+    # v1 reports the peak (max_usage); v2's stats API has none, so the best lower
+    # bound we know is the current usage.
+    mem_max = max(_int(mem.get("max_usage")), mem_cur)
 
-    @classmethod
-    def from_docker(cls, raw: Mapping[str, Any]) -> ContainerStats:
-        """Build from one sample of Docker's stats API (cgroup v1 or v2 layout)."""
-        cpu_ns = _int(_dig(raw, "cpu_stats", "cpu_usage", "total_usage"))
+    rx = tx = 0
+    for net in (raw.get("networks") or {}).values():
+        rx += _int(net.get("rx_bytes"))
+        tx += _int(net.get("tx_bytes"))
 
-        mem = raw.get("memory_stats") or {}
-        usage = _int(mem.get("usage"))
-        inner = mem.get("stats") or {}
-        # The working set as `docker stats` shows it: page cache that could be dropped
-        # right away is not memory pressure. v1 calls it total_inactive_file, v2
-        # inactive_file.
-        inactive = _int(inner.get("total_inactive_file", inner.get("inactive_file")))
-        mem_cur = max(0, usage - inactive) if inactive <= usage else usage
-        # v1 reports the peak (max_usage); v2's stats API has none, so the best lower
-        # bound we know is the current usage.
-        mem_max = max(_int(mem.get("max_usage")), mem_cur)
+    rd = wr = 0
+    # v1 lists per device "Read"/"Write"/"Sync"/"Async"/"Total"; v2 lowercase
+    # "read"/"write". Summing only read and write avoids double counting the totals.
+    for entry in _dig(raw, "blkio_stats", "io_service_bytes_recursive") or ():
+        op = str(entry.get("op", "")).lower()
+        if op == "read":
+            rd += _int(entry.get("value"))
+        elif op == "write":
+            wr += _int(entry.get("value"))
 
-        rx = tx = 0
-        for net in (raw.get("networks") or {}).values():
-            rx += _int(net.get("rx_bytes"))
-            tx += _int(net.get("tx_bytes"))
-
-        rd = wr = 0
-        # v1 lists per device "Read"/"Write"/"Sync"/"Async"/"Total"; v2 lowercase
-        # "read"/"write". Summing only read and write avoids double counting the totals.
-        for entry in _dig(raw, "blkio_stats", "io_service_bytes_recursive") or ():
-            op = str(entry.get("op", "")).lower()
-            if op == "read":
-                rd += _int(entry.get("value"))
-            elif op == "write":
-                wr += _int(entry.get("value"))
-
-        return cls(
-            cpu_used=cpu_ns // 1_000_000,
-            mem_max_bytes=mem_max,
-            mem_cur_bytes=mem_cur,
-            net_rx_bytes=rx,
-            net_tx_bytes=tx,
-            io_read_bytes=rd,
-            io_write_bytes=wr,
-        )
-
-    def as_dict(self) -> dict[str, int]:
-        """The JSON object sent to clients (spec 4.4)."""
-        return attrs.asdict(self)
+    cpu_ms = cpu_ns // 1_000_000
+    return KernelStats(
+        cpu_used=cpu_ms, mem_max_bytes=mem_max, mem_cur_bytes=mem_cur,
+        net_rx_bytes=rx, net_tx_bytes=tx, io_read_bytes=rd, io_write_bytes=wr,
+    )
 
 
 def _dig(obj: Any, *keys: str) -> Any:
@@ -525,7 +502,7 @@ class DockerDriver:
             return False  # "removal already in progress"
         return True
 
-    async def stats(self, container: str) -> ContainerStats:
+    async def stats(self, container: str) -> KernelStats:
         """One stats sample (no stream) as the spec 4.4 object.
 
         A stopped container yields zeros for what the engine no longer reports.
@@ -536,7 +513,7 @@ class DockerDriver:
             # (API >= 1.41; the precpu fields it leaves empty are not used here).
             lambda: self._api.stats(container, stream=False, one_shot=True),
         )
-        return ContainerStats.from_docker(raw or {})
+        return stats_from_docker(raw or {})
 
     async def logs(self, container: str, *, tail_lines: int = 1000, max_bytes: int = 65536) -> str:
         """The last *tail_lines* lines of combined stdout and stderr, at most *max_bytes*

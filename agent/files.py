@@ -18,23 +18,14 @@ Errors are `FileOpError` with a `kind` the manager maps to a status: ``invalid-p
 and ``too-large`` (400), ``file-not-found`` (404); listings and downloads answer 404 for
 ``invalid-path`` too (spec 4.10/4.11).
 
-Agent calls (manager → agent, params besides ``kernel_id``; see docs/internals.md for
-the framing):
-
-* ``upload_files`` ``{"step": "begin"}`` → ``{"upload_id"}``; then ``{"step": "file",
-  "upload_id", "path"}`` per file, ``{"step": "data", "upload_id", "data": base64}`` for
-  its content (any number of chunks), and ``{"step": "commit"|"abort", "upload_id"}``.
-* ``list_files`` ``{"path"}`` → ``{"path": abs path, "files": [entry, ...]}``.
-* ``download_files`` ``{"step": "check", "files": [...]}`` → ``{"entries": [...]}``
-  (every path checked, nothing read); ``{"step": "archive", "path"}`` → ``{"name",
-  "path", "bytes", "data": base64 tar}``, one path per call to keep messages small.
+The agent calls that reach this module, one per step of an upload or a download, and
+their replies, are in `crucible.protocol.file_calls`; `FileService.call` runs them.
 """
 
 from __future__ import annotations
 
 import base64
 import errno
-import functools
 import io
 import itertools
 import os
@@ -42,9 +33,9 @@ import stat
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TypeVar
 
 import attrs
 import trio
@@ -58,6 +49,27 @@ from crucible.kernels.limits import (
     MAX_UPLOAD_FILE_BYTES,
     MAX_UPLOAD_FILES,
 )
+from crucible.protocol.calls import Done
+from crucible.protocol.file_calls import (
+    Archive,
+    ArchiveEntry,
+    DownloadArchive,
+    DownloadCheck,
+    DownloadChecked,
+    FileCall,
+    FileEntry,
+    FileListing,
+    ListFiles,
+    UploadAbort,
+    UploadBegin,
+    UploadBegun,
+    UploadCommit,
+    UploadCommitted,
+    UploadData,
+    UploadFile,
+)
+
+T = TypeVar("T")
 
 #: The uncompressed content one download archive may carry. The legacy server capped an
 #: archive at 1 MiB; a little more lets a file of the largest uploadable size come back.
@@ -305,31 +317,35 @@ class KernelFiles:
 
     # -- uploads ------------------------------------------------------------------------
 
-    def upload(self, params: dict[str, Any]) -> dict[str, Any]:
-        """One step of an upload: ``begin``, ``file``, ``data``, ``commit`` or ``abort``."""
-        step = params.get("step")
-        if step == "begin":
-            return {"upload_id": self._begin()}
-        upload = self._uploads.get(str(params.get("upload_id")))
+    def upload_begin(self, call: UploadBegin) -> UploadBegun:
+        return UploadBegun(self._begin())
+
+    def upload_file(self, call: UploadFile) -> Done:
+        self._step(call.upload_id, lambda upload: self._add_file(upload, call.path))
+        return Done()
+
+    def upload_data(self, call: UploadData) -> Done:
+        self._step(call.upload_id, lambda upload: self._add_data(upload, call.data))
+        return Done()
+
+    def upload_commit(self, call: UploadCommit) -> UploadCommitted:
+        return UploadCommitted(tuple(self._step(call.upload_id, self._commit)))
+
+    def upload_abort(self, call: UploadAbort) -> Done:
+        self._step(call.upload_id, self._drop)
+        return Done()
+
+    def _step(self, upload_id: str, action: Callable[[Upload], T]) -> T:
+        """One step of an upload in progress; a step that fails ends the upload."""
+        upload = self._uploads.get(upload_id)
         if upload is None:
             raise FileOpError("invalid-path", "no such upload in progress (expired?)")
         upload.touched = time.monotonic()
         try:
-            if step == "file":
-                self._add_file(upload, params.get("path"))
-                return {}
-            if step == "data":
-                self._add_data(upload, params.get("data"))
-                return {}
-            if step == "commit":
-                return {"written": self._commit(upload)}
-            if step == "abort":
-                self._drop(upload)
-                return {}
+            return action(upload)
         except BaseException:
             self._drop(upload)
             raise
-        raise FileOpError("invalid-path", f"unknown upload step {step!r}")
 
     def _begin(self) -> str:
         now = time.monotonic()
@@ -389,9 +405,9 @@ class KernelFiles:
 
     # -- listing ------------------------------------------------------------------------
 
-    def list_dir(self, path: object) -> dict[str, Any]:
+    def list_dir(self, call: ListFiles) -> FileListing:
         """The entries of a directory, as spec 4.10 describes them (``lstat``, no links)."""
-        parts = split_path(path)
+        parts = split_path(call.path or ".")
         root = self._root()
         try:
             fd = walk(root, parts)
@@ -406,35 +422,37 @@ class KernelFiles:
                 except FileNotFoundError:
                     continue  # removed while we looked
                 entries.append(
-                    {
-                        "filename": name,
-                        "size": st.st_size,
-                        "mode": stat.filemode(st.st_mode),
-                        "mtime": st.st_mtime,
-                        "ctime": st.st_ctime,
-                        "atime": st.st_atime,
-                    }
+                    FileEntry(
+                        filename=name,
+                        size=st.st_size,
+                        mode=stat.filemode(st.st_mode),
+                        mtime=st.st_mtime,
+                        ctime=st.st_ctime,
+                        atime=st.st_atime,
+                    )
                 )
         finally:
             os.close(fd)
-        return {"path": container_path(parts), "files": entries}
+        return FileListing(container_path(parts), tuple(entries))
 
     # -- downloads ----------------------------------------------------------------------
 
-    def check_download(self, paths: object) -> list[dict[str, Any]]:
+    def check_download(self, call: DownloadCheck) -> DownloadChecked:
         """Refuse a download before any byte is sent: every path exists and fits."""
-        if not isinstance(paths, list) or not paths:
+        paths = call.paths
+        if not paths:
             raise _invalid("'files' must be a non-empty list of paths")
         if len(paths) > MAX_DOWNLOAD_FILES:
             raise FileOpError("too-large", f"at most {MAX_DOWNLOAD_FILES} files per download")
-        return [self._archive(path, dry_run=True)[0] for path in paths]
+        return DownloadChecked(tuple(self._archive(path, dry_run=True)[0] for path in paths))
 
-    def archive(self, path: object) -> dict[str, Any]:
+    def archive(self, call: DownloadArchive) -> Archive:
         """One path as an uncompressed tar archive (a directory with its tree)."""
-        info, data = self._archive(path, dry_run=False)
-        return {**info, "data": base64.b64encode(data).decode("ascii")}
+        entry, data = self._archive(call.path, dry_run=False)
+        encoded = base64.b64encode(data).decode("ascii")
+        return Archive(path=entry.path, name=entry.name, bytes=entry.bytes, data=encoded)
 
-    def _archive(self, path: object, *, dry_run: bool) -> tuple[dict[str, Any], bytes]:
+    def _archive(self, path: str, *, dry_run: bool) -> tuple[ArchiveEntry, bytes]:
         parts = split_path(path)
         root = self._root()
         try:
@@ -458,8 +476,7 @@ class KernelFiles:
                     _add_entry(tar, parent, name, name, shown, budget, dry_run, top=True)
         finally:
             os.close(parent)
-        info = {"path": shown, "name": name or "work"}
-        return {**info, "bytes": budget.used}, buffer.getvalue()
+        return ArchiveEntry(shown, name or "work", budget.used), buffer.getvalue()
 
 
 @attrs.define
@@ -585,7 +602,7 @@ def _read_all(fd: int, budget: _Budget) -> Iterator[bytes]:
 
 
 class FileService:
-    """Every kernel's `KernelFiles`, and the three agent calls on them.
+    """Every kernel's `KernelFiles`, and the file calls on them.
 
     The calls run in worker threads (the file system calls block), one at a time per
     kernel, so an upload's steps and a listing never interleave on one tree.
@@ -600,26 +617,25 @@ class FileService:
             if kernel_id not in live_kernel_ids:
                 self._kernels.pop(kernel_id)[0].close()
 
-    async def call(
-        self, kernel_id: str, kernel_dir: Path, method: str, params: dict[str, Any]
-    ) -> Any:
-        """Run `method` (``upload_files``, ``list_files``, ``download_files``) on a kernel."""
+    async def call(self, kernel_id: str, kernel_dir: Path, call: FileCall) -> object:
+        """Run a file call on a kernel; returns the call's reply."""
         entry = self._kernels.get(kernel_id)
         if entry is None:
             entry = (KernelFiles(kernel_dir / "work", kernel_dir / "staging"), trio.Lock())
             self._kernels[kernel_id] = entry
         files, lock = entry
-        if method == "upload_files":
-            op = functools.partial(files.upload, params)
-        elif method == "list_files":
-            op = functools.partial(files.list_dir, params.get("path") or ".")
-        elif params.get("step") == "check":
-            op = functools.partial(_checked_entries, files, params.get("files"))
-        else:
-            op = functools.partial(files.archive, params.get("path"))
         async with lock:
-            return await trio.to_thread.run_sync(op)
+            return await trio.to_thread.run_sync(_OPERATIONS[type(call)], files, call)
 
 
-def _checked_entries(files: KernelFiles, paths: object) -> dict[str, Any]:
-    return {"entries": files.check_download(paths)}
+#: The `KernelFiles` method that answers each file call.
+_OPERATIONS: dict[type[FileCall], Callable[[KernelFiles, Any], object]] = {
+    UploadBegin: KernelFiles.upload_begin,
+    UploadFile: KernelFiles.upload_file,
+    UploadData: KernelFiles.upload_data,
+    UploadCommit: KernelFiles.upload_commit,
+    UploadAbort: KernelFiles.upload_abort,
+    ListFiles: KernelFiles.list_dir,
+    DownloadCheck: KernelFiles.check_download,
+    DownloadArchive: KernelFiles.archive,
+}

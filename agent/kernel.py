@@ -27,6 +27,8 @@ from crucible.agent.exec_limits import ExecLimits, FairSlots, TokenBucket
 from crucible.agent.run_queue import RunQueue
 from crucible.agent.runner_link import RunnerConnection, RunnerGone, RunnerListener
 from crucible.agent.runs import Handover, Run, RunState, SessionOutput, execution_result
+from crucible.protocol.calls import ExecutionResult
+from crucible.protocol.stats import KernelStats
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,7 @@ class KernelSupervisor:
         self._nursery: trio.Nursery | None = None
         self.terminated_reason: str | None = None
         self.connected = trio.Event()
-        self.last_stats: dict[str, int] | None = None
+        self.last_stats: KernelStats | None = None
         #: What the container printed when it died before its runner answered.
         self.startup_output = ""
 
@@ -423,7 +425,7 @@ class KernelSupervisor:
         options: dict[str, Any],
         *,
         flush_interval: float,
-    ) -> dict[str, Any]:
+    ) -> ExecutionResult:
         """One execute call: start, continue or answer input for run `run_id`."""
         run = self._runs.get(run_id)
         if mode in ("query", "batch"):
@@ -445,7 +447,7 @@ class KernelSupervisor:
             assert self._runner is not None
             await self._runner.send({"op": "input", "run_id": run_id, "text": code})
         result = await run.collect(flush_interval)
-        if run.done and result["status"] in ("finished", "exec-timeout"):
+        if run.done and result.status in ("finished", "exec-timeout"):
             self._runs.pop(run_id, None)
             run.forget()
         return result

@@ -2,9 +2,12 @@
 
 Over each link the agent sends heartbeats and events, and answers calls; every call
 runs in its own task so a long-polling execute never blocks another call. Messages
-travel in bounded frames (`crucible.link_framing`). A link that fails for whatever
-reason (the manager went away, a frame the agent cannot use, a bug in a call) is
-logged and dialled again with a backoff: it never takes the agent down.
+travel in bounded frames (`crucible.protocol.framing`) and are read strictly
+(`crucible.protocol.codec`): a call that does not fit (unknown method, unknown or
+mistyped fields) is answered ``agent-invalid-input``, anything else that does not fit
+is dropped with a warning. A link that fails for whatever reason (the manager went
+away, a frame the agent cannot use, a bug in a call) is logged and dialled again with
+a backoff: it never takes the agent down.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import contextlib
 import functools
 import logging
 import traceback
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import trio
@@ -27,10 +29,13 @@ from trio_websocket import (
 )
 
 from crucible.agent.agent import AgentCallError, EventSink
-from crucible.cluster_auth import agent_headers
 from crucible.config import Config
 from crucible.exc_groups import describe
-from crucible.link_framing import (
+from crucible.protocol import codec
+from crucible.protocol.auth import agent_headers
+from crucible.protocol.calls import CallTable, reply_type
+from crucible.protocol.failures import CallFailure, ErrorKind
+from crucible.protocol.framing import (
     MAX_WIRE_FRAME,
     Delivery,
     FramedLink,
@@ -40,6 +45,7 @@ from crucible.link_framing import (
     MessageTooLarge,
     Refused,
 )
+from crucible.protocol.reports import AgentEvent, Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +63,15 @@ LINK_DOWN = (
     LinkClosed,
 )
 
-Call = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
 class LinkedAgent(Protocol):
     """What a link needs of the agent it serves."""
 
     id: str
     config: Config
 
-    def heartbeat(self) -> dict[str, Any]: ...
+    def heartbeat(self) -> Heartbeat: ...
 
-    def calls(self) -> dict[str, Call]: ...
+    def calls(self) -> CallTable: ...
 
     def add_event_sink(self, sink: EventSink) -> None: ...
 
@@ -146,7 +149,7 @@ class ManagerLink:
                 self._link = link
                 self.agent.add_event_sink(self.send)
                 try:
-                    await link.send(self.agent.heartbeat())
+                    await link.send(codec.heartbeat_message(self.agent.heartbeat()))
                     self._linked = True
                     self.connected.set()
                     log.info("linked to manager %s", self.url)
@@ -159,19 +162,19 @@ class ManagerLink:
                     self._link = None
                     self.connected = trio.Event()
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, event: AgentEvent) -> None:
         """Send an event; `LinkClosed` when there is no link now."""
         link = self._link
         if link is None:
             raise LinkClosed("not linked")
-        await link.send(message)
+        await link.send(codec.event_message(event))
 
     async def _heartbeats(self, link: FramedLink) -> None:
         interval = self.agent.config.agent.heartbeat_interval
         while True:
             await trio.sleep(interval)
             try:
-                await link.send(self.agent.heartbeat())
+                await link.send(codec.heartbeat_message(self.agent.heartbeat()))
             except MessageTooLarge as exc:
                 log.error("a heartbeat was not sent: %s", exc)
 
@@ -179,64 +182,64 @@ class ManagerLink:
         if isinstance(delivery, Refused):
             log.warning("refused a message from %s: %s", self.url, delivery.reason)
             if delivery.ref:
-                error = {"type": delivery.kind, "title": delivery.reason}
-                reply = {"type": "error", "id": delivery.ref, "error": error}
+                failure = CallFailure(delivery.kind, delivery.reason)
+                reply = codec.error_message(delivery.ref, failure)
                 nursery.start_soon(self._reply, delivery.ref, reply)
             return
-        message = delivery.message
-        if message.get("type") == "call":
-            nursery.start_soon(self._answer, message, delivery.ref)
+        nursery.start_soon(self._answer, delivery.message, delivery.ref)
 
-    async def _answer(self, call: dict[str, Any], ref: int) -> None:
-        call_id = call.get("id")
-        method = self.agent.calls().get(str(call.get("method")))
-        reply: dict[str, Any]
+    async def _answer(self, message: dict[str, Any], ref: int) -> None:
         try:
-            if method is None:
-                raise AgentCallError(
-                    f"unknown method {call.get('method')!r}", "agent-invalid-input"
-                )
-            params = call.get("params")
-            result = await method(dict(params) if isinstance(params, dict) else {})
-            reply = {"type": "result", "id": call_id, "result": result}
+            incoming = codec.read_call(message)
+        except codec.ProtocolError as exc:
+            log.warning("refused a message from %s: %s", self.url, exc)
+            # The frame's ref names the call when the message's own id is unreadable.
+            call_id = exc.call_id if exc.call_id is not None else ref
+            if call_id:
+                failure = CallFailure(ErrorKind.INVALID_INPUT, str(exc))
+                await self._reply(ref, codec.error_message(call_id, failure))
+            return
+        call_id, call = incoming.id, incoming.call
+        try:
+            handler = self.agent.calls().handler(call)
+            if handler is None:
+                refusal = f"this agent takes no {call.method} calls"
+                raise AgentCallError(refusal, ErrorKind.INVALID_INPUT)
+            reply = await handler(call)
+            if not isinstance(reply, reply_type(call)):
+                raise TypeError(f"{call.method} answered a {type(reply).__name__}")
+            answer = codec.result_message(call_id, reply)
         except AgentCallError as exc:
-            reply = {"type": "error", "id": call_id, "error": {"type": exc.kind, "title": str(exc)}}
+            answer = codec.error_message(call_id, CallFailure(exc.kind, str(exc)))
         except Exception as exc:
-            log.exception("call %s failed", call.get("method"))
-            reply = _failure(call_id, f"{type(exc).__name__}: {exc}", exc)
-        await self._reply(ref, reply)
+            log.exception("call %s failed", call.method)
+            answer = _failure(call_id, f"{type(exc).__name__}: {exc}", exc)
+        await self._reply(ref, answer)
 
     async def _reply(self, ref: int, reply: dict[str, Any]) -> None:
         link = self._link
         if link is None:
-            log.info("could not answer call %s: the link is down", reply.get("id"))
+            log.info("could not answer call %s: the link is down", reply["id"])
             return
         try:
             try:
                 await link.send(reply, ref=ref)
             except MessageTooLarge as exc:
                 # Every result is bounded well below the limit; this is a bug, not a peer.
-                log.error("the answer to call %s is too large: %s", reply.get("id"), exc)
+                log.error("the answer to call %s is too large: %s", reply["id"], exc)
                 # The agent's failure, not the request's: no `message-too-large` (a 413).
-                error = {"type": "agent-failure", "title": f"the agent's answer: {exc}"}
-                await link.send({"type": "error", "id": reply.get("id"), "error": error}, ref=ref)
+                failure = CallFailure(ErrorKind.AGENT_FAILURE, f"the agent's answer: {exc}")
+                await link.send(codec.error_message(reply["id"], failure), ref=ref)
         except LinkClosed:
-            log.info("could not answer call %s: the link is down", reply.get("id"))
+            log.info("could not answer call %s: the link is down", reply["id"])
         except (TypeError, ValueError) as exc:
             # A result that is not JSON: a bug in the call; the manager still hears of it.
-            log.exception("could not encode the answer to call %s", reply.get("id"))
+            log.exception("could not encode the answer to call %s", reply["id"])
             with contextlib.suppress(LinkClosed):
-                failure = _failure(reply.get("id"), "the answer could not be encoded", exc)
-                await link.send(failure, ref=ref)
+                unsent = _failure(reply["id"], "the answer could not be encoded", exc)
+                await link.send(unsent, ref=ref)
 
 
-def _failure(call_id: Any, title: str, exc: BaseException) -> dict[str, Any]:
-    return {
-        "type": "error",
-        "id": call_id,
-        "error": {
-            "type": "agent-failure",
-            "title": title,
-            "exception": "".join(traceback.format_exception_only(exc)).strip(),
-        },
-    }
+def _failure(call_id: int, title: str, exc: BaseException) -> dict[str, Any]:
+    exception = "".join(traceback.format_exception_only(exc)).strip()
+    return codec.error_message(call_id, CallFailure(ErrorKind.AGENT_FAILURE, title, exception))

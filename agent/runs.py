@@ -27,6 +27,7 @@ import attrs
 import trio
 
 from crucible.config import AgentConfig
+from crucible.protocol.calls import ExecutionResult
 
 STREAMS = ("stdout", "stderr")
 #: Statuses after which the run is over.
@@ -335,7 +336,7 @@ class Run:
     def _has_handover(self) -> bool:
         return any(isinstance(entry, Handover) for entry in self._pending)
 
-    async def collect(self, flush_interval: float) -> dict[str, Any]:
+    async def collect(self, flush_interval: float) -> ExecutionResult:
         """Wait for the next handover, at most `flush_interval` seconds; build the result."""
         self.listeners += 1
         try:
@@ -353,16 +354,15 @@ class Run:
 
 def execution_result(
     run_id: str, handover: Handover, console: list[list[Any]] | None = None
-) -> dict[str, Any]:
+) -> ExecutionResult:
     """The ExecutionResult object of spec 4.6."""
     options = handover.options
     if handover.status == "waiting-input" and options is None:
         options = {"is_password": False}
-    return {
-        "runId": run_id,
-        "status": handover.status,
-        "exitCode": handover.exit_code,
-        "console": console or [],
-        "options": options,
-        "files": [],
-    }
+    return ExecutionResult(
+        run_id=run_id,
+        status=handover.status,
+        exit_code=handover.exit_code,
+        console=console or [],
+        options=options,
+    )

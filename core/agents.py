@@ -5,16 +5,23 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TypeVar
 
 import attrs
 import trio
 
 from crucible.db.pool import Database
 from crucible.db.queries import agents
-from crucible.link_framing import TOO_LARGE, FramedLink, LinkClosed, MessageTooLarge
+from crucible.protocol import codec
+from crucible.protocol.calls import AgentCall
+from crucible.protocol.codec import IncomingError, IncomingResult, ProtocolError
+from crucible.protocol.failures import CallFailure, ErrorKind
+from crucible.protocol.framing import TOO_LARGE, FramedLink, LinkClosed, MessageTooLarge
+from crucible.protocol.reports import AgentEvent, Heartbeat
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 #: Seconds between scans for agents whose heartbeats stopped.
 LOST_SCAN_INTERVAL = 2.0
@@ -28,17 +35,25 @@ class AgentUnreachable(Exception):
 class AgentCallFailed(Exception):
     """The agent answered a call with an error (spec 1.7 ``agent-details``)."""
 
-    kind: str
+    kind: ErrorKind
     title: str
     exception: str | None = None
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.title}"
 
+    @classmethod
+    def from_failure(cls, failure: CallFailure) -> AgentCallFailed:
+        kind = AgentMessageTooLarge if failure.kind == TOO_LARGE else AgentCallFailed
+        return kind(failure.kind, failure.title, failure.exception)
+
 
 class AgentMessageTooLarge(AgentCallFailed):
     """The call is larger than the link carries (here or at the agent): the request
     was too large, nothing ran."""
+
+
+Answer = IncomingResult | IncomingError
 
 
 class AgentLink:
@@ -48,56 +63,49 @@ class AgentLink:
         self.agent_id = agent_id
         self._link = link
         self._ids = itertools.count(1)
-        self._pending: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
+        self._pending: dict[int, trio.MemorySendChannel[Answer]] = {}
         self.closed = False
 
-    async def call(self, method: str, params: dict[str, Any], *, timeout: float) -> Any:
-        """Call `method` on the agent; the whole call (sending included) takes at most
-        `timeout` seconds (`trio.TooSlowError`)."""
+    async def call(self, call: AgentCall[R], *, timeout: float) -> R:
+        """Make `call` of the agent and return its reply; the whole call (sending
+        included) takes at most `timeout` seconds (`trio.TooSlowError`)."""
         if self.closed:
             raise AgentUnreachable(self.agent_id)
         call_id = next(self._ids)
-        send, receive = trio.open_memory_channel[dict[str, Any]](1)
+        send, receive = trio.open_memory_channel[Answer](1)
         self._pending[call_id] = send
         try:
             with trio.fail_after(timeout):
-                message = {"type": "call", "id": call_id, "method": method, "params": params}
                 try:
-                    await self._link.send(message, ref=call_id)
+                    await self._link.send(codec.call_message(call_id, call), ref=call_id)
                 except MessageTooLarge as exc:
-                    raise AgentMessageTooLarge(TOO_LARGE, f"the {method} call: {exc}") from exc
+                    raise AgentMessageTooLarge(TOO_LARGE, f"the {call.method} call: {exc}") from exc
                 except LinkClosed as exc:
                     raise AgentUnreachable(self.agent_id) from exc
                 try:
-                    reply = await receive.receive()
+                    answer = await receive.receive()
                 except trio.EndOfChannel:
                     raise AgentUnreachable(self.agent_id) from None
         finally:
             self._pending.pop(call_id, None)
-        if reply.get("type") == "error":
-            error = reply.get("error")
-            error = error if isinstance(error, dict) else {}
-            kind = str(error.get("type") or "agent-failure")
-            failure = AgentMessageTooLarge if kind == TOO_LARGE else AgentCallFailed
-            exception = error.get("exception")
-            raise failure(
-                kind,
-                str(error.get("title") or "agent failure"),
-                str(exception) if exception is not None else None,
-            )
-        return reply.get("result")
+        if isinstance(answer, IncomingError):
+            raise AgentCallFailed.from_failure(answer.failure)
+        try:
+            return codec.read_result(answer, call)
+        except ProtocolError as exc:
+            raise AgentCallFailed(ErrorKind.AGENT_FAILURE, f"the agent's answer: {exc}") from exc
 
-    def on_reply(self, message: dict[str, Any]) -> None:
-        call_id = message.get("id")
-        channel = self._pending.pop(call_id, None) if isinstance(call_id, int) else None
+    def on_reply(self, answer: Answer) -> None:
+        channel = self._pending.pop(answer.id, None)
         if channel is not None:
-            channel.send_nowait(message)
+            channel.send_nowait(answer)
             channel.close()
 
     def on_refused(self, ref: int, reason: str) -> None:
-        """A reply the link could not take (too large, malformed): its call fails."""
-        error = {"type": "agent-failure", "title": f"the agent's answer was refused: {reason}"}
-        self.on_reply({"type": "error", "id": ref, "error": error})
+        """A reply the link could not take (too large, malformed, not fitting the
+        protocol): its call fails."""
+        title = f"the agent's answer was refused: {reason}"
+        self.on_reply(IncomingError(ref, CallFailure(ErrorKind.AGENT_FAILURE, title)))
 
     def close(self) -> None:
         self.closed = True
@@ -106,8 +114,8 @@ class AgentLink:
         self._pending.clear()
 
 
-HeartbeatHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
-EventHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
+HeartbeatHandler = Callable[[str, Heartbeat], Awaitable[None]]
+EventHandler = Callable[[str, AgentEvent], Awaitable[None]]
 
 
 class AgentDirectory:
@@ -156,26 +164,24 @@ class AgentDirectory:
         while not any(agent_id in self.links for agent_id in self._reported):
             await self._reports_changed.wait()
 
-    async def record_heartbeat(self, agent_id: str, addr: str, message: dict[str, Any]) -> None:
-        info = message.get("agent") or {}
-        capacity = {str(k): float(v) for k, v in (info.get("capacity") or {}).items()}
-        images = info.get("images") or []
+    async def record_heartbeat(self, agent_id: str, addr: str, heartbeat: Heartbeat) -> None:
+        info = heartbeat.agent
         await agents.record_heartbeat(
             self.db,
             agent_id,
             addr=addr,
-            version=str(info.get("version", "")),
-            capacity=capacity,
-            images=images,
+            version=str(info.version),
+            capacity=info.capacity,
+            images=codec.unstructure(info.images),
         )
         if agent_id not in self._reported:
             self._reported.add(agent_id)
             self._reports_changed.set()
             self._reports_changed = trio.Event()
         if self.on_heartbeat is not None:
-            await self.on_heartbeat(agent_id, message)
+            await self.on_heartbeat(agent_id, heartbeat)
 
-    async def handle_event(self, agent_id: str, event: dict[str, Any]) -> None:
+    async def handle_event(self, agent_id: str, event: AgentEvent) -> None:
         if self.on_event is not None:
             await self.on_event(agent_id, event)
 

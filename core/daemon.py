@@ -14,11 +14,11 @@ from typing import Any
 import trio
 import trio_asyncio
 
-from crucible.cluster_auth import load_or_create_secret
 from crucible.config import Config
 from crucible.db import open_database
 from crucible.keypairs import Keypair, KeypairRepository
 from crucible.manager import Endpoint, ManagerServer
+from crucible.protocol.auth import load_or_create_secret
 from crucible.supervision import supervise
 
 log = logging.getLogger(__name__)

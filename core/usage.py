@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from crucible.db.pool import Executor
 from crucible.db.queries import usage_daily
 from crucible.db.queries.usage_daily import Period, UsageDelta, UsageRecord
+from crucible.protocol.stats import KernelStats
 
 __all__ = [
     "MAX_RANGE_DAYS",
@@ -35,15 +36,11 @@ async def record_session_start(ex: Executor, access_key: str) -> None:
     await usage_daily.add(ex, [UsageDelta(access_key, sessions_started=1)])
 
 
-async def record_session_end(ex: Executor, access_key: str, stats: Mapping[str, int]) -> None:
+async def record_session_end(ex: Executor, access_key: str, stats: KernelStats) -> None:
     """Add an ended session's CPU time and peak memory (its last stats)."""
     await usage_daily.add(
         ex,
-        [
-            UsageDelta(
-                access_key, cpu_time_ms=stats["cpu_used"], mem_peak_bytes=stats["mem_max_bytes"]
-            )
-        ],
+        [UsageDelta(access_key, cpu_time_ms=stats.cpu_used, mem_peak_bytes=stats.mem_max_bytes)],
     )
 
 

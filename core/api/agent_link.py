@@ -1,8 +1,10 @@
 """``/internal/agent``: the WebSocket agents dial (docs/internals.md).
 
-Messages travel in bounded frames (`crucible.link_framing`). Whatever ends a link (the
-agent went away, a frame that breaks the protocol, a bug in a handler), the calls in
-flight on it fail with `AgentUnreachable` and the agent may link again at once.
+Messages travel in bounded frames (`crucible.protocol.framing`) and are read strictly
+(`crucible.protocol.codec`): one that does not fit fails the call it answers, or is
+dropped with a warning, and the link goes on. Whatever ends a link (the agent went
+away, a frame that breaks the protocol, a bug in a handler), the calls in flight on it
+fail with `AgentUnreachable` and the agent may link again at once.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import trio
 from quart import Blueprint, websocket
 from quart.wrappers import Websocket
 
-from crucible import link_framing as framing
 from crucible.agents import AgentDirectory, AgentLink
 from crucible.api.context import manager_context
-from crucible.cluster_auth import HEADER_AGENT_ID, HEADER_DATE, HEADER_SIGNATURE, verify_agent
 from crucible.exc_groups import describe
+from crucible.protocol import codec, framing
+from crucible.protocol.auth import HEADER_AGENT_ID, HEADER_DATE, HEADER_SIGNATURE, verify_agent
+from crucible.protocol.reports import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +103,19 @@ def _deliver(
         if delivery.ref:
             link.on_refused(delivery.ref, delivery.reason)
         return
-    message = delivery.message
-    kind = message.get("type")
-    if kind in ("result", "error"):
+    try:
+        message = codec.read_from_agent(delivery.message)
+    except codec.ProtocolError as exc:
+        # One message that does not fit fails its call, if it answers one; the link stays.
+        log.warning("dropped a message from agent %s: %s", agent_id, exc)
+        if exc.call_id is not None:
+            link.on_refused(exc.call_id, str(exc))
+        return
+    if isinstance(message, (codec.IncomingResult, codec.IncomingError)):
         link.on_reply(message)
-    elif kind == "heartbeat":
+    elif isinstance(message, Heartbeat):
         nursery.start_soon(_logged, agent_id, directory.record_heartbeat, agent_id, addr, message)
-    elif kind == "event":
+    else:
         nursery.start_soon(_logged, agent_id, directory.handle_event, agent_id, message)
 
 

@@ -29,7 +29,7 @@ class ManagerContext:
     agents: AgentDirectory
     registry: SessionRegistry
     vfolders: VFolderService
-    #: The secret agents prove they know when they link (see crucible.cluster_auth).
+    #: The secret agents prove they know when they link (see crucible.protocol.auth).
     cluster_secret: str = attrs.field(repr=False)
     #: The admin GraphQL API, over the services above.
     graphql: GraphQLService = attrs.field(init=False)

@@ -12,6 +12,7 @@ from crucible import errors
 from crucible.api.body import json_body
 from crucible.api.context import manager_context
 from crucible.api.guard import authenticated, current_keypair, requires_running
+from crucible.protocol.stats import KernelStats
 from crucible.sessions.model import Session
 from crucible.sessions.requests import (
     batch_options,
@@ -78,20 +79,20 @@ async def create() -> tuple[dict[str, Any], int]:
 @authenticated
 async def info(token: str) -> dict[str, Any]:
     session = await _session(token)
-    stats = session.last_stat or {}
+    stats = session.last_stat or KernelStats()
     age = datetime.now(UTC) - session.created_at
     return {
         "lang": session.lang,
         "age": int(age.total_seconds() * 1000),
         "memoryLimit": int(session.occupied_slots.get("mem", 0)) // 1024,
         "numQueriesExecuted": session.num_queries,
-        "cpuCreditUsed": stats.get("cpu_used", 0),
+        "cpuCreditUsed": stats.cpu_used,
         "tag": session.tag,
         "queryTimeout": -1,
         "idleTimeout": -1,
         "maxCpuCredit": -1,
         "idle": -1,
-        "memoryUsed": stats.get("mem_cur_bytes", 0) // 1024,
+        "memoryUsed": stats.mem_cur_bytes // 1024,
     }
 
 
@@ -101,7 +102,7 @@ async def destroy(token: str) -> dict[str, Any]:
     session = await _session(token)
     stats = await manager_context().registry.destroy(session)
     # 200 with a body, not 204: the 18.12 client reads stats only from a 200 (spec 4.4).
-    return {"stats": stats}
+    return {"stats": stats.as_dict() if stats is not None else None}
 
 
 @blueprint.route("/kernel/<token>", methods=["PATCH"])
@@ -139,7 +140,7 @@ async def execute(token: str) -> dict[str, Any]:
         code=code,
         options=options,
     )
-    return {"result": result}
+    return {"result": result.as_api()}
 
 
 @blueprint.route("/kernel/<token>/complete", methods=["POST"])

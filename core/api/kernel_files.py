@@ -17,9 +17,10 @@ import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
+import attrs
 import trio
 from quart import Blueprint, Response, request
 from werkzeug.http import parse_options_header
@@ -35,12 +36,25 @@ from crucible.kernels.limits import (
     MAX_UPLOAD_FILE_BYTES,
     MAX_UPLOAD_FILES,
 )
+from crucible.protocol.calls import AgentCall
+from crucible.protocol.file_calls import (
+    DownloadArchive,
+    DownloadCheck,
+    ListFiles,
+    UploadAbort,
+    UploadBegin,
+    UploadCommit,
+    UploadData,
+    UploadFile,
+)
 from crucible.sessions.model import Session
 from crucible.sessions.registry import SessionRegistry
 from crucible.validation import bounded_list, text
 from crucible.vfolders.multipart import part_filename
 
 blueprint = Blueprint("kernel_files", __name__)
+
+R = TypeVar("R")
 
 #: Raw bytes per upload relay call (base64 makes it a third larger in the message).
 RELAY_CHUNK_BYTES = 192 * 1024
@@ -81,13 +95,12 @@ class _UploadRelay:
         self.size = 0
         self._pending = bytearray()
 
-    async def _step(self, step: str, **params: Any) -> Any:
-        return await self.registry.file_call(
-            self.session,
-            "upload_files",
-            {"step": step, "upload_id": self.upload_id, **params},
-            bad_path_status=400,
-        )
+    async def _step(self, call: AgentCall[R]) -> R:
+        return await self.registry.file_call(self.session, call, bad_path_status=400)
+
+    def _begun(self) -> str:
+        assert self.upload_id is not None, "a step of an upload that was never begun"
+        return self.upload_id
 
     async def add_file(self, path: str) -> None:
         _session_path(path, "filename")
@@ -95,10 +108,11 @@ class _UploadRelay:
         self.files += 1
         if self.files > MAX_UPLOAD_FILES:
             raise errors.InvalidAPIParameters(f"At most {MAX_UPLOAD_FILES} files per upload.")
+        kernel_id = self.session.id
         if self.upload_id is None:
-            self.upload_id = str((await self._step("begin"))["upload_id"])
+            self.upload_id = (await self._step(UploadBegin(kernel_id))).upload_id
         self.size = 0
-        await self._step("file", path=path)
+        await self._step(UploadFile(kernel_id, self._begun(), path))
 
     async def add_data(self, data: bytes) -> None:
         self.size += len(data)
@@ -112,18 +126,18 @@ class _UploadRelay:
         if self._pending:
             data = base64.b64encode(bytes(self._pending)).decode("ascii")
             self._pending.clear()
-            await self._step("data", data=data)
+            await self._step(UploadData(self.session.id, self._begun(), data))
 
     async def commit(self) -> None:
         if self.upload_id is None:
             raise errors.InvalidAPIParameters("No files to upload (parts named 'src').")
         await self.flush()
-        await self._step("commit")
+        await self._step(UploadCommit(self.session.id, self._begun()))
 
     async def abort(self) -> None:
         if self.upload_id is not None:
             try:
-                await self._step("abort")
+                await self._step(UploadAbort(self.session.id, self.upload_id))
             except errors.ProblemError:
                 pass  # the agent drops idle uploads on its own
 
@@ -234,13 +248,13 @@ async def list_files(token: str) -> dict[str, Any]:
     raw_path = body.get("path")
     path = "." if raw_path is None or raw_path == "" else _session_path(raw_path, "path")
     session = await _session(token)
-    result = await manager_context().registry.file_call(
-        session, "list_files", {"path": path}, bad_path_status=404
+    listing = await manager_context().registry.file_call(
+        session, ListFiles(session.id, path), bad_path_status=404
     )
-    abspath = str(result["path"])
+    abspath = listing.path
     return {
         # A JSON string inside JSON: the 18.12 client json.loads() it (spec 4.10).
-        "files": json.dumps(result["files"]),
+        "files": json.dumps([attrs.asdict(entry) for entry in listing.files]),
         "abspath": abspath,
         "folder_path": abspath,
         "errors": "",
@@ -290,17 +304,17 @@ async def download(token: str) -> Response:
     registry = manager_context().registry
     # Every path and limit is checked before the status line goes out.
     await registry.file_call(
-        session, "download_files", {"step": "check", "files": files}, bad_path_status=404
+        session, DownloadCheck(session.id, tuple(files)), bad_path_status=404
     )
     boundary = "crucible-" + secrets.token_hex(16)
 
     async def parts() -> AsyncIterator[bytes]:
         for index, path in enumerate(files):
-            result = await registry.file_call(
-                session, "download_files", {"step": "archive", "path": path}, bad_path_status=404
+            fetched = await registry.file_call(
+                session, DownloadArchive(session.id, path), bad_path_status=404
             )
-            archive = base64.b64decode(result["data"])
-            yield _aligned_part(boundary, index == 0, str(result["name"]), archive)
+            archive = base64.b64decode(fetched.data)
+            yield _aligned_part(boundary, index == 0, fetched.name, archive)
         yield f"\r\n--{boundary}--\r\n".encode("ascii")
 
     return Response(parts(), content_type=f"multipart/mixed; boundary={boundary}")

@@ -13,6 +13,7 @@ from crucible import errors
 from crucible.api.context import manager_context
 from crucible.api.guard import authenticate, count_message, current_keypair
 from crucible.api.kernel import new_run_id
+from crucible.protocol.calls import ExecuteMode
 from crucible.sessions.model import Session
 from crucible.sessions.requests import batch_options, check_code
 from crucible.validation import parse_json
@@ -51,7 +52,7 @@ async def stream_execute(token: str) -> None:
             raise errors.InvalidAPIParameters(
                 "the first frame must be {'code', 'mode': 'query'|'batch', 'options'}"
             )
-        mode = str(first["mode"])
+        mode: ExecuteMode = "batch" if first["mode"] == "batch" else "query"
         code = check_code(first.get("code"), limits)
         options: dict[str, Any] = (
             batch_options(first.get("options"), limits) if mode == "batch" else {}
@@ -73,9 +74,10 @@ async def stream_execute(token: str) -> None:
                 options=options if mode == "batch" else {},
                 flush_interval=STREAM_FLUSH_INTERVAL,
             )
-            result.pop("runId", None)
-            await _send(result)
-            status = result["status"]
+            frame = result.as_api()
+            frame.pop("runId", None)
+            await _send(frame)
+            status = result.status
             if status in FINAL:
                 finished = True
                 break

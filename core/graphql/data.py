@@ -24,12 +24,13 @@ from crucible.db.queries import (
     vfolders,
 )
 from crucible.db.queries.agents import Agent
-from crucible.db.queries.kernels import Kernel, normalize_stats
+from crucible.db.queries.kernels import Kernel
 from crucible.db.queries.keypairs import Keypair
 from crucible.db.queries.resource_policies import ResourcePolicy
 from crucible.db.queries.vfolders import VFolder
 from crucible.graphql.loader import Fetcher, Loader, group
 from crucible.kernels.catalog import split_ref
+from crucible.protocol.stats import KernelStats
 from crucible.usage import Period
 
 MiB = 1024 * 1024
@@ -53,7 +54,7 @@ def keypair_object(keypair: Keypair) -> dict[str, Any]:
 def kernel_object(kernel: Kernel) -> dict[str, Any]:
     slots = kernel.occupied_slots
     # Unknown live stats are 0, never null: the CLI divides them unconditionally (7.4).
-    stats = kernel.last_stat or normalize_stats({}) or {}
+    stats = (kernel.last_stat or KernelStats()).as_dict()
     return {
         "sess_id": kernel.token,
         "id": kernel.id,

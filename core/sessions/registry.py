@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import trio
@@ -30,10 +30,27 @@ from crucible.db.queries import kernels, locks, vfolders
 from crucible.hookspecs.scheduler import AgentCapacity, PendingSession, Scheduler
 from crucible.kernels.catalog import resolve_lang
 from crucible.keypairs import Keypair
+from crucible.protocol.calls import (
+    AgentCall,
+    CancelRun,
+    Complete,
+    CreateKernel,
+    DestroyKernel,
+    Execute,
+    ExecuteMode,
+    ExecutionResult,
+    GetLogs,
+    Interrupt,
+    Mount,
+    RestartKernel,
+)
+from crucible.protocol.failures import ErrorKind
+from crucible.protocol.reports import AgentEvent, Heartbeat, KernelTerminated
+from crucible.protocol.stats import KernelStats
 from crucible.resource_policies import ResourcePolicyStore, cap, check_session_quota
 from crucible.sessions.activity import ActivityRecorder
 from crucible.sessions.events import SessionEvents
-from crucible.sessions.model import Session, normalize_stats
+from crucible.sessions.model import Session
 from crucible.sessions.requests import check_token
 from crucible.sessions.resources import Resources, resolve_resources
 from crucible.usage import record_memory_samples, record_session_end, record_session_start
@@ -42,6 +59,8 @@ if TYPE_CHECKING:
     from crucible.vfolders.service import VFolderService
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 #: pg_advisory_xact_lock key serialising placement decisions cluster-wide.
 PLACEMENT_LOCK_ID = 0x43525550  # "CRUP"
@@ -65,7 +84,7 @@ def _agent_error(exc_class: type[errors.AgentError], exc: Exception) -> errors.P
             exc.title,
             agent_error_title=exc.title,
             exception=exc.exception,
-            agent_error_type=exc.kind if exc.kind.startswith("agent-") else None,
+            agent_error_type=exc.kind.value if exc.kind.startswith("agent-") else None,
         )
     if isinstance(exc, trio.TooSlowError):
         return exc_class(
@@ -152,22 +171,19 @@ class SessionRegistry:
             await self._attach_mounts(session, resolved_mounts)
         try:
             link = self.agents.link(session.agent_id)
-            result = await link.call(
-                "create_kernel",
-                {
-                    "kernel_id": session.id,
-                    "image": image,
+            kernel = await link.call(
+                CreateKernel(
+                    kernel_id=session.id,
+                    image=image,
                     # What placement reserved: the request capped by the resource policy.
-                    "cpu": float(session.occupied_slots.get("cpu", resources.cpu)),
-                    "mem": int(session.occupied_slots.get("mem", resources.mem)),
-                    "environ": dict(environ),
-                    "mounts": [
-                        {k: m[k] for k in ("source", "target", "read_only")}
-                        for m in resolved_mounts
-                    ],
-                    # The agent shares its execution slots fairly between access keys.
-                    "access_key": keypair.access_key,
-                },
+                    cpu=float(session.occupied_slots.get("cpu", resources.cpu)),
+                    mem=int(session.occupied_slots.get("mem", resources.mem)),
+                    environ=dict(environ),
+                    mounts=tuple(
+                        Mount(m["source"], m["target"], m["read_only"]) for m in resolved_mounts
+                    ),
+                    access_key=keypair.access_key,
+                ),
                 timeout=CREATE_TIMEOUT,
             )
         except (AgentUnreachable, AgentCallFailed, trio.TooSlowError) as exc:
@@ -180,7 +196,7 @@ class SessionRegistry:
             with trio.CancelScope(shield=True), trio.move_on_after(CALL_TIMEOUT):
                 await self.destroy(session, "creation-cancelled")
             raise
-        running = await kernels.mark_running(self.db, session.id, result.get("container_id"))
+        running = await kernels.mark_running(self.db, session.id, kernel.container_id)
         if running is None:  # destroyed while it was being created
             raise errors.KernelCreationFailed("The session was terminated while starting.")
         return running, True
@@ -287,20 +303,18 @@ class SessionRegistry:
     async def _call(
         self,
         session: Session,
-        method: str,
-        params: dict[str, Any],
+        call: AgentCall[R],
         failure: type[errors.AgentError],
         *,
         timeout: float = CALL_TIMEOUT,
-    ) -> Any:
+    ) -> R:
+        """Make `call` (about `session`'s kernel) of the session's agent."""
         if session.agent_id is None or session.status != "RUNNING":
             raise errors.KernelNotFound(f"Session {session.token!r} is {session.status.lower()}.")
         try:
-            return await self.agents.link(session.agent_id).call(
-                method, {"kernel_id": session.id, **params}, timeout=timeout
-            )
+            return await self.agents.link(session.agent_id).call(call, timeout=timeout)
         except AgentCallFailed as exc:
-            if exc.kind == "kernel-not-found":
+            if exc.kind == ErrorKind.KERNEL_NOT_FOUND:
                 await self._set_terminated(session.id, "kernel-lost")
                 raise errors.KernelNotFound(f"Session {session.token!r} has ended.") from exc
             raise _agent_error(failure, exc) from exc
@@ -312,11 +326,11 @@ class SessionRegistry:
         session: Session,
         *,
         run_id: str,
-        mode: str,
+        mode: ExecuteMode,
         code: str,
         options: dict[str, Any],
         flush_interval: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> ExecutionResult:
         flush = (
             flush_interval
             if flush_interval is not None
@@ -324,16 +338,9 @@ class SessionRegistry:
         )
         self.activity.touch(session.id, session.access_key, execution=mode in ("query", "batch"))
         try:
-            result: dict[str, Any] = await self._call(
+            result = await self._call(
                 session,
-                "execute",
-                {
-                    "run_id": run_id,
-                    "mode": mode,
-                    "code": code,
-                    "options": options,
-                    "flush_interval": flush,
-                },
+                Execute(session.id, run_id, mode, code, options, flush),
                 errors.KernelExecutionFailed,
                 timeout=flush + CALL_MARGIN,
             )
@@ -345,12 +352,12 @@ class SessionRegistry:
             raise
         except errors.KernelExecutionFailed as exc:
             cause = exc.__cause__
-            if isinstance(cause, AgentCallFailed) and cause.kind == "execution-queue-full":
+            if isinstance(cause, AgentCallFailed) and cause.kind == ErrorKind.QUEUE_FULL:
                 raise errors.ExecutionQueueFull(
                     f"Session {session.token!r}: {cause.title}."
                 ) from cause
             raise
-        if result.get("status") == "exec-timeout":
+        if result.status == "exec-timeout":
             # The 18.12 client re-sends on exec-timeout; ending the session stops it (spec 4.6).
             await self._set_terminated(session.id, "exec-timeout")
         return result
@@ -364,8 +371,7 @@ class SessionRegistry:
         try:
             await self._call(
                 session,
-                "cancel_run",
-                {"run_id": run_id},
+                CancelRun(session.id, run_id),
                 errors.KernelExecutionFailed,
                 timeout=CANCEL_TIMEOUT,
             )
@@ -374,26 +380,24 @@ class SessionRegistry:
 
     async def interrupt(self, session: Session) -> None:
         self.activity.touch(session.id, session.access_key)
-        await self._call(session, "interrupt", {}, errors.KernelExecutionFailed)
+        await self._call(session, Interrupt(session.id), errors.KernelExecutionFailed)
 
     async def complete(self, session: Session, code: str, options: dict[str, Any]) -> list[str]:
         self.activity.touch(session.id, session.access_key)
-        result = await self._call(
-            session, "complete", {"code": code, "options": options}, errors.KernelExecutionFailed
+        completions = await self._call(
+            session, Complete(session.id, code, options), errors.KernelExecutionFailed
         )
-        return list(result.get("result") or [])
+        return list(completions.items)
 
     async def logs(self, session: Session) -> str:
         self.activity.touch(session.id, session.access_key)
-        result = await self._call(session, "logs", {}, errors.KernelExecutionFailed)
-        return str(result.get("logs") or "")
+        logs = await self._call(session, GetLogs(session.id), errors.KernelExecutionFailed)
+        return logs.logs
 
     # -- session files (spec 4.9-4.11; the agent does the work, crucible.agent.files) ----
 
-    async def file_call(
-        self, session: Session, method: str, params: dict[str, Any], *, bad_path_status: int
-    ) -> Any:
-        """Relay a file call (``upload_files``, ``list_files``, ``download_files``).
+    async def file_call(self, session: Session, call: AgentCall[R], *, bad_path_status: int) -> R:
+        """Relay a file call about `session`'s kernel (`crucible.protocol.file_calls`).
 
         The agent's refusals become client errors: a bad or missing path is a 400 or a
         404 (`bad_path_status`; uploads answer 400, listings and downloads 404), a
@@ -401,50 +405,49 @@ class SessionRegistry:
         """
         self.activity.touch(session.id, session.access_key)
         try:
-            return await self._call(session, method, params, errors.KernelExecutionFailed)
+            return await self._call(session, call, errors.KernelExecutionFailed)
         except errors.KernelExecutionFailed as exc:
             cause = exc.__cause__
-            kind = cause.kind if isinstance(cause, AgentCallFailed) else ""
-            if kind == "too-large" or (kind == "invalid-path" and bad_path_status == 400):
-                raise errors.InvalidAPIParameters(cause.title) from cause  # type: ignore[union-attr]
-            if kind in ("invalid-path", "file-not-found"):
-                raise errors.GenericNotFound(cause.title) from cause  # type: ignore[union-attr]
+            if not isinstance(cause, AgentCallFailed):
+                raise
+            kind = cause.kind
+            if kind == ErrorKind.TOO_LARGE or (
+                kind == ErrorKind.INVALID_PATH and bad_path_status == 400
+            ):
+                raise errors.InvalidAPIParameters(cause.title) from cause
+            if kind in (ErrorKind.INVALID_PATH, ErrorKind.FILE_NOT_FOUND):
+                raise errors.GenericNotFound(cause.title) from cause
             raise
 
     async def restart(self, session: Session) -> None:
         self.activity.touch(session.id, session.access_key)
         await kernels.mark_restarting(self.db, session.id)
         try:
-            result = await self._call(
+            restarted = await self._call(
                 attrs.evolve(session, status="RUNNING"),
-                "restart_kernel",
-                {},
+                RestartKernel(session.id),
                 errors.KernelRestartFailed,
                 timeout=CREATE_TIMEOUT,
             )
         except errors.KernelRestartFailed:
             await self._set_terminated(session.id, "restart-failed")
             raise
-        await kernels.mark_restarted(self.db, session.id, result.get("container_id"))
+        await kernels.mark_restarted(self.db, session.id, restarted.container_id)
         self.events.publish(session.id, "restarted", "user-requested")
 
     # -- destroy --------------------------------------------------------------------------
 
-    async def destroy(
-        self, session: Session, reason: str = "user-requested"
-    ) -> dict[str, int] | None:
+    async def destroy(self, session: Session, reason: str = "user-requested") -> KernelStats | None:
         """End a session; returns its last stats. Never leaves it half-ended."""
         await kernels.mark_terminating(self.db, session.id)
-        stats: dict[str, int] | None = session.last_stat
+        stats = session.last_stat
         if session.agent_id is not None:
             try:
                 with trio.CancelScope(shield=True):
-                    result = await self.agents.link(session.agent_id).call(
-                        "destroy_kernel",
-                        {"kernel_id": session.id, "reason": reason},
-                        timeout=CALL_TIMEOUT,
+                    destroyed = await self.agents.link(session.agent_id).call(
+                        DestroyKernel(session.id, reason), timeout=CALL_TIMEOUT
                     )
-                stats = normalize_stats(result.get("stats")) or stats
+                stats = destroyed.stats or stats
             except (AgentUnreachable, trio.TooSlowError) as exc:
                 # The agent reconciles when it returns: it removes kernels nobody owns.
                 log.warning(
@@ -478,7 +481,7 @@ class SessionRegistry:
         reason: str,
         *,
         status: str = "TERMINATED",
-        stats: dict[str, int] | None = None,
+        stats: KernelStats | None = None,
     ) -> None:
         ended = await kernels.mark_terminated(
             self.db,
@@ -488,26 +491,23 @@ class SessionRegistry:
         )
         if ended is not None:
             self.events.publish(session_id, "terminated", reason)
-            if ended.last_stat:
+            if ended.last_stat is not None:
                 await record_session_end(self.db, ended.access_key, ended.last_stat)
 
     # -- agent reports --------------------------------------------------------------------
 
-    async def _on_agent_event(self, agent_id: str, event: dict[str, Any]) -> None:
-        if event.get("name") == "kernel_terminated":
-            kernel_id = str(event.get("kernel_id"))
-            reason = str(event.get("reason") or "terminated")
+    async def _on_agent_event(self, agent_id: str, event: AgentEvent) -> None:
+        if isinstance(event, KernelTerminated):
+            kernel_id = event.kernel_id
+            reason = event.reason or "terminated"
             log.info("agent %s reports kernel %s ended: %s", agent_id, kernel_id, reason)
             try:
                 await self._set_terminated(kernel_id, reason)
             except Exception:
                 log.exception("could not record the end of kernel %s", kernel_id)
 
-    async def _on_heartbeat(self, agent_id: str, message: dict[str, Any]) -> None:
-        reported = {}
-        for entry in message.get("kernels") or []:
-            if isinstance(entry, dict) and entry.get("kernel_id"):
-                reported[str(entry["kernel_id"])] = normalize_stats(entry.get("stats"))
+    async def _on_heartbeat(self, agent_id: str, heartbeat: Heartbeat) -> None:
+        reported = {k.kernel_id: k.stats for k in heartbeat.kernels if k.kernel_id}
         known = {k.id: k for k in await kernels.placements_on_agent(self.db, agent_id, reported)}
         stat_updates = [
             (kid, stats)
@@ -519,7 +519,7 @@ class SessionRegistry:
             # One sample per live kernel per heartbeat: the daily average memory (usage).
             await record_memory_samples(
                 self.db,
-                [(known[kid].access_key, stats["mem_cur_bytes"]) for kid, stats in stat_updates],
+                [(known[kid].access_key, stats.mem_cur_bytes) for kid, stats in stat_updates],
             )
         # Kernels the agent runs but nobody wants any more: remove them.
         for kernel_id in reported:
@@ -541,7 +541,7 @@ class SessionRegistry:
     async def _remove_orphan(self, agent_id: str, kernel_id: str) -> None:
         try:
             await self.agents.link(agent_id).call(
-                "destroy_kernel", {"kernel_id": kernel_id, "reason": "orphan"}, timeout=CALL_TIMEOUT
+                DestroyKernel(kernel_id, "orphan"), timeout=CALL_TIMEOUT
             )
         except (AgentUnreachable, AgentCallFailed, trio.TooSlowError) as exc:
             log.warning("could not remove orphan kernel %s: %s", kernel_id, exc)

@@ -17,8 +17,11 @@ import trio
 from trio_websocket import open_websocket_url
 
 from crucible.agents import AgentCallFailed, AgentMessageTooLarge, AgentUnreachable
-from crucible.cluster_auth import agent_headers
-from crucible.link_framing import FIRST, LAST
+from crucible.protocol import VERSION, codec
+from crucible.protocol.auth import agent_headers
+from crucible.protocol.calls import AgentCall, Execute, GetLogs, KernelLogs
+from crucible.protocol.framing import FIRST, LAST
+from crucible.protocol.reports import AgentInfo, Heartbeat
 from testlib.link import PeerEnd, raw_frame
 from testlib.server import CLUSTER_SECRET, Harness
 
@@ -35,21 +38,30 @@ async def fake_agent(manager: Harness, agent_id: str = AGENT_ID) -> AsyncIterato
     headers = [(k.encode(), v.encode()) for k, v in agent_headers(CLUSTER_SECRET, agent_id)]
     async with open_websocket_url(url, extra_headers=headers) as ws:
         peer = PeerEnd(ws)
-        await peer.send({"type": "heartbeat", "agent": {"id": agent_id}, "kernels": []})
+        heartbeat = Heartbeat(AgentInfo(agent_id, VERSION, {"cpu": 1.0}, ()), ())
+        await peer.send(codec.heartbeat_message(heartbeat))
         with trio.fail_after(5):
             await manager.server.ctx.agents.wait_linked(agent_id)
         yield peer
 
 
-async def call(
-    manager: Harness, outcome: list[Any], method: str, params: dict[str, Any] | None = None
-) -> None:
+def execute(code: str) -> Execute:
+    return Execute("k", "r", "query", code, {}, 1.0)
+
+
+async def call(manager: Harness, outcome: list[Any], agent_call: AgentCall[Any]) -> None:
     """Call the agent; record the result or the exception."""
     try:
         link = manager.server.ctx.agents.link(AGENT_ID)
-        outcome.append(await link.call(method, params or {}, timeout=10))
+        outcome.append(await link.call(agent_call, timeout=10))
     except (AgentCallFailed, AgentUnreachable, trio.TooSlowError) as exc:
         outcome.append(exc)
+
+
+async def outcomes(outcome: list[Any], count: int) -> None:
+    with trio.fail_after(5):
+        while len(outcome) < count:
+            await trio.sleep(0.01)
 
 
 async def manager_answers(manager: Harness) -> None:
@@ -61,41 +73,51 @@ async def manager_answers(manager: Harness) -> None:
 async def test_bad_replies_fail_their_call_only(manager: Harness) -> None:
     async with fake_agent(manager) as agent, trio.open_nursery() as nursery:
         outcome: list[Any] = []
-        nursery.start_soon(call, manager, outcome, "execute", {"code": "x" * 1024 * 1024})
+        nursery.start_soon(call, manager, outcome, execute("x" * 1024 * 1024))
         got = await agent.receive_type("call")
         call_id = got.message["id"]
         assert got.ref == call_id and len(got.message["params"]["code"]) == 1024 * 1024
         # A reply larger than the manager takes: refused from its first frame on.
         await agent.ws.send_message(raw_frame(FIRST, 1, b"{", ref=call_id, total=10**8))
         await agent.ws.send_message(raw_frame(LAST, 1, b"}", total=10**8))
-        with trio.fail_after(5):
-            while not outcome:
-                await trio.sleep(0.01)
+        await outcomes(outcome, 1)
         assert isinstance(outcome[0], AgentCallFailed)
         assert "refused" in outcome[0].title and "limit" in outcome[0].title
 
-        nursery.start_soon(call, manager, outcome, "logs")
+        nursery.start_soon(call, manager, outcome, GetLogs("k"))
         got = await agent.receive_type("call")
         await agent.send(b'{"type": "result", "id": ', ref=got.message["id"])
-        with trio.fail_after(5):
-            while len(outcome) < 2:
-                await trio.sleep(0.01)
+        await outcomes(outcome, 2)
         assert isinstance(outcome[1], AgentCallFailed) and "malformed" in outcome[1].title
+
+        # Replies that are JSON but do not fit the protocol fail their call only.
+        nursery.start_soon(call, manager, outcome, GetLogs("k"))
+        got = await agent.receive_type("call")
+        reply = {"type": "result", "id": got.message["id"], "result": {"logs": 5}}
+        await agent.send(reply, ref=got.message["id"])
+        await outcomes(outcome, 3)
+        assert isinstance(outcome[2], AgentCallFailed) and outcome[2].kind == "agent-failure"
+        assert "$.logs: expected a string, got an integer" in outcome[2].title
+        nursery.start_soon(call, manager, outcome, GetLogs("k"))
+        got = await agent.receive_type("call")
+        error = {"kind": "no-such-kind", "title": "?"}
+        await agent.send({"type": "error", "id": got.message["id"], "error": error})
+        await outcomes(outcome, 4)
+        assert isinstance(outcome[3], AgentCallFailed) and "no-such-kind" in outcome[3].title
 
         # Odd messages that are not replies are shrugged off as well.
         await agent.send({"type": "heartbeat", "agent": "not an object", "kernels": 5})
+        await agent.send({"type": "event", "name": "kernel_terminated", "kernel_id": 5})
         await agent.send({"type": "result", "id": "no such call"})
         await agent.send({"no type": True})
 
         # The link is still up: a call and its (multi-frame) answer go through.
-        nursery.start_soon(call, manager, outcome, "logs")
+        nursery.start_soon(call, manager, outcome, GetLogs("k"))
         got = await agent.receive_type("call")
-        answer = {"logs": "é" * (3 * 1024 * 1024 // 2)}
-        await agent.send({"type": "result", "id": got.message["id"], "result": answer})
-        with trio.fail_after(5):
-            while len(outcome) < 3:
-                await trio.sleep(0.01)
-        assert outcome[2] == answer
+        answer = KernelLogs("é" * (3 * 1024 * 1024 // 2))
+        await agent.send(codec.result_message(got.message["id"], answer))
+        await outcomes(outcome, 5)
+        assert outcome[4] == answer
         assert AGENT_ID in manager.server.ctx.agents.links
 
 
@@ -106,13 +128,13 @@ async def test_a_call_too_large_for_the_link_is_refused_before_it_is_sent(
     async with fake_agent(manager) as agent:
         link = manager.server.ctx.agents.link(AGENT_ID)
         with pytest.raises(AgentMessageTooLarge):
-            await link.call("execute", {"code": "y" * (5 * 1024 * 1024)}, timeout=10)
+            await link.call(execute("y" * (5 * 1024 * 1024)), timeout=10)
         # The agent's own limit may be lower: its refusal is a too-large failure too.
         async with trio.open_nursery() as nursery:
             outcome: list[Any] = []
-            nursery.start_soon(call, manager, outcome, "execute", {"code": "z"})
+            nursery.start_soon(call, manager, outcome, execute("z"))
             got = await agent.receive_type("call")
-            error = {"type": "message-too-large", "title": "over the agent's limit"}
+            error = {"kind": "message-too-large", "title": "over the agent's limit"}
             await agent.send({"type": "error", "id": got.message["id"], "error": error})
         assert isinstance(outcome[0], AgentMessageTooLarge)
 
@@ -135,7 +157,7 @@ async def test_a_broken_frame_stream_drops_the_link_and_fails_calls_in_flight(
     directory = manager.server.ctx.agents
     outcome: list[Any] = []
     async with fake_agent(manager) as agent, trio.open_nursery() as nursery:
-        nursery.start_soon(call, manager, outcome, "execute", {"code": "print(1)"})
+        nursery.start_soon(call, manager, outcome, execute("print(1)"))
         await agent.receive_type("call")
         await agent.ws.send_message(poison)
         with trio.fail_after(5):

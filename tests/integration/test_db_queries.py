@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import attrs
 import trio
 
 from crucible.db.pool import Database
 from crucible.db.queries import kernels, usage_daily
 from crucible.db.queries.usage_daily import UsageDelta
 from crucible.keypairs import KeypairRepository
+from crucible.protocol.stats import KernelStats
 from crucible.usage import record_memory_samples, record_session_end
 
 TIMEOUT = 20
@@ -40,7 +42,7 @@ async def test_one_upsert_adds_counters_and_keeps_peaks(
             ],
         )
         await record_memory_samples(db, [(one, 100), (one, 300), (two, -5)])
-        await record_session_end(db, one, {"cpu_used": 40, "mem_max_bytes": 200})
+        await record_session_end(db, one, KernelStats(cpu_used=40, mem_max_bytes=200))
         await usage_daily.add(db, [UsageDelta(one, sessions_started=1, storage_bytes=60)])
         await usage_daily.add(db, [])
         assert await _today(db, one) == {
@@ -85,11 +87,11 @@ async def test_kernel_rows_carry_typed_values(db: Database, keypairs: KeypairRep
             {"A": "1"},
             None,
         )
-        await kernels.set_stats(db, [(made.id, {"cpu_used": 5})])
+        await kernels.set_stats(db, [(made.id, KernelStats(cpu_used=5))])
         ended = await kernels.mark_terminated(db, made.id, "done", None)
         assert ended is not None and ended.status == "TERMINATED"
         # Stored stats come back with every key, as numbers (the CLI divides by them).
-        assert ended.last_stat is not None and ended.last_stat["cpu_used"] == 5
-        assert set(ended.last_stat) == set(kernels.STATS_KEYS)
+        assert ended.last_stat is not None and ended.last_stat.cpu_used == 5
+        assert set(ended.last_stat.as_dict()) == set(attrs.fields_dict(KernelStats))
         assert await kernels.mark_terminated(db, made.id, "again", None) is None
         assert await kernels.live_session(db, owner, "tok") is None

@@ -7,7 +7,7 @@ from typing import Any
 import trio
 from trio_websocket import WebSocketConnection
 
-from crucible.link_framing import (
+from crucible.protocol.framing import (
     FIRST,
     HEADER,
     LAST,

@@ -13,6 +13,10 @@ import pytest
 from crucible import errors
 from crucible.agent.files import FileOpError, KernelFiles, split_path
 from crucible.api.kernel_files import _aligned_part, part_filename
+from crucible.protocol.file_calls import UploadBegin, UploadCommit, UploadData, UploadFile
+
+#: The kernel a call names; `KernelFiles` serves one kernel and does not look at it.
+KERNEL = "kernel-1"
 
 
 @pytest.mark.parametrize(
@@ -144,14 +148,14 @@ def test_refused_commit_writes_nothing(tmp_path: Path) -> None:
     work.mkdir()
     os.chown(work, 1000, 1000)
     files = KernelFiles(work, tmp_path / "staging")
-    upload_id = files.upload({"step": "begin"})["upload_id"]
-    files.upload({"step": "file", "upload_id": upload_id, "path": "ok/a.txt"})
-    files.upload({"step": "data", "upload_id": upload_id, "data": "aGk="})
+    upload_id = files.upload_begin(UploadBegin(KERNEL)).upload_id
+    files.upload_file(UploadFile(KERNEL, upload_id, "ok/a.txt"))
+    files.upload_data(UploadData(KERNEL, upload_id, "aGk="))
     os.symlink("/", work / "evil")
-    files.upload({"step": "file", "upload_id": upload_id, "path": "evil/tmp/x"})
+    files.upload_file(UploadFile(KERNEL, upload_id, "evil/tmp/x"))
     with pytest.raises(FileOpError, match="symbolic link"):
-        files.upload({"step": "commit", "upload_id": upload_id})
+        files.upload_commit(UploadCommit(KERNEL, upload_id))
     assert sorted(os.listdir(work)) == ["evil"]
     # The failed upload is gone.
     with pytest.raises(FileOpError):
-        files.upload({"step": "commit", "upload_id": upload_id})
+        files.upload_commit(UploadCommit(KERNEL, upload_id))

@@ -6,6 +6,7 @@ import errno
 import os
 from pathlib import Path
 
+import attrs
 import pytest
 
 from crucible.agent.hostpaths import UntrustedPath, check_trusted_dir
@@ -65,12 +66,13 @@ def test_links_files_and_odd_spellings_are_refused(base: Path) -> None:
 
 def test_the_agent_refuses_a_mount_source_below_a_folder_a_session_writes(base: Path) -> None:
     from crucible.agent.agent import AgentCallError, _vfolder_mounts
+    from crucible.protocol.calls import Mount
 
     (base / "folder" / "sub").mkdir()
     os.chown(base / "folder", 1000, 1000)
-    ok = {"source": str(base / "folder"), "target": "/home/work/f", "read_only": False}
-    assert _vfolder_mounts([ok]) == ((str(base / "folder"), "/home/work/f", False),)
+    ok = Mount(source=str(base / "folder"), target="/home/work/f", read_only=False)
+    assert _vfolder_mounts((ok,)) == ((str(base / "folder"), "/home/work/f", False),)
     # A session could swap `sub` for a symlink between this check and Docker's mount.
-    bad = {**ok, "source": str(base / "folder" / "sub")}
+    bad = attrs.evolve(ok, source=str(base / "folder" / "sub"))
     with pytest.raises(AgentCallError, match="refused"):
-        _vfolder_mounts([bad])
+        _vfolder_mounts((bad,))

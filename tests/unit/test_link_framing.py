@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from crucible.config import ClusterConfig, ConfigError, config_from_dict
-from crucible.link_framing import (
+from crucible.protocol.framing import (
     ABORT,
     BUSY,
     FIRST,

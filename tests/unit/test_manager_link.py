@@ -15,7 +15,19 @@ from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 from crucible.agent.agent import EventSink
 from crucible.agent.manager_link import ManagerLink
 from crucible.config import Config, config_from_dict
-from crucible.link_framing import MALFORMED, TOO_LARGE
+from crucible.protocol import VERSION, codec
+from crucible.protocol.calls import (
+    CallTable,
+    Done,
+    GetLogs,
+    Interrupt,
+    KernelList,
+    KernelLogs,
+    ListKernels,
+    RestartKernel,
+)
+from crucible.protocol.framing import MALFORMED, TOO_LARGE
+from crucible.protocol.reports import AgentInfo, Heartbeat
 from testlib.link import PeerEnd, raw_frame
 
 SECRET = "link-test-secret-0123456789abcdef"
@@ -36,27 +48,35 @@ CONFIG = config_from_dict(
 
 
 class FakeAgent:
-    """The agent side of the calls: a few methods, one of them with a bug."""
+    """The agent side of the calls: a few of them, some with a bug."""
 
     def __init__(self, config: Config) -> None:
         self.id = "fake-agent"
         self.config = config
         self.sinks: list[EventSink] = []
+        self.handlers = CallTable()
+        self.handlers.add(GetLogs, self.echo)
+        self.handlers.add(Interrupt, self.boom)
+        self.handlers.add(ListKernels, self.big)
+        self.handlers.add(RestartKernel, self.wrong_reply)
 
-    def heartbeat(self) -> dict[str, Any]:
-        return {"type": "heartbeat", "agent": {"id": self.id}, "kernels": []}
+    def heartbeat(self) -> Heartbeat:
+        return Heartbeat(AgentInfo(self.id, VERSION, {}, ()), ())
 
-    def calls(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]:
-        return {"echo": self.echo, "boom": self.boom, "big": self.big}
+    def calls(self) -> CallTable:
+        return self.handlers
 
-    async def echo(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"echo": params}
+    async def echo(self, call: GetLogs) -> KernelLogs:
+        return KernelLogs(f"echo {call.kernel_id}")
 
-    async def boom(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def boom(self, call: Interrupt) -> Done:
         raise RuntimeError("a bug in a call")
 
-    async def big(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"blob": "b" * (2 * 1024 * 1024)}
+    async def big(self, call: ListKernels) -> KernelList:
+        return KernelList(("b" * (2 * 1024 * 1024),))
+
+    async def wrong_reply(self, call: RestartKernel) -> object:
+        return Done()  # a bug: a restart is answered with its container id
 
     def add_event_sink(self, sink: EventSink) -> None:
         self.sinks.append(sink)
@@ -104,29 +124,37 @@ async def broken_frame(request: WebSocketRequest) -> None:
     await trio.sleep(5)
 
 
+def call(call_id: int, method: str, params: object) -> dict[str, Any]:
+    return {"type": "call", "id": call_id, "method": method, "params": params}
+
+
 async def test_the_link_survives_a_hostile_manager_and_always_redials() -> None:
-    replies: dict[int, dict[str, Any]] = {}
+    replies: dict[int, codec.FromAgent] = {}
     connections: list[str] = []
     done = trio.Event()
 
     async def hostile_calls(request: WebSocketRequest) -> None:
         peer = PeerEnd(await request.accept())
         first = await peer.receive()
-        assert first.message["type"] == "heartbeat"
-        await peer.send({"type": "call", "id": 1, "method": "boom", "params": {}}, ref=1)
-        await peer.send({"type": "call", "id": 2, "method": "echo", "params": {"x": 1}}, ref=2)
+        assert isinstance(codec.read_from_agent(first.message), Heartbeat)
+        await peer.send(call(1, "interrupt", {"kernel_id": "k"}), ref=1)
+        await peer.send(call(2, "logs", {"kernel_id": "x1"}), ref=2)
         # Declared larger than the agent takes: refused on the first frame.
         await peer.ws.send_message(raw_frame(0x01, 77, b"{", ref=3, total=5 * 1024 * 1024))
         await peer.send(b'{"type": "call", "id": 4, "met', ref=4)
-        await peer.send({"type": "call", "id": 5, "method": "big", "params": {}}, ref=5)
-        await peer.send({"type": "call", "id": 6, "method": "nope", "params": []}, ref=6)
-        await peer.send({"type": "call", "id": 7, "method": "echo", "params": "odd"}, ref=7)
+        await peer.send(call(5, "list_kernels", {}), ref=5)
+        await peer.send(call(6, "nope", []), ref=6)
+        await peer.send(call(7, "logs", "odd"), ref=7)
+        await peer.send(call(8, "logs", {"kernel_id": "k", "surprise": 1}), ref=8)
+        await peer.send(call(9, "destroy_kernel", {"kernel_id": "k", "reason": "r"}), ref=9)
+        await peer.send(call(10, "restart_kernel", {"kernel_id": "k"}), ref=10)
+        await peer.send({"type": "call", "id": "eleven", "method": "logs"}, ref=11)
         await peer.send({"type": "nonsense"})
-        while len(replies) < 7:
+        while len(replies) < 11:
             got = await peer.receive()
             if got.message["type"] in ("result", "error"):
                 assert got.ref == got.message["id"]
-                replies[got.message["id"]] = got.message
+                replies[got.message["id"]] = codec.read_from_agent(got.message)
         await peer.ws.aclose()
 
     scenarios: list[Scenario] = [
@@ -151,15 +179,28 @@ async def test_the_link_survives_a_hostile_manager_and_always_redials() -> None:
 
     await link_until(FakeAgent(CONFIG), handler, done, timeout=40)
     assert connections == ["/internal/agent"] * 6
-    errors = {call_id: reply.get("error") for call_id, reply in replies.items()}
-    assert errors[1]["type"] == "agent-failure" and "a bug in a call" in errors[1]["title"]
-    assert replies[2]["result"] == {"echo": {"x": 1}}
-    assert errors[3]["type"] == TOO_LARGE and "limit" in errors[3]["title"]
-    assert errors[4]["type"] == MALFORMED
+    errors = {
+        call_id: reply.failure
+        for call_id, reply in replies.items()
+        if isinstance(reply, codec.IncomingError)
+    }
+    assert errors[1].kind == "agent-failure" and "a bug in a call" in errors[1].title
+    assert isinstance(replies[2], codec.IncomingResult)
+    assert codec.read_result(replies[2], GetLogs("x1")) == KernelLogs("echo x1")
+    assert errors[3].kind == TOO_LARGE and "limit" in errors[3].title
+    assert errors[4].kind == MALFORMED
     # The answer was too large to send: the agent's failure, not the request's.
-    assert errors[5]["type"] == "agent-failure" and "limit" in errors[5]["title"]
-    assert errors[6]["type"] == "agent-invalid-input"
-    assert replies[7]["result"] == {"echo": {}}
+    assert errors[5].kind == "agent-failure" and "limit" in errors[5].title
+    assert errors[6].kind == "agent-invalid-input" and "unknown method 'nope'" in errors[6].title
+    # Params that do not fit the call are refused, naming what is wrong.
+    assert errors[7].kind == "agent-invalid-input" and "expected an object" in errors[7].title
+    assert errors[8].kind == "agent-invalid-input"
+    assert "unknown field(s): surprise" in errors[8].title
+    assert errors[9].kind == "agent-invalid-input" and "destroy_kernel" in errors[9].title
+    # A handler that answers with the wrong reply is a bug of the agent.
+    assert errors[10].kind == "agent-failure" and "answered a Done" in errors[10].title
+    # An unreadable id: the frame's ref still names the call.
+    assert errors[11].kind == "agent-invalid-input" and "integer id" in errors[11].title
 
 
 class FlakyAgent(FakeAgent):
@@ -169,7 +210,7 @@ class FlakyAgent(FakeAgent):
         super().__init__(config)
         self.heartbeats = 0
 
-    def heartbeat(self) -> dict[str, Any]:
+    def heartbeat(self) -> Heartbeat:
         self.heartbeats += 1
         if self.heartbeats == 1:
             raise KeyError("a bug while building a heartbeat")
@@ -184,7 +225,7 @@ async def test_a_bug_in_the_link_is_logged_and_the_link_dialled_again(
     async def handler(request: WebSocketRequest) -> None:
         peer = PeerEnd(await request.accept())
         with contextlib.suppress(ConnectionClosed):
-            assert (await peer.receive()).message["type"] == "heartbeat"
+            assert isinstance(codec.read_from_agent((await peer.receive()).message), Heartbeat)
             linked.set()
             await trio.sleep_forever()
 

@@ -3,8 +3,6 @@ for output nobody has collected, per session and in total."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,7 +16,9 @@ from crucible.agent.runs import (
     utf8_prefix,
 )
 from crucible.config import AgentConfig, ClusterConfig, worst_case_result_bytes
-from crucible.link_framing import encode_message
+from crucible.protocol import codec
+from crucible.protocol.calls import ExecutionResult
+from crucible.protocol.framing import encode_message
 
 MiB = 1024 * 1024
 
@@ -33,8 +33,8 @@ def new_run(share: SessionOutput, run_id: str = "r") -> Run:
     return Run(run_id, "query", "", {}, share)
 
 
-def texts(result: dict[str, Any], kind: str) -> str:
-    return "".join(str(data) for item_kind, data in result["console"] if item_kind == kind)
+def texts(result: ExecutionResult, kind: str) -> str:
+    return "".join(str(data) for item_kind, data in result.console if item_kind == kind)
 
 
 def utf8(text: str) -> int:
@@ -53,7 +53,7 @@ async def test_streams_are_capped_in_bytes_not_characters() -> None:
     assert stdout.count(note_out) == 1 and stderr.count(note_err) == 1
     assert utf8(stdout.split("\n[output truncated")[0]) == 1000  # 250 emoji, none split
     assert utf8(stderr.split("\n[output truncated")[0]) == 1000
-    assert result["status"] == "finished"
+    assert result.status == "finished"
 
 
 async def test_the_caps_start_afresh_with_each_call() -> None:
@@ -63,7 +63,7 @@ async def test_the_caps_start_afresh_with_each_call() -> None:
     first = await run.collect(0)
     run.add_console(["stdout", "b" * 800])
     second = await run.collect(0)
-    assert first["status"] == second["status"] == "continued"
+    assert first.status == second.status == "continued"
     assert texts(first, "stdout").startswith("a" * 1000 + "\n[output truncated")
     assert texts(second, "stdout") == "b" * 800
     assert share.used == 0 and share.ledger.used == 0  # collected output is released
@@ -76,9 +76,9 @@ async def test_rich_items_are_capped_per_call_with_a_note() -> None:
     run.add_console(["media", ["image/png", "data:image/png;base64," + "A" * 10_000]])
     run.hand_over(Handover("finished", 0))
     result = await run.collect(0)
-    html = [data for kind, data in result["console"] if kind == "html"]
+    html = [data for kind, data in result.console if kind == "html"]
     assert len(html) == 4 and html[0].startswith("<p>0</p>")
-    assert not any(kind == "media" for kind, _ in result["console"])
+    assert not any(kind == "media" for kind, _ in result.console)
     assert texts(result, "stderr").count("html/media/log items beyond 5000 bytes") == 1
 
 
@@ -105,10 +105,10 @@ async def test_a_session_at_its_limit_discards_finished_runs_first() -> None:
     live.add_console(["stdout", "q" * 5000])  # needs room: the older run goes first
     assert share.used == 9000 + 5000
     discarded = await older.collect(0)
-    assert discarded["console"] == [["stderr", DISCARDED_NOTE]]
-    assert discarded["status"] == "finished"
+    assert discarded.console == [["stderr", DISCARDED_NOTE]]
+    assert discarded.status == "finished"
     result = await old.collect(0)
-    assert texts(result, "stdout") == "p" * 9000 and result["status"] == "finished"
+    assert texts(result, "stdout") == "p" * 9000 and result.status == "finished"
 
 
 async def test_a_discarded_run_still_reports_how_it_ended() -> None:
@@ -118,8 +118,8 @@ async def test_a_discarded_run_still_reports_how_it_ended() -> None:
     done.hand_over(Handover("finished", 3))
     new_run(share, "live").add_console(["stdout", "y" * 9000])
     result = await done.collect(0)
-    assert result["status"] == "finished" and result["exitCode"] == 3
-    assert result["console"] == [["stderr", DISCARDED_NOTE]]
+    assert result.status == "finished" and result.exit_code == 3
+    assert result.console == [["stderr", DISCARDED_NOTE]]
 
 
 async def test_when_only_live_output_is_held_new_output_is_dropped_with_a_note() -> None:
@@ -132,7 +132,7 @@ async def test_when_only_live_output_is_held_new_output_is_dropped_with_a_note()
     result = await second.collect(0)
     held = OutputCaps(1, 1).note("held")
     assert texts(result, "stdout") + texts(result, "stderr") == held  # one note per result
-    assert not any(kind == "html" for kind, _ in result["console"])
+    assert not any(kind == "html" for kind, _ in result.console)
     # Collecting the first frees the memory for everyone.
     await first.collect(0)
     second.add_console(["stdout", "h" * 9000])
@@ -148,7 +148,7 @@ async def test_the_total_limit_discards_other_sessions_finished_runs() -> None:
     busy = new_run(book.session(), "busy")
     busy.add_console(["stdout", "j" * 9000])
     assert texts(await busy.collect(0), "stdout") == "j" * 9000
-    assert (await idle.collect(0))["console"] == [["stderr", DISCARDED_NOTE]]
+    assert (await idle.collect(0)).console == [["stderr", DISCARDED_NOTE]]
 
 
 async def test_forgotten_runs_and_closed_sessions_release_their_memory() -> None:
@@ -179,7 +179,7 @@ async def test_a_result_under_the_default_caps_always_fits_the_link() -> None:
         run.add_console(["log", ["info", "2024-01-01T00:00:00", "x", "y" * 1000]])
     run.hand_over(Handover("finished", 0))
     result = await run.collect(0)
-    size = len(encode_message({"type": "result", "id": 1, "result": result}))
+    size = len(encode_message(codec.result_message(1, result)))
     assert size <= worst_case_result_bytes(agent) <= ClusterConfig().link_max_message_bytes
     assert size > 12 * agent.stream_output_bytes  # the streams really were full
 

@@ -12,19 +12,7 @@ import attrs
 
 from crucible.db.pool import Executor
 from crucible.db.queries.columns import from_jsonb, same_names, to_jsonb
-
-#: Keys of the container stats object (spec 4.4); every value is a number.
-STATS_KEYS = (
-    "cpu_used",
-    "mem_max_bytes",
-    "mem_cur_bytes",
-    "net_rx_bytes",
-    "net_tx_bytes",
-    "io_read_bytes",
-    "io_write_bytes",
-    "io_max_scratch_size",
-    "io_cur_scratch_size",
-)
+from crucible.protocol.stats import KernelStats
 
 LIVE_STATUSES = (
     "PREPARING",
@@ -42,19 +30,6 @@ COLUMNS = (
     "tag, environ, occupied_slots, num_queries, last_stat, created_at, last_active, "
     "terminated_at"
 )
-
-
-def normalize_stats(raw: Any) -> dict[str, int] | None:
-    """The stats object with every spec key as an int (the CLI crashes on nulls)."""
-    if not isinstance(raw, dict):
-        return None
-    stats = {}
-    for key in STATS_KEYS:
-        value = raw.get(key)
-        stats[key] = (
-            int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
-        )
-    return stats
 
 
 @attrs.frozen
@@ -75,7 +50,7 @@ class Kernel:
     environ: dict[str, str]
     occupied_slots: dict[str, float]
     num_queries: int
-    last_stat: dict[str, int] | None
+    last_stat: KernelStats | None
     created_at: datetime
     last_active: datetime
     terminated_at: datetime | None
@@ -97,7 +72,7 @@ class Kernel:
             environ=from_jsonb(row["environ"]) or {},
             occupied_slots=from_jsonb(row["occupied_slots"]) or {},
             num_queries=row["num_queries"],
-            last_stat=normalize_stats(from_jsonb(row["last_stat"])),
+            last_stat=KernelStats.from_stored(from_jsonb(row["last_stat"])),
             created_at=row["created_at"],
             last_active=row["last_active"],
             terminated_at=row["terminated_at"],
@@ -220,7 +195,7 @@ async def mark_terminating(ex: Executor, kernel_id: str) -> None:
 
 
 async def mark_terminated(
-    ex: Executor, kernel_id: str, status_info: str, stats: dict[str, int] | None
+    ex: Executor, kernel_id: str, status_info: str, stats: KernelStats | None
 ) -> Kernel | None:
     """End the kernel (its last stats kept unless `stats` are newer); None when it had
     ended already."""
@@ -231,7 +206,7 @@ async def mark_terminated(
             RETURNING {COLUMNS}""",
         kernel_id,
         status_info,
-        to_jsonb(stats) if stats is not None else None,
+        to_jsonb(stats.as_dict()) if stats is not None else None,
     )
     return Kernel.from_row(row) if row else None
 
@@ -325,11 +300,11 @@ async def placements_on_agent(
     return [Placement.from_row(row) for row in rows]
 
 
-async def set_stats(ex: Executor, stats: Sequence[tuple[str, dict[str, int]]]) -> None:
+async def set_stats(ex: Executor, stats: Sequence[tuple[str, KernelStats]]) -> None:
     """Store the latest ``(kernel id, stats)`` of each kernel."""
     await ex.executemany(
         "UPDATE kernels SET last_stat = $2::jsonb WHERE id = $1::uuid",
-        [(kernel_id, to_jsonb(values)) for kernel_id, values in stats],
+        [(kernel_id, to_jsonb(values.as_dict())) for kernel_id, values in stats],
     )
 
 

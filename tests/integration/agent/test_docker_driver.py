@@ -13,14 +13,15 @@ from crucible.agent.docker_driver import (
     ContainerConflict,
     ContainerNotFound,
     ContainerSpec,
-    ContainerStats,
     DockerDriver,
     DockerError,
     DockerTimeout,
     DockerUnavailable,
     ImageNotFound,
+    stats_from_docker,
 )
 from crucible.config import AgentConfig, PositiveFloat
+from crucible.protocol.stats import KernelStats
 
 SPEC_STATS_KEYS = {
     "cpu_used",
@@ -243,8 +244,8 @@ CGROUP_V2_SAMPLE: dict[str, Any] = {
 
 
 def test_stats_from_cgroup_v1() -> None:
-    stats = ContainerStats.from_docker(CGROUP_V1_SAMPLE)
-    assert stats == ContainerStats(
+    stats = stats_from_docker(CGROUP_V1_SAMPLE)
+    assert stats == KernelStats(
         cpu_used=2500,
         mem_max_bytes=80_000_000,
         mem_cur_bytes=40_000_000,
@@ -256,7 +257,7 @@ def test_stats_from_cgroup_v1() -> None:
 
 
 def test_stats_from_cgroup_v2() -> None:
-    stats = ContainerStats.from_docker(CGROUP_V2_SAMPLE)
+    stats = stats_from_docker(CGROUP_V2_SAMPLE)
     assert stats.cpu_used == 1234
     assert stats.mem_cur_bytes == 25_000_000
     assert stats.mem_max_bytes == 25_000_000  # v2 reports no peak
@@ -265,11 +266,11 @@ def test_stats_from_cgroup_v2() -> None:
 
 
 def test_stats_of_an_empty_or_odd_sample_are_zeros() -> None:
-    assert ContainerStats.from_docker({}) == ContainerStats()
+    assert stats_from_docker({}) == KernelStats()
     odd = {
         "memory_stats": {"usage": None},
         "blkio_stats": {"io_service_bytes_recursive": None},
         "networks": None,
         "cpu_stats": {"cpu_usage": {"total_usage": True}},
     }
-    assert ContainerStats.from_docker(odd) == ContainerStats()
+    assert stats_from_docker(odd) == KernelStats()

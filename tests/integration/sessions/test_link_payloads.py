@@ -28,8 +28,8 @@ async def _run_to_end(cluster: Cluster, token: str, code: str) -> list[dict[str,
             result = await registry.execute(
                 session, run_id=run_id, mode=mode, code=code, options={}
             )
-            results.append(result)
-            if result["status"] in ("finished", "exec-timeout"):
+            results.append(result.as_api())
+            if result.status in ("finished", "exec-timeout"):
                 return results
             mode, code = "continue", ""
 

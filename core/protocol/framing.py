@@ -38,8 +38,9 @@ import attrs
 import trio
 
 from crucible.config import ClusterConfig
+from crucible.protocol.failures import ErrorKind
+from crucible.protocol.version import VERSION
 
-VERSION = 2
 HEADER = struct.Struct(">BBIII")
 FIRST = 0x01
 LAST = 0x02
@@ -51,10 +52,10 @@ _MAX_ID = 0xFFFF_FFFF
 MAX_FRAME_PAYLOAD = 1024 * 1024
 MAX_WIRE_FRAME = MAX_FRAME_PAYLOAD + HEADER.size
 
-#: Why a message was refused (the ``type`` of the error that fails its call).
-TOO_LARGE = "message-too-large"
-MALFORMED = "malformed-message"
-BUSY = "link-busy"
+#: Why a message was refused (the ``kind`` of the error that fails its call).
+TOO_LARGE = ErrorKind.MESSAGE_TOO_LARGE
+MALFORMED = ErrorKind.MALFORMED_MESSAGE
+BUSY = ErrorKind.LINK_BUSY
 
 
 class LinkClosed(Exception):
@@ -110,7 +111,7 @@ class Refused:
     MALFORMED, BUSY."""
 
     ref: int
-    kind: str
+    kind: ErrorKind
     reason: str
 
 
@@ -247,7 +248,9 @@ class Reassembler:
             return Refused(partial.ref, MALFORMED, f"a malformed message: {exc}"[:200])
         return Received(message, partial.ref)
 
-    def _refuse(self, message_id: int, flags: int, ref: int, kind: str, reason: str) -> Refused:
+    def _refuse(
+        self, message_id: int, flags: int, ref: int, kind: ErrorKind, reason: str
+    ) -> Refused:
         if not flags & LAST:
             if len(self._discarding) >= self._limits.max_partial_messages:
                 raise LinkBroken("too many refused messages still in flight")

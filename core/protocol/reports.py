@@ -1,0 +1,66 @@
+"""What an agent tells its managers unasked: heartbeats and kernel events.
+
+A heartbeat goes out when a link comes up and every ``agent.heartbeat_interval``
+seconds; the manager records the agent from it (``crucible.agents``) and reconciles
+its kernels against it (``crucible.sessions.registry``): stats of the live ones stored,
+kernels nobody wants removed, kernels the agent no longer has ended.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import attrs
+
+from crucible.protocol.stats import KernelStats
+
+
+@attrs.frozen
+class ImageEntry:
+    """One tag of a kernel image the agent has (one entry per tag)."""
+
+    ref: str
+    id: str
+    labels: dict[str, str]
+
+
+@attrs.frozen
+class AgentInfo:
+    id: str
+    #: The protocol version the agent speaks (`crucible.protocol.version.VERSION`).
+    version: int
+    #: Resource slots the agent offers in all: ``cpu`` (cores), ``mem`` (bytes).
+    capacity: dict[str, float]
+    images: tuple[ImageEntry, ...]
+
+
+@attrs.frozen
+class KernelReport:
+    kernel_id: str
+    #: The latest sample; None until the first one is taken.
+    stats: KernelStats | None
+
+
+@attrs.frozen
+class Heartbeat:
+    agent: AgentInfo
+    kernels: tuple[KernelReport, ...]
+
+
+@attrs.frozen
+class KernelTerminated:
+    """A kernel ended without being asked to (crash, out of memory, time limit, a
+    failed restart, an agent restart that found it dead)."""
+
+    name: ClassVar[str] = "kernel_terminated"
+
+    kernel_id: str
+    #: ``out-of-memory``, ``self-terminated``, ``exec-timeout``, ``restart-failed``,
+    #: ``agent-restarted``, ``runner-unreachable``... (stored as the session's status).
+    reason: str
+
+
+#: Every event an agent may send (one for now; a union as more come).
+AgentEvent = KernelTerminated
+#: Every event class by its wire name.
+EVENTS: dict[str, type[AgentEvent]] = {KernelTerminated.name: KernelTerminated}
