@@ -31,8 +31,10 @@ import trio
 
 from crucible import errors
 
-#: Largest piece of a part's content handed on at once.
-CHUNK_BYTES = 64 * 1024
+#: Largest piece of a part's content handed on at once: as large as the body's reads
+#: get (its flow control holds about 1 MiB), since a storage plugin may pay a thread
+#: hop per piece; a consumer that needs smaller pieces (the session relay) cuts them.
+CHUNK_BYTES = 1024 * 1024
 #: Largest header block of one part (and padding after a delimiter).
 MAX_HEAD_BYTES = 8 * 1024
 #: Most parts one body may hold (fields included).
@@ -268,16 +270,14 @@ class MultipartReader:
         """A part's header block (the blank line after it consumed)."""
         buffer = self._buffer
         while True:
-            if buffer.startswith(b"\r\n"):
-                del buffer[:2]
-                return b""
-            end = buffer.find(b"\r\n\r\n")
-            if end > MAX_HEAD_BYTES or (end < 0 and len(buffer) > MAX_HEAD_BYTES):
+            # -2: no header lines at all, the blank line right away.
+            end = -2 if buffer.startswith(b"\r\n") else buffer.find(b"\r\n\r\n")
+            if end > MAX_HEAD_BYTES or (end == -1 and len(buffer) > MAX_HEAD_BYTES):
                 raise errors.InvalidAPIParameters(
                     f"A part's headers may take at most {MAX_HEAD_BYTES} bytes."
                 )
-            if end >= 0:
-                block = bytes(buffer[:end])
+            if end != -1:
+                block = bytes(buffer[: max(end, 0)])
                 del buffer[: end + 4]
                 return block
             await self._fill()
