@@ -58,18 +58,19 @@ class _UploadRelay:
         self.size += len(data)
         if self.size > MAX_UPLOAD_FILE_BYTES:
             raise errors.InvalidAPIParameters("Each file must be smaller than 1 MiB.")
-        self._pending += data
-        while len(self._pending) >= RELAY_CHUNK_BYTES:
-            await self._send(bytes(self._pending[:RELAY_CHUNK_BYTES]))
-            del self._pending[:RELAY_CHUNK_BYTES]
-
-    async def _send(self, data: bytes) -> None:
-        await self._step("data", data=base64.b64encode(data).decode("ascii"))
+        rest = memoryview(data)
+        while rest:
+            room = RELAY_CHUNK_BYTES - len(self._pending)
+            self._pending += rest[:room]
+            rest = rest[room:]
+            if len(self._pending) == RELAY_CHUNK_BYTES:
+                await self.flush()
 
     async def flush(self) -> None:
         if self._pending:
-            await self._send(bytes(self._pending))
+            data = base64.b64encode(self._pending).decode("ascii")
             self._pending.clear()
+            await self._step("data", data=data)
 
     async def commit(self) -> None:
         if self.upload_id is None:
