@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import secrets
 import stat
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote
 
 import trio
 from quart import Blueprint, Response, request
@@ -16,9 +15,9 @@ from quart import Blueprint, Response, request
 from crucible.api.body import json_body, optional_bool
 from crucible.api.context import manager_context
 from crucible.api.guard import authenticated, current_keypair, requires_running
+from crucible.api.multipart import MultipartReader, MultipartWriter, attachment, boundary_of
 from crucible.api.streaming import raise_body_limit
 from crucible.hookspecs.storage import FileEntry, FileReader
-from crucible.vfolders.multipart import MultipartReader, boundary_of
 from crucible.vfolders.repository import Access
 from crucible.vfolders.service import VFolderService
 
@@ -172,7 +171,8 @@ async def upload(name: str) -> tuple[str, int]:
         boundary_of(request.headers.get("Content-Type")),
         idle_timeout=manager_context().config.manager.body_timeout,
     )
-    await service.upload(access, reader)
+    async with contextlib.aclosing(reader.parts()) as parts:
+        await service.upload(access, parts)
     return "", 201
 
 
@@ -208,23 +208,19 @@ async def invite(name: str) -> dict[str, Any]:
     return {"invited_ids": invited}
 
 
-def _disposition(filename: str) -> str:
-    # The plain form for the client's parser, and RFC 5987 for names it cannot carry.
-    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
-    return f"attachment; filename=\"{ascii_name}\"; filename*=utf-8''{quote(filename, safe='')}"
-
-
 async def _multipart_gzip(
-    files: list[tuple[str, FileReader]], boundary: str
+    files: list[tuple[str, FileReader]], writer: MultipartWriter
 ) -> AsyncIterator[bytes]:
     try:
         for filename, reader in files:
-            yield (
-                f"--{boundary}\r\n"
-                "Content-Type: application/octet-stream\r\n"
-                "Content-Encoding: gzip\r\n"
-                f"Content-Disposition: {_disposition(filename)}\r\n\r\n"
-            ).encode()
+            yield writer.head(
+                [
+                    ("Content-Type", "application/octet-stream"),
+                    ("Content-Encoding", "gzip"),
+                    # The plain name for the client's parser, RFC 5987 for any name.
+                    ("Content-Disposition", attachment(filename, plain=True)),
+                ]
+            )
             compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
             while True:
                 chunk = await reader.read(DOWNLOAD_CHUNK)
@@ -234,8 +230,8 @@ async def _multipart_gzip(
                 compressed = await trio.to_thread.run_sync(compressor.compress, chunk)
                 if compressed:
                     yield compressed
-            yield compressor.flush() + b"\r\n"
-        yield f"--{boundary}--\r\n".encode()
+            yield compressor.flush()
+        yield writer.end()
     finally:
         with trio.CancelScope(shield=True):
             for _, reader in files:
@@ -249,12 +245,10 @@ async def download(name: str) -> Response:
     service = _service()
     access = await service.get(current_keypair(), name, "ro")
     files = await service.open_downloads(access, body.get("files"))
-    boundary = secrets.token_hex(16)
+    writer = MultipartWriter()
     total = sum(reader.size for _, reader in files)
     response = Response(
-        _multipart_gzip(files, boundary),
-        status=200,
-        content_type=f"multipart/mixed; boundary={boundary}",
+        _multipart_gzip(files, writer), status=200, content_type=writer.content_type
     )
     # The client's progress total, and it fails without it (spec 6.10).
     response.headers["X-TOTAL-PAYLOADS-LENGTH"] = str(total)

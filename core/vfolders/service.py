@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, Sequence
 from typing import Any, ClassVar
 
 import trio
 
 from crucible import errors
+from crucible.api.multipart import Part
 from crucible.config import ACCESS_KEY_RE, LimitsConfig
 from crucible.db.pool import Database
 from crucible.hookspecs.storage import (
@@ -41,7 +42,6 @@ from crucible.resource_policies import vfolder_limits
 from crucible.usage import record_storage
 from crucible.validation import bounded_list
 from crucible.vfolders.hosts import StorageHost
-from crucible.vfolders.multipart import MultipartReader
 from crucible.vfolders.paths import (
     check_folder_name,
     check_folder_ref,
@@ -59,6 +59,7 @@ from crucible.vfolders.repository import (
     VFolderRepository,
     permits,
 )
+from crucible.vfolders.uploads import new_entries, write_parts
 
 log = logging.getLogger(__name__)
 
@@ -118,20 +119,6 @@ def _parse_invitation_id(value: object) -> uuid.UUID:
 
 def _limits(folder: VFolder) -> FolderLimits:
     return FolderLimits(max_size_bytes=folder.max_size, max_files=folder.max_files)
-
-
-async def _capped(
-    chunks: AsyncIterable[bytes], allowance: int, path: RelPath
-) -> AsyncIterator[bytes]:
-    """Pass `chunks` on, refusing (before it is written) the chunk that passes `allowance`."""
-    total = 0
-    async for chunk in chunks:
-        total += len(chunk)
-        if total > allowance:
-            raise errors.QuotaExceeded(
-                f"Uploading {'/'.join(path)} would exceed the folder's size quota."
-            )
-        yield chunk
 
 
 class VFolderService:
@@ -326,45 +313,16 @@ class VFolderService:
         except StorageError as exc:
             raise storage_problem(exc) from exc
 
-    async def _new_entries(self, folder: VFolder, path: RelPath) -> int:
-        """How many entries writing `path` adds (itself and missing parents)."""
-        backend = self.host_of(folder).backend
-        for depth in range(1, len(path) + 1):
-            if await backend.stat(folder.id, path[:depth]) is None:
-                return len(path) - depth + 1
-        return 0
-
-    async def upload(self, access: Access, reader: MultipartReader) -> list[str]:
+    async def upload(self, access: Access, parts: AsyncIterable[Part]) -> list[str]:
         folder = access.folder
         backend = self.host_of(folder).backend
-        written: list[str] = []
         async with self._write_lock(folder.id):
-            usage = await backend.usage(folder.id)
-            max_files = self.limits.max_folder_files
-            async for filename, chunks in reader.files():
-                if len(written) >= max_files:
-                    raise errors.InvalidAPIParameters(
-                        f"An upload may hold at most {max_files} files "
-                        "(limits.max_folder_files)."
-                    )
-                path = parse_path(filename, key="filename", allow_root=False)
-                new_entries = await self._new_entries(folder, path)
-                if usage.file_count + new_entries > folder.max_files:
-                    raise errors.QuotaExceeded(
-                        f"The folder may hold at most {folder.max_files} files and directories."
-                    )
-                existing = await backend.stat(folder.id, path)
-                replaced = existing.size if existing is not None and existing.is_file else 0
-                allowance = folder.max_size - usage.size_bytes + replaced
-                try:
-                    size = await backend.upload_file(
-                        folder.id, path, _capped(chunks, allowance, path)
-                    )
-                except StorageError as exc:
-                    raise storage_problem(exc) from exc
-                usage = Usage(usage.size_bytes - replaced + size, usage.file_count + new_entries)
-                written.append("/".join(path))
-        return written
+            try:
+                return await write_parts(
+                    backend, folder, parts, max_files=self.limits.max_folder_files
+                )
+            except StorageError as exc:
+                raise storage_problem(exc) from exc
 
     async def mkdir(self, access: Access, raw_path: object) -> None:
         if raw_path is None:
@@ -374,7 +332,7 @@ class VFolderService:
         backend = self.host_of(folder).backend
         async with self._write_lock(folder.id):
             usage = await backend.usage(folder.id)
-            if usage.file_count + await self._new_entries(folder, path) > folder.max_files:
+            if usage.file_count + await new_entries(backend, folder, path) > folder.max_files:
                 raise errors.QuotaExceeded(
                     f"The folder may hold at most {folder.max_files} files and directories."
                 )

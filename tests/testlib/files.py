@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import secrets
+from collections.abc import AsyncIterator, Sequence
 from urllib.parse import quote
+
+import trio
 
 from testlib.sessions import Cluster
 
@@ -45,3 +48,13 @@ async def upload(
         assert response.headers["content-type"].startswith("application/problem+json")
         assert response.json()["title"], response.text
     return response.status_code
+
+
+async def in_pieces(body: bytes, cuts: Sequence[int], pause: float = 0.2) -> AsyncIterator[bytes]:
+    """`body` sent in pieces ending at the offsets `cuts`, pausing between them so that
+    the server reads each piece on its own (a chunked body, as a streaming client sends)."""
+    start = 0
+    for end in [*cuts, len(body)]:
+        yield body[start:end]
+        start = end
+        await trio.sleep(pause)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json as jsonlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -91,7 +91,7 @@ class SigningClient:
         rel_url: str,
         *,
         json: Any = None,
-        content: bytes | None = None,
+        content: bytes | AsyncIterable[bytes] | None = None,
         content_type: str | None = None,
         headers: Mapping[str, Any] | None = None,
         sign: bool = True,
@@ -106,6 +106,8 @@ class SigningClient:
         `sign_method` signs with another method than the one sent (X-Method-Override),
         `sign_date`/`raw_date` choose the Date (a time, or the header text verbatim),
         `headers` overrides or (with `OMIT`) removes any header after signing.
+        `content` may be an async iterable: the body is then sent as it yields (chunked),
+        and signed as empty, which only pre-v4 versions would notice (spec 2.3).
         """
         body = content
         if json is not None:
@@ -129,7 +131,7 @@ class SigningClient:
                 host=self.host,
                 content_type=content_type,
                 version=version,
-                body=body or b"",
+                body=body if isinstance(body, bytes) else b"",
             )
         for name, value in (headers or {}).items():
             if value is OMIT:

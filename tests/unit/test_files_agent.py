@@ -12,7 +12,8 @@ import pytest
 
 from crucible import errors
 from crucible.agent.files import FileOpError, KernelFiles, split_path
-from crucible.api.kernel_files import _aligned_part, part_filename
+from crucible.api.kernel_files import _archive_part
+from crucible.api.multipart import MultipartWriter, part_filename
 from crucible.protocol.file_calls import UploadBegin, UploadCommit, UploadData, UploadFile
 
 #: The kernel a call names; `KernelFiles` serves one kernel and does not look at it.
@@ -127,9 +128,9 @@ def test_download_framing_survives_the_naive_parser(tmp_path: Path, short_reads:
         ("b.bin", _tar({"b.bin": os.urandom(5000).replace(b"\r\n", b"..")})),
         ("d", _tar({"d/x": b"x" * 20000, "d/y": b"y"})),
     ]
-    boundary = "crucible-0123"
-    parts = [_aligned_part(boundary, i == 0, n, a) for i, (n, a) in enumerate(archives)]
-    body = b"".join(parts) + f"\r\n--{boundary}--\r\n".encode()
+    writer = MultipartWriter("crucible-0123")
+    parts = [_archive_part(writer, n, a) for n, a in archives]
+    body = b"".join(parts) + writer.end()
     assert all(len(part) % 1024 == 0 for part in parts)
     # Full 1 KiB reads, or a short read wherever the server's writes ended.
     reads = []

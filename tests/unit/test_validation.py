@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crucible import errors
+from crucible.api.multipart import part_filename
 from crucible.config import LimitsConfig
 from crucible.sessions.requests import (
     batch_options,
@@ -24,7 +25,6 @@ from crucible.sessions.requests import (
     complete_options,
 )
 from crucible.validation import bounded_list, check_json_tree, parse_json, text
-from crucible.vfolders.multipart import part_filename
 from crucible.vfolders.paths import check_folder_ref, check_user_ids, parse_mounts
 
 LIMITS = LimitsConfig()

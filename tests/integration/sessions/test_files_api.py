@@ -7,15 +7,20 @@ outside the kernel's work directory, and a refused upload writes nothing at all.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 
-from testlib.files import multipart, upload
+from crucible.protocol.file_calls import UploadData
+from crucible.sessions.files import RELAY_CHUNK_BYTES
+from testlib.files import in_pieces, multipart, upload
 from testlib.sessions import Cluster, create, execute, new_token, stream_text
 
 MiB = 1024 * 1024
@@ -165,6 +170,59 @@ async def test_largest_upload_fits(cluster: Cluster, session: str) -> None:
     status, body, content_type = await download(cluster, session, ["f00.bin"])
     assert status == 200
     assert untar_parts(body, content_type.split("boundary=")[1]) == [{"f00.bin": files[0][1]}]
+
+
+async def test_largest_upload_read_as_fast_as_flow_control_allows(
+    cluster: Cluster, session: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """20 files of 1 MiB - 1 streamed in pieces larger than the body's high-water mark,
+    so that the parser gets the largest reads the manager makes. Folding this route onto
+    the folder upload parser once hung right here: that parser handed on each read
+    whole, the relay sent it to the agent as one call (1.4 MiB of base64) and the link
+    of that time blocked on it for good. No relay call may grow with the reads."""
+    registry = cluster.harness.server.ctx.registry
+    relayed: list[int] = []
+    real_file_call = registry.file_call
+
+    async def file_call(session: Any, call: Any, **kw: Any) -> Any:
+        if isinstance(call, UploadData):
+            relayed.append(len(base64.b64decode(call.data)))
+        return await real_file_call(session, call, **kw)
+
+    monkeypatch.setattr(registry, "file_call", file_call)
+    files = [(f"g{i:02}.bin", os.urandom(MiB - 1)) for i in range(20)]
+    body, content_type = multipart(files)
+    cuts = list(range(3 * MiB // 2, len(body), 3 * MiB // 2))
+    with trio.fail_after(120):
+        response = await cluster.client.post(
+            f"/kernel/{session}/upload",
+            content=in_pieces(body, cuts, pause=0.05),
+            content_type=content_type,
+        )
+    assert response.status_code == 204, response.text
+    home = await work_dir(cluster, session)
+    assert all((home / name).read_bytes() == data for name, data in files)
+    assert sum(relayed) == 20 * (MiB - 1)
+    assert max(relayed) <= RELAY_CHUNK_BYTES
+
+
+async def test_a_body_read_in_two_inside_its_closing_delimiter(
+    cluster: Cluster, session: str
+) -> None:
+    """The read boundary right between the closing ``--`` once made the delimiter's CR
+    the last byte of the last file (werkzeug's decoder, pallets/werkzeug#3285)."""
+    body, content_type = multipart([("a.txt", b"first"), ("b.txt", b"last")])
+    assert body.endswith(b"--\r\n")
+    with trio.fail_after(30):
+        response = await cluster.client.post(
+            f"/kernel/{session}/upload",
+            content=in_pieces(body, [len(body) - 3]),
+            content_type=content_type,
+        )
+    assert response.status_code == 204, response.text
+    home = await work_dir(cluster, session)
+    assert (home / "a.txt").read_bytes() == b"first"
+    assert (home / "b.txt").read_bytes() == b"last"
 
 
 # -- refusals ---------------------------------------------------------------------------------

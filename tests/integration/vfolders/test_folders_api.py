@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from testlib.files import in_pieces
 from testlib.server import Harness
 
-from .folder_api import create, download, invite, ls, names, parts, share, upload
+from .folder_api import create, download, invite, ls, multipart, names, parts, share, upload
 
 pytestmark = pytest.mark.manager_config({"storage": {"hosts": {"local": {"max_files": 20}}}})
 
@@ -179,6 +180,25 @@ async def test_upload_body_beyond_the_quota_is_refused_early(manager: Harness) -
         "/folders/tiny/upload", content=body, content_type="multipart/form-data; boundary=zz"
     )
     assert response.status_code == 413
+
+
+async def test_a_body_read_in_two_inside_its_closing_delimiter(manager: Harness) -> None:
+    """The read boundary right between the closing ``--`` once made the delimiter's CR
+    the last byte of the last file (werkzeug's decoder, pallets/werkzeug#3285)."""
+    client = manager.client
+    assert (await create(client, "split")).status_code == 201
+    body, content_type = multipart({"a.txt": b"first", "b.txt": b"last"})
+    with trio.fail_after(30):
+        response = await client.post(
+            "/folders/split/upload",
+            content=in_pieces(body, [len(body) - 3]),
+            content_type=content_type,
+        )
+    assert response.status_code == 201, response.text
+    assert parts(await download(client, "split", ["a.txt", "b.txt"])) == [
+        ("a.txt", b"first"),
+        ("b.txt", b"last"),
+    ]
 
 
 async def test_invitations(manager: Harness, make_user) -> None:  # type: ignore[no-untyped-def]

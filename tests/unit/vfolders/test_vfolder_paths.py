@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crucible import errors
-from crucible.vfolders.multipart import part_filename
+from crucible.api.multipart import part_filename
 from crucible.vfolders.paths import check_folder_name, parse_mount, parse_path
 
 
