@@ -16,9 +16,6 @@ from crucible.link_framing import TOO_LARGE, FramedLink, LinkClosed, MessageTooL
 
 log = logging.getLogger(__name__)
 
-#: Seconds between scans for agents whose heartbeats stopped.
-LOST_SCAN_INTERVAL = 2.0
-
 
 class AgentUnreachable(Exception):
     """No link to that agent from this manager, or the link dropped during the call."""
@@ -113,9 +110,12 @@ EventHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
 class AgentDirectory:
     """Links from this manager process to agents, and agent rows in the database."""
 
-    def __init__(self, db: Database, *, lost_after: float) -> None:
+    def __init__(self, db: Database, *, lost_after: float, scan_interval: float) -> None:
         self.db = db
+        #: An agent is lost after `lost_after` seconds without a heartbeat; the scans
+        #: for such agents are `scan_interval` seconds apart.
         self.lost_after = lost_after
+        self.scan_interval = scan_interval
         self.links: dict[str, AgentLink] = {}
         self._links_changed = trio.Event()
         self._reported: set[str] = set()
@@ -192,7 +192,7 @@ class AgentDirectory:
     ) -> None:
         task_status.started()
         while True:
-            await trio.sleep(LOST_SCAN_INTERVAL)
+            await trio.sleep(self.scan_interval)
             try:
                 await self.mark_lost()
             except Exception:

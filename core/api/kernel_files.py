@@ -51,8 +51,6 @@ MAX_UPLOAD_BODY_BYTES = MAX_UPLOAD_FILES * (MAX_UPLOAD_FILE_BYTES + 1 + PART_OVE
 #: part is held whole until it ends, then refused).
 DECODER_SLICE_BYTES = 64 * 1024
 DECODER_MEMORY_BYTES = 1024 * 1024
-#: How long the rest of a refused upload is read and dropped, at most.
-DRAIN_TIMEOUT = 30.0
 #: The 18.12 client reads a download 1 KiB at a time; see `_aligned_part`.
 CLIENT_READ_BYTES = 1024
 
@@ -214,7 +212,8 @@ async def upload(token: str) -> tuple[str, int]:
         await relay.abort()
         # Read (and drop) the rest, so that the client, still sending, sees the answer;
         # a body past the size cap ends the draining, not this answer.
-        with contextlib.suppress(Exception), trio.move_on_after(DRAIN_TIMEOUT):
+        drain = manager_context().config.manager.discard_body_timeout
+        with contextlib.suppress(Exception), trio.move_on_after(drain):
             async for _chunk in request.body:
                 pass
         raise

@@ -21,8 +21,6 @@ log = logging.getLogger(__name__)
 
 blueprint = Blueprint("stream", __name__)
 
-#: Streaming clients get output more often than long-polling ones (legacy: ~0.2 s).
-STREAM_FLUSH_INTERVAL = 0.2
 #: Statuses after which a streaming run is over.
 FINAL = ("finished", "exec-timeout")
 
@@ -42,6 +40,8 @@ async def stream_execute(token: str) -> None:
     session = await _authenticated_session(token)
     ctx = manager_context()
     registry, limits = ctx.registry, ctx.config.limits
+    # Streaming clients get output more often than long-polling ones (legacy: ~0.2 s).
+    flush_interval = ctx.config.sessions.stream_flush_interval
     await websocket.accept()
     try:
         first = parse_json(
@@ -71,7 +71,7 @@ async def stream_execute(token: str) -> None:
                 mode=mode,
                 code=code,
                 options=options if mode == "batch" else {},
-                flush_interval=STREAM_FLUSH_INTERVAL,
+                flush_interval=flush_interval,
             )
             result.pop("runId", None)
             await _send(result)

@@ -45,15 +45,6 @@ log = logging.getLogger(__name__)
 
 #: pg_advisory_xact_lock key serialising placement decisions cluster-wide.
 PLACEMENT_LOCK_ID = 0x43525550  # "CRUP"
-#: Timeouts of calls to agents, beyond the time the call itself is meant to take.
-CREATE_TIMEOUT = 120.0
-CALL_TIMEOUT = 30.0
-CALL_MARGIN = 10.0
-#: How long the agent may take to acknowledge the cancellation of an abandoned run (the
-#: caller waits for it shielded, so it must stay short).
-CANCEL_TIMEOUT = 5.0
-#: Seconds between idle-session scans.
-REAP_INTERVAL = 10.0
 
 
 def _agent_error(exc_class: type[errors.AgentError], exc: Exception) -> errors.ProblemError:
@@ -78,17 +69,26 @@ def _agent_error(exc_class: type[errors.AgentError], exc: Exception) -> errors.P
 
 class SessionRegistry:
     def __init__(
-        self, config: Config, db: Database, agents: AgentDirectory, scheduler: Scheduler
+        self,
+        config: Config,
+        db: Database,
+        agents: AgentDirectory,
+        scheduler: Scheduler,
+        *,
+        policies: ResourcePolicyStore,
+        vfolders: VFolderService | None,
     ) -> None:
         self.config = config
+        #: Timeouts of calls to agents and the reaper's pace (``[sessions]``).
+        self.timeouts = config.sessions
         self.db = db
         self.agents = agents
         self.scheduler = scheduler
         self.events = SessionEvents()
-        #: Resolves ``config.mounts``; set by the manager context (None: no vfolders).
-        self.vfolders: VFolderService | None = None
-        self.activity = ActivityRecorder(db, interval=1.0)
-        self.policies = ResourcePolicyStore(db)
+        #: Resolves ``config.mounts`` (None: no vfolders).
+        self.vfolders = vfolders
+        self.activity = ActivityRecorder(db, interval=config.sessions.activity_flush_interval)
+        self.policies = policies
         agents.on_event = self._on_agent_event
         agents.on_heartbeat = self._on_heartbeat
         agents.on_lost = self._on_agents_lost
@@ -168,7 +168,7 @@ class SessionRegistry:
                     # The agent shares its execution slots fairly between access keys.
                     "access_key": keypair.access_key,
                 },
-                timeout=CREATE_TIMEOUT,
+                timeout=self.timeouts.create_timeout,
             )
         except (AgentUnreachable, AgentCallFailed, trio.TooSlowError) as exc:
             log.warning("creating session %s on %s failed: %s", token, session.agent_id, exc)
@@ -177,7 +177,8 @@ class SessionRegistry:
         except trio.Cancelled:
             # The caller went away mid-create: nothing may stay half-made. A kernel the
             # agent finishes creating anyway is removed at its next heartbeat.
-            with trio.CancelScope(shield=True), trio.move_on_after(CALL_TIMEOUT):
+            grace = self.timeouts.agent_call_timeout
+            with trio.CancelScope(shield=True), trio.move_on_after(grace):
                 await self.destroy(session, "creation-cancelled")
             raise
         running = await kernels.mark_running(self.db, session.id, result.get("container_id"))
@@ -291,13 +292,15 @@ class SessionRegistry:
         params: dict[str, Any],
         failure: type[errors.AgentError],
         *,
-        timeout: float = CALL_TIMEOUT,
+        timeout: float | None = None,
     ) -> Any:
         if session.agent_id is None or session.status != "RUNNING":
             raise errors.KernelNotFound(f"Session {session.token!r} is {session.status.lower()}.")
         try:
             return await self.agents.link(session.agent_id).call(
-                method, {"kernel_id": session.id, **params}, timeout=timeout
+                method,
+                {"kernel_id": session.id, **params},
+                timeout=self.timeouts.agent_call_timeout if timeout is None else timeout,
             )
         except AgentCallFailed as exc:
             if exc.kind == "kernel-not-found":
@@ -335,7 +338,7 @@ class SessionRegistry:
                     "flush_interval": flush,
                 },
                 errors.KernelExecutionFailed,
-                timeout=flush + CALL_MARGIN,
+                timeout=flush + self.timeouts.execute_call_margin,
             )
         except trio.Cancelled:
             # The caller went away while waiting for this run (the client disconnected):
@@ -367,7 +370,7 @@ class SessionRegistry:
                 "cancel_run",
                 {"run_id": run_id},
                 errors.KernelExecutionFailed,
-                timeout=CANCEL_TIMEOUT,
+                timeout=self.timeouts.cancel_timeout,
             )
         except errors.ProblemError as exc:
             log.info("could not cancel run %s of %s: %s", run_id, session.token, exc)
@@ -420,7 +423,7 @@ class SessionRegistry:
                 "restart_kernel",
                 {},
                 errors.KernelRestartFailed,
-                timeout=CREATE_TIMEOUT,
+                timeout=self.timeouts.create_timeout,
             )
         except errors.KernelRestartFailed:
             await self._set_terminated(session.id, "restart-failed")
@@ -442,7 +445,7 @@ class SessionRegistry:
                     result = await self.agents.link(session.agent_id).call(
                         "destroy_kernel",
                         {"kernel_id": session.id, "reason": reason},
-                        timeout=CALL_TIMEOUT,
+                        timeout=self.timeouts.agent_call_timeout,
                     )
                 stats = normalize_stats(result.get("stats")) or stats
             except (AgentUnreachable, trio.TooSlowError) as exc:
@@ -530,18 +533,21 @@ class SessionRegistry:
         # Kernels we think run there but the agent does not have (after a grace period,
         # since a create may be in flight).
         now = datetime.now(UTC)
+        grace = self.timeouts.missing_kernel_grace
         for kernel_id, placed in known.items():
             if (
                 kernel_id not in reported
                 and placed.status in ("RUNNING",)
-                and (now - placed.created_at).total_seconds() > 30
+                and (now - placed.created_at).total_seconds() > grace
             ):
                 await self._set_terminated(kernel_id, "lost-by-agent")
 
     async def _remove_orphan(self, agent_id: str, kernel_id: str) -> None:
         try:
             await self.agents.link(agent_id).call(
-                "destroy_kernel", {"kernel_id": kernel_id, "reason": "orphan"}, timeout=CALL_TIMEOUT
+                "destroy_kernel",
+                {"kernel_id": kernel_id, "reason": "orphan"},
+                timeout=self.timeouts.agent_call_timeout,
             )
         except (AgentUnreachable, AgentCallFailed, trio.TooSlowError) as exc:
             log.warning("could not remove orphan kernel %s: %s", kernel_id, exc)
@@ -569,7 +575,7 @@ class SessionRegistry:
             await nursery.start(self.agents.run_lost_detector)
             task_status.started()
             while True:
-                await trio.sleep(REAP_INTERVAL)
+                await trio.sleep(self.timeouts.reap_interval)
                 try:
                     await self.reap_idle()
                 except Exception:

@@ -37,7 +37,7 @@ async def fake_agent(manager: Harness, agent_id: str = AGENT_ID) -> AsyncIterato
         peer = PeerEnd(ws)
         await peer.send({"type": "heartbeat", "agent": {"id": agent_id}, "kernels": []})
         with trio.fail_after(5):
-            await manager.server.ctx.agents.wait_linked(agent_id)
+            await manager.server.components.agents.wait_linked(agent_id)
         yield peer
 
 
@@ -46,7 +46,7 @@ async def call(
 ) -> None:
     """Call the agent; record the result or the exception."""
     try:
-        link = manager.server.ctx.agents.link(AGENT_ID)
+        link = manager.server.components.agents.link(AGENT_ID)
         outcome.append(await link.call(method, params or {}, timeout=10))
     except (AgentCallFailed, AgentUnreachable, trio.TooSlowError) as exc:
         outcome.append(exc)
@@ -96,7 +96,7 @@ async def test_bad_replies_fail_their_call_only(manager: Harness) -> None:
             while len(outcome) < 3:
                 await trio.sleep(0.01)
         assert outcome[2] == answer
-        assert AGENT_ID in manager.server.ctx.agents.links
+        assert AGENT_ID in manager.server.components.agents.links
 
 
 @pytest.mark.manager_config(LINK_SETTINGS)
@@ -104,7 +104,7 @@ async def test_a_call_too_large_for_the_link_is_refused_before_it_is_sent(
     manager: Harness,
 ) -> None:
     async with fake_agent(manager) as agent:
-        link = manager.server.ctx.agents.link(AGENT_ID)
+        link = manager.server.components.agents.link(AGENT_ID)
         with pytest.raises(AgentMessageTooLarge):
             await link.call("execute", {"code": "y" * (5 * 1024 * 1024)}, timeout=10)
         # The agent's own limit may be lower: its refusal is a too-large failure too.
@@ -132,7 +132,7 @@ async def test_a_call_too_large_for_the_link_is_refused_before_it_is_sent(
 async def test_a_broken_frame_stream_drops_the_link_and_fails_calls_in_flight(
     manager: Harness, poison: str | bytes
 ) -> None:
-    directory = manager.server.ctx.agents
+    directory = manager.server.components.agents
     outcome: list[Any] = []
     async with fake_agent(manager) as agent, trio.open_nursery() as nursery:
         nursery.start_soon(call, manager, outcome, "execute", {"code": "print(1)"})

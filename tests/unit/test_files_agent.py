@@ -143,7 +143,7 @@ def test_refused_commit_writes_nothing(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     os.chown(work, 1000, 1000)
-    files = KernelFiles(work, tmp_path / "staging")
+    files = KernelFiles(work, tmp_path / "staging", upload_idle_timeout=120.0)
     upload_id = files.upload({"step": "begin"})["upload_id"]
     files.upload({"step": "file", "upload_id": upload_id, "path": "ok/a.txt"})
     files.upload({"step": "data", "upload_id": upload_id, "data": "aGk="})

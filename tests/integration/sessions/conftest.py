@@ -91,7 +91,7 @@ async def cluster(
             url = harness.url.replace("http://", "ws://")
             with trio.fail_after(30):
                 agent: Agent = await nursery.start(run_agent, config, [url], CLUSTER_SECRET)
-                await harness.server.ctx.agents.wait_linked(agent.id)
+                await harness.server.components.agents.wait_linked(agent.id)
                 # The first heartbeat (with the image list) must be in the database.
                 while not await db.fetchval("SELECT count(*) FROM agents WHERE id = $1", agent.id):
                     await trio.sleep(0.05)
@@ -99,7 +99,7 @@ async def cluster(
                 yield Cluster(harness, agent, config)
             finally:
                 with trio.CancelScope(shield=True), trio.move_on_after(60):
-                    await harness.server.ctx.registry.destroy_all()
+                    await harness.server.components.registry.destroy_all()
                 nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(90):

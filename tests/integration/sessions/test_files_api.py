@@ -23,7 +23,7 @@ MiB = 1024 * 1024
 
 async def work_dir(cluster: Cluster, token: str) -> Path:
     """The kernel's /home/work as the host sees it."""
-    session = await cluster.harness.server.ctx.registry.get_live(
+    session = await cluster.harness.server.components.registry.get_live(
         cluster.harness.user.access_key, token
     )
     return cluster.agent.kernels[session.id].info.kernel_dir / "work"
