@@ -82,7 +82,8 @@ class AgentConfig:
     #: Seconds a queued or running run may go with no execute call waiting on it before
     #: it is cancelled (its client is gone); 0 never cancels.
     uncollected_run_timeout: NonNegativeFloat = NonNegativeFloat(120.0)
-    #: Seconds a code completion may take in the kernel before the call gives up.
+    #: Seconds a code completion call may take before it answers nothing (the runner
+    #: itself gives the interpreter 3 s of it).
     complete_timeout: PositiveFloat = PositiveFloat(5.0)
     #: Seconds a new container's runner may take to dial the agent, and how long a
     #: restarted agent waits for the runners of the kernels it recovers.

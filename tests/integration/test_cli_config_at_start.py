@@ -1,0 +1,42 @@
+"""A configuration problem found while a manager starts (a storage host its plugin
+refuses) is reported like one found when the file loads: ``file: key: message``, exit
+status 2, no traceback (issue 10, item 10).
+
+Synchronous on purpose: the CLI calls `trio.run` itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from crucible.cli import main
+
+
+@pytest.mark.parametrize(
+    ("host", "problem"),
+    [
+        ('type = "no-such-plugin"', "storage.hosts.odd.type: no storage plugin 'no-such-plugin'"),
+        ('type = "local"\n[storage.hosts.odd.options]\nx = 1', "storage.hosts.odd: the local "
+                                                              "plugin takes no options: ['x']"),
+    ],
+)
+def test_a_storage_host_refused_at_start_is_a_config_error(
+    host: str, problem: str, tmp_path: Path, pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "crucible.toml"
+    path.write_text(
+        f'state_dir = "{tmp_path / "state"}"\n'
+        f"[database]\ndsn = {json.dumps(pg_dsn)}\n"
+        '[manager]\nbind = "127.0.0.1:0"\n'
+        '[logging]\nlevel = "WARNING"\n'
+        f'[storage]\ndefault_host = "odd"\n[storage.hosts.odd]\n{host}\n',
+        encoding="utf-8",
+    )
+    assert main(["manager", "--config", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith(str(path))]
+    assert line.startswith(f"{path}: {problem}")
