@@ -16,19 +16,7 @@ from typing import Any
 
 import cattrs
 
-from crucible.config.types import (
-    Delays,
-    HostPort,
-    LocalPath,
-    LogLevel,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PathPrefix,
-    PluginOptions,
-    PositiveFloat,
-    PositiveInt,
-    absolute_path,
-)
+from crucible.config import types as kinds
 
 Hook = Callable[[Any, Any], Any]
 
@@ -66,7 +54,7 @@ def _valid_host_port(value: str) -> bool:
     return True
 
 
-def _delays(value: Any, _: Any) -> Delays:
+def _delays(value: Any, _: Any) -> kinds.Delays:
     message = "must be a non-empty list of positive numbers of seconds"
     if not isinstance(value, (list, tuple)) or not value:
         raise ValueError(message)
@@ -75,21 +63,21 @@ def _delays(value: Any, _: Any) -> Delays:
             raise ValueError(message)
         if not 0 < item < math.inf:
             raise ValueError(message)
-    return Delays(tuple(float(item) for item in value))
+    return kinds.Delays(tuple(float(item) for item in value))
 
 
-def _local_path(value: Any, _: Any) -> LocalPath:
+def _local_path(value: Any, _: Any) -> kinds.LocalPath:
     if not isinstance(value, str) or isinstance(value, bool):
         raise ValueError(f"expected str, got {type(value).__name__}")
     if not value or "\0" in value:
         raise ValueError("must be a directory path")
-    return LocalPath(absolute_path(value))
+    return kinds.LocalPath(kinds.absolute_path(value))
 
 
-def _plugin_options(value: Any, _: Any) -> PluginOptions:
+def _plugin_options(value: Any, _: Any) -> kinds.PluginOptions:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise ValueError("expected a table")
-    return PluginOptions(dict(value))
+    return kinds.PluginOptions(dict(value))
 
 
 def make_converter() -> cattrs.Converter:
@@ -102,24 +90,24 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, strict_str)
     conv.register_structure_hook(bool, _strict(bool))
     conv.register_structure_hook(
-        PositiveInt, _checked(strict_int, lambda v: v > 0, "must be a positive integer")
+        kinds.PositiveInt, _checked(strict_int, lambda v: v > 0, "must be a positive integer")
     )
     conv.register_structure_hook(
-        NonNegativeInt, _checked(strict_int, lambda v: v >= 0, "must be zero or more")
+        kinds.NonNegativeInt, _checked(strict_int, lambda v: v >= 0, "must be zero or more")
     )
     conv.register_structure_hook(
-        PositiveFloat, _checked(strict_float, lambda v: v > 0, "must be a positive number")
+        kinds.PositiveFloat, _checked(strict_float, lambda v: v > 0, "must be a positive number")
     )
     conv.register_structure_hook(
-        NonNegativeFloat,
+        kinds.NonNegativeFloat,
         _checked(strict_float, lambda v: 0 <= v < float("inf"), "must be zero or more"),
     )
-    conv.register_structure_hook(Delays, _delays)
+    conv.register_structure_hook(kinds.Delays, _delays)
     conv.register_structure_hook(
-        HostPort, _checked(strict_str, _valid_host_port, "must be HOST:PORT")
+        kinds.HostPort, _checked(strict_str, _valid_host_port, "must be HOST:PORT")
     )
     conv.register_structure_hook(
-        LogLevel,
+        kinds.LogLevel,
         _checked(
             strict_str,
             lambda v: v.upper() in logging.getLevelNamesMapping(),
@@ -127,15 +115,15 @@ def make_converter() -> cattrs.Converter:
         ),
     )
     conv.register_structure_hook(
-        PathPrefix,
+        kinds.PathPrefix,
         _checked(
             strict_str,
             lambda v: v == "" or (v.startswith("/") and not v.endswith("/")),
             "must be empty or start with '/' and not end with '/'",
         ),
     )
-    conv.register_structure_hook(LocalPath, _local_path)
-    conv.register_structure_hook(PluginOptions, _plugin_options)
+    conv.register_structure_hook(kinds.LocalPath, _local_path)
+    conv.register_structure_hook(kinds.PluginOptions, _plugin_options)
     return conv
 
 

@@ -18,6 +18,44 @@ from testlib.signing import Credentials, SigningClient
 CRUCIBLE = [sys.executable, "-m", "crucible"]
 
 
+def write_cluster_config(
+    state_dir: Path,
+    dsn: str,
+    port: int,
+    agent_id: str,
+    *,
+    secret: str,
+    agent_extra: str = "",
+    name: str = "crucible.toml",
+    log_level: str = "WARNING",
+) -> Path:
+    """A configuration for a manager on `port` and an agent `agent_id` that joins it,
+    written to ``state_dir/name``: quick heartbeats, an agent lost after 3 s."""
+    path = state_dir / name
+    path.write_text(
+        f"""
+state_dir = "{state_dir}"
+[manager]
+bind = "127.0.0.1:{port}"
+[database]
+dsn = "{dsn}"
+[cluster]
+secret = "{secret}"
+[agent]
+id = "{agent_id}"
+manager_urls = ["ws://127.0.0.1:{port}"]
+heartbeat_interval = 0.5
+{agent_extra}
+[sessions]
+agent_lost_after = 3.0
+exec_flush_interval = 1.0
+[logging]
+level = "{log_level}"
+"""
+    )
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

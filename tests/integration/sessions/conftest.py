@@ -20,7 +20,7 @@ from crucible.agent.agent import Agent
 from crucible.agent.daemon import run_agent
 from crucible.db.pool import Database
 from testlib.server import CLUSTER_SECRET, make_config, open_harness
-from testlib.sessions import Cluster, agent_containers, remove_containers
+from testlib.sessions import Cluster, removing_containers
 
 PYTHON_IMAGE_PREFIX = "crucible/kernel-python:"
 
@@ -86,7 +86,7 @@ async def cluster(
             "agent": {**CLUSTER_SETTINGS["agent"], **overrides.get("agent", {}), "id": agent_id},
         },
     )
-    try:
+    async with removing_containers(agent_id):
         async with open_harness(config, db) as harness, trio.open_nursery() as nursery:
             url = harness.url.replace("http://", "ws://")
             with trio.fail_after(30):
@@ -101,6 +101,3 @@ async def cluster(
                 with trio.CancelScope(shield=True), trio.move_on_after(60):
                     await harness.server.components.registry.destroy_all()
                 nursery.cancel_scope.cancel()
-    finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(90):
-            await remove_containers(await agent_containers(agent_id))

@@ -14,52 +14,24 @@ import trio
 
 from crucible.db.pool import Database
 from crucible.keypairs import KeypairRepository
-from testlib.processes import crucible_process, free_port, open_client, wait_for_agent
+from testlib.processes import (
+    crucible_process,
+    free_port,
+    open_client,
+    wait_for_agent,
+    write_cluster_config,
+)
 from testlib.sessions import (
     agent_containers,
     create,
     execute,
     new_token,
-    remove_containers,
+    removing_containers,
     stream_text,
 )
 from testlib.signing import Credentials, SigningClient
 
 SECRET = "fault-test-secret-0123456789abcdef"
-
-
-def _write_config(
-    state_dir: Path,
-    dsn: str,
-    port: int,
-    agent_id: str,
-    *,
-    agent_extra: str = "",
-    name: str = "crucible.toml",
-) -> Path:
-    path = state_dir / name
-    path.write_text(
-        f"""
-state_dir = "{state_dir}"
-[manager]
-bind = "127.0.0.1:{port}"
-[database]
-dsn = "{dsn}"
-[cluster]
-secret = "{SECRET}"
-[agent]
-id = "{agent_id}"
-manager_urls = ["ws://127.0.0.1:{port}"]
-heartbeat_interval = 0.5
-{agent_extra}
-[sessions]
-agent_lost_after = 3.0
-exec_flush_interval = 1.0
-[logging]
-level = "WARNING"
-"""
-    )
-    return path
 
 
 @attrs.define
@@ -78,8 +50,14 @@ class _Faults:
         return crucible_process("agent", "--config", str(config or self.config), log=self.log)
 
     def config_with(self, agent_extra: str, name: str) -> Path:
-        return _write_config(
-            self.state_dir, self.dsn, self.port, self.agent_id, agent_extra=agent_extra, name=name
+        return write_cluster_config(
+            self.state_dir,
+            self.dsn,
+            self.port,
+            self.agent_id,
+            secret=SECRET,
+            agent_extra=agent_extra,
+            name=name,
         )
 
 
@@ -89,17 +67,16 @@ async def _faults(
 ) -> AsyncIterator[_Faults]:
     agent_id = f"fault-{state_dir.name}"
     port = free_port()
-    config = _write_config(state_dir, pg_dsn, port, agent_id, agent_extra=agent_extra)
+    config = write_cluster_config(
+        state_dir, pg_dsn, port, agent_id, secret=SECRET, agent_extra=agent_extra
+    )
     log = state_dir / "processes.log"
     kp = await KeypairRepository(db).create("fault@test")
-    try:
+    async with removing_containers(agent_id):
         with crucible_process("manager", "--config", str(config), log=log):
             creds = Credentials(kp.access_key, kp.secret_key)
             async with open_client(f"http://127.0.0.1:{port}", creds) as client:
                 yield _Faults(state_dir, pg_dsn, port, agent_id, config, log, client)
-    finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(90):
-            await remove_containers(await agent_containers(agent_id))
 
 
 async def _until_answering(client: SigningClient, token: str, code: str) -> None:

@@ -10,15 +10,14 @@ from pathlib import Path
 import trio
 
 from crucible.db.pool import Database
-from testlib.processes import crucible_process, free_port, open_client, wait_for_agent
-from testlib.sessions import (
-    agent_containers,
-    create,
-    execute,
-    new_token,
-    remove_containers,
-    stream_text,
+from testlib.processes import (
+    crucible_process,
+    free_port,
+    open_client,
+    wait_for_agent,
+    write_cluster_config,
 )
+from testlib.sessions import create, execute, new_token, removing_containers, stream_text
 from testlib.signing import Credentials
 
 SECRET = "by-hand-test-secret-0123456789abcdef"
@@ -42,28 +41,15 @@ async def test_a_manager_and_an_agent_on_relative_state_dirs(
 ) -> None:
     port = free_port()
     agent_id = f"by-hand-{short_state_dir.name}"
-    config = short_state_dir / "cluster.toml"
-    config.write_text(
-        f"""
-[manager]
-bind = "127.0.0.1:{port}"
-[database]
-dsn = "{pg_dsn}"
-[cluster]
-secret = "{SECRET}"
-[agent]
-id = "{agent_id}"
-manager_urls = ["ws://127.0.0.1:{port}"]
-heartbeat_interval = 0.5
-[logging]
-level = "INFO"
-"""
+    # The file's state_dir is overridden: each process gets its own, relative one.
+    config = write_cluster_config(
+        short_state_dir, pg_dsn, port, agent_id, secret=SECRET, log_level="INFO"
     )
     log = short_state_dir / "processes.log"
     # Both relative to the directory they are started in, as `cd /srv && crucible ...`.
     manager = ["manager", "--config", str(config), "--state-dir", "m"]
     agent = ["agent", "--config", str(config), "--state-dir", "a"]
-    try:
+    async with removing_containers(agent_id):
         with crucible_process(*manager, log=log, cwd=short_state_dir) as manager_proc:
             client_env = short_state_dir / "m" / "client.env"
             assert await _appears(client_env), log.read_text()
@@ -87,7 +73,4 @@ level = "INFO"
                     assert [p.name for p in (short_state_dir / "a" / "agent" / "k").iterdir()]
                     response = await client.request("DELETE", f"/kernel/{token}")
                     assert response.status_code == 200, response.text
-        assert "Traceback" not in log.read_text()
-    finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(90):
-            await remove_containers(await agent_containers(agent_id))
+    assert "Traceback" not in log.read_text()
