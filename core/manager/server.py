@@ -12,7 +12,8 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from crucible.api.app import create_app
-from crucible.config import Config
+from crucible.config import Config, ConfigError
+from crucible.exc_groups import describe
 from crucible.manager.components import ManagerComponents
 from crucible.manager.status import ManagerStatus
 
@@ -86,14 +87,23 @@ class ManagerServer:
             background.start_soon(self._sweep_rate_limits)
             background.start_soon(parts.vfolders.enforce_quotas)
             async with trio.open_nursery() as http:
-                bound: list[str] = await http.start(
-                    functools.partial(
-                        serve,
-                        self.app,
-                        hypercorn_config(self.config, bind=self._bound),
-                        shutdown_trigger=self._shutdown.wait,
+                bind = self._bound or self.config.manager.bind
+                try:
+                    bound: list[str] = await http.start(
+                        functools.partial(
+                            serve,
+                            self.app,
+                            hypercorn_config(self.config, bind=bind),
+                            shutdown_trigger=self._shutdown.wait,
+                        )
                     )
-                )
+                except* OSError as group:
+                    # Before it started, an OSError is the bind: the address is taken,
+                    # or not this host's. The operator's to fix, said as a setting.
+                    raise ConfigError(
+                        "<manager>",
+                        [f"manager.bind: cannot listen on {bind} ({describe(group)})"],
+                    ) from None
                 self._bound = self._bound or urlsplit(bound[0]).netloc
                 parts.status.local = None
                 endpoint = Endpoint.from_bind(bound[0])

@@ -8,6 +8,7 @@ Synchronous on purpose: the CLI calls `trio.run` itself.
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,25 @@ def test_a_storage_host_refused_at_start_is_a_config_error(
     assert "Traceback" not in err
     (line,) = [line for line in err.splitlines() if line.startswith(str(path))]
     assert line.startswith(f"{path}: {problem}")
+
+
+def test_a_bind_address_taken_is_a_config_error(
+    tmp_path: Path, pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "crucible.toml"
+    path.write_text(
+        f'state_dir = "{tmp_path / "state"}"\n'
+        f"[database]\ndsn = {json.dumps(pg_dsn)}\n"
+        '[logging]\nlevel = "WARNING"\n',
+        encoding="utf-8",
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        bind = f"127.0.0.1:{taken.getsockname()[1]}"
+        assert main(["manager", "--config", str(path), "--bind", bind]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith(str(path))]
+    assert line.startswith(f"{path}: manager.bind: cannot listen on {bind} (")
+    assert "in use" in line
