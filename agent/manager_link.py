@@ -101,8 +101,11 @@ class ManagerLink:
         self.url = url.rstrip("/") + AGENT_LINK_PATH
         self.secret = secret
         self.limits = LinkLimits.from_config(agent.config.cluster)
-        #: Dialling: the handshake's timeout, the backoff between attempts, the close's.
-        self.dialling = agent.config.agent
+        dialling = agent.config.agent
+        self._connect_timeout = dialling.manager_connect_timeout
+        self._disconnect_timeout = dialling.manager_disconnect_timeout
+        #: Seconds before each new attempt after consecutive failures (the last repeats).
+        self._reconnect_delays = dialling.manager_reconnect_delays
         self._link: FramedLink | None = None
         #: Whether the current attempt got as far as a working link.
         self._linked = False
@@ -127,7 +130,7 @@ class ManagerLink:
                 task_status.started()
             if self._linked:
                 attempt = 0  # it was up: the manager may be back at once
-            delays = self.dialling.manager_reconnect_delays
+            delays = self._reconnect_delays
             await trio.sleep(delays[min(attempt, len(delays) - 1)])
             attempt += 1
 
@@ -137,8 +140,8 @@ class ManagerLink:
         async with open_websocket_url(
             self.url,
             extra_headers=headers,
-            connect_timeout=self.dialling.manager_connect_timeout,
-            disconnect_timeout=self.dialling.manager_disconnect_timeout,
+            connect_timeout=self._connect_timeout,
+            disconnect_timeout=self._disconnect_timeout,
             max_message_size=MAX_WIRE_FRAME,
         ) as ws:
             link = FramedLink(_WebSocketFrames(ws), self.limits)

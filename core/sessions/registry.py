@@ -79,8 +79,8 @@ class SessionRegistry:
         vfolders: VFolderService | None,
     ) -> None:
         self.config = config
-        #: Timeouts of calls to agents and the reaper's pace (``[sessions]``).
-        self.timeouts = config.sessions
+        #: ``[sessions]``: the timeouts of calls to agents, the reaper's pace...
+        self.settings = config.sessions
         self.db = db
         self.agents = agents
         self.scheduler = scheduler
@@ -168,7 +168,7 @@ class SessionRegistry:
                     # The agent shares its execution slots fairly between access keys.
                     "access_key": keypair.access_key,
                 },
-                timeout=self.timeouts.create_timeout,
+                timeout=self.settings.create_timeout,
             )
         except (AgentUnreachable, AgentCallFailed, trio.TooSlowError) as exc:
             log.warning("creating session %s on %s failed: %s", token, session.agent_id, exc)
@@ -177,7 +177,7 @@ class SessionRegistry:
         except trio.Cancelled:
             # The caller went away mid-create: nothing may stay half-made. A kernel the
             # agent finishes creating anyway is removed at its next heartbeat.
-            grace = self.timeouts.agent_call_timeout
+            grace = self.settings.agent_call_timeout
             with trio.CancelScope(shield=True), trio.move_on_after(grace):
                 await self.destroy(session, "creation-cancelled")
             raise
@@ -300,7 +300,7 @@ class SessionRegistry:
             return await self.agents.link(session.agent_id).call(
                 method,
                 {"kernel_id": session.id, **params},
-                timeout=self.timeouts.agent_call_timeout if timeout is None else timeout,
+                timeout=self.settings.agent_call_timeout if timeout is None else timeout,
             )
         except AgentCallFailed as exc:
             if exc.kind == "kernel-not-found":
@@ -338,7 +338,7 @@ class SessionRegistry:
                     "flush_interval": flush,
                 },
                 errors.KernelExecutionFailed,
-                timeout=flush + self.timeouts.execute_call_margin,
+                timeout=flush + self.settings.execute_call_margin,
             )
         except trio.Cancelled:
             # The caller went away while waiting for this run (the client disconnected):
@@ -370,7 +370,7 @@ class SessionRegistry:
                 "cancel_run",
                 {"run_id": run_id},
                 errors.KernelExecutionFailed,
-                timeout=self.timeouts.cancel_timeout,
+                timeout=self.settings.cancel_timeout,
             )
         except errors.ProblemError as exc:
             log.info("could not cancel run %s of %s: %s", run_id, session.token, exc)
@@ -423,7 +423,7 @@ class SessionRegistry:
                 "restart_kernel",
                 {},
                 errors.KernelRestartFailed,
-                timeout=self.timeouts.create_timeout,
+                timeout=self.settings.create_timeout,
             )
         except errors.KernelRestartFailed:
             await self._set_terminated(session.id, "restart-failed")
@@ -445,7 +445,7 @@ class SessionRegistry:
                     result = await self.agents.link(session.agent_id).call(
                         "destroy_kernel",
                         {"kernel_id": session.id, "reason": reason},
-                        timeout=self.timeouts.agent_call_timeout,
+                        timeout=self.settings.agent_call_timeout,
                     )
                 stats = normalize_stats(result.get("stats")) or stats
             except (AgentUnreachable, trio.TooSlowError) as exc:
@@ -533,7 +533,7 @@ class SessionRegistry:
         # Kernels we think run there but the agent does not have (after a grace period,
         # since a create may be in flight).
         now = datetime.now(UTC)
-        grace = self.timeouts.missing_kernel_grace
+        grace = self.settings.missing_kernel_grace
         for kernel_id, placed in known.items():
             if (
                 kernel_id not in reported
@@ -547,7 +547,7 @@ class SessionRegistry:
             await self.agents.link(agent_id).call(
                 "destroy_kernel",
                 {"kernel_id": kernel_id, "reason": "orphan"},
-                timeout=self.timeouts.agent_call_timeout,
+                timeout=self.settings.agent_call_timeout,
             )
         except (AgentUnreachable, AgentCallFailed, trio.TooSlowError) as exc:
             log.warning("could not remove orphan kernel %s: %s", kernel_id, exc)
@@ -575,7 +575,7 @@ class SessionRegistry:
             await nursery.start(self.agents.run_lost_detector)
             task_status.started()
             while True:
-                await trio.sleep(self.timeouts.reap_interval)
+                await trio.sleep(self.settings.reap_interval)
                 try:
                     await self.reap_idle()
                 except Exception:
