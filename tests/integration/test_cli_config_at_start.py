@@ -7,7 +7,6 @@ Synchronous on purpose: the CLI calls `trio.run` itself.
 
 from __future__ import annotations
 
-import json
 import socket
 from pathlib import Path
 
@@ -25,18 +24,12 @@ from crucible.cli import main
     ],
 )
 def test_a_storage_host_refused_at_start_is_a_config_error(
-    host: str, problem: str, tmp_path: Path, pg_dsn: str, capsys: pytest.CaptureFixture[str]
+    host: str, problem: str, config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "crucible.toml"
-    path.write_text(
-        f'state_dir = "{tmp_path / "state"}"\n'
-        f"[database]\ndsn = {json.dumps(pg_dsn)}\n"
-        '[manager]\nbind = "127.0.0.1:0"\n'
-        '[logging]\nlevel = "WARNING"\n'
-        f'[storage]\ndefault_host = "odd"\n[storage.hosts.odd]\n{host}\n',
-        encoding="utf-8",
-    )
-    assert main(["manager", "--config", str(path)]) == 2
+    path = config_file
+    with path.open("a", encoding="utf-8") as toml:
+        toml.write(f'[storage]\ndefault_host = "odd"\n[storage.hosts.odd]\n{host}\n')
+    assert main(["manager", "--config", str(path), "--bind", "127.0.0.1:0"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     (line,) = [line for line in err.splitlines() if line.startswith(str(path))]
@@ -44,15 +37,9 @@ def test_a_storage_host_refused_at_start_is_a_config_error(
 
 
 def test_a_bind_address_taken_is_a_config_error(
-    tmp_path: Path, pg_dsn: str, capsys: pytest.CaptureFixture[str]
+    config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "crucible.toml"
-    path.write_text(
-        f'state_dir = "{tmp_path / "state"}"\n'
-        f"[database]\ndsn = {json.dumps(pg_dsn)}\n"
-        '[logging]\nlevel = "WARNING"\n',
-        encoding="utf-8",
-    )
+    path = config_file
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
