@@ -1,23 +1,25 @@
 """Configuration: one TOML file validated into frozen attrs classes.
 
-The rooms: `types` (what a key accepts), `sections` and `agent_sections` (the tables,
-each key documented where it is declared), `converter` (strict structuring, readable
-errors), `checks` (problems across keys), `loader` (file, overrides, `ConfigError`).
+The rooms: `types` (what a key accepts), `sections` (the tables, each key documented
+where it is declared), `converter` (strict structuring, readable errors), `checks`
+(problems across keys), `loader` (file, overrides, relative paths, `ConfigError`).
 Secrets are kept out of reprs.
 """
 
-from crucible.config.agent_sections import AgentConfig, ClusterConfig, ImagesConfig
 from crucible.config.checks import (
     standalone_agent_problems,
     worst_case_result_bytes,
 )
 from crucible.config.loader import ConfigError, config_from_dict, deep_merge, load_config
 from crucible.config.sections import (
+    AgentConfig,
     AuthConfig,
     BootstrapConfig,
+    ClusterConfig,
     Config,
     DatabaseConfig,
     GraphQLConfig,
+    ImagesConfig,
     KeypairDefaultsConfig,
     LimitsConfig,
     LoggingConfig,
