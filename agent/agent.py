@@ -124,7 +124,7 @@ class Agent:
         self._event_sinks: list[EventSink] = []
         self._nursery: trio.Nursery | None = None
         self._images: tuple[ImageEntry, ...] = ()
-        self.files = FileService()
+        self.files = FileService(upload_idle_timeout=config.agent.upload_idle_timeout)
         self.exec_limits = ExecLimits.from_config(config.agent)
         #: Runs executing at once on this agent, shared fairly between access keys.
         self.run_slots = FairSlots(config.agent.concurrent_runs)
@@ -197,7 +197,9 @@ class Agent:
         info = attrs.evolve(info, exec_timeout=self._cap_exec_timeout(info.exec_timeout))
         if container.status == "running":
             try:
-                listener = await RunnerListener.open(info.ipc_dir)
+                listener = await RunnerListener.open(
+                    info.ipc_dir, send_timeout=self.config.agent.runner_send_timeout
+                )
             except OSError as exc:
                 log.warning("kernel %s: cannot listen for its runner: %s", kernel_id, exc)
             else:
@@ -343,7 +345,9 @@ class Agent:
 
     async def _start_container(self, info: KernelInfo) -> tuple[str, RunnerListener]:
         """Listen for the runner first (it dials as soon as it starts), then start it."""
-        listener = await RunnerListener.open(info.ipc_dir)
+        listener = await RunnerListener.open(
+            info.ipc_dir, send_timeout=self.config.agent.runner_send_timeout
+        )
         try:
             container_id = await self.driver.create_and_start(self._container_spec(info))
         except BaseException:
@@ -497,7 +501,8 @@ class Agent:
 
     async def complete(self, call: Complete) -> Completions:
         supervisor = self._kernel(call.kernel_id)
-        items = await supervisor.complete(call.code, call.options, timeout=5.0)
+        timeout = self.config.agent.complete_timeout
+        items = await supervisor.complete(call.code, call.options, timeout=timeout)
         return Completions(tuple(items))
 
     async def logs(self, call: GetLogs) -> KernelLogs:

@@ -1,9 +1,17 @@
-"""Running an agent: the Docker driver, the kernels, and links to every manager."""
+"""Running an agent: the Docker driver, the kernels, and links to every manager.
+
+`open_agent` is the one place that puts an agent together: it connects the Docker
+driver (and closes it after the block), and builds the agent and one link per manager
+on it, each handed what it uses. `run_agent` runs them.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
+import attrs
 import trio
 
 from crucible.agent.agent import Agent
@@ -13,6 +21,39 @@ from crucible.config import Config
 from crucible.errors import StartupError
 
 log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class AgentComponents:
+    """One agent's parts: the engine it drives, the kernels' keeper, its manager links."""
+
+    driver: DockerDriver
+    agent: Agent
+    links: tuple[ManagerLink, ...]
+
+
+@asynccontextmanager
+async def open_agent(
+    config: Config, manager_urls: Sequence[str], secret: str
+) -> AsyncIterator[AgentComponents]:
+    """The agent's components for the block; the Docker driver is closed after it.
+
+    No Docker engine is a `StartupError` (the operator has something to fix).
+    """
+    try:
+        driver = await DockerDriver.connect(config.agent)
+    except DockerError as exc:
+        raise StartupError(
+            f"{exc}; start dockerd (scripts/bootstrap does), "
+            "or run `crucible manager` for a manager without a local agent"
+        ) from exc
+    try:
+        agent = Agent(config, driver)
+        links = tuple(ManagerLink(agent, url, secret) for url in manager_urls)
+        yield AgentComponents(driver, agent, links)
+    finally:
+        with trio.CancelScope(shield=True):
+            await driver.aclose()
 
 
 async def run_agent(
@@ -27,21 +68,10 @@ async def run_agent(
     Cancellation stops supervision but leaves kernel containers running: a restarted
     agent recovers them from their labels.
     """
-    try:
-        driver = await DockerDriver.connect(config.agent)
-    except DockerError as exc:
-        raise StartupError(
-            f"{exc}; start dockerd (scripts/bootstrap does), "
-            "or run `crucible manager` for a manager without a local agent"
-        ) from exc
-    try:
+    async with open_agent(config, manager_urls, secret) as parts:
         async with trio.open_nursery() as nursery:
-            agent = Agent(config, driver)
-            await nursery.start(agent.run)
-            for url in manager_urls:
-                await nursery.start(ManagerLink(agent, url, secret).run)
-            log.info("agent %s started with %d kernel(s)", agent.id, len(agent.kernels))
-            task_status.started(agent)
-    finally:
-        with trio.CancelScope(shield=True):
-            await driver.aclose()
+            await nursery.start(parts.agent.run)
+            for link in parts.links:
+                await nursery.start(link.run)
+            log.info("agent %s started with %d kernel(s)", parts.agent.id, len(parts.agent.kernels))
+            task_status.started(parts.agent)

@@ -56,9 +56,6 @@ T = TypeVar("T")
 
 #: Docker refuses memory limits below 6 MiB.
 MIN_MEMORY_BYTES: Final = 6 * 1024 * 1024
-#: Seconds the SDK's HTTP timeout exceeds ``docker_timeout``, so that trio's deadline
-#: fires first (a clean `DockerTimeout`) and abandoned threads still end soon after.
-_HTTP_TIMEOUT_MARGIN: Final = 5.0
 _ROOT_USERS: Final = frozenset({"0", "root"})
 _NAME_RE: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
@@ -287,6 +284,10 @@ class DockerDriver:
         self._client = client
         self._api: Any = client.api
         self._timeout = float(config.docker_timeout)
+        #: Seconds the SDK's HTTP timeout exceeds a call's deadline, so that trio's
+        #: deadline fires first (a clean `DockerTimeout`) and abandoned threads still
+        #: end soon after (``agent.docker_http_margin``).
+        self._http_margin = float(config.docker_http_margin)
         self._limiter = trio.CapacityLimiter(config.docker_concurrency)
         self._wait_limiter = trio.CapacityLimiter(config.docker_concurrency)
 
@@ -299,7 +300,7 @@ class DockerDriver:
         # One HTTP connection per thread the two limiters allow (plus a spare pair); a
         # smaller pool would make urllib3 open and discard connections under load.
         pool = 2 * config.docker_concurrency + 2
-        http_timeout = math.ceil(config.docker_timeout + _HTTP_TIMEOUT_MARGIN)
+        http_timeout = math.ceil(config.docker_timeout + config.docker_http_margin)
 
         def make() -> Any:
             # version="auto" asks the engine for its API version: the SDK's default
@@ -467,7 +468,7 @@ class DockerDriver:
                 code = await self._call(
                     f"wait {container}",
                     wait,
-                    time_limit=chunk + _HTTP_TIMEOUT_MARGIN,
+                    time_limit=chunk + self._http_margin,
                     limiter=self._wait_limiter,
                 )
             except DockerTimeout:

@@ -79,9 +79,9 @@ MAX_LIST_ENTRIES: Final = 5000
 #: Directory levels one download archive may hold: the walk keeps a descriptor per
 #: level, and user code can nest directories thousands deep.
 MAX_ARCHIVE_DEPTH: Final = 64
-#: Uploads a kernel may have open at once, and how long one may sit idle.
+#: Uploads a kernel may have open at once (how long one may sit idle is
+#: ``agent.upload_idle_timeout``).
 MAX_OPEN_UPLOADS: Final = 8
-UPLOAD_IDLE_SECONDS: Final = 120.0
 
 
 class FileOpError(Exception):
@@ -301,9 +301,11 @@ class KernelFiles:
     Every method is blocking; the agent runs them in a worker thread.
     """
 
-    def __init__(self, work_dir: Path, staging_dir: Path) -> None:
+    def __init__(self, work_dir: Path, staging_dir: Path, *, upload_idle_timeout: float) -> None:
         self.work_dir = work_dir
         self.staging_dir = staging_dir
+        #: Seconds an upload may sit untouched before the next one drops it.
+        self.upload_idle_timeout = upload_idle_timeout
         self._uploads: dict[str, Upload] = {}
         self._ids = itertools.count(1)
 
@@ -349,7 +351,8 @@ class KernelFiles:
 
     def _begin(self) -> str:
         now = time.monotonic()
-        for stale in [u for u in self._uploads.values() if now - u.touched > UPLOAD_IDLE_SECONDS]:
+        idle = self.upload_idle_timeout
+        for stale in [u for u in self._uploads.values() if now - u.touched > idle]:
             self._drop(stale)
         if len(self._uploads) >= MAX_OPEN_UPLOADS:
             raise FileOpError("too-large", "too many uploads in progress for this session")
@@ -608,8 +611,9 @@ class FileService:
     kernel, so an upload's steps and a listing never interleave on one tree.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, upload_idle_timeout: float) -> None:
         self._kernels: dict[str, tuple[KernelFiles, trio.Lock]] = {}
+        self._upload_idle_timeout = upload_idle_timeout
 
     def forget(self, live_kernel_ids: set[str]) -> None:
         """Drop the state (staged uploads) of kernels that are gone."""
@@ -621,7 +625,12 @@ class FileService:
         """Run a file call on a kernel; returns the call's reply."""
         entry = self._kernels.get(kernel_id)
         if entry is None:
-            entry = (KernelFiles(kernel_dir / "work", kernel_dir / "staging"), trio.Lock())
+            files = KernelFiles(
+                kernel_dir / "work",
+                kernel_dir / "staging",
+                upload_idle_timeout=self._upload_idle_timeout,
+            )
+            entry = (files, trio.Lock())
             self._kernels[kernel_id] = entry
         files, lock = entry
         async with lock:

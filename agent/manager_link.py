@@ -51,8 +51,6 @@ log = logging.getLogger(__name__)
 
 #: Manager endpoint agents dial.
 AGENT_LINK_PATH = "/internal/agent"
-RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
-CONNECT_TIMEOUT = 10.0
 #: Failures that only mean "the manager is not there (now)": logged without traceback.
 LINK_DOWN = (
     OSError,
@@ -106,6 +104,11 @@ class ManagerLink:
         self.url = url.rstrip("/") + AGENT_LINK_PATH
         self.secret = secret
         self.limits = LinkLimits.from_config(agent.config.cluster)
+        dialling = agent.config.agent
+        self._connect_timeout = dialling.manager_connect_timeout
+        self._disconnect_timeout = dialling.manager_disconnect_timeout
+        #: Seconds before each new attempt after consecutive failures (the last repeats).
+        self._reconnect_delays = dialling.manager_reconnect_delays
         self._link: FramedLink | None = None
         #: Whether the current attempt got as far as a working link.
         self._linked = False
@@ -130,7 +133,8 @@ class ManagerLink:
                 task_status.started()
             if self._linked:
                 attempt = 0  # it was up: the manager may be back at once
-            await trio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
+            delays = self._reconnect_delays
+            await trio.sleep(delays[min(attempt, len(delays) - 1)])
             attempt += 1
 
     async def _serve_once(self, task_status: trio.TaskStatus[None]) -> None:
@@ -139,8 +143,8 @@ class ManagerLink:
         async with open_websocket_url(
             self.url,
             extra_headers=headers,
-            connect_timeout=CONNECT_TIMEOUT,
-            disconnect_timeout=2,
+            connect_timeout=self._connect_timeout,
+            disconnect_timeout=self._disconnect_timeout,
             max_message_size=MAX_WIRE_FRAME,
         ) as ws:
             link = FramedLink(_WebSocketFrames(ws), self.limits)

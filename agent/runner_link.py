@@ -38,8 +38,6 @@ PROTOCOL = 2
 #: agent allocate without bound.
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 _HEADER = struct.Struct(">I")
-#: How long one message to the runner may take to go out.
-SEND_TIMEOUT = 30.0
 
 
 class RunnerGone(Exception):
@@ -47,8 +45,10 @@ class RunnerGone(Exception):
 
 
 class RunnerConnection:
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.SocketStream, *, send_timeout: float) -> None:
         self._stream = stream
+        #: How long one message to the runner may take to go out.
+        self._send_timeout = send_timeout
         self._buffer = bytearray()
         self._send_lock = trio.Lock()
 
@@ -56,7 +56,7 @@ class RunnerConnection:
         data = json.dumps(message).encode()
         async with self._send_lock:
             try:
-                with trio.fail_after(SEND_TIMEOUT):
+                with trio.fail_after(self._send_timeout):
                     await self._stream.send_all(_HEADER.pack(len(data)) + data)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise RunnerGone("the runner socket is closed") from exc
@@ -101,14 +101,18 @@ class RunnerListener:
     `_bind` checks before anything else.
     """
 
-    def __init__(self, sock: trio.socket.SocketType, path: Path) -> None:
+    def __init__(self, sock: trio.socket.SocketType, path: Path, *, send_timeout: float) -> None:
         self._sock = sock
         self.path = path
+        #: Of the connection it accepts (``agent.runner_send_timeout``).
+        self._send_timeout = send_timeout
 
     @classmethod
-    async def open(cls, ipc_dir: Path) -> RunnerListener:
+    async def open(cls, ipc_dir: Path, *, send_timeout: float) -> RunnerListener:
         raw = await trio.to_thread.run_sync(_bind, ipc_dir)
-        return cls(trio.socket.from_stdlib_socket(raw), ipc_dir / SOCKET_NAME)
+        return cls(
+            trio.socket.from_stdlib_socket(raw), ipc_dir / SOCKET_NAME, send_timeout=send_timeout
+        )
 
     async def accept(
         self, container_id: str, *, timeout: float
@@ -129,7 +133,7 @@ class RunnerListener:
                     log.warning("%s: refused a connection: %s", self.path, exc)
                     sock.close()
                     continue
-                conn = RunnerConnection(trio.SocketStream(sock))
+                conn = RunnerConnection(trio.SocketStream(sock), send_timeout=self._send_timeout)
                 try:
                     hello = await conn.receive()
                 except BaseException:

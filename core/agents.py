@@ -23,9 +23,6 @@ log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 
-#: Seconds between scans for agents whose heartbeats stopped.
-LOST_SCAN_INTERVAL = 2.0
-
 
 class AgentUnreachable(Exception):
     """No link to that agent from this manager, or the link dropped during the call."""
@@ -121,9 +118,12 @@ EventHandler = Callable[[str, AgentEvent], Awaitable[None]]
 class AgentDirectory:
     """Links from this manager process to agents, and agent rows in the database."""
 
-    def __init__(self, db: Database, *, lost_after: float) -> None:
+    def __init__(self, db: Database, *, lost_after: float, scan_interval: float) -> None:
         self.db = db
+        #: An agent is lost after `lost_after` seconds without a heartbeat; the scans
+        #: for such agents are `scan_interval` seconds apart.
         self.lost_after = lost_after
+        self.scan_interval = scan_interval
         self.links: dict[str, AgentLink] = {}
         self._links_changed = trio.Event()
         self._reported: set[str] = set()
@@ -198,7 +198,7 @@ class AgentDirectory:
     ) -> None:
         task_status.started()
         while True:
-            await trio.sleep(LOST_SCAN_INTERVAL)
+            await trio.sleep(self.scan_interval)
             try:
                 await self.mark_lost()
             except Exception:

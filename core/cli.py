@@ -14,7 +14,7 @@ import trio
 import trio_asyncio
 
 from crucible import __version__
-from crucible.config import Config, ConfigError, load_config
+from crucible.config import Config, ConfigError, load_config, standalone_agent_problems
 from crucible.db import open_database
 from crucible.keypairs import Keypair, KeypairNotFound, KeypairRepository
 
@@ -67,7 +67,7 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
 
     trio.run(
         lambda: serve_manager(
-            config, with_agent=True, announce_keypair=True, keep_sessions=args.keep_sessions
+            config, with_agent=True, print_keys=True, keep_sessions=args.keep_sessions
         )
     )
     return 0
@@ -76,7 +76,7 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
 def cmd_manager(args: argparse.Namespace, config: Config) -> int:
     from crucible.daemon import serve_manager
 
-    trio.run(lambda: serve_manager(config, with_agent=False, announce_keypair=False))
+    trio.run(lambda: serve_manager(config, with_agent=False, print_keys=False))
     return 0
 
 
@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     agent = sub.add_parser("agent", help="run an agent that registers with the managers")
     _add_common(agent)
-    agent.set_defaults(func=cmd_agent)
+    agent.set_defaults(func=cmd_agent, requires=standalone_agent_problems)
 
     keypair = sub.add_parser("keypair", help="manage keypairs in the configured database")
     ksub = keypair.add_subparsers(dest="keypair_command", required=True, metavar="ACTION")
@@ -216,14 +216,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    source = str(args.config) if args.config else "<defaults>"
     try:
         config = load_config(args.config, _overrides(args))
+        requires: Callable[[Config], list[str]] | None = getattr(args, "requires", None)
+        if requires is not None and (problems := requires(config)):
+            # What this command needs beyond a valid file, said the same way.
+            raise ConfigError(source, problems)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     _setup_logging(config)
     try:
-        return _run_command(args, config)
+        return _run_command(args, config, source)
     except KeyboardInterrupt:
         return 130
 
@@ -234,7 +239,7 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def _run_command(args: argparse.Namespace, config: Config) -> int:
+def _run_command(args: argparse.Namespace, config: Config, source: str) -> int:
     from crucible.errors import StartupError
 
     result = 1
@@ -244,4 +249,12 @@ def _run_command(args: argparse.Namespace, config: Config) -> int:
         # Nurseries wrap it in an exception group; the operator needs only the message.
         for exc in _leaves(group):
             print(f"crucible: {exc}", file=sys.stderr)
+    except* ConfigError as group:
+        # Found while starting (a storage plugin refusing its host): a configuration
+        # problem all the same, reported as one line per problem against the file.
+        for exc in _leaves(group):
+            assert isinstance(exc, ConfigError)
+            for problem in exc.problems:
+                print(f"{source}: {problem}", file=sys.stderr)
+        result = EXIT_USAGE
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -16,16 +17,14 @@ import trio_asyncio
 
 from crucible.config import Config
 from crucible.db import open_database
+from crucible.db.pool import Database
 from crucible.keypairs import Keypair, KeypairRepository
-from crucible.manager import Endpoint, ManagerServer
+from crucible.manager.components import open_manager
+from crucible.manager.server import Endpoint, ManagerServer
 from crucible.protocol.auth import load_or_create_secret
-from crucible.supervision import supervise
+from crucible.supervision import Service, supervise
 
 log = logging.getLogger(__name__)
-
-
-#: How long `crucible up` may spend ending its sessions when it stops.
-SHUTDOWN_DESTROY_TIMEOUT = 30.0
 
 
 def client_env_lines(endpoint: Endpoint, keypair: Keypair) -> list[str]:
@@ -73,59 +72,103 @@ def _local_manager_url(endpoint: Endpoint) -> str:
     return endpoint.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
 
 
+def _supervisor(config: Config) -> Service:
+    """`supervise` with the ``[supervision]`` restart delays."""
+    return functools.partial(
+        supervise,
+        delays=config.supervision.restart_delays,
+        stable_after=config.supervision.stable_after,
+    )
+
+
+async def _bootstrap_admin(config: Config, db: Database) -> Keypair:
+    boot = config.bootstrap
+    keypair, created = await KeypairRepository(db).ensure_bootstrap_admin(
+        boot.user_id,
+        boot.access_key,
+        boot.secret_key,
+        concurrency_limit=config.keypairs.concurrency_limit,
+        rate_limit=config.ratelimit.default_keypair_limit,
+    )
+    if created:
+        log.info("created the bootstrap admin keypair %s", keypair.access_key)
+    return keypair
+
+
+def _hand_over_keys(
+    config: Config, endpoint: Endpoint, keypair: Keypair, *, print_keys: bool
+) -> None:
+    """Write the bootstrap admin's client variables to ``<state_dir>/client.env``; print
+    them too (``crucible up``), or log where they are (``crucible manager``)."""
+    lines = client_env_lines(endpoint, keypair)
+    path = write_client_env(config.state_path, lines)
+    if print_keys:
+        print("\n".join(lines), flush=True)
+        print(f"# written to {path}; Ctrl-C stops Crucible.", file=sys.stderr, flush=True)
+    else:
+        log.info(
+            "the bootstrap admin's client settings (BACKEND_ENDPOINT, BACKEND_ACCESS_KEY "
+            "and BACKEND_SECRET_KEY for %s) are in %s, readable by this user only",
+            keypair.access_key,
+            path,
+        )
+
+
 async def serve_manager(
-    config: Config, *, with_agent: bool, announce_keypair: bool, keep_sessions: bool = False
+    config: Config, *, with_agent: bool, print_keys: bool, keep_sessions: bool = False
 ) -> None:
     """Run a manager (and, for ``crucible up``, a local agent) until SIGINT/SIGTERM."""
     secret = load_or_create_secret(config.cluster.secret, config.state_path)
     async with trio_asyncio.open_loop(), open_database(config) as db:
-        boot = config.bootstrap
-        keypair, created = await KeypairRepository(db).ensure_bootstrap_admin(
-            boot.user_id,
-            boot.access_key,
-            boot.secret_key,
-            concurrency_limit=config.keypairs.concurrency_limit,
-            rate_limit=config.ratelimit.default_keypair_limit,
-        )
-        if created:
-            log.info("created the bootstrap admin keypair %s", keypair.access_key)
-        server = ManagerServer(config, db, cluster_secret=secret)
-        async with trio.open_nursery() as nursery:
-            async with _signals_cancel(nursery.cancel_scope) as stop:
-                # The manager and the local agent each restart on their own when they
-                # fail: neither takes the other (or the database) down with it.
-                endpoint: Endpoint = await nursery.start(supervise, "the manager", server.run)
-                agent_scope = trio.CancelScope()
-                if with_agent:
-                    from crucible.agent.daemon import (
-                        run_agent,
-                    )  # needs Docker; cluster managers don't
+        keypair = await _bootstrap_admin(config, db)
+        async with open_manager(config, db, cluster_secret=secret) as components:
+            server = ManagerServer(components)
+            async with trio.open_nursery() as nursery:
+                async with _signals_cancel(nursery.cancel_scope) as stop:
+                    await _serve(
+                        nursery, stop, server, keypair,
+                        with_agent=with_agent, print_keys=print_keys, keep_sessions=keep_sessions,
+                    )  # fmt: skip
 
-                    urls = list(config.agent.manager_urls) or [_local_manager_url(endpoint)]
-                    agent = ("the agent", run_agent, config, urls, secret)
-                    await nursery.start(_scoped, agent_scope, supervise, *agent)
-                    # Announce only once sessions can be placed: the agent's first
-                    # heartbeat carries the images that `lang` resolves against.
-                    with trio.move_on_after(30):
-                        await server.ctx.agents.wait_reported()
-                if announce_keypair:
-                    lines = client_env_lines(endpoint, keypair)
-                    path = write_client_env(config.state_path, lines)
-                    print("\n".join(lines), flush=True)
-                    print(
-                        f"# written to {path}; Ctrl-C stops Crucible.", file=sys.stderr, flush=True
-                    )
-                await stop.wait()
-                grace = config.manager.shutdown_timeout
-                if with_agent and not keep_sessions:
-                    # A single-machine Crucible that stops takes its sessions with it;
-                    # a crash instead leaves them for the agent to recover.
-                    with trio.move_on_after(SHUTDOWN_DESTROY_TIMEOUT):
-                        killed = await server.ctx.registry.destroy_all()
-                        log.info("ended %d session(s) on shutdown", killed)
-                agent_scope.cancel()
-                server.stop()
-                nursery.cancel_scope.deadline = trio.current_time() + grace + 2
+
+async def _serve(
+    nursery: trio.Nursery,
+    stop: trio.Event,
+    server: ManagerServer,
+    keypair: Keypair,
+    *,
+    with_agent: bool,
+    print_keys: bool,
+    keep_sessions: bool,
+) -> None:
+    config, components = server.config, server.components
+    restarting = _supervisor(config)
+    # The manager and the local agent each restart on their own when they fail:
+    # neither takes the other (or the database) down with it.
+    endpoint: Endpoint = await nursery.start(restarting, "the manager", server.run)
+    agent_scope = trio.CancelScope()
+    if with_agent:
+        from crucible.agent.daemon import run_agent  # needs Docker; cluster managers don't
+
+        urls = list(config.agent.manager_urls) or [_local_manager_url(endpoint)]
+        agent = ("the agent", run_agent, config, urls, components.cluster_secret)
+        await nursery.start(_scoped, agent_scope, restarting, *agent)
+        # Announce only once sessions can be placed: the agent's first heartbeat
+        # carries the images that `lang` resolves against.
+        with trio.move_on_after(config.manager.local_agent_timeout):
+            await components.agents.wait_reported()
+    _hand_over_keys(config, endpoint, keypair, print_keys=print_keys)
+    await stop.wait()
+    grace = config.manager.shutdown_timeout
+    if with_agent and not keep_sessions:
+        # A single-machine Crucible that stops takes its sessions with it; a crash
+        # instead leaves them for the agent to recover.
+        with trio.move_on_after(config.sessions.shutdown_destroy_timeout):
+            killed = await components.registry.destroy_all()
+            log.info("ended %d session(s) on shutdown", killed)
+    agent_scope.cancel()
+    server.stop()
+    nursery.cancel_scope.deadline = trio.current_time() + grace + 2
 
 
 async def _scoped(
@@ -136,16 +179,16 @@ async def _scoped(
 
 
 async def serve_agent(config: Config) -> None:
-    """Run an agent alone (``crucible agent``) until SIGINT/SIGTERM; kernels survive it."""
+    """Run an agent alone (``crucible agent``) until SIGINT/SIGTERM; kernels survive it.
+
+    The command has checked that the configuration names managers and the secret
+    (`crucible.config.standalone_agent_problems`).
+    """
     from crucible.agent.daemon import run_agent
 
-    if not config.agent.manager_urls:
-        raise SystemExit("crucible agent: set agent.manager_urls in the configuration")
-    if not config.cluster.secret:
-        raise SystemExit("crucible agent: set cluster.secret (the managers' shared secret)")
     async with trio.open_nursery() as nursery:
         async with _signals_cancel(nursery.cancel_scope) as stop:
             urls, secret = list(config.agent.manager_urls), config.cluster.secret
-            await nursery.start(supervise, "the agent", run_agent, config, urls, secret)
+            await nursery.start(_supervisor(config), "the agent", run_agent, config, urls, secret)
             await stop.wait()
             nursery.cancel_scope.cancel()

@@ -8,19 +8,18 @@ and the service started again, while the rest of the process carries on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import trio
 
+from crucible.config import SupervisionConfig
 from crucible.exc_groups import describe
 
 log = logging.getLogger(__name__)
 
-#: Seconds before each restart after consecutive failures; the last one repeats.
-RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
-#: A service that ran this long before failing starts again without delay growth.
-STABLE_AFTER = 60.0
+#: The ``[supervision]`` defaults, for callers without a configuration (tests).
+_DEFAULTS = SupervisionConfig()
 
 Service = Callable[..., Awaitable[Any]]
 
@@ -30,13 +29,15 @@ async def supervise(
     service: Service,
     *args: Any,
     task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
-    delays: tuple[float, ...] = RESTART_DELAYS,
+    delays: Sequence[float] = _DEFAULTS.restart_delays,
+    stable_after: float = _DEFAULTS.stable_after,
 ) -> None:
     """Run ``service(*args, task_status=...)`` and restart it whenever it raises.
 
     A failure before the first start propagates: the operator has something to fix
     (no Docker engine, the port is taken). `task_status` gets the first start's value.
-    A service that returns was asked to stop: supervision ends with it.
+    A service that returns was asked to stop: supervision ends with it. `delays` and
+    `stable_after` are ``[supervision]``'s `restart_delays` and `stable_after`.
     """
     started = False
     attempt = 0
@@ -53,7 +54,7 @@ async def supervise(
         except* Exception as group:
             if not started:
                 raise
-            if up_since is not None and trio.current_time() - up_since > STABLE_AFTER:
+            if up_since is not None and trio.current_time() - up_since > stable_after:
                 attempt = 0
             delay = delays[min(attempt, len(delays) - 1)]
             log.error(

@@ -28,12 +28,6 @@ from crucible.agent.images.recipes import BaseRecipe
 from crucible.agent.images.suites import APT_NO_RECOMMENDS, DPKG_NODOC
 from crucible.kernels.contract import BASE_ENVIRONMENT
 
-# Cold builds download a few hundred MiB from the Debian mirror; the limits are generous
-# but finite so a stalled mirror fails the build instead of hanging it.
-DEBOOTSTRAP_TIMEOUT = 30 * 60.0
-TAR_TIMEOUT = 10 * 60.0
-IMPORT_TIMEOUT = 10 * 60.0
-
 # Lines worth showing without --verbose: enough to see that a long step is alive.
 _DEBOOTSTRAP_QUIET = re.compile(r"^I: Validating ")
 
@@ -51,10 +45,11 @@ async def ensure_base(
     is cached in the state directory (re-import, seconds); else debootstrap (minutes; the
     .deb files are cached in ``<state_dir>/images/debootstrap-cache`` for the next time).
     """
-    progress = options.progress
+    progress, timeouts = options.progress, options.timeouts
     started = trio.current_time()
     wanted = recipe.recipe_hash()
-    if not options.force and await is_current(recipe.ref, wanted):
+    current = await is_current(recipe.ref, wanted, timeout=timeouts.inspect_timeout)
+    if not options.force and current:
         progress(f"{recipe.ref}: up to date (recipe {wanted})")
         return BuildResult(recipe.ref, wanted, "up-to-date", trio.current_time() - started)
 
@@ -66,9 +61,9 @@ async def ensure_base(
         outcome = "built"
     else:
         progress(f"{recipe.ref}: importing the cached rootfs {tarball}")
-    old_id = await image_id(recipe.ref)
-    await _docker_import(recipe, tarball, progress)
-    await remove_replaced(old_id, recipe.ref, progress)
+    old_id = await image_id(recipe.ref, timeout=timeouts.inspect_timeout)
+    await _docker_import(recipe, tarball, progress, timeouts.import_timeout)
+    await remove_replaced(old_id, recipe.ref, progress, timeout=timeouts.inspect_timeout)
     seconds = trio.current_time() - started
     progress(f"{recipe.ref}: {outcome} in {seconds:.0f} s (recipe {wanted})")
     return BuildResult(recipe.ref, wanted, outcome, seconds)
@@ -107,7 +102,7 @@ async def _debootstrap_tarball(
                 rootfs,
                 recipe.mirror,
             ],
-            timeout=DEBOOTSTRAP_TIMEOUT,
+            timeout=options.timeouts.debootstrap_timeout,
             on_line=on_line,
             env={"PATH": path},
         )
@@ -124,7 +119,7 @@ async def _debootstrap_tarball(
                 "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*",
                 ".",
             ],
-            timeout=TAR_TIMEOUT,
+            timeout=options.timeouts.tar_timeout,
         )  # fmt: skip
         partial_tarball.rename(tarball)
     finally:
@@ -204,7 +199,9 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-async def _docker_import(recipe: BaseRecipe, tarball: Path, progress: Progress) -> None:
+async def _docker_import(
+    recipe: BaseRecipe, tarball: Path, progress: Progress, timeout: float
+) -> None:
     changes: list[str] = []
     for key, value in sorted(recipe.labels().items()):
         changes += ["--change", f"LABEL {key}={json.dumps(value)}"]
@@ -215,6 +212,6 @@ async def _docker_import(recipe: BaseRecipe, tarball: Path, progress: Progress) 
     progress(f"{recipe.ref}: docker import")
     await checked(
         ["docker", "import", *changes, "--message", "crucible base rootfs", tarball, recipe.ref],
-        timeout=IMPORT_TIMEOUT,
+        timeout=timeout,
     )
 

@@ -35,21 +35,19 @@ from crucible.agent.images.commands import (
 )
 from crucible.agent.images.inventory import image_id, is_current, remove_replaced
 from crucible.agent.images.recipes import PIP_CA_FILE, BaseRecipe, LangRecipe
+from crucible.config import ImagesConfig
 from crucible.kernels.contract import LABEL_BASE_HASH, LABEL_RECIPE_HASH
-
-# Time limits: generous (a cold build downloads hundreds of MiB) but finite, so that a
-# stalled mirror fails the build instead of hanging it.
-BUILD_TIMEOUT = 60 * 60.0
-VERIFY_TIMEOUT = 120.0
-LOCK_TIMEOUT = 2 * 60 * 60.0
 
 # Lines worth showing without --verbose: enough to see that a long step is alive.
 _BUILD_SHOWN = re.compile(r"^(Step \d+/\d+ :|Setting up |Successfully |E: |ERROR|error)")
 
 
 @asynccontextmanager
-async def build_lock(state_dir: Path, progress: Progress) -> AsyncIterator[None]:
-    """Serialise builds that share a state directory (the debootstrap cache, the rootfs).
+async def build_lock(
+    state_dir: Path, progress: Progress, *, timeout: float
+) -> AsyncIterator[None]:
+    """Serialise builds that share a state directory (the debootstrap cache, the rootfs);
+    waiting for another build ends after `timeout` seconds (``images.lock_timeout``).
 
     Polls a non-blocking flock: a blocking one would sit in a thread that trio cannot
     cancel, and so could not honour the timeout.
@@ -59,7 +57,7 @@ async def build_lock(state_dir: Path, progress: Progress) -> AsyncIterator[None]
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         announced = False
-        with trio.fail_after(LOCK_TIMEOUT):
+        with trio.fail_after(timeout):
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -87,10 +85,11 @@ async def build_lang(
 
     `BuildOptions.force` rebuilds without Docker's layer cache.
     """
-    progress = options.progress
+    progress, timeouts = options.progress, options.timeouts
     started = trio.current_time()
     wanted = recipe.recipe_hash(base.ref, base.recipe_hash)
-    if not options.force and await is_current(recipe.ref, wanted):
+    current = await is_current(recipe.ref, wanted, timeout=timeouts.inspect_timeout)
+    if not options.force and current:
         progress(f"{recipe.ref}: up to date (recipe {wanted})")
         return BuildResult(recipe.ref, wanted, "up-to-date", trio.current_time() - started)
 
@@ -98,7 +97,7 @@ async def build_lang(
         if options.verbose or _BUILD_SHOWN.match(line):
             progress(f"{recipe.ref}: {line}")
 
-    old_id = await image_id(recipe.ref)
+    old_id = await image_id(recipe.ref, timeout=timeouts.inspect_timeout)
     progress(f"{recipe.ref}: docker build (recipe {wanted})")
     argv = [
         "docker", "build",
@@ -123,14 +122,14 @@ async def build_lang(
             argv.append("-")
         await checked(
             argv,
-            timeout=BUILD_TIMEOUT,
+            timeout=timeouts.build_timeout,
             stdin=recipe.dockerfile(base.ref).encode(),
             on_line=on_line,
             # The classic builder prints "Step N/M" lines; BuildKit (buildx) may be missing.
             env={"DOCKER_BUILDKIT": "0"},
         )
-    await verify_version(recipe)
-    await remove_replaced(old_id, recipe.ref, progress)
+    await verify_version(recipe, timeout=timeouts.verify_timeout)
+    await remove_replaced(old_id, recipe.ref, progress, timeout=timeouts.inspect_timeout)
     seconds = trio.current_time() - started
     progress(f"{recipe.ref}: built in {seconds:.0f} s")
     return BuildResult(recipe.ref, wanted, "built", seconds)
@@ -149,7 +148,7 @@ def host_ca_bundle() -> str:
     raise BuildError("no CA bundle for pip found; set CRUCIBLE_BUILD_CA_BUNDLE")
 
 
-async def verify_version(recipe: LangRecipe) -> None:
+async def verify_version(recipe: LangRecipe, *, timeout: float) -> None:
     """Check the image's tool chain version against its tag and aliases."""
     if not recipe.version_command:
         return
@@ -159,7 +158,7 @@ async def verify_version(recipe: LangRecipe) -> None:
             "--label", "crucible.builder-check=1",
             recipe.ref, *recipe.version_command,
         ],
-        timeout=VERIFY_TIMEOUT,
+        timeout=timeout,
     )  # fmt: skip
     found = result.stdout.decode(errors="replace").strip()
     if result.returncode != 0 or found != recipe.tag:
@@ -178,6 +177,7 @@ async def build_images(
     progress: Progress = no_progress,
     verbose: bool = False,
     force: bool = False,
+    timeouts: ImagesConfig = DEFAULT_OPTIONS.timeouts,
 ) -> list[BuildResult]:
     """Ensure the base images, then each language image, in order. Returns every result.
 
@@ -185,8 +185,8 @@ async def build_images(
     (`LangRecipe.suite`, e.g. bullseye for Python 2) gets a base of that suite from the
     same mirror, built the first time a recipe needs it.
     """
-    options = BuildOptions(progress, verbose, force)
-    async with build_lock(state_dir, progress):
+    options = BuildOptions(progress, verbose, force, timeouts)
+    async with build_lock(state_dir, progress, timeout=timeouts.lock_timeout):
         bases: dict[str, BuildResult] = {}
         results: list[BuildResult] = []
 

@@ -94,6 +94,7 @@ def cmd_images_build(args: argparse.Namespace, config: Config) -> int:
             progress=_progress,
             verbose=args.verbose,
             force=args.rebuild,
+            timeouts=config.images,
         )
         print()
         for result in results:
@@ -109,7 +110,9 @@ def cmd_images_build(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_images_list(args: argparse.Namespace, config: Config) -> int:
     try:
-        images = trio.run(lambda: list_images(include_base=args.all))
+        images = trio.run(
+            lambda: list_images(include_base=args.all, timeout=config.images.inspect_timeout)
+        )
     except BuildError as exc:
         print(f"crucible: {exc}", file=sys.stderr)
         return EXIT_FAILURE

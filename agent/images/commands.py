@@ -20,6 +20,8 @@ from typing import TypedDict, Unpack
 import attrs
 import trio
 
+from crucible.config import ImagesConfig
+
 #: A sink for human-readable progress lines.
 Progress = Callable[[str], None]
 
@@ -37,7 +39,7 @@ def no_progress(line: str) -> None:
 
 @attrs.frozen
 class BuildOptions:
-    """How a build step reports, and what it may reuse."""
+    """How a build step reports, what it may reuse, and how long it may take."""
 
     #: Where the human-readable progress lines go.
     progress: Progress = no_progress
@@ -46,6 +48,9 @@ class BuildOptions:
     #: Build even an up-to-date image, without Docker's layer cache (which picks up
     #: Debian's updates).
     force: bool = False
+    #: The time limit of each step (``[images]``): generous but finite, so that a
+    #: stalled mirror fails the build instead of hanging it.
+    timeouts: ImagesConfig = attrs.Factory(ImagesConfig)
 
 
 DEFAULT_OPTIONS = BuildOptions()

@@ -18,4 +18,11 @@ the agent. Modules:
 
 This package must import nothing outside the standard library and must not import
 its submodules here: main.py loads it under another name when run as a script.
+
+Its timing constants (poll ticks, the input-probe delays, the redial backoff, reaper
+sweeps, the bound on a completion) stay module constants rather than configuration
+keys: the runner reads no configuration (it runs inside the kernel, on the standard
+library alone), and they pace its own loop rather than set a policy. What an operator
+bounds is enforced by the agent from ``[agent]`` (a run's time limit, the cancellation
+grace, the runner's start, the completion call as a whole).
 """

@@ -34,6 +34,8 @@ HIGH_WATER = 1024 * 1024
 LOW_WATER = 256 * 1024
 #: Runs the agent may queue behind the current one (it serialises runs itself).
 MAX_QUEUED = 64
+#: Seconds a completion may take before it answers "no suggestions"; within the agent's
+#: ``agent.complete_timeout`` (5 s), so the agent hears the answer.
 COMPLETION_TIMEOUT = 3.0
 #: Where user code runs unless told otherwise: the kernel contract's working directory
 #: (``crucible.kernels.contract.WORK_DIR``), written again here on purpose since the

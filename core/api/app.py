@@ -16,10 +16,15 @@ from crucible.api import (
     stream,
     version,
 )
-from crucible.api.context import EXTENSION_KEY, ManagerContext
+from crucible.api.context import EXTENSION_KEY
 from crucible.api.middleware import APIMiddleware
 from crucible.api.problems import register_error_handlers
-from crucible.api.streaming import StreamingHTTPConnection, StreamingRequest
+from crucible.api.streaming import (
+    DISCARD_TIMEOUT_KEY,
+    StreamingHTTPConnection,
+    StreamingRequest,
+)
+from crucible.manager.components import ManagerComponents
 
 BLUEPRINTS = (
     version.blueprint,
@@ -34,8 +39,9 @@ BLUEPRINTS = (
 )
 
 
-def create_app(ctx: ManagerContext) -> QuartTrio:
-    """Build the API app; `ctx` carries every service the handlers use."""
+def create_app(ctx: ManagerComponents) -> QuartTrio:
+    """Build the API app over the manager's components (`open_manager`), which carry
+    every service the handlers use."""
     app = QuartTrio("crucible")
     # Bodies with flow control, so folder uploads stream to disk (crucible.api.streaming).
     app.request_class = StreamingRequest
@@ -43,6 +49,7 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     app.extensions[EXTENSION_KEY] = ctx
     app.config["MAX_CONTENT_LENGTH"] = ctx.config.manager.max_body_bytes
     app.config["BODY_TIMEOUT"] = ctx.config.manager.body_timeout
+    app.config[DISCARD_TIMEOUT_KEY] = ctx.config.manager.discard_body_timeout
     app.config["JSON_SORT_KEYS"] = False
     # Every route lists its methods itself; automatic OPTIONS would shadow CORS handling.
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False

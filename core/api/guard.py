@@ -20,7 +20,7 @@ from crucible.api.body import raw_body
 from crucible.api.context import manager_context
 from crucible.api.middleware import RequestTarget
 from crucible.keypairs import Keypair
-from crucible.manager_status import ManagerStatus
+from crucible.manager.status import ManagerStatus
 
 P = ParamSpec("P")
 R = TypeVar("R")

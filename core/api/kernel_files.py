@@ -42,8 +42,6 @@ blueprint = Blueprint("kernel_files", __name__)
 #: Multipart overhead allowed per part (boundary and headers) when bounding a body.
 PART_OVERHEAD_BYTES = 8 * 1024
 MAX_UPLOAD_BODY_BYTES = MAX_UPLOAD_FILES * (MAX_UPLOAD_FILE_BYTES + 1 + PART_OVERHEAD_BYTES)
-#: How long the rest of a refused upload is read and dropped, at most.
-DRAIN_TIMEOUT = 30.0
 #: The 18.12 client reads a download 1 KiB at a time; see `_archive_part`.
 CLIENT_READ_BYTES = 1024
 
@@ -85,7 +83,8 @@ async def upload(token: str) -> tuple[str, int]:
     except errors.ProblemError:
         # Read (and drop) the rest, so that the client, still sending, sees the answer;
         # a body past the size cap ends the draining, not this answer.
-        with contextlib.suppress(Exception), trio.move_on_after(DRAIN_TIMEOUT):
+        drain = manager_context().config.manager.discard_body_timeout
+        with contextlib.suppress(Exception), trio.move_on_after(drain):
             async for _chunk in request.body:
                 pass
         raise

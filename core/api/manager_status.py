@@ -11,7 +11,7 @@ from crucible import errors
 from crucible.api.body import json_body, optional_bool
 from crucible.api.context import manager_context
 from crucible.api.guard import admin_only, public
-from crucible.manager_status import ManagerStatus
+from crucible.manager.status import ManagerStatus
 
 log = logging.getLogger(__name__)
 

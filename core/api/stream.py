@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 
 blueprint = Blueprint("stream", __name__)
 
-#: Streaming clients get output more often than long-polling ones (legacy: ~0.2 s).
-STREAM_FLUSH_INTERVAL = 0.2
 #: Statuses after which a streaming run is over.
 FINAL = ("finished", "exec-timeout")
 
@@ -43,6 +41,8 @@ async def stream_execute(token: str) -> None:
     session = await _authenticated_session(token)
     ctx = manager_context()
     registry, limits = ctx.registry, ctx.config.limits
+    # Streaming clients get output more often than long-polling ones (legacy: ~0.2 s).
+    flush_interval = ctx.config.sessions.stream_flush_interval
     await websocket.accept()
     try:
         first = parse_json(
@@ -72,7 +72,7 @@ async def stream_execute(token: str) -> None:
                 mode=mode,
                 code=code,
                 options=options if mode == "batch" else {},
-                flush_interval=STREAM_FLUSH_INTERVAL,
+                flush_interval=flush_interval,
             )
             frame = result.as_api()
             frame.pop("runId", None)

@@ -26,8 +26,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 #: Unconsumed bytes at which the producer waits for the handler.
 HIGH_WATER = 1024 * 1024
-#: How long the rest of a body is swallowed after an early answer (see handle_request).
-DISCARD_TIMEOUT = 30.0
+#: The app's setting (``manager.discard_body_timeout``): how long the rest of a body is
+#: swallowed after an early answer (see handle_request).
+DISCARD_TIMEOUT_KEY = "CRUCIBLE_DISCARD_TIMEOUT"
 
 
 class FlowControlledBody(TrioBody):
@@ -142,7 +143,7 @@ class StreamingHTTPConnection(TrioASGIHTTPConnection):
             # connection once the answer is out, and a client still sending would then
             # see a reset instead of the answer: swallow the rest first, for a while.
             body.discard()
-            with trio.move_on_after(DISCARD_TIMEOUT):
+            with trio.move_on_after(self.app.config[DISCARD_TIMEOUT_KEY]):
                 await body.ended.wait()
         timeout = getattr(response, "timeout", Ellipsis)
         if timeout is Ellipsis:

@@ -22,7 +22,11 @@ async def open_database(config: Config, *, run_migrations: bool = True) -> Async
     async with AsyncExitStack() as stack:
         dsn = config.database.dsn
         if not dsn:
-            dsn = await stack.enter_async_context(open_embedded_postgres(config.state_path))
+            dsn = await stack.enter_async_context(
+                open_embedded_postgres(
+                    config.state_path, timeout=config.database.embedded_start_timeout
+                )
+            )
         db = await stack.enter_async_context(
             open_pool(
                 dsn,

@@ -29,8 +29,6 @@ import trio
 
 log = logging.getLogger(__name__)
 
-#: How long starting or stopping the embedded server may take.
-EMBEDDED_START_TIMEOUT = 60.0
 OWNER_FILE = "postgres.owner"
 _LOCK_FILE = "postgres.lock"
 
@@ -144,21 +142,25 @@ def _stop(state_dir: Path, server: Any) -> None:
 
 
 @asynccontextmanager
-async def open_embedded_postgres(state_dir: Path) -> AsyncIterator[str]:
-    """Start (or attach to) the embedded server and yield its DSN; stop it on exit."""
+async def open_embedded_postgres(state_dir: Path, *, timeout: float) -> AsyncIterator[str]:
+    """Start (or attach to) the embedded server and yield its DSN; stop it on exit.
+
+    Starting, and stopping, may take `timeout` seconds each
+    (``database.embedded_start_timeout``).
+    """
     pgdata = state_dir / "postgres"
     log.info("starting the embedded PostgreSQL in %s", pgdata)
-    with trio.fail_after(EMBEDDED_START_TIMEOUT):
+    with trio.fail_after(timeout):
         server, owned = await trio.to_thread.run_sync(_start, state_dir, pgdata)
     try:
         yield str(server.get_uri())
     finally:
         if owned:
-            await _stop_shielded(state_dir, server)
+            await _stop_shielded(state_dir, server, timeout)
 
 
-async def _stop_shielded(state_dir: Path, server: Any) -> None:
-    with trio.CancelScope(shield=True), trio.move_on_after(EMBEDDED_START_TIMEOUT):
+async def _stop_shielded(state_dir: Path, server: Any, timeout: float) -> None:
+    with trio.CancelScope(shield=True), trio.move_on_after(timeout):
         log.info("stopping the embedded PostgreSQL")
         try:
             await trio.to_thread.run_sync(_stop, state_dir, server)

@@ -34,7 +34,7 @@ from crucible.graphql.loader import Loader
 from crucible.graphql.mutations import MUTATIONS
 from crucible.graphql.schema import ADMIN_SCHEMA, OWNER_SCHEMA
 from crucible.keypairs import Keypair, KeypairCache, KeypairRepository
-from crucible.manager_status import ManagerStatus, ManagerStatusStore
+from crucible.manager.status import ManagerStatus, ManagerStatusStore
 from crucible.resource_policies import ResourcePolicyStore
 
 log = logging.getLogger(__name__)
@@ -61,11 +61,8 @@ class GraphQLService:
     keypairs: KeypairRepository
     keypair_cache: KeypairCache
     status: ManagerStatusStore
-    policies: ResourcePolicyStore = attrs.field()
-
-    @policies.default
-    def _policies(self) -> ResourcePolicyStore:
-        return ResourcePolicyStore(self.db)
+    #: The same store the session registry places sessions with.
+    policies: ResourcePolicyStore
 
     async def run(self, viewer: Keypair, body: Any) -> GraphQLOutcome:
         query, variables, operation_name = _request_parts(body)

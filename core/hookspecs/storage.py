@@ -33,6 +33,9 @@ reported as enforcing nothing inside sessions. A write the storage refuses becau
 cap (or the disk) is full raises `StorageFull`; the core answers ``412
 quota-exceeded``.
 
+A host that holds something to release (connections, threads) implements the optional
+`ClosableHost` as well: the manager calls its `aclose` once, when it stops.
+
 Example: an in-memory host (``tests/testlib/memory_storage.py`` is a complete one)::
 
     from crucible.hookspecs.markers import hookimpl
@@ -309,6 +312,17 @@ class QuotaEnforcingHost(Protocol):
 
     async def folder_enforcement(self, folder_id: str) -> QuotaEnforcement:
         """What holds for this folder now (its info reports it)."""
+
+
+@runtime_checkable
+class ClosableHost(Protocol):
+    """Optional, beside `VFolderHost`: a host that holds something to release (a
+    connection pool, worker threads, open descriptors) when the manager stops."""
+
+    async def aclose(self) -> None:
+        """Release what the host holds. Called once, after the host's last other call:
+        when the manager stops, or when it fails to start after this host opened. The
+        call is bounded by ``manager.shutdown_timeout``; an exception is logged."""
 
 
 @runtime_checkable

@@ -64,15 +64,6 @@ R = TypeVar("R")
 
 #: pg_advisory_xact_lock key serialising placement decisions cluster-wide.
 PLACEMENT_LOCK_ID = 0x43525550  # "CRUP"
-#: Timeouts of calls to agents, beyond the time the call itself is meant to take.
-CREATE_TIMEOUT = 120.0
-CALL_TIMEOUT = 30.0
-CALL_MARGIN = 10.0
-#: How long the agent may take to acknowledge the cancellation of an abandoned run (the
-#: caller waits for it shielded, so it must stay short).
-CANCEL_TIMEOUT = 5.0
-#: Seconds between idle-session scans.
-REAP_INTERVAL = 10.0
 
 
 def _agent_error(exc_class: type[errors.AgentError], exc: Exception) -> errors.ProblemError:
@@ -97,17 +88,26 @@ def _agent_error(exc_class: type[errors.AgentError], exc: Exception) -> errors.P
 
 class SessionRegistry:
     def __init__(
-        self, config: Config, db: Database, agents: AgentDirectory, scheduler: Scheduler
+        self,
+        config: Config,
+        db: Database,
+        agents: AgentDirectory,
+        scheduler: Scheduler,
+        *,
+        policies: ResourcePolicyStore,
+        vfolders: VFolderService | None,
     ) -> None:
         self.config = config
+        #: ``[sessions]``: the timeouts of calls to agents, the reaper's pace...
+        self.settings = config.sessions
         self.db = db
         self.agents = agents
         self.scheduler = scheduler
         self.events = SessionEvents()
-        #: Resolves ``config.mounts``; set by the manager context (None: no vfolders).
-        self.vfolders: VFolderService | None = None
-        self.activity = ActivityRecorder(db, interval=1.0)
-        self.policies = ResourcePolicyStore(db)
+        #: Resolves ``config.mounts`` (None: no vfolders).
+        self.vfolders = vfolders
+        self.activity = ActivityRecorder(db, interval=config.sessions.activity_flush_interval)
+        self.policies = policies
         agents.on_event = self._on_agent_event
         agents.on_heartbeat = self._on_heartbeat
         agents.on_lost = self._on_agents_lost
@@ -184,7 +184,7 @@ class SessionRegistry:
                     ),
                     access_key=keypair.access_key,
                 ),
-                timeout=CREATE_TIMEOUT,
+                timeout=self.settings.create_timeout,
             )
         except (AgentUnreachable, AgentCallFailed, trio.TooSlowError) as exc:
             log.warning("creating session %s on %s failed: %s", token, session.agent_id, exc)
@@ -193,7 +193,8 @@ class SessionRegistry:
         except trio.Cancelled:
             # The caller went away mid-create: nothing may stay half-made. A kernel the
             # agent finishes creating anyway is removed at its next heartbeat.
-            with trio.CancelScope(shield=True), trio.move_on_after(CALL_TIMEOUT):
+            grace = self.settings.agent_call_timeout
+            with trio.CancelScope(shield=True), trio.move_on_after(grace):
                 await self.destroy(session, "creation-cancelled")
             raise
         running = await kernels.mark_running(self.db, session.id, kernel.container_id)
@@ -306,12 +307,13 @@ class SessionRegistry:
         call: AgentCall[R],
         failure: type[errors.AgentError],
         *,
-        timeout: float = CALL_TIMEOUT,
+        timeout: float | None = None,
     ) -> R:
         """Make `call` (about `session`'s kernel) of the session's agent."""
         if session.agent_id is None or session.status != "RUNNING":
             raise errors.KernelNotFound(f"Session {session.token!r} is {session.status.lower()}.")
         try:
+            timeout = self.settings.agent_call_timeout if timeout is None else timeout
             return await self.agents.link(session.agent_id).call(call, timeout=timeout)
         except AgentCallFailed as exc:
             if exc.kind == ErrorKind.KERNEL_NOT_FOUND:
@@ -342,7 +344,7 @@ class SessionRegistry:
                 session,
                 Execute(session.id, run_id, mode, code, options, flush),
                 errors.KernelExecutionFailed,
-                timeout=flush + CALL_MARGIN,
+                timeout=flush + self.settings.execute_call_margin,
             )
         except trio.Cancelled:
             # The caller went away while waiting for this run (the client disconnected):
@@ -373,7 +375,7 @@ class SessionRegistry:
                 session,
                 CancelRun(session.id, run_id),
                 errors.KernelExecutionFailed,
-                timeout=CANCEL_TIMEOUT,
+                timeout=self.settings.cancel_timeout,
             )
         except errors.ProblemError as exc:
             log.info("could not cancel run %s of %s: %s", run_id, session.token, exc)
@@ -427,7 +429,7 @@ class SessionRegistry:
                 attrs.evolve(session, status="RUNNING"),
                 RestartKernel(session.id),
                 errors.KernelRestartFailed,
-                timeout=CREATE_TIMEOUT,
+                timeout=self.settings.create_timeout,
             )
         except errors.KernelRestartFailed:
             await self._set_terminated(session.id, "restart-failed")
@@ -445,7 +447,7 @@ class SessionRegistry:
             try:
                 with trio.CancelScope(shield=True):
                     destroyed = await self.agents.link(session.agent_id).call(
-                        DestroyKernel(session.id, reason), timeout=CALL_TIMEOUT
+                        DestroyKernel(session.id, reason), timeout=self.settings.agent_call_timeout
                     )
                 stats = destroyed.stats or stats
             except (AgentUnreachable, trio.TooSlowError) as exc:
@@ -530,18 +532,19 @@ class SessionRegistry:
         # Kernels we think run there but the agent does not have (after a grace period,
         # since a create may be in flight).
         now = datetime.now(UTC)
+        grace = self.settings.missing_kernel_grace
         for kernel_id, placed in known.items():
             if (
                 kernel_id not in reported
                 and placed.status in ("RUNNING",)
-                and (now - placed.created_at).total_seconds() > 30
+                and (now - placed.created_at).total_seconds() > grace
             ):
                 await self._set_terminated(kernel_id, "lost-by-agent")
 
     async def _remove_orphan(self, agent_id: str, kernel_id: str) -> None:
         try:
             await self.agents.link(agent_id).call(
-                DestroyKernel(kernel_id, "orphan"), timeout=CALL_TIMEOUT
+                DestroyKernel(kernel_id, "orphan"), timeout=self.settings.agent_call_timeout
             )
         except (AgentUnreachable, AgentCallFailed, trio.TooSlowError) as exc:
             log.warning("could not remove orphan kernel %s: %s", kernel_id, exc)
@@ -569,7 +572,7 @@ class SessionRegistry:
             await nursery.start(self.agents.run_lost_detector)
             task_status.started()
             while True:
-                await trio.sleep(REAP_INTERVAL)
+                await trio.sleep(self.settings.reap_interval)
                 try:
                     await self.reap_idle()
                 except Exception:

@@ -1,13 +1,17 @@
-"""Opening the configured vfolder hosts through their storage plugins."""
+"""Opening the configured vfolder hosts through their storage plugins, and closing them."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 
 import attrs
+import trio
 
 from crucible.config import Config, ConfigError, StorageHostConfig
 from crucible.hookspecs.storage import (
+    ClosableHost,
     HostSettings,
     QuotaEnforcement,
     QuotaEnforcingHost,
@@ -50,13 +54,46 @@ def default_local_path(config: Config) -> str:
     return str(config.state_path / "vfolders")
 
 
-def open_hosts(config: Config, *extra_plugins: object) -> dict[str, StorageHost]:
-    """Every ``[storage.hosts.NAME]``, opened; `ConfigError` lists every host that fails.
+@asynccontextmanager
+async def open_hosts(
+    config: Config, *extra_plugins: object
+) -> AsyncIterator[dict[str, StorageHost]]:
+    """Every ``[storage.hosts.NAME]``, opened for the block and closed after it (those
+    that are a `ClosableHost`); `ConfigError` lists every host that fails to open.
 
     `extra_plugins` are registered besides the installed ones (tests use this).
     """
-    backends = load_storage_backends(*extra_plugins)
     hosts: dict[str, StorageHost] = {}
+    try:
+        problems = _open_each(config, extra_plugins, hosts)
+        if problems:
+            raise ConfigError("<storage>", problems)
+        for host in hosts.values():
+            announce_enforcement(host)
+        yield hosts
+    finally:
+        with trio.CancelScope(shield=True):
+            await close_hosts(hosts.values(), timeout=config.manager.shutdown_timeout)
+
+
+async def close_hosts(hosts: Iterable[StorageHost], *, timeout: float) -> None:
+    """`aclose` each host that holds resources; a failure is logged, the rest still close."""
+    for host in hosts:
+        if not isinstance(host.backend, ClosableHost):
+            continue
+        try:
+            with trio.fail_after(timeout):
+                await host.backend.aclose()
+        except Exception:
+            log.exception("closing storage host %r failed", host.name)
+
+
+def _open_each(
+    config: Config, extra_plugins: tuple[object, ...], hosts: dict[str, StorageHost]
+) -> list[str]:
+    """Open every host into `hosts` (so that what opened is closed even when another
+    fails); return the problems."""
+    backends = load_storage_backends(*extra_plugins)
     problems: list[str] = []
     for name, host_config in sorted(config.storage.hosts.items()):
         backend = backends.get(host_config.type)
@@ -81,8 +118,4 @@ def open_hosts(config: Config, *extra_plugins: object) -> dict[str, StorageHost]
             hosts[name] = StorageHost(name, host_config, backend.open_host(settings))
         except ValueError as exc:
             problems.append(f"storage.hosts.{name}: {exc}")
-    if problems:
-        raise ConfigError("<storage>", problems)
-    for host in hosts.values():
-        announce_enforcement(host)
-    return hosts
+    return problems

@@ -174,19 +174,24 @@ def kill_if_running(proc: subprocess.Popen[str] | None) -> None:
 
 
 def start_crucible_up(
-    state_dir: Path, log_path: Path, *extra_args: str, command: Sequence[str] = ()
+    state_dir: Path,
+    log_path: Path,
+    *extra_args: str,
+    command: Sequence[str] = (),
+    cwd: Path | None = None,
 ) -> RunningCrucible:
     """`crucible up --bind 127.0.0.1:0` on `state_dir`, once it has announced its keys.
 
     `command` replaces the `crucible` program (e.g. a Python wrapper that injects a
-    fault). Its stderr goes to `log_path`; stdout is drained by a thread so it never
+    fault); `cwd` is the directory it starts in (a relative `state_dir` is taken from
+    there). Its stderr goes to `log_path`; stdout is drained by a thread so it never
     blocks.
     """
     argv = [*(command or [find_crucible()]), "up", "--bind", "127.0.0.1:0"]
     argv += ["--state-dir", str(state_dir), *extra_args]
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True
+            argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, cwd=cwd
         )
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True).start()
@@ -199,7 +204,7 @@ def start_crucible_up(
         endpoint=announced["BACKEND_ENDPOINT"],
         access_key=announced["BACKEND_ACCESS_KEY"],
         secret_key=announced["BACKEND_SECRET_KEY"],
-        state_dir=state_dir,
+        state_dir=(cwd or Path.cwd()) / state_dir,
         log_path=log_path,
         process=proc,
     )

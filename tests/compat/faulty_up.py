@@ -17,7 +17,7 @@ import trio
 import crucible.agent.daemon as agent_daemon
 from crucible.cli import main
 from crucible.config import Config
-from crucible.manager import ManagerServer
+from crucible.manager.server import ManagerServer
 
 real_run_agent = agent_daemon.run_agent
 real_sweep = ManagerServer._sweep_rate_limits

@@ -8,6 +8,7 @@ contextvars context, the loop it opens is the current one for all of them.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -62,6 +63,20 @@ async def db(pg_dsn: str, asyncio_loop: Any) -> AsyncIterator[Database]:
 @pytest.fixture
 def keypairs(db: Database) -> KeypairRepository:
     return KeypairRepository(db)
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, pg_dsn: str) -> Path:
+    """A configuration file for `crucible` commands run in-process (``crucible.cli.main``)
+    on the session's PostgreSQL; a test may append tables to it."""
+    path = tmp_path / "crucible.toml"
+    path.write_text(
+        f'state_dir = "{tmp_path / "state"}"\n'
+        f"[database]\ndsn = {json.dumps(pg_dsn)}\n"
+        '[logging]\nlevel = "WARNING"\n',
+        encoding="utf-8",
+    )
+    return path
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ async def fake_agent(manager: Harness, agent_id: str = AGENT_ID) -> AsyncIterato
         heartbeat = Heartbeat(AgentInfo(agent_id, VERSION, {"cpu": 1.0}, ()), ())
         await peer.send(codec.heartbeat_message(heartbeat))
         with trio.fail_after(5):
-            await manager.server.ctx.agents.wait_linked(agent_id)
+            await manager.server.components.agents.wait_linked(agent_id)
         yield peer
 
 
@@ -52,7 +52,7 @@ def execute(code: str) -> Execute:
 async def call(manager: Harness, outcome: list[Any], agent_call: AgentCall[Any]) -> None:
     """Call the agent; record the result or the exception."""
     try:
-        link = manager.server.ctx.agents.link(AGENT_ID)
+        link = manager.server.components.agents.link(AGENT_ID)
         outcome.append(await link.call(agent_call, timeout=10))
     except (AgentCallFailed, AgentUnreachable, trio.TooSlowError) as exc:
         outcome.append(exc)
@@ -118,7 +118,7 @@ async def test_bad_replies_fail_their_call_only(manager: Harness) -> None:
         await agent.send(codec.result_message(got.message["id"], answer))
         await outcomes(outcome, 5)
         assert outcome[4] == answer
-        assert AGENT_ID in manager.server.ctx.agents.links
+        assert AGENT_ID in manager.server.components.agents.links
 
 
 @pytest.mark.manager_config(LINK_SETTINGS)
@@ -126,7 +126,7 @@ async def test_a_call_too_large_for_the_link_is_refused_before_it_is_sent(
     manager: Harness,
 ) -> None:
     async with fake_agent(manager) as agent:
-        link = manager.server.ctx.agents.link(AGENT_ID)
+        link = manager.server.components.agents.link(AGENT_ID)
         with pytest.raises(AgentMessageTooLarge):
             await link.call(execute("y" * (5 * 1024 * 1024)), timeout=10)
         # The agent's own limit may be lower: its refusal is a too-large failure too.
@@ -154,7 +154,7 @@ async def test_a_call_too_large_for_the_link_is_refused_before_it_is_sent(
 async def test_a_broken_frame_stream_drops_the_link_and_fails_calls_in_flight(
     manager: Harness, poison: str | bytes
 ) -> None:
-    directory = manager.server.ctx.agents
+    directory = manager.server.components.agents
     outcome: list[Any] = []
     async with fake_agent(manager) as agent, trio.open_nursery() as nursery:
         nursery.start_soon(call, manager, outcome, execute("print(1)"))

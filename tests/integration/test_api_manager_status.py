@@ -12,7 +12,7 @@ from crucible.api.guard import authenticated, requires_running
 from crucible.config import Config
 from crucible.db.pool import Database
 from crucible.keypairs import KeypairRepository
-from crucible.manager_status import ManagerStatus, ManagerStatusStore
+from crucible.manager.status import ManagerStatus, ManagerStatusStore
 from testlib.problems import assert_problem
 from testlib.server import Harness, running_manager
 from testlib.signing import Credentials, SigningClient
@@ -52,7 +52,7 @@ async def test_freeze_with_force_kill(manager: Harness) -> None:
         return 0
 
     # The hook freeze(force_kill) calls; sessions themselves are tested elsewhere.
-    manager.server.ctx.registry.destroy_all = destroy_all  # type: ignore[method-assign]
+    manager.server.components.registry.destroy_all = destroy_all  # type: ignore[method-assign]
     with trio.fail_after(TIMEOUT):
         response = await manager.as_admin().put(
             "/manager/status", json={"status": "frozen", "force_kill": True}
@@ -125,7 +125,7 @@ async def test_requires_running_gate(
                 assert_problem(await client.post("/test/gated"), 503, "server-frozen")
                 assert_problem(await client.post("/test/gated", sign=False), 401, "auth-failed")
 
-                await server.ctx.status.set(ManagerStatus.PREPARING)
+                await server.components.status.set(ManagerStatus.PREPARING)
                 assert_problem(await client.post("/test/gated"), 503, "service-unavailable")
 
                 response = await client.put("/manager/status", json={"status": "running"})
@@ -136,8 +136,8 @@ async def test_requires_running_gate(
 
 
 async def test_stopping_server_reports_terminated(manager: Harness) -> None:
-    manager.server.ctx.status.local = ManagerStatus.TERMINATED
+    manager.server.components.status.local = ManagerStatus.TERMINATED
     with trio.fail_after(TIMEOUT):
         response = await manager.client.get("/manager/status")
     assert response.json()["status"] == "terminated"
-    manager.server.ctx.status.local = None
+    manager.server.components.status.local = None

@@ -15,18 +15,6 @@ import pytest
 from crucible.cli import main
 
 
-@pytest.fixture
-def config_file(tmp_path: Path, pg_dsn: str) -> Path:
-    path = tmp_path / "crucible.toml"
-    path.write_text(
-        f'state_dir = "{tmp_path / "state"}"\n'
-        f"[database]\ndsn = {json.dumps(pg_dsn)}\n"
-        '[logging]\nlevel = "WARNING"\n',
-        encoding="utf-8",
-    )
-    return path
-
-
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()

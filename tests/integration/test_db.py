@@ -108,7 +108,7 @@ async def test_failed_requests_are_not_recorded_as_usage(
     forged = Credentials(manager.user.access_key, "y" * 40)
     with trio.fail_after(TIMEOUT):
         assert (await manager.client.get("/auth/test", creds=forged)).status_code == 401
-        await manager.server.ctx.keypair_cache.flush()
+        await manager.server.components.keypair_cache.flush()
     kp = await keypairs.get(manager.user.access_key)
     assert kp is not None and kp.num_queries == 0
 

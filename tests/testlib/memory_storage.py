@@ -45,10 +45,17 @@ class MemoryReader:
 
 
 class MemoryHost:
+    """A `VFolderHost`, and a `ClosableHost`: its folders go when the manager stops."""
+
     def __init__(self, name: str, *, max_entry_bytes: int) -> None:
         self.name = name
         self.max_entry_bytes = max_entry_bytes
         self.folders: dict[str, dict[RelPath, bytes | None]] = {}
+        self.closed = False
+
+    async def aclose(self) -> None:
+        self.folders.clear()
+        self.closed = True
 
     def _folder(self, folder_id: str) -> dict[RelPath, bytes | None]:
         try:

@@ -15,7 +15,8 @@ from quart import Blueprint
 from crucible.config import Config, config_from_dict, deep_merge
 from crucible.db.pool import Database
 from crucible.keypairs import KeypairRepository
-from crucible.manager import Endpoint, ManagerServer
+from crucible.manager.components import open_manager
+from crucible.manager.server import Endpoint, ManagerServer
 from testlib.database import open_test_pool, reset
 from testlib.signing import Credentials, SigningClient
 
@@ -50,16 +51,23 @@ async def running_manager(
 
     `blueprints` add test-only routes, e.g. to exercise a guard no real route uses yet.
     """
-    server = ManagerServer(
+    async with open_manager(
         config, db, cluster_secret=CLUSTER_SECRET, storage_plugins=storage_plugins
-    )
-    for blueprint in blueprints:
-        server.app.register_blueprint(blueprint)
+    ) as components:
+        server = ManagerServer(components)
+        for blueprint in blueprints:
+            server.app.register_blueprint(blueprint)
+        async with _serving(server) as endpoint:
+            yield server, endpoint
+
+
+@asynccontextmanager
+async def _serving(server: ManagerServer) -> AsyncIterator[Endpoint]:
     async with trio.open_nursery() as nursery:
         with trio.fail_after(10):
             endpoint: Endpoint = await nursery.start(server.run)
         try:
-            yield server, endpoint
+            yield endpoint
         finally:
             server.stop()
             # A graceful stop that hangs must fail the test, not the whole run.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
@@ -104,6 +106,16 @@ async def agent_containers(agent_id: str, *, include_stopped: bool = True) -> li
     with trio.fail_after(30):
         done = await trio.run_process(argv, capture_stdout=True)
     return done.stdout.decode().split()
+
+
+@asynccontextmanager
+async def removing_containers(agent_id: str) -> AsyncIterator[None]:
+    """Remove every container `agent_id` made when the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(90):
+            await remove_containers(await agent_containers(agent_id))
 
 
 async def remove_containers(ids: list[str]) -> None:

@@ -148,7 +148,7 @@ def test_refused_commit_writes_nothing(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     os.chown(work, 1000, 1000)
-    files = KernelFiles(work, tmp_path / "staging")
+    files = KernelFiles(work, tmp_path / "staging", upload_idle_timeout=120.0)
     upload_id = files.upload_begin(UploadBegin(KERNEL)).upload_id
     files.upload_file(UploadFile(KERNEL, upload_id, "ok/a.txt"))
     files.upload_data(UploadData(KERNEL, upload_id, "aGk="))

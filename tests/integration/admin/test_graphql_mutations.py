@@ -104,7 +104,7 @@ async def test_modify_and_delete_keypair(manager: Harness) -> None:
 async def test_statement_count_is_constant(manager: Harness) -> None:
     """N+1 check: nested lists cost one statement per kind and level, whatever N is."""
     repo = KeypairRepository(manager.db)
-    ctx = manager.server.ctx
+    ctx = manager.server.components
     query = (
         "{ keypairs { access_key concurrency_used vfolders { name } "
         "compute_sessions { sess_id workers { sess_id } } } agents { id computations "

@@ -117,7 +117,7 @@ def docker_run(image: str, *command: str, extra: tuple[str, ...] = ()) -> str:
 async def test_python_image_labels(built: list[BuildResult], python_recipe: LangRecipe) -> None:
     assert [result.ref for result in built] == ["crucible/base:bookworm", python_recipe.ref]
     with trio.fail_after(RUN_TIMEOUT):
-        labels = await image_labels(python_recipe.ref)
+        labels = await image_labels(python_recipe.ref, timeout=60.0)
     assert labels is not None
     assert labels["crucible.recipe-hash"] == built[1].recipe_hash
     assert labels["crucible.base-hash"] == built[0].recipe_hash
@@ -239,7 +239,7 @@ async def test_base_is_reimported_from_the_cached_rootfs(
             result = await ensure_base(base_recipe, _state_dir())
             assert (result.ref, result.outcome) == (ref, "imported")
             assert result.recipe_hash == built[0].recipe_hash
-            labels = await image_labels(ref)
+            labels = await image_labels(ref, timeout=60.0)
             assert labels is not None
             assert labels["crucible.recipe-hash"] == built[0].recipe_hash
             assert labels["crucible.image-kind"] == "base"

@@ -20,7 +20,7 @@ from crucible.agent.agent import Agent
 from crucible.agent.daemon import run_agent
 from crucible.db.pool import Database
 from testlib.server import CLUSTER_SECRET, make_config, open_harness
-from testlib.sessions import Cluster, agent_containers, remove_containers
+from testlib.sessions import Cluster, removing_containers
 
 PYTHON_IMAGE_PREFIX = "crucible/kernel-python:"
 
@@ -86,12 +86,12 @@ async def cluster(
             "agent": {**CLUSTER_SETTINGS["agent"], **overrides.get("agent", {}), "id": agent_id},
         },
     )
-    try:
+    async with removing_containers(agent_id):
         async with open_harness(config, db) as harness, trio.open_nursery() as nursery:
             url = harness.url.replace("http://", "ws://")
             with trio.fail_after(30):
                 agent: Agent = await nursery.start(run_agent, config, [url], CLUSTER_SECRET)
-                await harness.server.ctx.agents.wait_linked(agent.id)
+                await harness.server.components.agents.wait_linked(agent.id)
                 # The first heartbeat (with the image list) must be in the database.
                 while not await db.fetchval("SELECT count(*) FROM agents WHERE id = $1", agent.id):
                     await trio.sleep(0.05)
@@ -99,8 +99,5 @@ async def cluster(
                 yield Cluster(harness, agent, config)
             finally:
                 with trio.CancelScope(shield=True), trio.move_on_after(60):
-                    await harness.server.ctx.registry.destroy_all()
+                    await harness.server.components.registry.destroy_all()
                 nursery.cancel_scope.cancel()
-    finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(90):
-            await remove_containers(await agent_containers(agent_id))

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, asynccontextmanager
 from pathlib import Path
 
 import attrs
@@ -16,95 +14,24 @@ import trio
 
 from crucible.db.pool import Database
 from crucible.keypairs import KeypairRepository
+from testlib.processes import (
+    crucible_process,
+    free_port,
+    open_client,
+    wait_for_agent,
+    write_cluster_config,
+)
 from testlib.sessions import (
     agent_containers,
     create,
     execute,
     new_token,
-    remove_containers,
+    removing_containers,
     stream_text,
 )
 from testlib.signing import Credentials, SigningClient
 
-CRUCIBLE = [sys.executable, "-m", "crucible"]
 SECRET = "fault-test-secret-0123456789abcdef"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _write_config(
-    state_dir: Path,
-    dsn: str,
-    port: int,
-    agent_id: str,
-    *,
-    agent_extra: str = "",
-    name: str = "crucible.toml",
-) -> Path:
-    path = state_dir / name
-    path.write_text(
-        f"""
-state_dir = "{state_dir}"
-[manager]
-bind = "127.0.0.1:{port}"
-[database]
-dsn = "{dsn}"
-[cluster]
-secret = "{SECRET}"
-[agent]
-id = "{agent_id}"
-manager_urls = ["ws://127.0.0.1:{port}"]
-heartbeat_interval = 0.5
-{agent_extra}
-[sessions]
-agent_lost_after = 3.0
-exec_flush_interval = 1.0
-[logging]
-level = "WARNING"
-"""
-    )
-    return path
-
-
-@contextmanager
-def _process(*args: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen([*CRUCIBLE, *args], stdout=out, stderr=out)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-
-
-async def _agent_status(db: Database, agent_id: str) -> str | None:
-    status: str | None = await db.fetchval("SELECT status FROM agents WHERE id = $1", agent_id)
-    return status
-
-
-async def _wait_for(db: Database, agent_id: str, status: str, timeout: float = 30) -> None:
-    with trio.fail_after(timeout):
-        while await _agent_status(db, agent_id) != status:
-            await trio.sleep(0.1)
-
-
-@asynccontextmanager
-async def _client(port: int, creds: Credentials) -> AsyncIterator[SigningClient]:
-    client = SigningClient(f"http://127.0.0.1:{port}", creds)
-    client.http.timeout = 60
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @attrs.define
@@ -120,11 +47,17 @@ class _Faults:
     client: SigningClient
 
     def agent(self, config: Path | None = None) -> AbstractContextManager[subprocess.Popen[bytes]]:
-        return _process("agent", "--config", str(config or self.config), log=self.log)
+        return crucible_process("agent", "--config", str(config or self.config), log=self.log)
 
     def config_with(self, agent_extra: str, name: str) -> Path:
-        return _write_config(
-            self.state_dir, self.dsn, self.port, self.agent_id, agent_extra=agent_extra, name=name
+        return write_cluster_config(
+            self.state_dir,
+            self.dsn,
+            self.port,
+            self.agent_id,
+            secret=SECRET,
+            agent_extra=agent_extra,
+            name=name,
         )
 
 
@@ -133,17 +66,17 @@ async def _faults(
     pg_dsn: str, db: Database, state_dir: Path, *, agent_extra: str = ""
 ) -> AsyncIterator[_Faults]:
     agent_id = f"fault-{state_dir.name}"
-    port = _free_port()
-    config = _write_config(state_dir, pg_dsn, port, agent_id, agent_extra=agent_extra)
+    port = free_port()
+    config = write_cluster_config(
+        state_dir, pg_dsn, port, agent_id, secret=SECRET, agent_extra=agent_extra
+    )
     log = state_dir / "processes.log"
     kp = await KeypairRepository(db).create("fault@test")
-    try:
-        with _process("manager", "--config", str(config), log=log):
-            async with _client(port, Credentials(kp.access_key, kp.secret_key)) as client:
+    async with removing_containers(agent_id):
+        with crucible_process("manager", "--config", str(config), log=log):
+            creds = Credentials(kp.access_key, kp.secret_key)
+            async with open_client(f"http://127.0.0.1:{port}", creds) as client:
                 yield _Faults(state_dir, pg_dsn, port, agent_id, config, log, client)
-    finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(90):
-            await remove_containers(await agent_containers(agent_id))
 
 
 async def _until_answering(client: SigningClient, token: str, code: str) -> None:
@@ -162,7 +95,7 @@ async def test_agent_kill_and_restart(
     async with _faults(pg_dsn, db, short_state_dir) as faults:
         client, agent_id = faults.client, faults.agent_id
         with faults.agent() as agent:
-            await _wait_for(db, agent_id, "ALIVE")
+            await wait_for_agent(db, agent_id, "ALIVE")
             kept = new_token()
             assert (await create(client, kept)).status_code == 201, faults.log.read_text()
             await execute(client, kept, "x = 'survived'")
@@ -178,14 +111,14 @@ async def test_agent_kill_and_restart(
             # Killed for longer than agent_lost_after: its sessions end...
             os.kill(agent.pid, signal.SIGKILL)
             agent.wait(10)
-            await _wait_for(db, agent_id, "LOST")
+            await wait_for_agent(db, agent_id, "LOST")
             with trio.fail_after(10):
                 while (await client.get(f"/kernel/{kept}")).status_code != 404:
                     await trio.sleep(0.2)
 
         # ...and when it comes back, it removes the containers nobody owns.
         with faults.agent():
-            await _wait_for(db, agent_id, "ALIVE")
+            await wait_for_agent(db, agent_id, "ALIVE")
             with trio.fail_after(30):
                 while await agent_containers(agent_id):
                     await trio.sleep(0.5)
@@ -233,7 +166,7 @@ async def test_a_run_keeps_its_time_limit_across_an_agent_restart(
     async with _faults(pg_dsn, db, short_state_dir, agent_extra=extra) as faults:
         client, token = faults.client, new_token()
         with faults.agent() as agent:
-            await _wait_for(db, faults.agent_id, "ALIVE")
+            await wait_for_agent(db, faults.agent_id, "ALIVE")
             assert (await create(client, token)).status_code == 201, faults.log.read_text()
             started = trio.current_time()
             response = await client.post(
@@ -288,7 +221,7 @@ async def test_recovered_kernels_get_todays_time_limit(
         client, token = faults.client, new_token()
         lowered = faults.config_with("max_exec_seconds = 4", "lowered.toml")
         with faults.agent() as agent:
-            await _wait_for(db, faults.agent_id, "ALIVE")
+            await wait_for_agent(db, faults.agent_id, "ALIVE")
             assert (await create(client, token)).status_code == 201, faults.log.read_text()
             os.kill(agent.pid, signal.SIGKILL)
             agent.wait(10)

@@ -55,7 +55,7 @@ async def test_concurrency_limit(cluster: Cluster) -> None:
         "UPDATE keypairs SET concurrency_limit = 2 WHERE access_key = $1",
         cluster.harness.user.access_key,
     )
-    cluster.harness.server.ctx.keypair_cache.invalidate(cluster.harness.user.access_key)
+    cluster.harness.server.components.keypair_cache.invalidate(cluster.harness.user.access_key)
     for _ in range(2):
         assert (await create(cluster.client, new_token())).status_code == 201
     refused = await create(cluster.client, new_token())
@@ -95,9 +95,9 @@ async def test_no_room_is_instance_not_available(cluster: Cluster) -> None:
 async def test_idle_sessions_are_reaped(cluster: Cluster) -> None:
     token = new_token()
     assert (await create(cluster.client, token)).status_code == 201
-    await cluster.harness.server.ctx.registry.activity.flush()
+    await cluster.harness.server.components.registry.activity.flush()
     with trio.fail_after(10):
-        while not await cluster.harness.server.ctx.registry.reap_idle():
+        while not await cluster.harness.server.components.registry.reap_idle():
             await trio.sleep(0.3)
     assert (await cluster.client.get(f"/kernel/{token}")).status_code == 404
     info = await cluster.harness.db.fetchval(

@@ -18,7 +18,7 @@ MiB = 1024 * 1024
 
 async def _run_to_end(cluster: Cluster, token: str, code: str) -> list[dict[str, object]]:
     """Run `code` through the registry (no HTTP edge), collecting every result."""
-    registry = cluster.harness.server.ctx.registry
+    registry = cluster.harness.server.components.registry
     session = await registry.get_live(cluster.harness.user.access_key, token)
     run_id = uuid.uuid4().hex
     results = []
@@ -41,11 +41,11 @@ async def test_a_call_of_megabytes_reaches_the_kernel(cluster: Cluster) -> None:
     code = "x = '" + "é" * 600_000 + "'\nprint(len(x), len(x.encode()))\n"
     results = await _run_to_end(cluster, token, code)
     assert stream_text(results) == "600000 1200000\n"
-    assert cluster.agent.id in cluster.harness.server.ctx.agents.links
+    assert cluster.agent.id in cluster.harness.server.components.agents.links
 
 
 async def test_a_create_with_megabytes_of_environment_is_carried(cluster: Cluster) -> None:
-    registry = cluster.harness.server.ctx.registry
+    registry = cluster.harness.server.components.registry
     keypair = await KeypairRepository(cluster.harness.db).get(cluster.harness.user.access_key)
     assert keypair is not None
     environ = {f"VAR_{i}": "v" * 1000 for i in range(2000)}  # ~2 MB
@@ -65,7 +65,7 @@ async def test_a_create_with_megabytes_of_environment_is_carried(cluster: Cluste
         assert "unreachable" not in str(exc).lower(), exc
     else:
         assert created and session.status == "RUNNING"
-    assert cluster.agent.id in cluster.harness.server.ctx.agents.links
+    assert cluster.agent.id in cluster.harness.server.components.agents.links
     token = new_token()
     assert (await create(cluster.client, token)).status_code == 201
     assert stream_text(await execute(cluster.client, token, "print('next')")) == "next\n"

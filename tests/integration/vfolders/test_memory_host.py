@@ -36,14 +36,16 @@ async def memory_manager(manager_config: Config, db: Database) -> AsyncIterator[
         yield harness
 
 
-def test_unknown_plugin_type_is_a_config_error(manager_config: Config) -> None:
+async def test_unknown_plugin_type_is_a_config_error(manager_config: Config) -> None:
     # Without the test plugin registered, type "memory" names nothing installed.
     with pytest.raises(ConfigError, match=r"storage\.hosts\.mem\.type: no storage plugin 'memory'"):
-        open_hosts(manager_config)
-    assert set(open_hosts(manager_config, memory_storage)) == {"mem", "local"}
+        async with open_hosts(manager_config):
+            pass
+    async with open_hosts(manager_config, memory_storage) as hosts:
+        assert set(hosts) == {"mem", "local"}
 
 
-def test_plugin_options_are_validated_by_the_plugin(manager_config: Config) -> None:
+async def test_plugin_options_are_validated_by_the_plugin(manager_config: Config) -> None:
     bad = attrs.evolve(
         manager_config.storage.hosts["mem"], options=PluginOptions({"max_entry_bytes": -1})
     )
@@ -52,7 +54,8 @@ def test_plugin_options_are_validated_by_the_plugin(manager_config: Config) -> N
         storage=attrs.evolve(manager_config.storage, hosts={"mem": bad}),
     )
     with pytest.raises(ConfigError, match="max_entry_bytes must be a positive integer"):
-        open_hosts(config, memory_storage)
+        async with open_hosts(config, memory_storage):
+            pass
 
 
 async def test_folders_on_the_memory_host(memory_manager: Harness) -> None:

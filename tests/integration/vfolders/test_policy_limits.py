@@ -36,7 +36,7 @@ async def test_folder_size_cap_follows_the_policy(manager: Harness) -> None:
 async def test_storage_reaches_usage_statistics(manager: Harness) -> None:
     assert (await create(manager.client, "data")).status_code == 201
     assert (await upload(manager.client, "data", {"f.bin": b"y" * 10_000})).status_code == 201
-    assert await manager.server.ctx.vfolders.record_storage_usage() == 1
+    assert await manager.server.components.vfolders.record_storage_usage() == 1
     stored = await manager.db.fetchval(
         "SELECT storage_bytes FROM usage_daily WHERE access_key = $1 AND day = current_date",
         manager.user.access_key,

@@ -12,15 +12,13 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from crucible.api.app import create_app
-from crucible.api.context import ManagerContext
-from crucible.config import Config
-from crucible.db.pool import Database
-from crucible.manager_status import ManagerStatus
+from crucible.config import Config, ConfigError
+from crucible.exc_groups import describe
+from crucible.manager.components import ManagerComponents
+from crucible.manager.status import ManagerStatus
 
 log = logging.getLogger(__name__)
 
-#: Seconds between sweeps of idle rate-limit windows.
-RATE_LIMIT_SWEEP_INTERVAL = 60.0
 #: Hypercorn's cap on a request's header block; large enough that our own checks of
 #: individual header values (which answer with problem+json) see them first.
 MAX_HEADER_BLOCK_BYTES = 64 * 1024
@@ -34,7 +32,7 @@ def hypercorn_config(config: Config, *, bind: str | None = None) -> HypercornCon
     hconfig.accesslog = None
     hconfig.include_server_header = False
     hconfig.errorlog = logging.getLogger("hypercorn.error")
-    hconfig.keep_alive_timeout = 75
+    hconfig.keep_alive_timeout = config.manager.keep_alive_timeout
     return hconfig
 
 
@@ -52,21 +50,13 @@ class Endpoint:
 
 
 class ManagerServer:
-    """Serves the API until `stop()` is called (graceful) or it is cancelled."""
+    """Serves the API over `components` until `stop()` is called (graceful) or it is
+    cancelled; `run` again after a failure serves the same components again."""
 
-    def __init__(
-        self,
-        config: Config,
-        db: Database,
-        *,
-        cluster_secret: str = "",
-        storage_plugins: tuple[object, ...] = (),
-    ) -> None:
-        self.config = config
-        self.ctx = ManagerContext.build(
-            config, db, cluster_secret=cluster_secret, storage_plugins=storage_plugins
-        )
-        self.app = create_app(self.ctx)
+    def __init__(self, components: ManagerComponents) -> None:
+        self.components = components
+        self.config = components.config
+        self.app = create_app(components)
         self._shutdown = trio.Event()
         #: The address the first run bound (port 0 resolved): a restart binds it again,
         #: so clients and the local agent find the manager where it was.
@@ -74,38 +64,48 @@ class ManagerServer:
 
     def stop(self) -> None:
         """Begin a graceful stop: refuse new work, finish open requests, return."""
-        self.ctx.status.local = ManagerStatus.TERMINATED
+        self.components.status.local = ManagerStatus.TERMINATED
         self._shutdown.set()
 
     async def _sweep_rate_limits(self) -> None:
         while True:
-            await trio.sleep(RATE_LIMIT_SWEEP_INTERVAL)
-            self.ctx.rate_limiter.sweep()
+            await trio.sleep(self.config.ratelimit.sweep_interval)
+            self.components.rate_limiter.sweep()
 
     async def run(
         self, *, task_status: trio.TaskStatus[Endpoint] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        parts = self.components
         # Policies named in TOML are the ones keypairs may be created with from now on.
-        await self.ctx.graphql.policies.sync_from_config(self.config.resource_policies)
+        await parts.policies.sync_from_config(self.config.resource_policies)
         async with trio.open_nursery() as background:
-            await background.start(self.ctx.keypair_cache.run)
-            await background.start(self.ctx.registry.run)
+            await background.start(parts.keypair_cache.run)
+            await background.start(parts.registry.run)
             await background.start(
-                self.ctx.vfolders.run_usage_recorder, self.config.storage.usage_record_interval
+                parts.vfolders.run_usage_recorder, self.config.storage.usage_record_interval
             )
             background.start_soon(self._sweep_rate_limits)
-            background.start_soon(self.ctx.vfolders.enforce_quotas)
+            background.start_soon(parts.vfolders.enforce_quotas)
             async with trio.open_nursery() as http:
-                bound: list[str] = await http.start(
-                    functools.partial(
-                        serve,
-                        self.app,
-                        hypercorn_config(self.config, bind=self._bound),
-                        shutdown_trigger=self._shutdown.wait,
+                bind = self._bound or self.config.manager.bind
+                try:
+                    bound: list[str] = await http.start(
+                        functools.partial(
+                            serve,
+                            self.app,
+                            hypercorn_config(self.config, bind=bind),
+                            shutdown_trigger=self._shutdown.wait,
+                        )
                     )
-                )
+                except* OSError as group:
+                    # Before it started, an OSError is the bind: the address is taken,
+                    # or not this host's. The operator's to fix, said as a setting.
+                    raise ConfigError(
+                        "<manager>",
+                        [f"manager.bind: cannot listen on {bind} ({describe(group)})"],
+                    ) from None
                 self._bound = self._bound or urlsplit(bound[0]).netloc
-                self.ctx.status.local = None
+                parts.status.local = None
                 endpoint = Endpoint.from_bind(bound[0])
                 log.info("manager listening on %s", endpoint.url)
                 task_status.started(endpoint)

@@ -1,42 +1,32 @@
-"""Configuration: one TOML file validated into frozen attrs classes.
+"""The sections of the configuration, and `Config`, the whole file.
 
-Every problem in the file is reported at once as ``file: a.b.c: message`` (see
-`ConfigError`); unknown keys are errors, so a typo never passes silently. Secrets are
-kept out of reprs.
+One frozen attrs class per TOML table; the comment above a key is its documentation
+(``crucible.example.toml`` repeats it, with the default).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import logging
-import re
-import tomllib
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NewType
 
 import attrs
-import cattrs
 
-PositiveInt = NewType("PositiveInt", int)
-NonNegativeInt = NewType("NonNegativeInt", int)
-PositiveFloat = NewType("PositiveFloat", float)
-NonNegativeFloat = NewType("NonNegativeFloat", float)
-HostPort = NewType("HostPort", str)
-LogLevel = NewType("LogLevel", str)
-PathPrefix = NewType("PathPrefix", str)
-AccessKey = NewType("AccessKey", str)
-SecretKey = NewType("SecretKey", str)
-
-ACCESS_KEY_RE = re.compile(r"^[A-Z0-9]{20}$")
-SECRET_KEY_RE = re.compile(r"^[A-Za-z0-9_\-/+=]{40}$")
-MiB = 1024 * 1024
-
-DEFAULT_BIND = "127.0.0.1:8081"
-
-
-def default_state_dir() -> str:
-    return str(Path("~/.local/state/crucible").expanduser())
+from crucible.config.types import (
+    DEFAULT_BIND,
+    Delays,
+    GiB,
+    HostPort,
+    LocalPath,
+    LogLevel,
+    MiB,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PathPrefix,
+    PluginOptions,
+    PositiveFloat,
+    PositiveInt,
+    absolute_path,
+    default_state_dir,
+)
 
 
 @attrs.frozen
@@ -58,6 +48,14 @@ class ManagerConfig:
     shutdown_timeout: PositiveFloat = PositiveFloat(5.0)
     #: Seconds a client may take to send its request body.
     body_timeout: PositiveFloat = PositiveFloat(60.0)
+    #: Seconds an idle HTTP connection is kept open for the client's next request.
+    keep_alive_timeout: PositiveFloat = PositiveFloat(75.0)
+    #: Seconds the rest of a request body is read and dropped after an early answer (a
+    #: 413, a refused upload), so that a client still sending sees the answer.
+    discard_body_timeout: PositiveFloat = PositiveFloat(30.0)
+    #: Seconds ``crucible up`` waits for its local agent's first heartbeat (which says
+    #: what images there are) before it prints the client's keys.
+    local_agent_timeout: PositiveFloat = PositiveFloat(30.0)
 
 
 @attrs.frozen
@@ -68,6 +66,8 @@ class DatabaseConfig:
     pool_max_size: PositiveInt = PositiveInt(10)
     connect_timeout: PositiveFloat = PositiveFloat(10.0)
     command_timeout: PositiveFloat = PositiveFloat(30.0)
+    #: Seconds the embedded PostgreSQL may take to start, and to stop.
+    embedded_start_timeout: PositiveFloat = PositiveFloat(60.0)
 
 
 @attrs.frozen
@@ -87,6 +87,8 @@ class RateLimitConfig:
     public_limit: PositiveInt = PositiveInt(3000)
     #: ``rate_limit`` of keypairs created without one.
     default_keypair_limit: PositiveInt = PositiveInt(5000)
+    #: Seconds between sweeps that forget the windows of clients gone quiet.
+    sweep_interval: PositiveFloat = PositiveFloat(60.0)
 
 
 @attrs.frozen
@@ -124,9 +126,16 @@ class ClusterConfig:
 class AgentConfig:
     #: This agent's id, unique per Docker engine; empty: host name + digest of state_dir.
     id: str = ""
-    #: WebSocket URLs of the managers to register with; empty means the local manager.
+    #: WebSocket URLs (``ws://`` or ``wss://``) of the managers to register with; empty
+    #: means the local manager.
     manager_urls: list[str] = attrs.Factory(list)
     heartbeat_interval: PositiveFloat = PositiveFloat(3.0)
+    #: Dialling a manager: seconds the WebSocket handshake may take, seconds before each
+    #: new attempt after consecutive failures (the last repeats), and seconds a closing
+    #: link waits for the manager's close frame.
+    manager_connect_timeout: PositiveFloat = PositiveFloat(10.0)
+    manager_reconnect_delays: Delays = Delays((0.2, 0.5, 1.0, 2.0, 5.0))
+    manager_disconnect_timeout: PositiveFloat = PositiveFloat(2.0)
     #: Capacity to offer; 0 means "detect from the host".
     cpu_cores: NonNegativeInt = NonNegativeInt(0)
     #: Sessions may together be promised this many times the cores: most sessions idle
@@ -143,6 +152,9 @@ class AgentConfig:
     #: Timeout of one Docker engine call, and how many may run at once.
     docker_timeout: PositiveFloat = PositiveFloat(60.0)
     docker_concurrency: PositiveInt = PositiveInt(8)
+    #: Seconds the Docker SDK's own HTTP timeout exceeds a call's deadline, so that the
+    #: deadline fires first (a clean timeout) and abandoned threads still end soon after.
+    docker_http_margin: PositiveFloat = PositiveFloat(5.0)
     #: Execution limits (docs/security.md, "Execution limits"). Per kernel: runs queued
     #: behind the executing one, and the characters of their code together (beyond
     #: either the next run is refused, 429 execution-queue-full).
@@ -161,10 +173,18 @@ class AgentConfig:
     #: Seconds a queued or running run may go with no execute call waiting on it before
     #: it is cancelled (its client is gone); 0 never cancels.
     uncollected_run_timeout: NonNegativeFloat = NonNegativeFloat(120.0)
+    #: Seconds a code completion call may take before it answers nothing (the runner
+    #: itself gives the interpreter 3 s of it).
+    complete_timeout: PositiveFloat = PositiveFloat(5.0)
     #: Seconds a new container's runner may take to dial the agent, and how long a
     #: restarted agent waits for the runners of the kernels it recovers.
     runner_start_timeout: PositiveFloat = PositiveFloat(30.0)
     runner_recover_timeout: PositiveFloat = PositiveFloat(10.0)
+    #: Seconds one message to a runner may take to go out; a runner that stops reading
+    #: its socket this long is taken for broken and its kernel ends.
+    runner_send_timeout: PositiveFloat = PositiveFloat(30.0)
+    #: Seconds a staged session-file upload may sit untouched before it is dropped.
+    upload_idle_timeout: PositiveFloat = PositiveFloat(120.0)
     #: Each container's log on the host (Docker's json-file driver): files of at most
     #: this many bytes, this many files kept; and the most one logs call returns.
     container_log_max_bytes: PositiveInt = PositiveInt(4 * MiB)
@@ -182,19 +202,61 @@ class AgentConfig:
 
 
 @attrs.frozen
+class ImagesConfig:
+    """Building kernel images (``crucible images build``)."""
+
+    #: The Debian suite of the base image, and the mirror debootstrap fetches it from.
+    base_suite: str = "bookworm"
+    debian_mirror: str = "http://deb.debian.org/debian"
+    #: Seconds each build step may take. Cold builds download a few hundred MiB from the
+    #: mirror: the limits are generous but finite, so a stalled mirror fails the build
+    #: instead of hanging it.
+    debootstrap_timeout: PositiveFloat = PositiveFloat(30 * 60.0)
+    tar_timeout: PositiveFloat = PositiveFloat(10 * 60.0)
+    import_timeout: PositiveFloat = PositiveFloat(10 * 60.0)
+    build_timeout: PositiveFloat = PositiveFloat(60 * 60.0)
+    #: Seconds of one ``docker image inspect`` (or ``rm``), and of an image's version check.
+    inspect_timeout: PositiveFloat = PositiveFloat(60.0)
+    verify_timeout: PositiveFloat = PositiveFloat(120.0)
+    #: Seconds a build waits for another one sharing its state directory to finish.
+    lock_timeout: PositiveFloat = PositiveFloat(2 * 60 * 60.0)
+
+
+@attrs.frozen
 class SessionsConfig:
     #: Seconds without an API call before a session is reaped; 0 disables the reaper.
     idle_timeout: NonNegativeInt = NonNegativeInt(1800)
+    #: Seconds between scans for idle sessions.
+    reap_interval: PositiveFloat = PositiveFloat(10.0)
     #: Resources a session gets when neither the request nor the image says.
     default_cpu_cores: PositiveFloat = PositiveFloat(1.0)
     default_memory_bytes: PositiveInt = PositiveInt(512 * MiB)
     #: Hard caps on any request, whatever the image allows.
     max_cpu_cores: PositiveFloat = PositiveFloat(4.0)
     max_memory_bytes: PositiveInt = PositiveInt(4096 * MiB)
-    #: Seconds an execute call waits before answering ``continued`` (spec 4.6).
+    #: Seconds an execute call waits before answering ``continued`` (spec 4.6), and the
+    #: same for the streaming API's frames.
     exec_flush_interval: PositiveFloat = PositiveFloat(2.0)
-    #: A manager marks an agent lost after this many seconds without a heartbeat.
+    stream_flush_interval: PositiveFloat = PositiveFloat(0.2)
+    #: Seconds between writes of sessions' last activity and execution counts.
+    activity_flush_interval: PositiveFloat = PositiveFloat(1.0)
+    #: A manager marks an agent lost after this many seconds without a heartbeat; it
+    #: looks for such agents every `lost_scan_interval` seconds.
     agent_lost_after: PositiveFloat = PositiveFloat(15.0)
+    lost_scan_interval: PositiveFloat = PositiveFloat(2.0)
+    #: Seconds an agent may take to create (or restart) a kernel, and to answer any
+    #: other call; an execute call may take `execute_call_margin` beyond its flush.
+    create_timeout: PositiveFloat = PositiveFloat(120.0)
+    agent_call_timeout: PositiveFloat = PositiveFloat(30.0)
+    execute_call_margin: PositiveFloat = PositiveFloat(10.0)
+    #: Seconds the agent may take to acknowledge the cancellation of a run whose client
+    #: went away (waited for while the request ends, so keep it short).
+    cancel_timeout: PositiveFloat = PositiveFloat(5.0)
+    #: A running kernel that its agent's heartbeats stop listing ends after this many
+    #: seconds of age (younger ones may still be in the making).
+    missing_kernel_grace: PositiveFloat = PositiveFloat(30.0)
+    #: Seconds ``crucible up`` may spend ending its sessions when it stops.
+    shutdown_destroy_timeout: PositiveFloat = PositiveFloat(30.0)
 
 
 @attrs.frozen
@@ -204,25 +266,13 @@ class SchedulerConfig:
 
 
 @attrs.frozen
-class ImagesConfig:
-    #: The Debian suite of the base image, and the mirror debootstrap fetches it from.
-    base_suite: str = "bookworm"
-    debian_mirror: str = "http://deb.debian.org/debian"
-
-
-#: Names of storage hosts: how clients address them (vfolder create's ``host``).
-STORAGE_HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-GiB = 1024 * MiB
-PluginOptions = NewType("PluginOptions", dict)  # type: ignore[type-arg]
-
-
-@attrs.frozen
 class StorageHostConfig:
     """One vfolder host: which storage plugin serves it, where, and per-folder quotas."""
 
     #: The storage plugin (entry-point group ``crucible.storage``), e.g. ``local``.
     type: str = "local"
-    #: The plugin's root: for ``local`` a directory; empty means ``<state_dir>/vfolders``.
+    #: The plugin's root: for ``local`` a directory (a relative one is taken from the
+    #: working directory); empty means ``<state_dir>/vfolders``.
     path: str = ""
     #: Quotas of every folder created on this host.
     max_size_bytes: PositiveInt = PositiveInt(GiB)
@@ -307,14 +357,25 @@ def _default_resource_policies() -> dict[str, ResourcePolicyConfig]:
 
 
 @attrs.frozen
+class SupervisionConfig:
+    """How ``crucible up`` and ``crucible agent`` restart a manager or agent that fails."""
+
+    #: Seconds before each restart after consecutive failures; the last one repeats.
+    restart_delays: Delays = Delays((0.5, 1.0, 2.0, 5.0, 10.0))
+    #: A service that ran this long before failing starts again without delay growth.
+    stable_after: PositiveFloat = PositiveFloat(60.0)
+
+
+@attrs.frozen
 class LoggingConfig:
     level: LogLevel = LogLevel("INFO")
 
 
 @attrs.frozen
 class Config:
-    #: Where the embedded database, the client.env file and other local state live.
-    state_dir: str = attrs.field(factory=default_state_dir)
+    #: Where the embedded database, the client.env file and other local state live (a
+    #: relative path is taken from the working directory).
+    state_dir: LocalPath = attrs.field(factory=lambda: LocalPath(default_state_dir()))
     manager: ManagerConfig = attrs.Factory(ManagerConfig)
     database: DatabaseConfig = attrs.Factory(DatabaseConfig)
     auth: AuthConfig = attrs.Factory(AuthConfig)
@@ -332,232 +393,10 @@ class Config:
     #: Policies synced into the ``resource_policies`` table at start-up (TOML wins for
     #: the names it lists; policies made through the admin API are left alone).
     resource_policies: dict[str, ResourcePolicyConfig] = attrs.Factory(_default_resource_policies)
+    supervision: SupervisionConfig = attrs.Factory(SupervisionConfig)
     logging: LoggingConfig = attrs.Factory(LoggingConfig)
 
     @property
     def state_path(self) -> Path:
-        return Path(self.state_dir).expanduser()
-
-
-class ConfigError(Exception):
-    """All problems found in one configuration source, each as ``a.b.c: message``."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__("\n".join(f"{source}: {p}" for p in problems))
-
-
-# -- strict scalar hooks -------------------------------------------------------------------
-# cattrs' defaults coerce ("3" → 3, "no" → True); a config file should say what it means.
-
-
-def _strict(kind: type, *, allow: tuple[type, ...] = ()) -> Any:
-    def hook(value: Any, _: Any) -> Any:
-        if isinstance(value, bool) and kind is not bool:
-            raise ValueError(f"expected {kind.__name__}, got a boolean")
-        if not isinstance(value, (kind, *allow)):
-            raise ValueError(f"expected {kind.__name__}, got {type(value).__name__}")
-        return kind(value)
-
-    return hook
-
-
-def _checked(base: Any, check: Any, message: str) -> Any:
-    def hook(value: Any, _: Any) -> Any:
-        value = base(value, None)
-        if not check(value):
-            raise ValueError(message)
-        return value
-
-    return hook
-
-
-def _valid_host_port(value: str) -> bool:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        return False
-    host = host.strip("[]")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return re.fullmatch(r"[A-Za-z0-9.-]+", host) is not None
-    return True
-
-
-def _make_converter() -> cattrs.Converter:
-    conv = cattrs.Converter(forbid_extra_keys=True)
-    strict_int = _strict(int)
-    strict_float = _strict(float, allow=(int,))
-    strict_str = _strict(str)
-    conv.register_structure_hook(int, strict_int)
-    conv.register_structure_hook(float, strict_float)
-    conv.register_structure_hook(str, strict_str)
-    conv.register_structure_hook(bool, _strict(bool))
-    conv.register_structure_hook(
-        PositiveInt, _checked(strict_int, lambda v: v > 0, "must be a positive integer")
-    )
-    conv.register_structure_hook(
-        NonNegativeInt, _checked(strict_int, lambda v: v >= 0, "must be zero or more")
-    )
-    conv.register_structure_hook(
-        PositiveFloat, _checked(strict_float, lambda v: v > 0, "must be a positive number")
-    )
-    conv.register_structure_hook(
-        NonNegativeFloat,
-        _checked(strict_float, lambda v: 0 <= v < float("inf"), "must be zero or more"),
-    )
-    conv.register_structure_hook(
-        HostPort, _checked(strict_str, _valid_host_port, "must be HOST:PORT")
-    )
-    conv.register_structure_hook(
-        LogLevel,
-        _checked(
-            strict_str,
-            lambda v: v.upper() in logging.getLevelNamesMapping(),
-            "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
-        ),
-    )
-    conv.register_structure_hook(
-        PathPrefix,
-        _checked(
-            strict_str,
-            lambda v: v == "" or (v.startswith("/") and not v.endswith("/")),
-            "must be empty or start with '/' and not end with '/'",
-        ),
-    )
-    conv.register_structure_hook(PluginOptions, _plugin_options)
-    return conv
-
-
-def _plugin_options(value: Any, _: Any) -> Any:
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise ValueError("expected a table")
-    return PluginOptions(dict(value))
-
-
-_CONVERTER = _make_converter()
-_EXTRA_RE = re.compile(r"^extra fields found \((?P<names>.*)\) @ (?P<path>.*)$")
-
-
-def _path_to_dotted(path: str) -> str:
-    path = path.removeprefix("$").removeprefix(".")
-    # Keys of dict-valued tables (storage.hosts) read as TOML writes them: a.b.NAME.c.
-    path = re.sub(r"\['([^']*)'\]", r".\1", path)
-    return path or "(top level)"
-
-
-def _readable(messages: list[str]) -> list[str]:
-    problems = []
-    for message in messages:
-        if match := _EXTRA_RE.match(message):
-            base = _path_to_dotted(match["path"])
-            for name in match["names"].split(", "):
-                key = name if base == "(top level)" else f"{base}.{name}"
-                problems.append(f"{key}: unknown key")
-            continue
-        text, _, path = message.rpartition(" @ ")
-        text = text.removeprefix("invalid value for type, ")
-        problems.append(f"{_path_to_dotted(path)}: {text}")
-    return problems
-
-
-def _format_exception(exc: BaseException, type_: Any) -> str:
-    if isinstance(exc, KeyError):
-        return "required key missing"
-    if isinstance(exc, ValueError):
-        return str(exc)
-    return cattrs.v.format_exception(exc, type_)
-
-
-def _extra_checks(config: Config) -> list[str]:
-    problems = []
-    boot = config.bootstrap
-    if boot.access_key and not ACCESS_KEY_RE.match(boot.access_key):
-        problems.append("bootstrap.access_key: must be 20 upper-case letters or digits")
-    if boot.secret_key and not SECRET_KEY_RE.match(boot.secret_key):
-        problems.append("bootstrap.secret_key: must be 40 URL-safe base64 characters")
-    if bool(boot.access_key) != bool(boot.secret_key):
-        problems.append("bootstrap: access_key and secret_key must be given together")
-    db = config.database
-    if db.dsn and not db.dsn.startswith(("postgresql://", "postgres://")):
-        problems.append("database.dsn: must be a postgresql:// URL")
-    if db.pool_min_size > db.pool_max_size:
-        problems.append("database.pool_min_size: must not exceed pool_max_size")
-    for name in config.resource_policies:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
-            problems.append(
-                f"resource_policies.{name}: the name must be 1-64 letters, digits, '_', '.', '-'"
-            )
-    problems += _link_checks(config)
-    storage = config.storage
-    for name in storage.hosts:
-        if not STORAGE_HOST_NAME_RE.match(name):
-            problems.append(f"storage.hosts.{name}: a host name is 1-64 letters, digits, '._-'")
-    if storage.default_host and storage.default_host not in storage.hosts:
-        problems.append("storage.default_host: must name one of storage.hosts (or be empty)")
-    return problems
-
-
-#: JSON may escape one byte of stream text into six (``\u0001``); other items are
-#: counted as JSON already. A result has some structure (and notes) around its output.
-JSON_EXPANSION = 6
-RESULT_OVERHEAD_BYTES = 64 * 1024
-
-
-def worst_case_result_bytes(agent: AgentConfig) -> int:
-    """The largest one execute result can be on the link, given the output caps."""
-    streams = JSON_EXPANSION * 2 * agent.stream_output_bytes
-    return streams + agent.rich_output_bytes + RESULT_OVERHEAD_BYTES
-
-
-def _link_checks(config: Config) -> list[str]:
-    problems = []
-    cluster = config.cluster
-    if not 1024 <= cluster.link_frame_bytes <= MiB:
-        problems.append("cluster.link_frame_bytes: must be between 1024 and 1048576")
-    if worst_case_result_bytes(config.agent) > cluster.link_max_message_bytes:
-        # Every execute result must fit the link by construction, not by luck.
-        problems.append(
-            "cluster.link_max_message_bytes: must be at least "
-            f"{worst_case_result_bytes(config.agent)} to carry one execute result under "
-            "agent.stream_output_bytes and agent.rich_output_bytes"
-        )
-    return problems
-
-
-def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Return `base` with `overrides` laid over it, merging nested tables."""
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def config_from_dict(data: Mapping[str, Any], *, source: str = "<config>") -> Config:
-    """Validate a parsed TOML document; raise `ConfigError` listing every problem."""
-    try:
-        config = _CONVERTER.structure(dict(data), Config)
-    except cattrs.BaseValidationError as exc:
-        messages = cattrs.transform_error(exc, path="$", format_exception=_format_exception)
-        raise ConfigError(source, _readable(messages)) from None
-    if problems := _extra_checks(config):
-        raise ConfigError(source, problems)
-    return config
-
-
-def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Read `path` (or nothing: all defaults), apply command-line `overrides`, validate."""
-    data: dict[str, Any] = {}
-    source = str(path) if path else "<defaults>"
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(source, [f"cannot read: {exc.strerror}"]) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
-    return config_from_dict(deep_merge(data, overrides or {}), source=source)
+        # Loading resolves `state_dir` already; a Config built in code may not have.
+        return Path(absolute_path(self.state_dir))

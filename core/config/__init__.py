@@ -1,0 +1,82 @@
+"""Configuration: one TOML file validated into frozen attrs classes.
+
+The rooms: `types` (what a key accepts), `sections` (the tables, each key documented
+where it is declared), `converter` (strict structuring, readable errors), `checks`
+(problems across keys), `loader` (file, overrides, relative paths, `ConfigError`).
+Secrets are kept out of reprs.
+"""
+
+from crucible.config.checks import (
+    standalone_agent_problems,
+    worst_case_result_bytes,
+)
+from crucible.config.loader import ConfigError, config_from_dict, deep_merge, load_config
+from crucible.config.sections import (
+    AgentConfig,
+    AuthConfig,
+    BootstrapConfig,
+    ClusterConfig,
+    Config,
+    DatabaseConfig,
+    GraphQLConfig,
+    ImagesConfig,
+    KeypairDefaultsConfig,
+    LimitsConfig,
+    LoggingConfig,
+    ManagerConfig,
+    RateLimitConfig,
+    ResourcePolicyConfig,
+    SchedulerConfig,
+    SessionsConfig,
+    StorageConfig,
+    StorageHostConfig,
+    SupervisionConfig,
+)
+
+# The value types most often named outside; the rest are in crucible.config.types.
+from crucible.config.types import (
+    ACCESS_KEY_RE,
+    SECRET_KEY_RE,
+    MiB,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PluginOptions,
+    PositiveFloat,
+    PositiveInt,
+)
+
+__all__ = [
+    "ACCESS_KEY_RE",
+    "SECRET_KEY_RE",
+    "AgentConfig",
+    "AuthConfig",
+    "BootstrapConfig",
+    "ClusterConfig",
+    "Config",
+    "ConfigError",
+    "DatabaseConfig",
+    "GraphQLConfig",
+    "ImagesConfig",
+    "KeypairDefaultsConfig",
+    "LimitsConfig",
+    "LoggingConfig",
+    "ManagerConfig",
+    "MiB",
+    "NonNegativeFloat",
+    "NonNegativeInt",
+    "PluginOptions",
+    "PositiveFloat",
+    "PositiveInt",
+    "RateLimitConfig",
+    "ResourcePolicyConfig",
+    "SchedulerConfig",
+    "SessionsConfig",
+    "StorageConfig",
+    "StorageHostConfig",
+    "SupervisionConfig",
+    "config_from_dict",
+    "deep_merge",
+    "load_config",
+    "standalone_agent_problems",
+    "worst_case_result_bytes",
+]

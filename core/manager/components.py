@@ -1,0 +1,97 @@
+"""The manager's components: built once, each handed to those that use it, and closed.
+
+`open_manager` is the one place that knows how the manager is put together (in the
+manner of Parsec's ``backend_app_factory``): it loads the plugins, opens the storage
+hosts for as long as the block lasts, and builds every service exactly once, passing
+each explicitly to the services that need it. Nothing builds a component of its own.
+The app factory (`crucible.api.app.create_app`) and `ManagerServer` take the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+
+from crucible.agents import AgentDirectory
+from crucible.config import Config
+from crucible.db.pool import Database
+from crucible.graphql import GraphQLService
+from crucible.keypairs import KeypairCache, KeypairRepository
+from crucible.manager.status import ManagerStatusStore
+from crucible.plugin_manager import load_scheduler
+from crucible.ratelimit import RateLimiter
+from crucible.resource_policies import ResourcePolicyStore
+from crucible.sessions.registry import SessionRegistry
+from crucible.vfolders.hosts import open_hosts
+from crucible.vfolders.service import VFolderService
+
+
+@attrs.frozen
+class ManagerComponents:
+    """The services one manager process runs on; request handlers reach them through
+    `crucible.api.context.manager_context`."""
+
+    config: Config
+    db: Database
+    #: The secret agents prove they know when they link (see crucible.cluster_auth).
+    cluster_secret: str = attrs.field(repr=False)
+    status: ManagerStatusStore
+    keypairs: KeypairRepository
+    keypair_cache: KeypairCache
+    rate_limiter: RateLimiter
+    policies: ResourcePolicyStore
+    agents: AgentDirectory
+    vfolders: VFolderService
+    registry: SessionRegistry
+    #: The admin GraphQL API, over the services above.
+    graphql: GraphQLService
+
+
+@asynccontextmanager
+async def open_manager(
+    config: Config,
+    db: Database,
+    *,
+    cluster_secret: str,
+    storage_plugins: tuple[object, ...] = (),
+) -> AsyncIterator[ManagerComponents]:
+    """The manager's components on `db`, for the block; its storage hosts close after it.
+
+    `storage_plugins` are registered besides the installed ones (tests use this). A
+    bad plugin name or storage host is a `ConfigError`, raised before anything runs.
+    """
+    scheduler = load_scheduler(config.scheduler.name)
+    async with open_hosts(config, *storage_plugins) as hosts:
+        keypairs = KeypairRepository(db)
+        keypair_cache = KeypairCache(
+            keypairs,
+            ttl=config.auth.keypair_cache_ttl,
+            flush_interval=config.auth.usage_flush_interval,
+        )
+        status = ManagerStatusStore(db)
+        policies = ResourcePolicyStore(db)
+        agents = AgentDirectory(
+            db,
+            lost_after=config.sessions.agent_lost_after,
+            scan_interval=config.sessions.lost_scan_interval,
+        )
+        vfolders = VFolderService(db, hosts, config.storage.default_host, config.limits)
+        registry = SessionRegistry(
+            config, db, agents, scheduler, policies=policies, vfolders=vfolders
+        )
+        yield ManagerComponents(
+            config=config,
+            db=db,
+            cluster_secret=cluster_secret,
+            status=status,
+            keypairs=keypairs,
+            keypair_cache=keypair_cache,
+            rate_limiter=RateLimiter(config.ratelimit.window),
+            policies=policies,
+            agents=agents,
+            vfolders=vfolders,
+            registry=registry,
+            graphql=GraphQLService(config, db, keypairs, keypair_cache, status, policies),
+        )
