@@ -191,7 +191,13 @@ def walk(root_fd: int, parts: list[str], *, create: bool = False, owned: bool = 
             entered=check_owned if create or owned else None,
         )
     except fstree.NotEntered as exc:
-        raise _refused(exc, container_path(parts[: exc.depth + 1])) from None
+        refusal = _refused(exc, container_path(parts[: exc.depth + 1]))
+        if create and refusal.kind == "file-not-found":
+            # A directory an upload just made (or found) vanished before it could be
+            # entered: the session is moving things under it. That is a bad path for
+            # the upload (400), not a missing file (404).
+            refusal = _invalid(f"{refusal}; the folder changed while the upload went in")
+        raise refusal from None
 
 
 def _give_to_kernel(fd: int) -> None:
