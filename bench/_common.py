@@ -316,6 +316,38 @@ def remove_agent_containers(agent_id: str) -> int:
     return len(leftovers)
 
 
+def unmount_under(root: Path) -> int:
+    """Detach every mount below `root` (deepest first) and say how many there were.
+
+    A `crucible up` that was killed, or that stopped with creates still in flight, can
+    leave a kernel's scratch tmpfs mounted in its state directory; the temporary folder
+    could not be removed then."""
+    prefix = str(root.resolve()) + "/"
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point.startswith(prefix):
+            points.append(point)
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", point], timeout=CLI_TIMEOUT, check=False)
+    return len(points)
+
+
+def sweep(agent_id: str, workdir: Path) -> tuple[int, int]:
+    """After `crucible up` has stopped: remove the containers its agent left and the
+    mounts left in `workdir`; (containers, mounts). Either is a leak, so it is shown
+    with the end of the server's log (``crucible.log`` in `workdir`)."""
+    containers = remove_agent_containers(agent_id)
+    mounts = unmount_under(workdir)
+    if containers or mounts:
+        print(
+            f"{PROG}: crucible up left {containers} container(s) and {mounts} mount(s) "
+            f"behind (removed); its log ends:\n{_tail(workdir / 'crucible.log')}",
+            file=sys.stderr,
+        )
+    return containers, mounts
+
+
 def create_session(
     client: Client, token: str, cores: float | None = None, memory_mib: float | None = None
 ) -> None:
