@@ -348,6 +348,16 @@ def sweep(agent_id: str, workdir: Path) -> tuple[int, int]:
     return containers, mounts
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM ends the run the way Ctrl-C does (KeyboardInterrupt), so every cleanup of
+    the script runs."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 def create_session(
     client: Client, token: str, cores: float | None = None, memory_mib: float | None = None
 ) -> None:
