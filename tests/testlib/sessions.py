@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
+import httpx
+import pytest
 import trio
 
 from crucible.agent.agent import Agent
@@ -23,12 +25,29 @@ def new_token() -> str:
     return "t" + secrets.token_hex(6)
 
 
-async def create(client: SigningClient, token: str, lang: str = "python", **config: Any) -> Any:
+async def create(
+    client: SigningClient, token: str, lang: str = "python", **config: Any
+) -> httpx.Response:
     response = await client.post(
         "/kernel/create",
         json={"lang": lang, "clientSessionToken": token, "config": config or None},
     )
     return response
+
+
+async def start_session(
+    client: SigningClient, lang: str = "python", *, skip_without_image: bool = False, **config: Any
+) -> str:
+    """A new session of `lang` (with `config`), created or the test fails; its token.
+
+    `skip_without_image`: skip the test instead where this machine has no image of `lang`.
+    """
+    token = new_token()
+    response = await create(client, token, lang, **config)
+    if skip_without_image and response.status_code == 404:
+        pytest.skip(f"no {lang} image here (crucible images build {lang})")
+    assert response.status_code == 201, response.text
+    return token
 
 
 async def execute(

@@ -244,6 +244,7 @@ def test_the_writer_frames_parts_a_standard_parser_reads() -> None:
     assert part_filename(raw_disposition) == 'é "x".txt'
     assert first.get_payload(decode=True) == b"one\r\n"
     payload = second.get_payload(decode=True)
+    assert isinstance(payload, bytes)
     assert payload.rstrip(b"\0") == b"two" and int(second["Content-Length"]) == len(payload)
     padded_end = body.index(writer.end())
     assert (padded_end - body.index(b"\r\n--" + writer.boundary.encode())) % 1024 == 0

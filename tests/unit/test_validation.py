@@ -141,6 +141,7 @@ def test_environ_that_passes_is_safe_for_execve(environ: dict[str, Any]) -> None
 
 
 def test_code_run_id_lang_tag() -> None:
+    bad: object  # each loop feeds values of other types
     assert check_code(None, LIMITS) == ""
     assert check_code("a\x00b", LIMITS) == "a\x00b"  # the program's own data
     assert "limits.max_code_bytes" in refused(check_code, "x" * (256 * 1024 + 1), LIMITS)
@@ -158,6 +159,7 @@ def test_code_run_id_lang_tag() -> None:
 
 
 def test_options() -> None:
+    bad: object  # each loop feeds values of other types
     assert batch_options(None, LIMITS) == {}
     assert batch_options(
         {"clean": None, "build": "*", "exec": "./main", "buildLog": True, "other": [1]}, LIMITS
@@ -177,6 +179,7 @@ def test_options() -> None:
 
 
 def test_folder_refs_and_mounts() -> None:
+    bad: object  # each loop feeds values of other types
     assert check_folder_ref("create") == "create"  # reserved for new folders, not lookups
     for bad in ("x\x00", "abc\n", "a" * 65, "", "-x", None):
         refused(check_folder_ref, bad)

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psutil
 import pytest
 import trio
 
-from testlib.sessions import Cluster, create, execute, new_token, stream_text
+from testlib.sessions import Cluster, execute, start_session, stream_text
 
 #: Short per-run limits keep the runaway cases quick.
 HOSTILE_SETTINGS = {"agent": {"max_exec_seconds": 6, "pids_limit": 64}}
-
-
-async def _session(cluster: Cluster, **config: object) -> str:
-    token = new_token()
-    response = await create(cluster.client, token, **config)
-    assert response.status_code == 201, response.text
-    return token
 
 
 async def _assert_gone(cluster: Cluster, token: str) -> None:
@@ -26,18 +21,20 @@ async def _assert_gone(cluster: Cluster, token: str) -> None:
 
 
 async def _status_info(cluster: Cluster, token: str) -> str:
-    return await cluster.harness.db.fetchval(
+    info = await cluster.harness.db.fetchval(
         "SELECT status_info FROM kernels WHERE sess_id = $1 ORDER BY created_at DESC LIMIT 1",
         token,
     )
+    assert isinstance(info, str), info
+    return info
 
 
 @pytest.mark.manager_config(HOSTILE_SETTINGS)
 async def test_fork_bomb_is_contained(cluster: Cluster) -> None:
-    bomb, bystander = await _session(cluster), await _session(cluster)
+    bomb, bystander = await start_session(cluster.client), await start_session(cluster.client)
     code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
     async with trio.open_nursery() as nursery:
-        results: list = []
+        results: list[dict[str, Any]] = []
 
         async def run_bomb() -> None:
             results.extend(await execute(cluster.client, bomb, code))
@@ -53,8 +50,8 @@ async def test_fork_bomb_is_contained(cluster: Cluster) -> None:
 
 @pytest.mark.manager_config(HOSTILE_SETTINGS)
 async def test_memory_bomb_ends_the_session_as_out_of_memory(cluster: Cluster) -> None:
-    bomb = await _session(cluster, instanceMemory=0.25)
-    bystander = await _session(cluster)
+    bomb = await start_session(cluster.client, instanceMemory=0.25)
+    bystander = await start_session(cluster.client)
     agent_rss = psutil.Process().memory_info().rss
     results = await execute(
         cluster.client,
@@ -71,14 +68,14 @@ async def test_memory_bomb_ends_the_session_as_out_of_memory(cluster: Cluster) -
 
 @pytest.mark.manager_config(HOSTILE_SETTINGS)
 async def test_endless_loop_times_out(cluster: Cluster) -> None:
-    token = await _session(cluster)
+    token = await start_session(cluster.client)
     results = await execute(cluster.client, token, "while True: pass")
     assert results[-1]["status"] == "exec-timeout"
     await _assert_gone(cluster, token)
 
 
 async def test_output_flood_is_truncated_and_bounded(cluster: Cluster) -> None:
-    token = await _session(cluster)
+    token = await start_session(cluster.client)
     rss_before = psutil.Process().memory_info().rss
     results = await execute(cluster.client, token, "print('x' * (50 * 1024 * 1024))")
     assert results[-1]["status"] == "finished"
@@ -91,7 +88,7 @@ async def test_output_flood_is_truncated_and_bounded(cluster: Cluster) -> None:
 
 
 async def test_no_network(cluster: Cluster) -> None:
-    token = await _session(cluster)
+    token = await start_session(cluster.client)
     code = (
         "import socket\n"
         "for target in [('127.0.0.1', 9), ('1.1.1.1', 53)]:\n"
@@ -107,7 +104,7 @@ async def test_no_network(cluster: Cluster) -> None:
 
 
 async def test_ptrace_is_blocked(cluster: Cluster) -> None:
-    token = await _session(cluster)
+    token = await start_session(cluster.client)
     code = (
         "import ctypes, ctypes.util\n"
         "libc = ctypes.CDLL(ctypes.util.find_library('c'), use_errno=True)\n"
@@ -119,7 +116,7 @@ async def test_ptrace_is_blocked(cluster: Cluster) -> None:
 
 
 async def test_system_paths_are_read_only(cluster: Cluster) -> None:
-    token = await _session(cluster)
+    token = await start_session(cluster.client)
     code = (
         "for path in ['/evil', '/usr/evil', '/etc/passwd']:\n"
         "    try:\n"
@@ -135,7 +132,7 @@ async def test_system_paths_are_read_only(cluster: Cluster) -> None:
 
 @pytest.mark.manager_config({"agent": {"scratch_size_bytes": 16 * 1024 * 1024}})
 async def test_filling_home_work_hits_its_limit(cluster: Cluster) -> None:
-    token = await _session(cluster)
+    token = await start_session(cluster.client)
     code = (
         "import errno\n"
         "try:\n"

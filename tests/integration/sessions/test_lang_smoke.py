@@ -14,7 +14,7 @@ import attrs
 import pytest
 
 from testlib.files import upload
-from testlib.sessions import Cluster, create, execute, new_token, stream_text
+from testlib.sessions import Cluster, execute, start_session, stream_text
 
 DEFAULTS = {"clean": "*", "build": "*", "buildLog": False, "exec": "*"}
 #: A build step that fails the way a compiler does, for interpreted languages without a
@@ -231,11 +231,7 @@ async def test_language(cluster: Cluster, case: LangCase) -> None:
         # by other work do not change what CI tests.
         pytest.skip(f"{case.lang} is not among CRUCIBLE_TEST_LANGS ({chosen})")
     client = cluster.client
-    token = new_token()
-    response = await create(client, token, case.lang)
-    if response.status_code == 404:
-        pytest.skip(f"no {case.lang} image here (crucible images build {case.lang})")
-    assert response.status_code == 201, response.text
+    token = await start_session(client, case.lang, skip_without_image=True)
 
     hello = await execute(client, token, case.hello)
     assert hello[-1]["status"] == "finished", hello
