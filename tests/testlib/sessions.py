@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -106,11 +106,40 @@ def stream_text(results: list[dict[str, Any]], stream: str = "stdout") -> str:
     return "".join(item[1] for result in results for item in result["console"] if item[0] == stream)
 
 
-@attrs.define
+def try_each(targets: Sequence[object], attempt: str, *, setup: str = "") -> str:
+    """Kernel code that runs `attempt` (a statement about `target`) for each of `targets`,
+    after `setup`, printing ``allowed TARGET`` where it succeeds and ``refused ERRNO``
+    where it raises OSError: how tests probe what user code must not reach."""
+    return (
+        f"{setup}\n"
+        f"for target in {list(targets)!r}:\n"
+        "    try:\n"
+        f"        {attempt}\n"
+        "        print('allowed', target)\n"
+        "    except OSError as exc:\n"
+        "        print('refused', exc.errno)\n"
+    )
+
+
+@attrs.frozen
 class Cluster:
+    """A single-host cluster for one test: a manager and a real agent beside it."""
+
+    #: The manager, its database and the user's signing client.
     harness: Harness
+    #: The agent, in this process: tests look at its kernels and slots directly.
     agent: Agent
+    #: The configuration both were started with.
     config: Config
+
+    async def status_info(self, token: str) -> str:
+        """Why the latest kernel of session `token` ended, as the manager recorded it."""
+        info = await self.harness.db.fetchval(
+            "SELECT status_info FROM kernels WHERE sess_id = $1 ORDER BY created_at DESC LIMIT 1",
+            token,
+        )
+        assert isinstance(info, str), info
+        return info
 
     @property
     def client(self) -> SigningClient:
