@@ -138,7 +138,7 @@ class OutStream(io.TextIOBase):
         self.buffer = BinaryOut(self)
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         return f"<{self._name}>"
 
     @property

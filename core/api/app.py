@@ -45,7 +45,7 @@ def create_app(ctx: ManagerComponents) -> QuartTrio:
     app = QuartTrio("crucible")
     # Bodies with flow control, so folder uploads stream to disk (crucible.api.streaming).
     app.request_class = StreamingRequest
-    app.asgi_http_class = StreamingHTTPConnection  # type: ignore[assignment]
+    app.asgi_http_class = StreamingHTTPConnection
     app.extensions[EXTENSION_KEY] = ctx
     app.config["MAX_CONTENT_LENGTH"] = ctx.config.manager.max_body_bytes
     app.config["BODY_TIMEOUT"] = ctx.config.manager.body_timeout

@@ -210,6 +210,23 @@ def start_crucible_up(
     )
 
 
+@contextlib.contextmanager
+def running_crucible_up(
+    state_dir: Path,
+    log_path: Path,
+    *extra_args: str,
+    command: Sequence[str] = (),
+    cwd: Path | None = None,
+) -> Iterator[RunningCrucible]:
+    """`start_crucible_up` for the block; killed at its end if it still runs (a test
+    that stops it checks the stop itself, `stop_and_check`)."""
+    server = start_crucible_up(state_dir, log_path, *extra_args, command=command, cwd=cwd)
+    try:
+        yield server
+    finally:
+        kill_if_running(server.process)
+
+
 def stop_and_check(proc: subprocess.Popen[str], state_dir: Path, log_path: Path) -> None:
     postmaster = postmaster_pid(state_dir)
     assert postmaster is not None, "the embedded PostgreSQL left no postmaster.pid"
@@ -247,13 +264,9 @@ def launched_crucible(
             config_path = state_dir.parent / "crucible.toml"
             config_path.write_text(config_text)
             extra = ["--config", str(config_path)]
-        server: RunningCrucible | None = None
-        try:
-            server = start_crucible_up(state_dir, log_path, *extra, command=command)
+        with running_crucible_up(state_dir, log_path, *extra, command=command) as server:
             yield server
             stop_and_check(server.process, state_dir, log_path)
-        finally:
-            kill_if_running(server.process if server is not None else None)
 
 
 def reference_client_env(server: RunningCrucible, **overrides: str) -> dict[str, str]:
@@ -296,6 +309,39 @@ def run_reference(
         cwd=cwd,
     )
     return ClientResult(done.returncode, done.stdout, done.stderr)
+
+
+def cli(
+    server: RunningCrucible,
+    *argv: str,
+    keys: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin_text: str | None = None,
+) -> ClientResult:
+    """The official CLI, ``backend.ai ARGV``, against `server` as `keys` (``access_key``,
+    ``secret_key``; the server's own keypair by default), in `cwd`, typing `stdin_text`.
+    Whatever it answers, it must not crash."""
+    result = run_reference(
+        ["backend.ai", *argv],
+        reference_client_env(server, **(keys or {})),
+        stdin_text=stdin_text,
+        cwd=cwd,
+    )
+    assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
+    return result
+
+
+def add_keypair(server: RunningCrucible, user_id: str, *options: str) -> dict[str, str]:
+    """A new keypair of `user_id`, made with ``admin keypairs add USER OPTIONS``:
+    its ``user_id``, ``access_key`` and ``secret_key``."""
+    added = cli(server, "admin", "keypairs", "add", user_id, *options)
+    assert added.returncode == 0, added.stderr
+    lines = dict(line.split(": ", 1) for line in added.stdout.splitlines() if ": " in line)
+    return {
+        "user_id": user_id,
+        "access_key": lines["Access Key"].strip(),
+        "secret_key": lines["Secret Key"].strip(),
+    }
 
 
 def run_probe(server: RunningCrucible, *args: str, **env_overrides: str) -> Any:

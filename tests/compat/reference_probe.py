@@ -44,7 +44,7 @@ def shift_sdk_clock(offset_seconds: float) -> None:
         def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
             return dt.datetime.now(tz) + offset
 
-    sdk_request.datetime = ShiftedDatetime  # type: ignore[misc]
+    sdk_request.datetime = ShiftedDatetime
 
 
 def call(args: argparse.Namespace) -> dict[str, Any]:

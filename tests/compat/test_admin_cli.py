@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ._support import ClientResult, RunningCrucible, reference_client_env, run_reference
+from ._support import RunningCrucible, add_keypair, cli, reference_client_env, run_reference
 
 pytestmark = pytest.mark.compat
 
@@ -22,12 +22,6 @@ from ai.backend.client.session import Session
 with Session() as session:
     print(json.dumps(session.Admin.query(sys.argv[1], json.loads(sys.argv[2]))))
 """
-
-
-def cli(server: RunningCrucible, *argv: str, **env: str) -> ClientResult:
-    result = run_reference(["backend.ai", *argv], reference_client_env(server, **env))
-    assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
-    return result
 
 
 def api(server: RunningCrucible, query: str, variables: Any = None, **env: str) -> Any:
@@ -50,14 +44,7 @@ def rows(output: str) -> list[list[str]]:
 def user(crucible_server: RunningCrucible) -> dict[str, str]:
     """A plain keypair made with `admin keypairs add USER -c 2 -r 100`."""
     user_id = f"compat-{secrets.token_hex(3)}@test"
-    added = cli(crucible_server, "admin", "keypairs", "add", user_id, "-c", "2", "-r", "100")
-    assert added.returncode == 0, added.stderr
-    lines = dict(line.split(": ", 1) for line in added.stdout.splitlines() if ": " in line)
-    return {
-        "user_id": user_id,
-        "access_key": lines["Access Key"].strip(),
-        "secret_key": lines["Secret Key"].strip(),
-    }
+    return add_keypair(crucible_server, user_id, "-c", "2", "-r", "100")
 
 
 def _cell(text: str) -> str:
@@ -108,20 +95,20 @@ def test_new_key_works_and_its_limits_hold(
     crucible_server: RunningCrucible, user: dict[str, str]
 ) -> None:
     env = as_user(user)
-    empty = cli(crucible_server, "ps", **env)
+    empty = cli(crucible_server, "ps", keys=env)
     assert empty.returncode == 0, empty.stderr
     assert "There are no compute sessions currently running." in empty.stdout
     tokens = [f"adm{secrets.token_hex(4)}" for _ in range(3)]
     try:
         for token in tokens[:2]:
-            started = cli(crucible_server, "start", "-t", token, "python", **env)
+            started = cli(crucible_server, "start", "-t", token, "python", keys=env)
             assert started.returncode == 0, started.stderr
-        third = cli(crucible_server, "start", "-t", tokens[2], "python", **env)
+        third = cli(crucible_server, "start", "-t", tokens[2], "python", keys=env)
         assert third.returncode != 0 and "412" in third.stderr  # concurrency limit 2
-        ids = cli(crucible_server, "ps", "--id-only", **env)
+        ids = cli(crucible_server, "ps", "--id-only", keys=env)
         assert ids.returncode == 0, ids.stderr
         assert sorted(ids.stdout.split()) == sorted(tokens[:2])
-        table = cli(crucible_server, "ps", **env)
+        table = cli(crucible_server, "ps", keys=env)
         printed = {row[0].strip(): row for row in rows(table.stdout)}
         assert set(printed) == set(tokens[:2])
         held = api(
@@ -139,20 +126,25 @@ def test_new_key_works_and_its_limits_hold(
         theirs = cli(crucible_server, "admin", "sessions", "--access-key", user["access_key"])
         assert theirs.returncode == 0, theirs.stderr
         assert {row[0].strip() for row in rows(theirs.stdout)} == set(tokens[:2])
-        detail = cli(crucible_server, "admin", "session", tokens[0], **env)
+        detail = cli(crucible_server, "admin", "session", tokens[0], keys=env)
         assert detail.returncode == 0, detail.stderr
         assert "Session detail:" in detail.stdout
         assert f"Session ID: {tokens[0]}" in detail.stdout
         assert "Status: RUNNING" in detail.stdout
         # The user's key cannot address another key: a clear 400, not a traceback.
         refused = cli(
-            crucible_server, "admin", "sessions", "--access-key", crucible_server.access_key, **env
+            crucible_server,
+            "admin",
+            "sessions",
+            "--access-key",
+            crucible_server.access_key,
+            keys=env,
         )
         assert refused.returncode != 0 and "400" in refused.stderr
     finally:
         for token in tokens:
-            cli(crucible_server, "terminate", token, **env)
-    everything = cli(crucible_server, "ps", **env)
+            cli(crucible_server, "terminate", token, keys=env)
+    everything = cli(crucible_server, "ps", keys=env)
     assert "There are no compute sessions currently running." in everything.stdout
     history = cli(
         crucible_server, "admin", "sessions", "--status", "ALL", "--access-key", user["access_key"]

@@ -54,7 +54,7 @@ async def _fail_and_recover(
     """Make `part` (agent or manager) fail while a session holds `state`; wait until the
     session answers again and check it kept that state."""
     name = f"{part}{secrets.token_hex(4)}"
-    body = {"lang": "python", "clientSessionToken": name}
+    body: dict[str, str | None] = {"lang": "python", "clientSessionToken": name}
     assert (await client.post("/kernel/create", json=body)).status_code == 201
     assert await _print(client, name, f"kept = {state!r}\nprint('ok')") == "ok\n"
     (server.state_dir / f"fail-{part}").touch()

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._support import ClientResult, RunningCrucible, reference_client_env, run_reference
+from ._support import RunningCrucible, cli
 
 MAIN_C = '#include <stdio.h>\nint main(void) { printf("batch says %d\\n", 6 * 7); return 0; }\n'
-
-
-def cli(server: RunningCrucible, *argv: str, cwd: Path) -> ClientResult:
-    result = run_reference(["backend.ai", *argv], reference_client_env(server), cwd=cwd)
-    assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
-    return result
 
 
 def test_run_c_file(crucible_server: RunningCrucible, tmp_path: Path) -> None:

@@ -5,18 +5,12 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from ._support import ClientResult, RunningCrucible, reference_client_env, run_reference
+from ._support import RunningCrucible, cli
 
 #: Text with what tends to break naive handling: non-ASCII, tabs, blank lines, a line
 #: starting with dashes (the client's multipart parser treats such lines specially).
 TEXT = "héllo, wörld\n\tindented\n\n-- not a boundary\nContent-Like: line\nlast line\n"
 BIG = b"".join(b"line %06d of a larger file\n" % i for i in range(30000))
-
-
-def cli(server: RunningCrucible, *argv: str, cwd: Path | None = None) -> ClientResult:
-    result = run_reference(["backend.ai", *argv], reference_client_env(server), cwd=cwd)
-    assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
-    return result
 
 
 def test_upload_ls_download_round_trip(crucible_server: RunningCrucible, tmp_path: Path) -> None:

@@ -102,7 +102,7 @@ async def session(client: SigningClient) -> AsyncIterator[str]:
 async def run(client: SigningClient, name: str, code: str) -> list[dict[str, Any]] | Any:
     """Results of a run to its end, or the refusal (a response) of its first call."""
     body: dict[str, Any] = {"mode": "query", "code": code, "runId": None}
-    results = []
+    results: list[dict[str, Any]] = []
     with trio.fail_after(180):
         while True:
             response = await client.post(f"/kernel/{name}", json=body)

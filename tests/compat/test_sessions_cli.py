@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from ._support import ClientResult, RunningCrucible, reference_client_env, run_reference
-
-
-def cli(server: RunningCrucible, *argv: str, stdin_text: str | None = None) -> ClientResult:
-    result = run_reference(
-        ["backend.ai", *argv], reference_client_env(server), stdin_text=stdin_text
-    )
-    assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
-    return result
+from ._support import RunningCrucible, cli
 
 
 def token() -> str:

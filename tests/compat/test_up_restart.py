@@ -21,54 +21,46 @@ from ._support import (
     STOP_TIMEOUT,
     _process_alive,
     find_crucible,
-    kill_if_running,
     postmaster_pid,
+    running_crucible_up,
     scratch_state,
-    start_crucible_up,
     stop_and_check,
 )
 
 
 def test_a_restart_after_sigkill_owns_the_previous_database() -> None:
     with scratch_state("crucible-restart-") as (state_dir, log_path):
-        first, second = None, None
-        try:
-            first = start_crucible_up(state_dir, log_path).process
+        with running_crucible_up(state_dir, log_path) as first:
             orphan = postmaster_pid(state_dir)
             assert orphan is not None and _process_alive(orphan)
-            os.kill(first.pid, signal.SIGKILL)
-            first.wait(timeout=STOP_TIMEOUT)
+            os.kill(first.process.pid, signal.SIGKILL)
+            first.process.wait(timeout=STOP_TIMEOUT)
             assert _process_alive(orphan), "the database died with crucible; nothing to adopt"
 
-            second = start_crucible_up(state_dir, log_path).process
+        with running_crucible_up(state_dir, log_path) as second:
             assert postmaster_pid(state_dir) == orphan, "the restart should reuse the database"
             # A clean stop of the second instance stops the server the first one started.
-            stop_and_check(second, state_dir, log_path)
+            stop_and_check(second.process, state_dir, log_path)
             assert not _process_alive(orphan)
-        finally:
-            kill_if_running(first)
-            kill_if_running(second)
 
 
 def test_a_command_next_to_a_live_instance_leaves_its_database_running() -> None:
-    with scratch_state("crucible-attach-") as (state_dir, log_path):
-        proc: subprocess.Popen[str] | None = None
-        try:
-            proc = start_crucible_up(state_dir, log_path).process
-            postmaster = postmaster_pid(state_dir)
-            listed = subprocess.run(
-                [find_crucible(), "keypair", "list", "--state-dir", str(state_dir), "--json"],
-                capture_output=True,
-                text=True,
-                timeout=STOP_TIMEOUT,
-                check=False,
-            )
-            assert listed.returncode == 0, listed.stderr
-            assert postmaster is not None and postmaster_pid(state_dir) == postmaster
-            assert _process_alive(postmaster), "the keypair command stopped the database"
-            stop_and_check(proc, state_dir, log_path)
-        finally:
-            kill_if_running(proc)
+    with (
+        scratch_state("crucible-attach-") as (state_dir, log_path),
+        running_crucible_up(state_dir, log_path) as server,
+    ):
+        postmaster = postmaster_pid(state_dir)
+        listed = subprocess.run(
+            [find_crucible(), "keypair", "list", "--state-dir", str(state_dir), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=STOP_TIMEOUT,
+            check=False,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert postmaster is not None and postmaster_pid(state_dir) == postmaster
+        assert _process_alive(postmaster), "the keypair command stopped the database"
+        stop_and_check(server.process, state_dir, log_path)
 
 
 TICKING = """\
@@ -86,26 +78,21 @@ async def test_a_run_in_progress_keeps_its_time_limit_across_a_sigkill() -> None
     with scratch_state("crucible-runlimit-") as (state_dir, log_path):
         config = state_dir.parent / "crucible.toml"
         config.write_text(f"[agent]\nmax_exec_seconds = {limit}\n")
-        first: subprocess.Popen[str] | None = None
-        second: subprocess.Popen[str] | None = None
-        try:
-            server = start_crucible_up(state_dir, log_path, "--config", str(config))
-            first = server.process
-            creds = Credentials(server.access_key, server.secret_key)
+        with running_crucible_up(state_dir, log_path, "--config", str(config)) as first:
+            creds = Credentials(first.access_key, first.secret_key)
             token = new_token()
-            async with _client(server.endpoint, creds) as client:
+            async with _client(first.endpoint, creds) as client:
                 assert (await create(client, token)).status_code == 201
                 started = trio.current_time()
                 response = await client.post(
                     f"/kernel/{token}", json={"mode": "query", "code": TICKING, "runId": None}
                 )
                 assert response.json()["result"]["status"] == "continued"
-            os.kill(first.pid, signal.SIGKILL)
-            first.wait(timeout=STOP_TIMEOUT)
+            os.kill(first.process.pid, signal.SIGKILL)
+            first.process.wait(timeout=STOP_TIMEOUT)
 
-            server = start_crucible_up(state_dir, log_path, "--config", str(config))
-            second = server.process
-            async with _client(server.endpoint, creds) as client:
+        with running_crucible_up(state_dir, log_path, "--config", str(config)) as second:
+            async with _client(second.endpoint, creds) as client:
                 with trio.fail_after(limit + 30):
                     while (await client.get(f"/kernel/{token}")).status_code != 404:
                         await trio.sleep(0.2)
@@ -113,10 +100,7 @@ async def test_a_run_in_progress_keeps_its_time_limit_across_a_sigkill() -> None
             # Killed and restarted within the limit, the run ended at about the limit,
             # not at the image's 30 s nor never (it would print for 100 s).
             assert ended < limit + 8, (ended, log_path.read_text()[-2000:])
-            stop_and_check(second, state_dir, log_path)
-        finally:
-            kill_if_running(first)
-            kill_if_running(second)
+            stop_and_check(second.process, state_dir, log_path)
 
 
 @contextlib.asynccontextmanager

@@ -10,37 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from ._support import ClientResult, RunningCrucible, reference_client_env, run_reference
-
-
-def cli(
-    server: RunningCrucible,
-    *argv: str,
-    keys: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    stdin_text: str | None = None,
-) -> ClientResult:
-    result = run_reference(
-        ["backend.ai", *argv],
-        reference_client_env(server, **(keys or {})),
-        stdin_text=stdin_text,
-        cwd=cwd,
-    )
-    assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
-    return result
+from ._support import RunningCrucible, add_keypair, cli
 
 
 @pytest.fixture(scope="module")
 def second_user(crucible_server: RunningCrucible) -> dict[str, str]:
-    user_id = f"vf-{secrets.token_hex(3)}@test"
-    added = cli(crucible_server, "admin", "keypairs", "add", user_id)
-    assert added.returncode == 0, added.stderr
-    lines = dict(line.split(": ", 1) for line in added.stdout.splitlines() if ": " in line)
-    return {
-        "user_id": user_id,
-        "access_key": lines["Access Key"].strip(),
-        "secret_key": lines["Secret Key"].strip(),
-    }
+    return add_keypair(crucible_server, f"vf-{secrets.token_hex(3)}@test")
 
 
 def test_vfolder_round_trip_and_sharing(

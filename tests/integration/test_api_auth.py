@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
+import httpx
 import pytest
 import trio
 
@@ -14,6 +16,18 @@ from testlib.server import Harness
 from testlib.signing import OMIT, Credentials, client_date
 
 TIMEOUT = 10
+
+
+async def auth_test(manager: Harness, method: str = "GET", **kwargs: Any) -> httpx.Response:
+    """The answer to `method /auth/test`, sent as `kwargs` say (`SigningClient.request`)."""
+    with trio.fail_after(TIMEOUT):
+        return await manager.client.request(method, "/auth/test", **kwargs)
+
+
+async def authorized(manager: Harness, method: str = "GET", **kwargs: Any) -> None:
+    """`method /auth/test`, sent as `kwargs` say, is let in."""
+    response = await auth_test(manager, method, **kwargs)
+    assert response.status_code == 200, response.text
 
 
 async def test_root_reports_v4(manager: Harness) -> None:
@@ -110,15 +124,13 @@ NOW = datetime.now(UTC)
 
 
 async def test_step1_missing_date(manager: Harness) -> None:
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get("/auth/test", headers={"Date": OMIT})
+    response = await auth_test(manager, headers={"Date": OMIT})
     assert_problem(response, 400, "invalid-auth-params")
 
 
 @pytest.mark.parametrize("value", ["garbage", "2018-13-45T99:99:99", "", "x" * 2000])
 async def test_step1_garbage_date(manager: Harness, value: str) -> None:
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get("/auth/test", headers={"Date": value})
+    response = await auth_test(manager, headers={"Date": value})
     assert_problem(response, 400, "invalid-auth-params")
 
 
@@ -126,40 +138,25 @@ async def test_step1_garbage_date(manager: Harness, value: str) -> None:
                                     timedelta(days=-400)])
 async def test_step2_stale_date(manager: Harness, offset: timedelta) -> None:
     # Correctly signed with the skewed date: only the clock check can fail.
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get(
-            "/auth/test", sign_date=datetime.now(UTC) + offset
-        )
+    response = await auth_test(manager, sign_date=datetime.now(UTC) + offset)
     body = assert_problem(response, 400, "invalid-auth-params")
     assert "sync" in body["detail"].lower()
 
 
 @pytest.mark.parametrize("offset", [timedelta(minutes=-14), timedelta(minutes=14)])
 async def test_step2_skew_within_limit(manager: Harness, offset: timedelta) -> None:
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get(
-            "/auth/test", sign_date=datetime.now(UTC) + offset
-        )
-    assert response.status_code == 200, response.text
+    await authorized(manager, sign_date=datetime.now(UTC) + offset)
 
 
 async def test_x_backendai_date_fallback(manager: Harness) -> None:
     now = datetime.now(UTC)
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get(
-            "/auth/test",
-            sign_date=now,
-            headers={"Date": OMIT, "X-BackendAI-Date": client_date(now)},
-        )
-    assert response.status_code == 200, response.text
+    await authorized(
+        manager, sign_date=now, headers={"Date": OMIT, "X-BackendAI-Date": client_date(now)}
+    )
 
 
 async def test_date_header_wins_over_x_backendai_date(manager: Harness) -> None:
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get(
-            "/auth/test", headers={"X-BackendAI-Date": "garbage"}
-        )
-    assert response.status_code == 200, response.text
+    await authorized(manager, headers={"X-BackendAI-Date": "garbage"})
 
 
 @pytest.mark.parametrize(
@@ -173,14 +170,11 @@ async def test_date_header_wins_over_x_backendai_date(manager: Harness) -> None:
     ids=["rfc1123", "compact-colons", "compact", "naive-iso"],
 )
 async def test_other_date_formats(manager: Harness, raw: str) -> None:
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get("/auth/test", raw_date=raw)
-    assert response.status_code == 200, response.text
+    await authorized(manager, raw_date=raw)
 
 
 async def test_step3_missing_authorization(manager: Harness) -> None:
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get("/auth/test", sign=False)
+    response = await auth_test(manager, sign=False)
     assert_problem(response, 401, "auth-failed")
 
 
@@ -198,15 +192,13 @@ async def test_step3_missing_authorization(manager: Harness) -> None:
     ],
 )
 async def test_step4_malformed_authorization(manager: Harness, value: str) -> None:
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get("/auth/test", headers={"Authorization": value})
+    response = await auth_test(manager, headers={"Authorization": value})
     assert_problem(response, 400, "invalid-auth-params")
 
 
 async def test_step5_unknown_access_key(manager: Harness) -> None:
     stranger = Credentials("AKIAUNKNOWNUNKNOWN00", manager.user.secret_key)
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get("/auth/test", creds=stranger)
+    response = await auth_test(manager, creds=stranger)
     assert_problem(response, 401, "auth-failed")
 
 
@@ -223,8 +215,7 @@ async def test_step5_unknown_access_key(manager: Harness) -> None:
 async def test_step6_missing_or_malformed_version(
     manager: Harness, headers: dict[str, object]
 ) -> None:
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get("/auth/test", headers=headers)
+    response = await auth_test(manager, headers=headers)
     assert_problem(response, 400, "invalid-auth-params")
 
 
@@ -244,16 +235,13 @@ async def test_step6_legacy_sorna_version_header(manager: Harness) -> None:
         "Authorization": "BackendAI signMethod=HMAC-SHA256, "
         f"credential={manager.user.access_key}:{signature}",
     }
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get("/auth/test", raw_date=raw_date, headers=headers)
-    assert response.status_code == 200, response.text
+    await authorized(manager, raw_date=raw_date, headers=headers)
 
 
 @pytest.mark.parametrize("method", ["HMAC-FOO", "HMAC-SHAKE_128", "HMAC-"])
 async def test_step6_unsupported_sign_method(manager: Harness, method: str) -> None:
     value = f"BackendAI signMethod={method}, credential={manager.user.access_key}:00ff"
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get("/auth/test", headers={"Authorization": value})
+    response = await auth_test(manager, headers={"Authorization": value})
     # "HMAC-" has no hash at all: malformed (step 4); the others name an unknown hash.
     assert_problem(response, 400, "invalid-auth-params")
 
@@ -266,11 +254,7 @@ async def test_other_guaranteed_hash_is_accepted(manager: Harness) -> None:
         manager.user, method="GET", rel_url="/auth/test", raw_date=raw_date,
         host=manager.client.host, content_type="text/plain", hash_name="sha512",
     )
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get(
-            "/auth/test", raw_date=raw_date, headers={"Authorization": value}
-        )
-    assert response.status_code == 200, response.text
+    await authorized(manager, raw_date=raw_date, headers={"Authorization": value})
 
 
 @pytest.mark.parametrize(
@@ -285,24 +269,19 @@ async def test_other_guaranteed_hash_is_accepted(manager: Harness) -> None:
 )
 async def test_step7_wrong_signature(manager: Harness, tamper: dict[str, str]) -> None:
     headers = {k: v.format(ak=manager.user.access_key) for k, v in tamper.items()}
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get("/auth/test", headers=headers)
+    response = await auth_test(manager, headers=headers)
     assert_problem(response, 401, "auth-failed")
 
 
 async def test_step7_wrong_secret(manager: Harness) -> None:
     forged = Credentials(manager.user.access_key, manager.admin.secret_key)
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get("/auth/test", creds=forged)
+    response = await auth_test(manager, creds=forged)
     assert_problem(response, 401, "auth-failed")
 
 
 async def test_step8_inactive_keypair(manager: Harness, keypairs: KeypairRepository) -> None:
     kp = await keypairs.create("sleeper@test", is_active=False)
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get(
-            "/auth/test", creds=Credentials(kp.access_key, kp.secret_key)
-        )
+    response = await auth_test(manager, creds=Credentials(kp.access_key, kp.secret_key))
     body = assert_problem(response, 401, "auth-failed")
     assert "inactive" in body["detail"]
 
@@ -341,8 +320,7 @@ async def test_step9_non_admin_put_status(manager: Harness) -> None:
 async def test_steps_fail_in_order(
     manager: Harness, headers: dict[str, object], status: int, type_suffix: str
 ) -> None:
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get("/auth/test", headers=headers)
+    response = await auth_test(manager, headers=headers)
     assert_problem(response, status, type_suffix)
 
 
@@ -350,12 +328,11 @@ async def test_stale_date_beats_inactive_key(
     manager: Harness, keypairs: KeypairRepository
 ) -> None:
     kp = await keypairs.create("sleeper@test", is_active=False)
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get(
-            "/auth/test",
-            creds=Credentials(kp.access_key, kp.secret_key),
-            sign_date=datetime.now(UTC) - timedelta(hours=1),
-        )
+    response = await auth_test(
+        manager,
+        creds=Credentials(kp.access_key, kp.secret_key),
+        sign_date=datetime.now(UTC) - timedelta(hours=1),
+    )
     assert_problem(response, 400, "invalid-auth-params")
 
 
@@ -363,10 +340,7 @@ async def test_wrong_signature_on_inactive_key_is_401(
     manager: Harness, keypairs: KeypairRepository
 ) -> None:
     kp = await keypairs.create("sleeper@test", is_active=False)
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get(
-            "/auth/test", creds=Credentials(kp.access_key, manager.user.secret_key)
-        )
+    response = await auth_test(manager, creds=Credentials(kp.access_key, manager.user.secret_key))
     body = assert_problem(response, 401, "auth-failed")
     # The signature is checked first: nobody learns that the key exists but is inactive.
     assert "inactive" not in body["detail"]
@@ -387,11 +361,7 @@ async def test_method_override_signed_with_overridden_method(manager: Harness) -
 
 
 async def test_method_override_signed_with_transport_method(manager: Harness) -> None:
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.post(
-            "/auth/test", headers={"X-Method-Override": "GET"}
-        )
-    assert response.status_code == 200, response.text
+    await authorized(manager, "POST", headers={"X-Method-Override": "GET"})
 
 
 async def test_method_override_routes_by_overridden_method(manager: Harness) -> None:
@@ -430,8 +400,7 @@ async def test_cors_preflight(manager: Harness) -> None:
 
 
 async def test_cors_headers_on_errors_too(manager: Harness) -> None:
-    with trio.fail_after(TIMEOUT):
-        response = await manager.client.get("/auth/test", sign=False)
+    response = await auth_test(manager, sign=False)
     assert response.status_code == 401
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert response.headers["Access-Control-Expose-Headers"] == "*"

@@ -3,7 +3,7 @@ closed when the block ends, however it ends (issue 10, item 7)."""
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import AbstractAsyncContextManager
 
 import attrs
 import pytest
@@ -13,7 +13,7 @@ from crucible.config import Config, ConfigError
 from crucible.db.pool import Database
 from crucible.hookspecs.markers import hookimpl
 from crucible.hookspecs.storage import HostSettings
-from crucible.manager.components import open_manager
+from crucible.manager.components import ManagerComponents, open_manager
 from testlib.memory_storage import MemoryBackend, MemoryHost
 from testlib.server import CLUSTER_SECRET
 
@@ -46,7 +46,9 @@ class RecordingMemoryPlugin:
         return Recording()
 
 
-def _open(config: Config, db: Database, plugin: Any) -> Any:
+def _open(
+    config: Config, db: Database, plugin: object
+) -> AbstractAsyncContextManager[ManagerComponents]:
     return open_manager(config, db, cluster_secret=CLUSTER_SECRET, storage_plugins=(plugin,))
 
 
@@ -67,7 +69,7 @@ async def test_each_component_is_built_once_and_handed_to_its_users(
         assert set(parts.vfolders.hosts) == {"mem", "disk"}
         assert parts.agents.scan_interval == manager_config.sessions.lost_scan_interval
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
-            parts.registry = None  # type: ignore[misc]
+            parts.registry = None  # type: ignore[misc, assignment]
 
 
 async def test_storage_hosts_close_when_the_block_ends(

@@ -206,6 +206,14 @@ class RunnerProcess:
     def connect(self) -> RunnerClient:
         return self.accept()
 
+    def replace_agent(self, gone_for: float, timeout: float = DEFAULT_TIMEOUT) -> RunnerClient:
+        """The agent dies, and a new one listens `gone_for` seconds later: the runner's
+        connection to it (its hello in `last_hello`)."""
+        self.agent_gone()
+        time.sleep(gone_for)
+        self.listen()
+        return self.accept(timeout)
+
     def stop(self) -> None:
         for client in self.clients:
             client.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from .conftest import RunnerProcess
 
@@ -90,8 +91,10 @@ def test_skipped_steps_still_report_in_order(c_runner: RunnerProcess) -> None:
     ]
 
 
-def test_python_batch_default_runs_main_py(start_runner: object) -> None:
-    runner = start_runner("python")  # type: ignore[operator]
+def test_python_batch_default_runs_main_py(
+    start_runner: Callable[[str], RunnerProcess],
+) -> None:
+    runner = start_runner("python")
     client = runner.connect()
     missing = client.run(mode="batch", options=ALL_DEFAULTS)
     assert missing.exit_code == 127

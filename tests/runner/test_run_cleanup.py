@@ -133,10 +133,7 @@ def test_the_runner_dials_again_until_an_agent_listens(python_runner: RunnerProc
     first = python_runner.connect()
     first.run("kept = 42")
     # The agent goes away with its socket; a new one appears a little later.
-    python_runner.agent_gone()
-    time.sleep(0.6)
-    python_runner.listen()
-    again = python_runner.accept(timeout=5)
+    again = python_runner.replace_agent(gone_for=0.6, timeout=5)
     assert python_runner.last_hello["protocol"] == 2
     assert python_runner.last_hello["run"] is None
     assert again.run("print(kept)").stdout == "42\n"
@@ -145,14 +142,11 @@ def test_the_runner_dials_again_until_an_agent_listens(python_runner: RunnerProc
 def test_output_and_the_end_of_a_run_wait_for_the_next_agent(
     python_runner: RunnerProcess, py: RunnerClient
 ) -> None:
+    """A run that ends while no agent is connected: the next agent hears of it in its
+    hello, then gets what was held back."""
     run_id = py.execute("import time\nfor i in range(5):\n    print(i)\n    time.sleep(0.2)")
     py.recv_op("console")
-    python_runner.agent_gone()
-    # The run ends while no agent is connected...
-    time.sleep(1.5)
-    python_runner.listen()
-    again = python_runner.accept()
-    # ...so the next agent hears of it in hello, then gets what was held back.
+    again = python_runner.replace_agent(gone_for=1.5)
     run = python_runner.last_hello["run"]
     assert (run["run_id"], run["finished"]) == (run_id, True)
     result = again.collect(run_id)

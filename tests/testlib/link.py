@@ -11,13 +11,13 @@ from crucible.protocol.framing import (
     FIRST,
     HEADER,
     LAST,
-    VERSION,
     LinkLimits,
     Reassembler,
     Received,
     Refused,
     encode_message,
 )
+from crucible.protocol.version import VERSION
 
 #: Roomy limits for the fake peer's own reassembly.
 PEER_LIMITS = LinkLimits(

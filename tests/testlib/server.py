@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import attrs
 import trio
@@ -39,23 +39,28 @@ def make_config(
     return config_from_dict(deep_merge(data, overrides or {}), source="<test>")
 
 
+class ManagerOptions(TypedDict, total=False):
+    """What a test may add to its manager."""
+
+    #: Test-only routes, e.g. to exercise a guard no real route uses yet.
+    blueprints: tuple[Blueprint, ...]
+    #: Storage plugins registered besides the installed ones.
+    storage_plugins: tuple[object, ...]
+
+
 @asynccontextmanager
 async def running_manager(
-    config: Config,
-    db: Database,
-    *,
-    blueprints: tuple[Blueprint, ...] = (),
-    storage_plugins: tuple[object, ...] = (),
+    config: Config, db: Database, **options: Unpack[ManagerOptions]
 ) -> AsyncIterator[tuple[ManagerServer, Endpoint]]:
-    """Serve until the block ends, then stop gracefully (bounded by a timeout).
-
-    `blueprints` add test-only routes, e.g. to exercise a guard no real route uses yet.
-    """
+    """Serve until the block ends, then stop gracefully (bounded by a timeout)."""
     async with open_manager(
-        config, db, cluster_secret=CLUSTER_SECRET, storage_plugins=storage_plugins
+        config,
+        db,
+        cluster_secret=CLUSTER_SECRET,
+        storage_plugins=options.get("storage_plugins", ()),
     ) as components:
         server = ManagerServer(components)
-        for blueprint in blueprints:
+        for blueprint in options.get("blueprints", ()):
             server.app.register_blueprint(blueprint)
         async with _serving(server) as endpoint:
             yield server, endpoint
@@ -92,11 +97,7 @@ class Harness:
 
 @asynccontextmanager
 async def open_harness(
-    config: Config,
-    db: Database,
-    *,
-    blueprints: tuple[Blueprint, ...] = (),
-    storage_plugins: tuple[object, ...] = (),
+    config: Config, db: Database, **options: Unpack[ManagerOptions]
 ) -> AsyncIterator[Harness]:
     """A manager on `db` with an admin and a user keypair, and a client for the user."""
     repo = KeypairRepository(db)
@@ -104,9 +105,7 @@ async def open_harness(
     user_kp = await repo.create("user@test")
     admin = Credentials(admin_kp.access_key, admin_kp.secret_key)
     user = Credentials(user_kp.access_key, user_kp.secret_key)
-    async with running_manager(
-        config, db, blueprints=blueprints, storage_plugins=storage_plugins
-    ) as (server, endpoint):
+    async with running_manager(config, db, **options) as (server, endpoint):
         client = SigningClient(endpoint.url, user)
         try:
             yield Harness(server, endpoint.url, config, db, admin, user, client)

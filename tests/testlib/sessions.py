@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
+import httpx
+import pytest
 import trio
 
 from crucible.agent.agent import Agent
@@ -23,12 +25,29 @@ def new_token() -> str:
     return "t" + secrets.token_hex(6)
 
 
-async def create(client: SigningClient, token: str, lang: str = "python", **config: Any) -> Any:
+async def create(
+    client: SigningClient, token: str, lang: str = "python", **config: Any
+) -> httpx.Response:
     response = await client.post(
         "/kernel/create",
         json={"lang": lang, "clientSessionToken": token, "config": config or None},
     )
     return response
+
+
+async def start_session(
+    client: SigningClient, lang: str = "python", *, skip_without_image: bool = False, **config: Any
+) -> str:
+    """A new session of `lang` (with `config`), created or the test fails; its token.
+
+    `skip_without_image`: skip the test instead where this machine has no image of `lang`.
+    """
+    token = new_token()
+    response = await create(client, token, lang, **config)
+    if skip_without_image and response.status_code == 404:
+        pytest.skip(f"no {lang} image here (crucible images build {lang})")
+    assert response.status_code == 201, response.text
+    return token
 
 
 async def execute(
@@ -87,11 +106,40 @@ def stream_text(results: list[dict[str, Any]], stream: str = "stdout") -> str:
     return "".join(item[1] for result in results for item in result["console"] if item[0] == stream)
 
 
-@attrs.define
+def try_each(targets: Sequence[object], attempt: str, *, setup: str = "") -> str:
+    """Kernel code that runs `attempt` (a statement about `target`) for each of `targets`,
+    after `setup`, printing ``allowed TARGET`` where it succeeds and ``refused ERRNO``
+    where it raises OSError: how tests probe what user code must not reach."""
+    return (
+        f"{setup}\n"
+        f"for target in {list(targets)!r}:\n"
+        "    try:\n"
+        f"        {attempt}\n"
+        "        print('allowed', target)\n"
+        "    except OSError as exc:\n"
+        "        print('refused', exc.errno)\n"
+    )
+
+
+@attrs.frozen
 class Cluster:
+    """A single-host cluster for one test: a manager and a real agent beside it."""
+
+    #: The manager, its database and the user's signing client.
     harness: Harness
+    #: The agent, in this process: tests look at its kernels and slots directly.
     agent: Agent
+    #: The configuration both were started with.
     config: Config
+
+    async def status_info(self, token: str) -> str:
+        """Why the latest kernel of session `token` ended, as the manager recorded it."""
+        info = await self.harness.db.fetchval(
+            "SELECT status_info FROM kernels WHERE sess_id = $1 ORDER BY created_at DESC LIMIT 1",
+            token,
+        )
+        assert isinstance(info, str), info
+        return info
 
     @property
     def client(self) -> SigningClient:

@@ -44,7 +44,7 @@ def _table_of_table_prefixes(cls: type, prefix: str = "") -> set[str]:
     return found
 
 
-def _flatten(data: dict, prefix: str = "") -> set[str]:
+def _flatten(data: dict[str, typing.Any], prefix: str = "") -> set[str]:
     keys = set()
     wildcards = _table_of_table_prefixes(Config)
     for key, value in data.items():

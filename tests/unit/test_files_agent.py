@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from crucible import errors
 from crucible.agent.files import FileOpError, KernelFiles, split_path
 from crucible.api.kernel_files import _archive_part
-from crucible.api.multipart import MultipartWriter, part_filename
+from crucible.api.multipart import MultipartWriter
 from crucible.protocol.file_calls import UploadBegin, UploadCommit, UploadData, UploadFile
 
 #: The kernel a call names; `KernelFiles` serves one kernel and does not look at it.
@@ -59,27 +58,6 @@ def test_split_path_refuses(path: object) -> None:
     with pytest.raises(FileOpError) as caught:
         split_path(path)
     assert caught.value.kind == "invalid-path"
-
-
-@pytest.mark.parametrize(
-    ("disposition", "name"),
-    [
-        ('form-data; name="src"; filename="sub%2Fb.h"', "sub/b.h"),
-        ('form-data; name="src"; filename="x"; filename*=utf-8\'\'sub%2F%C3%A9.h', "sub/é.h"),
-        ('form-data; name="src"; filename="a%20b%25.txt"', "a b%.txt"),
-        ('form-data; name="src"; filename="semi;colon"', "semi;colon"),
-        ('form-data; name="src"', None),
-    ],
-)
-def test_part_filename(disposition: str, name: str | None) -> None:
-    assert part_filename(disposition) == name
-
-
-def test_part_filename_refuses_garbage() -> None:
-    with pytest.raises(errors.InvalidAPIParameters):
-        part_filename("form-data; filename*=nonsense")
-    with pytest.raises(errors.InvalidAPIParameters):
-        part_filename("form-data; filename*=no-such-charset''%C3%A9")
 
 
 def _tar(files: dict[str, bytes]) -> bytes:

@@ -244,6 +244,7 @@ def test_the_writer_frames_parts_a_standard_parser_reads() -> None:
     assert part_filename(raw_disposition) == 'é "x".txt'
     assert first.get_payload(decode=True) == b"one\r\n"
     payload = second.get_payload(decode=True)
+    assert isinstance(payload, bytes)
     assert payload.rstrip(b"\0") == b"two" and int(second["Content-Length"]) == len(payload)
     padded_end = body.index(writer.end())
     assert (padded_end - body.index(b"\r\n--" + writer.boundary.encode())) % 1024 == 0
@@ -253,3 +254,28 @@ def test_the_writer_closes_an_empty_body() -> None:
     writer = MultipartWriter("b")
     assert writer.end() == b"--b--\r\n"
     assert attachment("a/é", plain=False) == "attachment; filename*=utf-8''a%2F%C3%A9"
+
+
+# -- the filename of a part (uploads to sessions and to folders alike) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("disposition", "name"),
+    [
+        ('form-data; name="src"; filename="sub%2Fb.h"', "sub/b.h"),
+        ('form-data; name="src"; filename="x"; filename*=utf-8\'\'sub%2F%C3%A9.h', "sub/é.h"),
+        ('form-data; name="src"; filename="a%20b%25.txt"', "a b%.txt"),
+        ('form-data; name="src"; filename="100%25"', "100%"),
+        ('form-data; name="src"; filename="semi;colon"', "semi;colon"),
+        ('form-data; name="src"', None),
+    ],
+)
+def test_part_filename(disposition: str, name: str | None) -> None:
+    assert part_filename(disposition) == name
+
+
+def test_part_filename_refuses_garbage() -> None:
+    with pytest.raises(errors.InvalidAPIParameters):
+        part_filename("form-data; filename*=nonsense")
+    with pytest.raises(errors.InvalidAPIParameters):
+        part_filename("form-data; filename*=no-such-charset''%C3%A9")

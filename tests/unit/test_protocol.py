@@ -197,14 +197,15 @@ def test_a_call_that_does_not_fit_is_refused_naming_the_field(
 
 
 def test_messages_without_a_call_to_fail_are_dropped() -> None:
-    for message in [
+    messages: list[dict[str, Any]] = [
         {"type": "nonsense"},
         {"type": "call", "id": "one", "method": "logs", "params": {}},
         {"type": "heartbeat", "agent": "not an object", "kernels": 5},
         {"type": "event", "name": "kernel_terminated", "kernel_id": 5, "reason": "x"},
         {"type": "event", "name": "no_such_event"},
         {"type": "result", "id": True, "result": {}},
-    ]:
+    ]
+    for message in messages:
         with pytest.raises(codec.ProtocolError) as caught:
             try:
                 codec.read_call(message)

@@ -14,16 +14,7 @@ from hypothesis import strategies as st
 from crucible import errors
 from crucible.api.multipart import part_filename
 from crucible.config import LimitsConfig
-from crucible.sessions.requests import (
-    batch_options,
-    check_code,
-    check_environ,
-    check_lang,
-    check_run_id,
-    check_tag,
-    check_token,
-    complete_options,
-)
+from crucible.sessions import requests as rules
 from crucible.validation import bounded_list, check_json_tree, parse_json, text
 from crucible.vfolders.paths import check_folder_ref, check_user_ids, parse_mounts
 
@@ -98,40 +89,40 @@ def test_json_tree_check_matches_what_utf8_and_depth_allow(value: Any) -> None:
 
 @pytest.mark.parametrize("token", ["abcd", "a_b.c-d", "x" * 64, "0123", "_xy_"])
 def test_good_tokens(token: str) -> None:
-    assert check_token(token) == token
+    assert rules.check_token(token) == token
 
 
 @pytest.mark.parametrize(
     "token", ["abc", "x" * 65, "-abc", "abc.", "ab cd", "abcd\n", "ab\x00cd", "ünïc", None, 7]
 )
 def test_bad_tokens(token: object) -> None:
-    assert "'kernelId' must be 4-64" in refused(check_token, token, "kernelId")
+    assert "'kernelId' must be 4-64" in refused(rules.check_token, token, "kernelId")
 
 
 def test_environ() -> None:
-    assert check_environ(None, LIMITS) == {}
+    assert rules.check_environ(None, LIMITS) == {}
     good = {"PATH_X": "a=b", "_1": "", "lower": "héllo\nwörld"}
-    assert check_environ(good, LIMITS) == good
+    assert rules.check_environ(good, LIMITS) == good
     for bad in ({"": "x"}, {"A=B": "x"}, {"1A": "x"}, {"A B": "x"}, {"A\x00": "x"},
                 {"A": "x\x00"}, {"A": 1}, {"A": None}, {"A": "\ud800"}, ["A=B"], "A=B"):
-        assert "config.environ" in refused(check_environ, bad, LIMITS)
+        assert "config.environ" in refused(rules.check_environ, bad, LIMITS)
     many = {f"V{i}": "" for i in range(LIMITS.max_environ_entries + 1)}
-    assert "limits.max_environ_entries" in refused(check_environ, many, LIMITS)
+    assert "limits.max_environ_entries" in refused(rules.check_environ, many, LIMITS)
     value = "x" * (LIMITS.max_environ_value_bytes + 1)
-    assert "limits.max_environ_value_bytes" in refused(check_environ, {"A": value}, LIMITS)
+    assert "limits.max_environ_value_bytes" in refused(rules.check_environ, {"A": value}, LIMITS)
     half = "x" * LIMITS.max_environ_value_bytes
     assert "limits.max_environ_bytes" in refused(
-        check_environ, {"A": half, "B": half, "C": half}, LIMITS
+        rules.check_environ, {"A": half, "B": half, "C": half}, LIMITS
     )
     assert "limits.max_environ_name_bytes" in refused(
-        check_environ, {"A" * (LIMITS.max_environ_name_bytes + 1): ""}, LIMITS
+        rules.check_environ, {"A" * (LIMITS.max_environ_name_bytes + 1): ""}, LIMITS
     )
 
 
 @given(st.dictionaries(any_text, any_text | st.integers() | st.none(), max_size=5))
 def test_environ_that_passes_is_safe_for_execve(environ: dict[str, Any]) -> None:
     try:
-        checked = check_environ(environ, LIMITS)
+        checked = rules.check_environ(environ, LIMITS)
     except errors.InvalidAPIParameters:
         return
     for name, value in checked.items():
@@ -141,42 +132,46 @@ def test_environ_that_passes_is_safe_for_execve(environ: dict[str, Any]) -> None
 
 
 def test_code_run_id_lang_tag() -> None:
-    assert check_code(None, LIMITS) == ""
-    assert check_code("a\x00b", LIMITS) == "a\x00b"  # the program's own data
-    assert "limits.max_code_bytes" in refused(check_code, "x" * (256 * 1024 + 1), LIMITS)
-    refused(check_code, "\ud800", LIMITS)
-    refused(check_code, ["print(1)"], LIMITS)
-    assert check_run_id(None) is None and check_run_id("ab:c-1.2_3") == "ab:c-1.2_3"
+    bad: object  # each loop feeds values of other types
+    assert rules.check_code(None, LIMITS) == ""
+    assert rules.check_code("a\x00b", LIMITS) == "a\x00b"  # the program's own data
+    assert "limits.max_code_bytes" in refused(rules.check_code, "x" * (256 * 1024 + 1), LIMITS)
+    refused(rules.check_code, "\ud800", LIMITS)
+    refused(rules.check_code, ["print(1)"], LIMITS)
+    assert rules.check_run_id(None) is None and rules.check_run_id("ab:c-1.2_3") == "ab:c-1.2_3"
     for bad in ("a b", "x" * 65, "a\x00", 5):
-        refused(check_run_id, bad)
-    assert check_lang("lablup/python:3.6-ubuntu") == "lablup/python:3.6-ubuntu"
+        refused(rules.check_run_id, bad)
+    assert rules.check_lang("lablup/python:3.6-ubuntu") == "lablup/python:3.6-ubuntu"
     for bad in ("", "py\x00", "py\nthon", "x" * 257, 3):
-        refused(check_lang, bad)
-    assert check_tag(None) is None and check_tag("é" * 64) == "é" * 64
+        refused(rules.check_lang, bad)
+    assert rules.check_tag(None) is None and rules.check_tag("é" * 64) == "é" * 64
     for bad in ("x" * 65, "t\x00", {}):
-        refused(check_tag, bad)
+        refused(rules.check_tag, bad)
 
 
 def test_options() -> None:
-    assert batch_options(None, LIMITS) == {}
-    assert batch_options(
+    bad: object  # each loop feeds values of other types
+    assert rules.batch_options(None, LIMITS) == {}
+    assert rules.batch_options(
         {"clean": None, "build": "*", "exec": "./main", "buildLog": True, "other": [1]}, LIMITS
     ) == {"clean": None, "build": "*", "exec": "./main"}
     for bad in ({"build": "make\x00"}, {"exec": 5}, {"build": "x" * 8193}, [], "*",
                 {f"k{i}": 1 for i in range(17)}):
-        refused(batch_options, bad, LIMITS)
-    assert complete_options({"row": 1, "col": 2, "line": "pri", "post": "", "x": 1}, LIMITS) == {
+        refused(rules.batch_options, bad, LIMITS)
+    completion = {"row": 1, "col": 2, "line": "pri", "post": "", "x": 1}
+    assert rules.complete_options(completion, LIMITS) == {
         "row": 1, "col": 2, "line": "pri", "post": ""
     }
     for bad in ({"row": -1}, {"row": 2**31}, {"col": True}, {"col": 1.5}, {"line": 3},
                 {"line": "\x00"}):
-        refused(complete_options, bad, LIMITS)
+        refused(rules.complete_options, bad, LIMITS)
 
 
 # -- folders ---------------------------------------------------------------------------------
 
 
 def test_folder_refs_and_mounts() -> None:
+    bad: object  # each loop feeds values of other types
     assert check_folder_ref("create") == "create"  # reserved for new folders, not lookups
     for bad in ("x\x00", "abc\n", "a" * 65, "", "-x", None):
         refused(check_folder_ref, bad)

@@ -81,7 +81,8 @@ async def test_lifecycle(kernels: Kernels, driver: DockerDriver) -> None:
     assert not state.running
     assert state.exit_code == 137
     assert not state.oom_killed
-    assert state.finished_at is not None and state.finished_at >= state.started_at
+    assert state.finished_at is not None and state.started_at is not None
+    assert state.finished_at >= state.started_at
 
     # A stopped container: killing is a no-op, stats are zeros, it is still listed.
     assert not await driver.kill(container_id)

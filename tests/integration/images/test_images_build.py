@@ -28,6 +28,7 @@ from crucible.agent.images.inventory import image_labels
 from crucible.agent.images.recipes import BaseRecipe, LangRecipe, lang_recipes
 from crucible.config import Config
 from crucible.kernels.catalog import resolve_lang
+from testlib.images import KERNEL_FEATURES
 
 #: A cold build downloads ~150 MB; a warm one is a few label lookups.
 COLD_BUILD_TIMEOUT = 40 * 60
@@ -133,12 +134,7 @@ async def test_python_image_labels(built: list[BuildResult], python_recipe: Lang
     assert labels["ai.backend.maxcores"] == "4"
     assert labels["ai.backend.maxmem"] == "2g"
     assert labels["ai.backend.timeout"] == "30"
-    assert set(labels["ai.backend.features"].split()) == {
-        "batch",
-        "query",
-        "uid-match",
-        "user-input",
-    }
+    assert set(labels["ai.backend.features"].split()) == KERNEL_FEATURES
     assert resolve_lang("python3", [(python_recipe.ref, labels)]) == python_recipe.ref
 
 

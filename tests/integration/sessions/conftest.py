@@ -20,7 +20,7 @@ from crucible.agent.agent import Agent
 from crucible.agent.daemon import run_agent
 from crucible.db.pool import Database
 from testlib.server import CLUSTER_SECRET, make_config, open_harness
-from testlib.sessions import Cluster, removing_containers
+from testlib.sessions import Cluster, removing_containers, start_session
 
 PYTHON_IMAGE_PREFIX = "crucible/kernel-python:"
 
@@ -101,3 +101,9 @@ async def cluster(
                 with trio.CancelScope(shield=True), trio.move_on_after(60):
                     await harness.server.components.registry.destroy_all()
                 nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def session(cluster: Cluster) -> str:
+    """A Python session of the cluster's user: its token."""
+    return await start_session(cluster.client)

@@ -14,9 +14,7 @@ import trio
 
 from testlib.sessions import (
     Cluster,
-    create,
     execute,
-    new_token,
     release_blocker,
     start_blocker,
     stream_text,
@@ -36,13 +34,6 @@ IGNORES_SIGINT = (
 )
 #: The owner's next run must start about at once once the session is free again.
 PROMPT = 3.0
-
-
-@pytest.fixture
-async def session(cluster: Cluster) -> str:
-    token = new_token()
-    assert (await create(cluster.client, token)).status_code == 201
-    return token
 
 
 async def _timed_next_run(cluster: Cluster, token: str, code: str) -> tuple[str, float]:

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from testlib.files import upload
-from testlib.sessions import Cluster, create, execute, new_token, stream_text
+from testlib.sessions import Cluster, create, execute, new_token, start_session, stream_text
 
 ALL_DEFAULTS = {"clean": "*", "build": "*", "buildLog": False, "exec": "*"}
 
@@ -42,12 +42,7 @@ def text_before(results: list[dict[str, Any]], status: str, stream: str = "stdou
 
 @pytest.fixture
 async def c_session(cluster: Cluster) -> str:
-    token = new_token()
-    response = await create(cluster.client, token, "c")
-    if response.status_code == 404:
-        pytest.skip("the C kernel image is not built (crucible images build c)")
-    assert response.status_code == 201, response.text
-    return token
+    return await start_session(cluster.client, "c", skip_without_image=True)
 
 
 async def batch(cluster: Cluster, token: str, options: dict[str, Any], **kw: Any) -> list[Any]:

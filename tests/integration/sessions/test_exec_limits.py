@@ -13,22 +13,14 @@ from crucible.keypairs import KeypairRepository
 from testlib.problems import assert_problem
 from testlib.sessions import (
     Cluster,
-    create,
     execute,
-    new_token,
     release_blocker,
     start_blocker,
+    start_session,
     stream_text,
 )
-from testlib.signing import Credentials, SigningClient
+from testlib.signing import Credentials
 from testlib.streams import open_stream
-
-
-async def _new_session(client: SigningClient) -> str:
-    token = new_token()
-    response = await create(client, token)
-    assert response.status_code == 201, response.text
-    return token
 
 
 async def _queued(cluster: Cluster, count: int) -> None:
@@ -40,7 +32,7 @@ async def _queued(cluster: Cluster, count: int) -> None:
 
 @pytest.mark.manager_config({"agent": {"run_queue_length": 2}})
 async def test_runs_past_the_queue_bound_are_refused(cluster: Cluster) -> None:
-    token = await _new_session(cluster.client)
+    token = await start_session(cluster.client)
     blocker = await start_blocker(cluster.client, token)
     async with trio.open_nursery() as nursery:
         for _ in range(2):
@@ -65,7 +57,7 @@ async def test_runs_past_the_queue_bound_are_refused(cluster: Cluster) -> None:
 
 @pytest.mark.manager_config({"agent": {"run_start_rate": 4.0, "run_start_burst": 1}})
 async def test_a_kernel_starts_runs_at_its_rate(cluster: Cluster) -> None:
-    token = await _new_session(cluster.client)
+    token = await start_session(cluster.client)
     await execute(cluster.client, token, "import time")
     started = trio.current_time()
     for _ in range(6):
@@ -81,10 +73,10 @@ FLOOD_RUN = "import time\ntime.sleep(0.6)"
 
 @pytest.mark.manager_config({"agent": {"concurrent_runs": 2}})
 async def test_a_flooding_tenant_does_not_starve_another(cluster: Cluster) -> None:
-    flooded = [await _new_session(cluster.client) for _ in range(5)]
+    flooded = [await start_session(cluster.client) for _ in range(5)]
     keypair = await KeypairRepository(cluster.harness.db).create("tenant-b@test")
     tenant_b = cluster.client.with_credentials(Credentials(keypair.access_key, keypair.secret_key))
-    own = await _new_session(tenant_b)
+    own = await start_session(tenant_b)
     await execute(tenant_b, own, "print(0)")
     slots = cluster.agent.run_slots
 

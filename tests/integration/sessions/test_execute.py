@@ -5,15 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from testlib.sessions import Cluster, create, execute, new_token, stream_text
-
-
-@pytest.fixture
-async def session(cluster: Cluster) -> str:
-    token = new_token()
-    response = await create(cluster.client, token)
-    assert response.status_code == 201, response.text
-    return token
+from testlib.sessions import Cluster, execute, stream_text
 
 
 async def test_print(cluster: Cluster, session: str) -> None:

@@ -21,7 +21,7 @@ import trio
 from crucible.protocol.file_calls import UploadData
 from crucible.sessions.files import RELAY_CHUNK_BYTES
 from testlib.files import in_pieces, multipart, upload
-from testlib.sessions import Cluster, create, execute, new_token, stream_text
+from testlib.sessions import Cluster, execute, stream_text
 
 MiB = 1024 * 1024
 
@@ -76,15 +76,9 @@ def untar_parts(response_body: bytes, boundary: str) -> list[dict[str, bytes]]:
     return archives
 
 
-@pytest.fixture
-async def session(cluster: Cluster) -> str:
-    token = new_token()
-    response = await create(cluster.client, token)
-    assert response.status_code == 201, response.text
-    return token
-
-
-async def list_dir(cluster: Cluster, token: str, path: str | None) -> tuple[int, dict]:
+async def list_dir(
+    cluster: Cluster, token: str, path: str | None
+) -> tuple[int, dict[str, Any]]:
     response = await cluster.client.get(
         f"/kernel/{token}/files", json={"path": path} if path is not None else {}
     )

@@ -13,9 +13,7 @@ import trio
 from testlib.files import upload
 from testlib.sessions import Cluster, execute, stream_text
 
-from .test_files_api import download, list_dir, session, work_dir
-
-__all__ = ["session"]  # the fixture, re-used
+from .test_files_api import download, list_dir, work_dir
 
 
 def _top(home: Path) -> dict[str, bytes | None]:

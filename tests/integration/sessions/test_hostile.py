@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psutil
 import pytest
 import trio
 
-from testlib.sessions import Cluster, create, execute, new_token, stream_text
+from testlib.sessions import Cluster, execute, start_session, stream_text, try_each
 
 #: Short per-run limits keep the runaway cases quick.
 HOSTILE_SETTINGS = {"agent": {"max_exec_seconds": 6, "pids_limit": 64}}
-
-
-async def _session(cluster: Cluster, **config: object) -> str:
-    token = new_token()
-    response = await create(cluster.client, token, **config)
-    assert response.status_code == 201, response.text
-    return token
 
 
 async def _assert_gone(cluster: Cluster, token: str) -> None:
@@ -25,19 +20,12 @@ async def _assert_gone(cluster: Cluster, token: str) -> None:
             await trio.sleep(0.2)
 
 
-async def _status_info(cluster: Cluster, token: str) -> str:
-    return await cluster.harness.db.fetchval(
-        "SELECT status_info FROM kernels WHERE sess_id = $1 ORDER BY created_at DESC LIMIT 1",
-        token,
-    )
-
-
 @pytest.mark.manager_config(HOSTILE_SETTINGS)
 async def test_fork_bomb_is_contained(cluster: Cluster) -> None:
-    bomb, bystander = await _session(cluster), await _session(cluster)
+    bomb, bystander = await start_session(cluster.client), await start_session(cluster.client)
     code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
     async with trio.open_nursery() as nursery:
-        results: list = []
+        results: list[dict[str, Any]] = []
 
         async def run_bomb() -> None:
             results.extend(await execute(cluster.client, bomb, code))
@@ -48,13 +36,13 @@ async def test_fork_bomb_is_contained(cluster: Cluster) -> None:
         assert stream_text(await execute(cluster.client, bystander, "print('fine')")) == "fine\n"
     assert results[-1]["status"] == "exec-timeout"
     await _assert_gone(cluster, bomb)
-    assert await _status_info(cluster, bomb) == "exec-timeout"
+    assert await cluster.status_info(bomb) == "exec-timeout"
 
 
 @pytest.mark.manager_config(HOSTILE_SETTINGS)
 async def test_memory_bomb_ends_the_session_as_out_of_memory(cluster: Cluster) -> None:
-    bomb = await _session(cluster, instanceMemory=0.25)
-    bystander = await _session(cluster)
+    bomb = await start_session(cluster.client, instanceMemory=0.25)
+    bystander = await start_session(cluster.client)
     agent_rss = psutil.Process().memory_info().rss
     results = await execute(
         cluster.client,
@@ -63,7 +51,7 @@ async def test_memory_bomb_ends_the_session_as_out_of_memory(cluster: Cluster) -
     )
     assert results[-1]["status"] == "finished"
     await _assert_gone(cluster, bomb)
-    assert await _status_info(cluster, bomb) == "out-of-memory"
+    assert await cluster.status_info(bomb) == "out-of-memory"
     assert stream_text(await execute(cluster.client, bystander, "print('fine')")) == "fine\n"
     # The manager and agent (this process) did not absorb the bomb.
     assert psutil.Process().memory_info().rss < agent_rss + 100 * 1024 * 1024
@@ -71,14 +59,14 @@ async def test_memory_bomb_ends_the_session_as_out_of_memory(cluster: Cluster) -
 
 @pytest.mark.manager_config(HOSTILE_SETTINGS)
 async def test_endless_loop_times_out(cluster: Cluster) -> None:
-    token = await _session(cluster)
+    token = await start_session(cluster.client)
     results = await execute(cluster.client, token, "while True: pass")
     assert results[-1]["status"] == "exec-timeout"
     await _assert_gone(cluster, token)
 
 
 async def test_output_flood_is_truncated_and_bounded(cluster: Cluster) -> None:
-    token = await _session(cluster)
+    token = await start_session(cluster.client)
     rss_before = psutil.Process().memory_info().rss
     results = await execute(cluster.client, token, "print('x' * (50 * 1024 * 1024))")
     assert results[-1]["status"] == "finished"
@@ -90,63 +78,64 @@ async def test_output_flood_is_truncated_and_bounded(cluster: Cluster) -> None:
     assert stream_text(await execute(cluster.client, token, "print('after')")) == "after\n"
 
 
-async def test_no_network(cluster: Cluster) -> None:
-    token = await _session(cluster)
-    code = (
-        "import socket\n"
-        "for target in [('127.0.0.1', 9), ('1.1.1.1', 53)]:\n"
-        "    try:\n"
-        "        socket.create_connection(target, timeout=2)\n"
-        "        print('connected', target)\n"
-        "    except OSError as exc:\n"
-        "        print('refused', type(exc).__name__)\n"
-    )
-    out = stream_text(await execute(cluster.client, token, code))
-    assert "connected" not in out
-    assert out.count("refused") == 2
+@pytest.mark.parametrize(
+    ("setup", "targets", "attempt"),
+    [
+        pytest.param(
+            "import socket",
+            [("127.0.0.1", 9), ("1.1.1.1", 53)],
+            "socket.create_connection(target, timeout=2)",
+            id="no-network",
+        ),
+        pytest.param(
+            "",
+            ["/evil", "/usr/evil", "/etc/passwd"],
+            "open(target, 'a').write('x')",
+            id="read-only-system-paths",
+        ),
+    ],
+)
+async def test_user_code_is_refused(
+    cluster: Cluster, setup: str, targets: list[object], attempt: str
+) -> None:
+    token = await start_session(cluster.client)
+    out = stream_text(await execute(cluster.client, token, try_each(targets, attempt, setup=setup)))
+    assert "allowed" not in out
+    assert out.count("refused") == len(targets)
+
+
+#: Prints what ptrace(PTRACE_TRACEME) returns, and its errno.
+PTRACE = """
+import ctypes, ctypes.util
+libc = ctypes.CDLL(ctypes.util.find_library('c'), use_errno=True)
+print(libc.ptrace(0, 0, 0, 0), ctypes.get_errno())
+"""
 
 
 async def test_ptrace_is_blocked(cluster: Cluster) -> None:
-    token = await _session(cluster)
-    code = (
-        "import ctypes, ctypes.util\n"
-        "libc = ctypes.CDLL(ctypes.util.find_library('c'), use_errno=True)\n"
-        "print(libc.ptrace(0, 0, 0, 0), ctypes.get_errno())\n"
-    )
-    rc, errno = stream_text(await execute(cluster.client, token, code)).split()
+    token = await start_session(cluster.client)
+    rc, errno = stream_text(await execute(cluster.client, token, PTRACE)).split()
     assert rc == "-1"
     assert errno == "1"  # EPERM
 
 
-async def test_system_paths_are_read_only(cluster: Cluster) -> None:
-    token = await _session(cluster)
-    code = (
-        "for path in ['/evil', '/usr/evil', '/etc/passwd']:\n"
-        "    try:\n"
-        "        open(path, 'a').write('x')\n"
-        "        print('wrote', path)\n"
-        "    except OSError as exc:\n"
-        "        print('denied', exc.errno)\n"
-    )
-    out = stream_text(await execute(cluster.client, token, code))
-    assert "wrote" not in out
-    assert out.count("denied") == 3
+#: Writes 64 MiB into /home/work; says whether the disk was full (ENOSPC) first.
+FILL_HOME = """
+import errno
+try:
+    with open('/home/work/fill', 'wb') as f:
+        for _ in range(64):
+            f.write(b'x' * 1024 * 1024)
+    print('filled')
+except OSError as exc:
+    print('full', exc.errno == errno.ENOSPC)
+"""
 
 
 @pytest.mark.manager_config({"agent": {"scratch_size_bytes": 16 * 1024 * 1024}})
 async def test_filling_home_work_hits_its_limit(cluster: Cluster) -> None:
-    token = await _session(cluster)
-    code = (
-        "import errno\n"
-        "try:\n"
-        "    with open('/home/work/fill', 'wb') as f:\n"
-        "        for _ in range(64):\n"
-        "            f.write(b'x' * 1024 * 1024)\n"
-        "    print('filled')\n"
-        "except OSError as exc:\n"
-        "    print('full', exc.errno == errno.ENOSPC)\n"
-    )
-    assert stream_text(await execute(cluster.client, token, code)) == "full True\n"
+    token = await start_session(cluster.client)
+    assert stream_text(await execute(cluster.client, token, FILL_HOME)) == "full True\n"
     assert (
         stream_text(await execute(cluster.client, token, "print('still here')")) == "still here\n"
     )

@@ -6,17 +6,12 @@ from __future__ import annotations
 import pytest
 import trio
 
-from testlib.sessions import Cluster, create, execute, new_token, stream_text
+from testlib.sessions import Cluster, execute, start_session, stream_text
 
 
 @pytest.fixture
 async def node(cluster: Cluster) -> str:
-    token = new_token()
-    response = await create(cluster.client, token, "nodejs")
-    if response.status_code == 404:
-        pytest.skip("no nodejs image here (crucible images build nodejs)")
-    assert response.status_code == 201, response.text
-    return token
+    return await start_session(cluster.client, "nodejs", skip_without_image=True)
 
 
 async def test_state_promises_and_later_errors(cluster: Cluster, node: str) -> None:

@@ -14,7 +14,7 @@ import attrs
 import pytest
 
 from testlib.files import upload
-from testlib.sessions import Cluster, create, execute, new_token, stream_text
+from testlib.sessions import Cluster, execute, start_session, stream_text
 
 DEFAULTS = {"clean": "*", "build": "*", "buildLog": False, "exec": "*"}
 #: A build step that fails the way a compiler does, for interpreted languages without a
@@ -42,10 +42,12 @@ class LangCase:
     slow: bool = False
 
 
-CASES = [
-    LangCase(
-        "python",
-        "print(6*7)",
+def python3_case(lang: str, hello: str, state: tuple[str, str], *, slow: bool = False) -> LangCase:
+    """An image of Python 3 (plain or with libraries): the same errors, batch program and
+    syntax check; what differs is the snippet, the state and the speed."""
+    return LangCase(
+        lang,
+        hello,
         "1/0",
         "ZeroDivisionError",
         {
@@ -54,8 +56,13 @@ CASES = [
         },
         {"main.py": "def (:\n"},
         "python3 -m py_compile main.py",
-        state=("answer = 40", "print(answer + 2)"),
-    ),
+        state=state,
+        slow=slow,
+    )
+
+
+CASES = [
+    python3_case("python", "print(6*7)", ("answer = 40", "print(answer + 2)")),
     LangCase(
         "python2",
         "print 6*7",
@@ -186,34 +193,18 @@ CASES = [
         FAILING_BUILD,
         slow=True,
     ),
-    LangCase(
+    python3_case(
         "python-ml",
         "import numpy, pandas, sklearn, matplotlib, torch\nimport tensorflow as tf\n"
         "print(int(tf.constant(6) * int(torch.tensor(7))))",
-        "1/0",
-        "ZeroDivisionError",
-        {
-            "main.py": "import greet\ngreet.hi()\n",
-            "greet.py": "def hi():\n    print('hello, batch')\n",
-        },
-        {"main.py": "def (:\n"},
-        "python3 -m py_compile main.py",
-        state=("import numpy as np\nv = np.arange(3)", "print(int(v.sum()) * 14)"),
+        ("import numpy as np\nv = np.arange(3)", "print(int(v.sum()) * 14)"),
         slow=True,
     ),
-    LangCase(
+    python3_case(
         "python-dl",
         "import caffe\nimport mxnet as mx\ncaffe.set_mode_cpu()\n"
         "print(int(mx.nd.array([6]).asnumpy()[0]) * 7)",
-        "1/0",
-        "ZeroDivisionError",
-        {
-            "main.py": "import greet\ngreet.hi()\n",
-            "greet.py": "def hi():\n    print('hello, batch')\n",
-        },
-        {"main.py": "def (:\n"},
-        "python3 -m py_compile main.py",
-        state=("import mxnet as mx\nv = mx.nd.array([20, 22])", "print(int(v.sum().asscalar()))"),
+        ("import mxnet as mx\nv = mx.nd.array([20, 22])", "print(int(v.sum().asscalar()))"),
         slow=True,
     ),
 ]
@@ -231,11 +222,7 @@ async def test_language(cluster: Cluster, case: LangCase) -> None:
         # by other work do not change what CI tests.
         pytest.skip(f"{case.lang} is not among CRUCIBLE_TEST_LANGS ({chosen})")
     client = cluster.client
-    token = new_token()
-    response = await create(client, token, case.lang)
-    if response.status_code == 404:
-        pytest.skip(f"no {case.lang} image here (crucible images build {case.lang})")
-    assert response.status_code == 201, response.text
+    token = await start_session(client, case.lang, skip_without_image=True)
 
     hello = await execute(client, token, case.hello)
     assert hello[-1]["status"] == "finished", hello

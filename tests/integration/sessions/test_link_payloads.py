@@ -11,6 +11,7 @@ import trio
 
 from crucible import errors
 from crucible.keypairs import KeypairRepository
+from crucible.protocol.calls import ExecuteMode
 from testlib.sessions import Cluster, create, execute, new_token, stream_text
 
 MiB = 1024 * 1024
@@ -22,7 +23,7 @@ async def _run_to_end(cluster: Cluster, token: str, code: str) -> list[dict[str,
     session = await registry.get_live(cluster.harness.user.access_key, token)
     run_id = uuid.uuid4().hex
     results = []
-    mode = "query"
+    mode: ExecuteMode = "query"
     with trio.fail_after(120):
         while True:
             result = await registry.execute(

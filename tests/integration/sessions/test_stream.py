@@ -9,7 +9,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionRejected, WebSocketConnection
 
-from testlib.sessions import Cluster, create, execute, new_token, stream_text
+from testlib.sessions import Cluster, execute, stream_text
 from testlib.signing import Credentials
 from testlib.streams import open_stream
 
@@ -24,13 +24,6 @@ async def _frames_until_final(ws: WebSocketConnection, inputs: list[str]) -> lis
                 await ws.send_message(inputs.pop(0))
             if frame["status"] in ("finished", "exec-timeout", "error"):
                 return frames
-
-
-@pytest.fixture
-async def session(cluster: Cluster) -> str:
-    token = new_token()
-    assert (await create(cluster.client, token)).status_code == 201
-    return token
 
 
 async def test_stream_execute_with_input(cluster: Cluster, session: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 from sessions.conftest import cluster, docker_ready, short_state_dir  # noqa: F401 (fixtures)
 
@@ -9,9 +11,12 @@ from crucible.keypairs import KeypairRepository
 from testlib.server import Harness
 from testlib.signing import Credentials, SigningClient
 
+#: The `make_user` fixture: a user id in, a client signing as a new keypair of it out.
+MakeUser = Callable[[str], Awaitable[SigningClient]]
+
 
 @pytest.fixture
-def make_user(manager: Harness, keypairs: KeypairRepository):  # type: ignore[no-untyped-def]
+def make_user(manager: Harness, keypairs: KeypairRepository) -> MakeUser:
     """``await make_user("bob@test")`` → a client signing as a new keypair of that user."""
 
     async def make(user_id: str) -> SigningClient:

@@ -58,7 +58,9 @@ def parts(response: httpx.Response) -> list[tuple[str, bytes]]:
     assert response.status_code == 200, response.text
     content_type = response.headers["Content-Type"]
     assert content_type.startswith("multipart/mixed")
-    boundary = re.search(r"boundary=([^;]+)", content_type)[1]  # type: ignore[index]
+    boundary_param = re.search(r"boundary=([^;]+)", content_type)
+    assert boundary_param is not None, content_type
+    boundary = boundary_param[1]
     raw = response.content
     found = []
     for chunk in raw.split(f"--{boundary}".encode())[1:]:
@@ -68,6 +70,7 @@ def parts(response: httpx.Response) -> list[tuple[str, bytes]]:
         headers = BytesParser(policy=HTTP).parsebytes(head + b"\r\n\r\n")
         assert headers["Content-Encoding"] == "gzip"
         filename = headers.get_filename()
+        assert filename is not None, head
         found.append((filename, gzip.decompress(body.removesuffix(b"\r\n"))))
     total = int(response.headers["X-TOTAL-PAYLOADS-LENGTH"])
     assert total == sum(len(data) for _, data in found)

@@ -12,6 +12,7 @@ import trio
 from testlib.files import in_pieces
 from testlib.server import Harness
 
+from .conftest import MakeUser
 from .folder_api import create, download, invite, ls, multipart, names, parts, share, upload
 
 pytestmark = pytest.mark.manager_config({"storage": {"hosts": {"local": {"max_files": 20}}}})
@@ -201,7 +202,7 @@ async def test_a_body_read_in_two_inside_its_closing_delimiter(manager: Harness)
     ]
 
 
-async def test_invitations(manager: Harness, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_invitations(manager: Harness, make_user: MakeUser) -> None:
     owner = manager.client
     bob = await make_user("bob@test")
     bob2 = await make_user("bob@test")  # a second keypair of the same user
@@ -274,7 +275,7 @@ LEVELS = {None: 0, "ro": 1, "rw": 2, "rd": 3, "owner": 4}
 
 
 @pytest.mark.parametrize("perm", ["ro", "rw", "rd", None])
-async def test_permission_matrix(manager: Harness, make_user, perm: str | None) -> None:  # type: ignore[no-untyped-def]
+async def test_permission_matrix(manager: Harness, make_user: MakeUser, perm: str | None) -> None:
     owner = manager.client
     guest = await make_user("guest@test")
     assert (await create(owner, "box")).status_code == 201

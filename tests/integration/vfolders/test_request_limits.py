@@ -10,6 +10,7 @@ import trio
 from testlib.problems import assert_problem
 from testlib.server import Harness
 
+from .conftest import MakeUser
 from .folder_api import create, download, invite, multipart, names, upload
 
 #: Far less than the 8.7 s the unbounded invitation took.
@@ -27,7 +28,9 @@ async def test_ten_thousand_invitees_are_refused_quickly(manager: Harness) -> No
     assert await manager.db.fetchval("SELECT count(*) FROM vfolder_invitations") == 0
 
 
-async def test_invitees_up_to_the_limit_are_served(manager: Harness, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_invitees_up_to_the_limit_are_served(
+    manager: Harness, make_user: MakeUser
+) -> None:
     client = manager.client
     await make_user("bob@test")
     assert (await create(client, "team")).status_code == 201

@@ -11,16 +11,9 @@ import pytest
 from crucible.agent.images.recipes import BaseRecipe, lang_recipes
 from crucible.agent.images.suites import UnsupportedSuite, apt_sources
 from crucible.kernels.contract import BASE_ENVIRONMENT
+from testlib.images import KERNEL_FEATURES, SPEC9_REQUIRED
 
 BASE = BaseRecipe(suite="bookworm", mirror="http://deb.debian.org/debian")
-SPEC9_REQUIRED = (
-    "ai.backend.maxcores",
-    "ai.backend.maxmem",
-    "ai.backend.timeout",
-    "ai.backend.mode",
-)
-
-
 ALL_LANGS = (
     "python", "c", "cpp", "nodejs", "lua", "java", "php", "r", "octave", "haskell",
     "python-ml", "python2", "julia", "python-dl",
@@ -53,12 +46,7 @@ def test_labels_follow_spec_9(lang: str) -> None:
     assert re.fullmatch(r"\d+[kmg]", labels["ai.backend.maxmem"])
     assert int(labels["ai.backend.timeout"]) > 0
     assert labels["ai.backend.mode"] == "query"
-    assert set(labels["ai.backend.features"].split()) == {
-        "batch",
-        "query",
-        "uid-match",
-        "user-input",
-    }
+    assert set(labels["ai.backend.features"].split()) == KERNEL_FEATURES
     assert labels["crucible.lang"] == lang
     assert labels["crucible.aliases"].split(",") == list(recipe.aliases)
     assert labels["crucible.image-kind"] == "kernel"

@@ -7,7 +7,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crucible import errors
-from crucible.api.multipart import part_filename
 from crucible.vfolders.paths import check_folder_name, parse_mount, parse_path
 
 
@@ -71,16 +70,3 @@ def test_mounts(entry: object, expected: tuple[str, str] | None) -> None:
             parse_mount(entry)
     else:
         assert parse_mount(entry) == expected
-
-
-@pytest.mark.parametrize(
-    ("disposition", "name"),
-    [
-        ('form-data; name="src"; filename="sub%2Fb.h"', "sub/b.h"),
-        ('form-data; name="src"; filename="x"; filename*=utf-8\'\'sub%2F%C3%A9.h', "sub/é.h"),
-        ('form-data; name="src"; filename="100%25"', "100%"),
-        ('form-data; name="src"', None),
-    ],
-)
-def test_part_filenames(disposition: str, name: str | None) -> None:
-    assert part_filename(disposition) == name
