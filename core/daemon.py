@@ -164,7 +164,7 @@ async def _serve(
         # A single-machine Crucible that stops takes its sessions with it; a crash
         # instead leaves them for the agent to recover.
         with trio.move_on_after(config.sessions.shutdown_destroy_timeout):
-            killed = await components.registry.destroy_all()
+            killed = await components.sessions.destroy_all()
             log.info("ended %d session(s) on shutdown", killed)
     agent_scope.cancel()
     server.stop()

@@ -14,9 +14,9 @@ from quart import Blueprint, Response, request
 
 from crucible.api.body import json_body, optional_bool
 from crucible.api.context import manager_context
+from crucible.api.flow_control import raise_body_limit
 from crucible.api.guard import authenticated, current_keypair, requires_running
 from crucible.api.multipart import MultipartReader, MultipartWriter, attachment, boundary_of
-from crucible.api.streaming import raise_body_limit
 from crucible.hookspecs.storage import FileEntry, FileReader
 from crucible.vfolders.repository import Access
 from crucible.vfolders.service import VFolderService
