@@ -105,7 +105,7 @@ async def stream_execute(token: str) -> None:
 @blueprint.websocket("/stream/kernel/<token>/events")
 async def stream_events(token: str) -> None:
     session = await _authenticated_session(token)
-    with manager_context().sessions.events.subscribe(session.id) as events:
+    with manager_context().sessions.events.open_subscription(session.id) as events:
         await websocket.accept()
         async for event in events:
             await _send(event)

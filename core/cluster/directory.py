@@ -9,40 +9,37 @@ from __future__ import annotations
 
 import logging
 
+import attrs
 import trio
 
 from crucible.cluster.links import AgentLink, AgentUnreachable
 from crucible.cluster.notices import AgentNotice, AgentsLost, EventReported, HeartbeatRecorded
 from crucible.db.pool import Database
 from crucible.db.queries import agents
+from crucible.periodic import repeat
 from crucible.protocol import codec
 from crucible.protocol.reports import AgentEvent, Heartbeat
 
 log = logging.getLogger(__name__)
 
 
+@attrs.define(kw_only=True)
 class AgentDirectory:
     """Links from this manager process to agents, and agent rows in the database."""
 
-    def __init__(
-        self,
-        db: Database,
-        notices: trio.MemorySendChannel[AgentNotice],
-        *,
-        lost_after: float,
-        scan_interval: float,
-    ) -> None:
-        self.db = db
-        #: Where heartbeats (once recorded), kernel events and lost agents are handed on.
-        self._notices = notices
-        #: An agent is lost after `lost_after` seconds without a heartbeat; the scans
-        #: for such agents are `scan_interval` seconds apart.
-        self.lost_after = lost_after
-        self.scan_interval = scan_interval
-        self.links: dict[str, AgentLink] = {}
-        self._links_changed = trio.Event()
-        self._reported: set[str] = set()
-        self._reports_changed = trio.Event()
+    db: Database
+    #: Where heartbeats (once recorded), kernel events and lost agents are handed on.
+    notices: trio.MemorySendChannel[AgentNotice]
+    #: An agent is lost after `lost_after` seconds without a heartbeat; the scans for
+    #: such agents are `scan_interval` seconds apart.
+    lost_after: float
+    scan_interval: float
+    #: The links this manager process holds, by agent id.
+    links: dict[str, AgentLink] = attrs.field(init=False, factory=dict)
+    _links_changed: trio.Event = attrs.field(init=False, factory=trio.Event)
+    #: The agents whose heartbeat this process has recorded.
+    _reported: set[str] = attrs.field(init=False, factory=set)
+    _reports_changed: trio.Event = attrs.field(init=False, factory=trio.Event)
 
     def attach(self, link: AgentLink) -> None:
         old = self.links.get(link.agent_id)
@@ -87,25 +84,25 @@ class AgentDirectory:
             self._reported.add(agent_id)
             self._reports_changed.set()
             self._reports_changed = trio.Event()
-        await self._notices.send(HeartbeatRecorded(agent_id, heartbeat))
+        await self.notices.send(HeartbeatRecorded(agent_id, heartbeat))
 
     async def handle_event(self, agent_id: str, event: AgentEvent) -> None:
-        await self._notices.send(EventReported(agent_id, event))
+        await self.notices.send(EventReported(agent_id, event))
 
     async def mark_lost(self) -> list[str]:
         lost = await agents.mark_lost(self.db, self.lost_after)
         if lost:
             log.warning("agents lost (no heartbeat for %s s): %s", self.lost_after, lost)
-            await self._notices.send(AgentsLost(tuple(lost)))
+            await self.notices.send(AgentsLost(tuple(lost)))
         return lost
 
     async def run_lost_detector(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        task_status.started()
-        while True:
-            await trio.sleep(self.scan_interval)
-            try:
-                await self.mark_lost()
-            except Exception:
-                log.exception("lost-agent scan failed")
+        await repeat(
+            self.mark_lost,
+            self.scan_interval,
+            log=log,
+            failure="lost-agent scan failed",
+            task_status=task_status,
+        )

@@ -92,8 +92,8 @@ async def open_manager(
         status = ManagerStatusStore(db)
         policies = ResourcePolicyStore(db)
         agents = AgentDirectory(
-            db,
-            notice_send,
+            db=db,
+            notices=notice_send,
             lost_after=settings.agent_lost_after,
             scan_interval=settings.lost_scan_interval,
         )
@@ -103,8 +103,8 @@ async def open_manager(
         calls = AgentCalls(agents, endings, settings)
         activity = ActivityRecorder(db, interval=settings.activity_flush_interval)
         sessions = SessionLifecycle(
-            db,
-            settings,
+            db=db,
+            settings=settings,
             placement=Placement(db, scheduler, policies, agents),
             mounts=SessionMounts(db, vfolders, endings),
             calls=calls,
@@ -127,15 +127,15 @@ async def open_manager(
                 sessions=sessions,
                 activity=activity,
                 reconciler=Reconciler(
-                    db,
-                    notice_receive,
+                    db=db,
+                    notices=notice_receive,
                     calls=calls,
                     endings=endings,
                     missing_kernel_grace=settings.missing_kernel_grace,
                 ),
                 reaper=IdleReaper(
-                    db,
-                    sessions,
+                    db=db,
+                    sessions=sessions,
                     idle_timeout=settings.idle_timeout,
                     interval=settings.reap_interval,
                 ),

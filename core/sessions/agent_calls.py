@@ -1,9 +1,11 @@
 """The calls the manager makes of a session's agent, and what their failures mean to
-the client (spec 1.7): each call is built here from the session and the request, and
-each refusal, timeout or lost link becomes the problem the API answers with.
+the client (spec 1.7): each refusal, timeout or lost link becomes the problem the API
+answers with. The calls are built here from the session and the request, but for the
+session-file calls (`crucible.sessions.files`, `crucible.api.kernel_files`) and
+``execute`` (`crucible.sessions.lifecycle`, which knows the flush interval).
 
 Adding a field to a call: its class in `crucible.protocol.calls` (or `file_calls`), the
-method here that builds it, the agent's handler, and the protocol version.
+place that builds it, the agent's handler, and the protocol version.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any, TypeVar
 
+import attrs
 import trio
 
 from crucible import errors
@@ -24,7 +27,6 @@ from crucible.protocol.calls import (
     CreateKernel,
     DestroyKernel,
     Execute,
-    ExecuteMode,
     ExecutionResult,
     GetLogs,
     Interrupt,
@@ -65,15 +67,13 @@ def agent_error(exc_class: type[errors.AgentError], exc: Exception) -> errors.Pr
     return exc_class("The agent is unreachable.", agent_error_title=str(exc))
 
 
+@attrs.frozen
 class AgentCalls:
-    def __init__(
-        self, agents: AgentDirectory, endings: EndRecorder, settings: SessionsConfig
-    ) -> None:
-        self.agents = agents
-        #: A kernel its agent no longer has, or whose creation failed, ends here.
-        self.endings = endings
-        #: ``[sessions]``: the timeouts of the calls.
-        self.settings = settings
+    agents: AgentDirectory
+    #: A kernel its agent no longer has, or whose creation failed, ends here.
+    endings: EndRecorder
+    #: ``[sessions]``: the timeouts of the calls.
+    settings: SessionsConfig
 
     async def call(
         self,
@@ -170,28 +170,21 @@ class AgentCalls:
 
     # -- runs -----------------------------------------------------------------------------
 
-    async def execute(
-        self,
-        session: Session,
-        *,
-        run_id: str,
-        mode: ExecuteMode,
-        code: str,
-        options: dict[str, Any],
-        flush_interval: float,
-    ) -> ExecutionResult:
+    async def execute(self, session: Session, run: Execute) -> ExecutionResult:
+        """Make the execute call `run` (spec 4.6, built by `SessionLifecycle.execute`);
+        a caller that goes away cancels the run."""
         try:
             return await self.call(
                 session,
-                Execute(session.id, run_id, mode, code, options, flush_interval),
+                run,
                 errors.KernelExecutionFailed,
-                timeout=flush_interval + self.settings.execute_call_margin,
+                timeout=run.flush_interval + self.settings.execute_call_margin,
             )
         except trio.Cancelled:
             # The caller went away while waiting for this run (the client disconnected):
             # nobody will collect it, so it must not go on running or wait its turn.
             with trio.CancelScope(shield=True):
-                await self.cancel_run(session, run_id)
+                await self.cancel_run(session, run.run_id)
             raise
         except errors.KernelExecutionFailed as exc:
             cause = exc.__cause__

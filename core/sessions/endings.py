@@ -3,6 +3,8 @@ report, a failed call): the row terminated once, the ``terminated`` event, its u
 
 from __future__ import annotations
 
+import attrs
+
 from crucible.db.pool import Database
 from crucible.db.queries import kernels
 from crucible.protocol.stats import KernelStats
@@ -10,11 +12,11 @@ from crucible.sessions.events import SessionEvents
 from crucible.usage import record_session_end
 
 
+@attrs.frozen
 class EndRecorder:
-    def __init__(self, db: Database, events: SessionEvents) -> None:
-        self.db = db
-        #: Where ``terminated`` goes out to the session's event streams.
-        self.events = events
+    db: Database
+    #: Where ``terminated`` goes out to the session's event streams.
+    events: SessionEvents
 
     async def record(
         self,

@@ -23,7 +23,7 @@ from crucible.config import SessionsConfig
 from crucible.db.pool import Database
 from crucible.db.queries import kernels
 from crucible.keypairs import Keypair
-from crucible.protocol.calls import AgentCall, ExecuteMode, ExecutionResult
+from crucible.protocol.calls import AgentCall, Execute, ExecuteMode, ExecutionResult
 from crucible.protocol.stats import KernelStats
 from crucible.sessions.activity import ActivityRecorder
 from crucible.sessions.agent_calls import AgentCalls
@@ -41,30 +41,20 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 
+# Not slotted, so that a test may stand in for one method of the instance.
+@attrs.define(kw_only=True, slots=False)
 class SessionLifecycle:
-    def __init__(
-        self,
-        db: Database,
-        settings: SessionsConfig,
-        *,
-        placement: Placement,
-        mounts: SessionMounts,
-        calls: AgentCalls,
-        endings: EndRecorder,
-        activity: ActivityRecorder,
-        events: SessionEvents,
-    ) -> None:
-        self.db = db
-        #: ``[sessions]``: default resources, the execute flush interval...
-        self.settings = settings
-        self.placement = placement
-        self.mounts = mounts
-        self.calls = calls
-        self.endings = endings
-        #: Counts the API calls on each session (its last activity, for the reaper).
-        self.activity = activity
-        #: The sessions' event streams (``/stream/kernel/:id/events``).
-        self.events = events
+    db: Database
+    #: ``[sessions]``: default resources, the execute flush interval...
+    settings: SessionsConfig
+    placement: Placement
+    mounts: SessionMounts
+    calls: AgentCalls
+    endings: EndRecorder
+    #: Counts the API calls on each session (its last activity, for the reaper).
+    activity: ActivityRecorder
+    #: The sessions' event streams (``/stream/kernel/:id/events``).
+    events: SessionEvents
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -145,9 +135,8 @@ class SessionLifecycle:
     ) -> ExecutionResult:
         flush = self.settings.exec_flush_interval if flush_interval is None else flush_interval
         self.activity.touch(session.id, session.access_key, execution=mode in ("query", "batch"))
-        result = await self.calls.execute(
-            session, run_id=run_id, mode=mode, code=code, options=options, flush_interval=flush
-        )
+        run = Execute(session.id, run_id, mode, code, options, flush)
+        result = await self.calls.execute(session, run)
         if result.status == "exec-timeout":
             # The 18.12 client re-sends on exec-timeout; ending the session stops it (spec 4.6).
             await self.endings.record(session.id, "exec-timeout")

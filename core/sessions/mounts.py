@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 from crucible import errors
 from crucible.db.pool import Database
 from crucible.db.queries import kernels, vfolders
@@ -25,11 +27,12 @@ def as_call_mounts(mounts: Sequence[MountRecord]) -> tuple[Mount, ...]:
     return tuple(Mount(m["source"], m["target"], m["read_only"]) for m in mounts)
 
 
+@attrs.frozen
 class SessionMounts:
-    def __init__(self, db: Database, vfolders: VFolderService, endings: EndRecorder) -> None:
-        self.db = db
-        self.vfolders = vfolders
-        self.endings = endings
+    db: Database
+    vfolders: VFolderService
+    #: A session whose folder went away while it was placed ends here.
+    endings: EndRecorder
 
     async def resolve(
         self, keypair: Keypair, token: str, requested: Sequence[tuple[str, str]]

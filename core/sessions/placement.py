@@ -37,19 +37,15 @@ class SessionRequest:
     resources: Resources
 
 
+@attrs.frozen
 class Placement:
-    def __init__(
-        self,
-        db: Database,
-        scheduler: Scheduler,
-        policies: ResourcePolicyStore,
-        agents: AgentDirectory,
-    ) -> None:
-        self.db = db
-        self.scheduler = scheduler
-        self.policies = policies
-        #: Only agents linked to this manager are candidates: it must talk to them.
-        self.agents = agents
+    db: Database
+    #: The plugin that picks among the agents with room (``[scheduler] name``).
+    scheduler: Scheduler
+    #: The keypairs' caps, the same store the admin API changes.
+    policies: ResourcePolicyStore
+    #: Only agents linked to this manager are candidates: it must talk to them.
+    agents: AgentDirectory
 
     async def place(self, request: SessionRequest) -> tuple[Session, bool]:
         """The keypair's live session of that token (``created`` False), or a new one,

@@ -5,24 +5,26 @@ from __future__ import annotations
 
 import logging
 
+import attrs
 import trio
 
 from crucible.db.pool import Database
 from crucible.db.queries import kernels
+from crucible.periodic import repeat
 from crucible.sessions.lifecycle import SessionLifecycle
 
 log = logging.getLogger(__name__)
 
 
+@attrs.frozen(kw_only=True)
 class IdleReaper:
-    def __init__(
-        self, db: Database, sessions: SessionLifecycle, *, idle_timeout: float, interval: float
-    ) -> None:
-        self.db = db
-        self.sessions = sessions
-        #: 0 disables the reaper.
-        self.idle_timeout = idle_timeout
-        self.interval = interval
+    db: Database
+    #: Destroys what is reaped.
+    sessions: SessionLifecycle
+    #: Seconds without an API call; 0 disables the reaper.
+    idle_timeout: float
+    #: Seconds between scans.
+    interval: float
 
     async def reap_idle(self) -> int:
         if self.idle_timeout <= 0:
@@ -34,10 +36,10 @@ class IdleReaper:
         return len(idle)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            await trio.sleep(self.interval)
-            try:
-                await self.reap_idle()
-            except Exception:
-                log.exception("idle reaper failed")
+        await repeat(
+            self.reap_idle,
+            self.interval,
+            log=log,
+            failure="idle reaper failed",
+            task_status=task_status,
+        )

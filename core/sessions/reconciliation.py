@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+import attrs
 import trio
 
 from crucible.cluster.notices import AgentNotice, AgentsLost, EventReported, HeartbeatRecorded
@@ -25,29 +26,22 @@ from crucible.usage import record_memory_samples
 log = logging.getLogger(__name__)
 
 
+@attrs.frozen(kw_only=True)
 class Reconciler:
-    def __init__(
-        self,
-        db: Database,
-        notices: trio.MemoryReceiveChannel[AgentNotice],
-        *,
-        calls: AgentCalls,
-        endings: EndRecorder,
-        missing_kernel_grace: float,
-    ) -> None:
-        self.db = db
-        self._notices = notices
-        #: Removes the kernels an agent runs for nobody.
-        self.calls = calls
-        self.endings = endings
-        #: A running kernel its agent does not list ends only when older than this: a
-        #: create may be in flight.
-        self.missing_kernel_grace = missing_kernel_grace
+    db: Database
+    #: What the agent directory hands on (`crucible.cluster.notices`).
+    notices: trio.MemoryReceiveChannel[AgentNotice]
+    #: Removes the kernels an agent runs for nobody.
+    calls: AgentCalls
+    endings: EndRecorder
+    #: A running kernel its agent does not list ends only when older than this: a
+    #: create may be in flight.
+    missing_kernel_grace: float
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             task_status.started()
-            async for notice in self._notices:
+            async for notice in self.notices:
                 nursery.start_soon(self.handle, notice)
 
     async def handle(self, notice: AgentNotice) -> None:
