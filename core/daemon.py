@@ -47,7 +47,7 @@ def write_client_env(state_dir: Path, lines: list[str]) -> Path:
 
 
 @asynccontextmanager
-async def _signals_cancel(scope: trio.CancelScope) -> AsyncIterator[trio.Event]:
+async def _open_stop_signals(scope: trio.CancelScope) -> AsyncIterator[trio.Event]:
     """Yield an event set on the first SIGINT/SIGTERM; a second one cancels `scope`."""
     stop = trio.Event()
 
@@ -124,7 +124,7 @@ async def serve_manager(
         async with open_manager(config, db, cluster_secret=secret) as components:
             server = ManagerServer(components)
             async with trio.open_nursery() as nursery:
-                async with _signals_cancel(nursery.cancel_scope) as stop:
+                async with _open_stop_signals(nursery.cancel_scope) as stop:
                     await _serve(
                         nursery, stop, server, keypair,
                         with_agent=with_agent, print_keys=print_keys, keep_sessions=keep_sessions,
@@ -164,7 +164,7 @@ async def _serve(
         # A single-machine Crucible that stops takes its sessions with it; a crash
         # instead leaves them for the agent to recover.
         with trio.move_on_after(config.sessions.shutdown_destroy_timeout):
-            killed = await components.registry.destroy_all()
+            killed = await components.sessions.destroy_all()
             log.info("ended %d session(s) on shutdown", killed)
     agent_scope.cancel()
     server.stop()
@@ -187,7 +187,7 @@ async def serve_agent(config: Config) -> None:
     from crucible.agent.daemon import run_agent
 
     async with trio.open_nursery() as nursery:
-        async with _signals_cancel(nursery.cancel_scope) as stop:
+        async with _open_stop_signals(nursery.cancel_scope) as stop:
             urls, secret = list(config.agent.manager_urls), config.cluster.secret
             await nursery.start(_supervisor(config), "the agent", run_agent, config, urls, secret)
             await stop.wait()

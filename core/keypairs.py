@@ -8,12 +8,14 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import trio
 
 from crucible.auth import generate_access_key, generate_secret_key
 from crucible.db.pool import Database, Executor
 from crucible.db.queries import kernels, keypairs, usage_daily, vfolder_permissions
 from crucible.db.queries.keypairs import Keypair
+from crucible.periodic import flush_every
 
 __all__ = ["MAX_USER_ID_LENGTH", "Keypair", "KeypairCache", "KeypairNotFound", "KeypairRepository"]
 
@@ -27,12 +29,12 @@ class KeypairNotFound(LookupError):
     pass
 
 
+@attrs.frozen
 class KeypairRepository:
     """Keypairs: their creation, changes and deletion (the SQL is
     `crucible.db.queries.keypairs`)."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    db: Database
 
     async def get(self, access_key: str) -> Keypair | None:
         return await keypairs.get(self.db, access_key)
@@ -186,11 +188,4 @@ class KeypairCache:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Flush usage counters periodically; flush once more when cancelled."""
-        task_status.started()
-        try:
-            while True:
-                await trio.sleep(self.flush_interval)
-                await self.flush()
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await self.flush()
+        await flush_every(self.flush, self.flush_interval, task_status=task_status)

@@ -79,12 +79,12 @@ def check_session_quota(
 FALLBACK = ResourcePolicy("default", 5, None, None, None, None)
 
 
+@attrs.frozen
 class ResourcePolicyStore:
     """Resource policies: kept in step with TOML, changed through the admin API (the SQL is
     `crucible.db.queries.resource_policies`)."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    db: Database
 
     async def get(self, name: str) -> ResourcePolicy | None:
         return await resource_policies.get(self.db, name)

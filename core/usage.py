@@ -1,7 +1,7 @@
 """Usage statistics per access key: what counts, recorded into ``usage_daily`` through its
 one upsert (`crucible.db.queries.usage_daily.add`), reported per period.
 
-The session registry counts what it sees as it sees it: sessions started (placement),
+The session side counts what it sees as it sees it: sessions started (placement),
 executions (the activity recorder), CPU time and peak memory (when a session ends) and
 one memory sample per live kernel per agent heartbeat (`record_memory_samples`), from
 which the average follows. ``storage_bytes`` is a daily high-water mark that the vfolder

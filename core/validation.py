@@ -63,20 +63,6 @@ def text(
     return value
 
 
-def optional_text(
-    value: object,
-    field: str,
-    *,
-    max_bytes: int,
-    limit_key: str | None = None,
-    allow_nul: bool = False,
-) -> str | None:
-    """As `text`, with None (absent or null) passed through."""
-    if value is None:
-        return None
-    return text(value, field, max_bytes=max_bytes, limit_key=limit_key, allow_nul=allow_nul)
-
-
 def bounded_list(
     value: object,
     field: str,

@@ -7,33 +7,33 @@ from quart_trio import QuartTrio
 
 from crucible.api import (
     admin,
-    agent_link,
-    auth_test,
+    agent_socket,
+    auth_check,
     folders,
     kernel,
     kernel_files,
+    kernel_streams,
     manager_status,
-    stream,
     version,
 )
 from crucible.api.context import EXTENSION_KEY
-from crucible.api.middleware import APIMiddleware
-from crucible.api.problems import register_error_handlers
-from crucible.api.streaming import (
+from crucible.api.flow_control import (
     DISCARD_TIMEOUT_KEY,
     StreamingHTTPConnection,
     StreamingRequest,
 )
+from crucible.api.middleware import APIMiddleware
+from crucible.api.problems import register_error_handlers
 from crucible.manager.components import ManagerComponents
 
 BLUEPRINTS = (
     version.blueprint,
-    auth_test.blueprint,
+    auth_check.blueprint,
     manager_status.blueprint,
     kernel.blueprint,
     kernel_files.blueprint,
-    stream.blueprint,
-    agent_link.blueprint,
+    kernel_streams.blueprint,
+    agent_socket.blueprint,
     folders.blueprint,
     admin.blueprint,
 )
@@ -43,7 +43,7 @@ def create_app(ctx: ManagerComponents) -> QuartTrio:
     """Build the API app over the manager's components (`open_manager`), which carry
     every service the handlers use."""
     app = QuartTrio("crucible")
-    # Bodies with flow control, so folder uploads stream to disk (crucible.api.streaming).
+    # Bodies with flow control, so folder uploads stream to disk (crucible.api.flow_control).
     app.request_class = StreamingRequest
     app.asgi_http_class = StreamingHTTPConnection
     app.extensions[EXTENSION_KEY] = ctx

@@ -14,7 +14,7 @@ from quart import request
 
 from crucible import errors
 from crucible.api.context import manager_context
-from crucible.api.streaming import cap_body_limit
+from crucible.api.flow_control import cap_body_limit
 from crucible.validation import parse_json
 
 

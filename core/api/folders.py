@@ -14,9 +14,9 @@ from quart import Blueprint, Response, request
 
 from crucible.api.body import json_body, optional_bool
 from crucible.api.context import manager_context
+from crucible.api.flow_control import raise_body_limit
 from crucible.api.guard import authenticated, current_keypair, requires_running
 from crucible.api.multipart import MultipartReader, MultipartWriter, attachment, boundary_of
-from crucible.api.streaming import raise_body_limit
 from crucible.hookspecs.storage import FileEntry, FileReader
 from crucible.vfolders.repository import Access
 from crucible.vfolders.service import VFolderService
@@ -34,6 +34,13 @@ GZIP_LEVEL = 1
 
 def _service() -> VFolderService:
     return manager_context().vfolders
+
+
+async def _folder(name: str, permission: str) -> tuple[VFolderService, Access]:
+    """The folder service, and folder `name` as the caller reaches it with at least
+    `permission` (``ro``, ``rw``, ``rd``; else 404)."""
+    service = _service()
+    return service, await service.get(current_keypair(), name, permission)
 
 
 def _summary(access: Access) -> dict[str, Any]:
@@ -118,8 +125,7 @@ async def reject_invitation() -> dict[str, Any]:
 @blueprint.route("/folders/<name>", methods=["GET"])
 @authenticated
 async def info(name: str) -> dict[str, Any]:
-    service = _service()
-    access = await service.get(current_keypair(), name, "ro")
+    service, access = await _folder(name, "ro")
     usage = await service.usage(access.folder)
     enforcement = await service.enforcement(access.folder)
     # Flat, as the client reads it (spec 6.5); usage and quotas are extras.
@@ -153,8 +159,7 @@ async def delete(name: str) -> tuple[str, int]:
 @authenticated
 async def list_files(name: str) -> dict[str, Any]:
     body = await json_body()
-    service = _service()
-    access = await service.get(current_keypair(), name, "ro")
+    service, access = await _folder(name, "ro")
     entries = await service.list_files(access, body.get("path"))
     return {"files": json.dumps([_file_entry(e) for e in entries])}
 
@@ -162,8 +167,7 @@ async def list_files(name: str) -> dict[str, Any]:
 @blueprint.route("/folders/<name>/upload", methods=["POST"])
 @authenticated
 async def upload(name: str) -> tuple[str, int]:
-    service = _service()
-    access = await service.get(current_keypair(), name, "rw")
+    service, access = await _folder(name, "rw")
     # Not the ordinary body cap: a folder takes files up to its quota, streamed to disk.
     raise_body_limit(access.folder.max_size + UPLOAD_FRAMING_SLACK)
     reader = MultipartReader(
@@ -180,8 +184,7 @@ async def upload(name: str) -> tuple[str, int]:
 @authenticated
 async def mkdir(name: str) -> tuple[str, int]:
     body = await json_body()
-    service = _service()
-    access = await service.get(current_keypair(), name, "rw")
+    service, access = await _folder(name, "rw")
     await service.mkdir(access, body.get("path"))
     return "", 201
 
@@ -191,8 +194,7 @@ async def mkdir(name: str) -> tuple[str, int]:
 async def delete_files(name: str) -> dict[str, Any]:
     body = await json_body()
     recursive = optional_bool(body, "recursive", False)
-    service = _service()
-    access = await service.get(current_keypair(), name, "rd")
+    service, access = await _folder(name, "rd")
     await service.delete_files(access, body.get("files"), recursive)
     return {}
 
@@ -242,9 +244,8 @@ async def _multipart_gzip(
 @authenticated
 async def download(name: str) -> Response:
     body = await json_body()
-    service = _service()
-    access = await service.get(current_keypair(), name, "ro")
-    files = await service.open_downloads(access, body.get("files"))
+    service, access = await _folder(name, "ro")
+    files = await service.download_readers(access, body.get("files"))
     writer = MultipartWriter()
     total = sum(reader.size for _, reader in files)
     response = Response(

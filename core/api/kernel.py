@@ -33,7 +33,7 @@ EXECUTE_MODES = ("query", "batch", "continue", "input", "complete")
 
 
 async def _session(token: str) -> Session:
-    return await manager_context().registry.get_live(current_keypair().access_key, token)
+    return await manager_context().sessions.get_live(current_keypair().access_key, token)
 
 
 def new_run_id() -> str:
@@ -63,7 +63,7 @@ async def create() -> tuple[dict[str, Any], int]:
     environ = check_environ(config.get("environ"), ctx.config.limits)
     mounts = parse_mounts(config.get("mounts"))
     requested_resources(config)
-    session, created = await ctx.registry.create(
+    session, created = await ctx.sessions.create(
         current_keypair(),
         token,
         lang,
@@ -100,7 +100,7 @@ async def info(token: str) -> dict[str, Any]:
 @authenticated
 async def destroy(token: str) -> dict[str, Any]:
     session = await _session(token)
-    stats = await manager_context().registry.destroy(session)
+    stats = await manager_context().sessions.destroy(session)
     # 200 with a body, not 204: the 18.12 client reads stats only from a 200 (spec 4.4).
     return {"stats": stats.as_dict() if stats is not None else None}
 
@@ -109,7 +109,7 @@ async def destroy(token: str) -> dict[str, Any]:
 @authenticated
 async def restart(token: str) -> tuple[str, int]:
     session = await _session(token)
-    await manager_context().registry.restart(session)
+    await manager_context().sessions.restart(session)
     return "", 204
 
 
@@ -127,13 +127,13 @@ async def execute(token: str) -> dict[str, Any]:
     if mode == "complete":
         options = complete_options(body.get("options"), limits)
         session = await _session(token)
-        return {"result": await ctx.registry.complete(session, code, options)}
+        return {"result": await ctx.sessions.complete(session, code, options)}
     if mode in ("continue", "input") and not run_id:
         raise errors.InvalidAPIParameters(f"'runId' is required with mode '{mode}'.")
     # Only batch runs read options; a query's are ignored, as the client sends none.
     options = batch_options(body.get("options"), limits) if mode == "batch" else {}
     session = await _session(token)
-    result = await ctx.registry.execute(
+    result = await ctx.sessions.execute(
         session,
         run_id=run_id or new_run_id(),
         mode=mode,
@@ -151,14 +151,14 @@ async def complete(token: str) -> dict[str, Any]:
     code = check_code(body.get("code"), limits)
     options = complete_options(body.get("options"), limits)
     session = await _session(token)
-    return {"result": await manager_context().registry.complete(session, code, options)}
+    return {"result": await manager_context().sessions.complete(session, code, options)}
 
 
 @blueprint.route("/kernel/<token>/interrupt", methods=["POST"])
 @authenticated
 async def interrupt(token: str) -> tuple[str, int]:
     session = await _session(token)
-    await manager_context().registry.interrupt(session)
+    await manager_context().sessions.interrupt(session)
     return "", 204
 
 
@@ -166,4 +166,4 @@ async def interrupt(token: str) -> tuple[str, int]:
 @authenticated
 async def logs(token: str) -> dict[str, Any]:
     session = await _session(token)
-    return {"result": {"logs": await manager_context().registry.logs(session)}}
+    return {"result": {"logs": await manager_context().sessions.logs(session)}}

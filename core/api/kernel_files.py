@@ -47,7 +47,7 @@ CLIENT_READ_BYTES = 1024
 
 
 async def _session(token: str) -> Session:
-    return await manager_context().registry.get_live(current_keypair().access_key, token)
+    return await manager_context().sessions.get_live(current_keypair().access_key, token)
 
 
 def _session_path(value: object, field: str) -> str:
@@ -79,7 +79,7 @@ async def upload(token: str) -> tuple[str, int]:
             idle_timeout=ctx.config.manager.body_timeout,
         )
         async with contextlib.aclosing(reader.parts()) as parts:
-            await relay_upload(ctx.registry, session, parts)
+            await relay_upload(ctx.sessions, session, parts)
     except errors.ProblemError:
         # Read (and drop) the rest, so that the client, still sending, sees the answer;
         # a body past the size cap ends the draining, not this answer.
@@ -101,7 +101,7 @@ async def list_files(token: str) -> dict[str, Any]:
     raw_path = body.get("path")
     path = "." if raw_path is None or raw_path == "" else _session_path(raw_path, "path")
     session = await _session(token)
-    listing = await manager_context().registry.file_call(
+    listing = await manager_context().sessions.file_call(
         session, ListFiles(session.id, path), bad_path_status=404
     )
     abspath = listing.path
@@ -145,16 +145,16 @@ async def download(token: str) -> Response:
     for path in files:
         _session_path(path, "files")
     session = await _session(token)
-    registry = manager_context().registry
+    sessions = manager_context().sessions
     # Every path and limit is checked before the status line goes out.
-    await registry.file_call(
+    await sessions.file_call(
         session, DownloadCheck(session.id, tuple(files)), bad_path_status=404
     )
     writer = MultipartWriter()
 
     async def parts() -> AsyncIterator[bytes]:
         for path in files:
-            fetched = await registry.file_call(
+            fetched = await sessions.file_call(
                 session, DownloadArchive(session.id, path), bad_path_status=404
             )
             archive = base64.b64decode(fetched.data)

@@ -25,7 +25,7 @@ _SETTABLE = {ManagerStatus.RUNNING, ManagerStatus.FROZEN}
 async def get_status() -> dict[str, Any]:
     ctx = manager_context()
     status = await ctx.status.get()
-    return {"status": status.value, "active_sessions": await ctx.registry.count_live()}
+    return {"status": status.value, "active_sessions": await ctx.sessions.count_live()}
 
 
 @blueprint.route("/manager/status", methods=["PUT"])
@@ -42,7 +42,7 @@ async def put_status() -> tuple[str, int]:
         raise errors.InvalidAPIParameters("'status' must be 'running' or 'frozen'.")
     force_kill = optional_bool(body, "force_kill", False)
     if force_kill:
-        killed = await ctx.registry.destroy_all()
+        killed = await ctx.sessions.destroy_all()
         log.warning("force-killed %d session(s) before changing status to %s", killed, status)
     await ctx.status.set(status)
     log.info("manager status set to %s", status)

@@ -87,7 +87,7 @@ class Database:
         self.command_timeout = command_timeout
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Connection]:
+    async def open_connection(self) -> AsyncIterator[Connection]:
         with trio.fail_after(self.command_timeout):
             conn_cm = self._pool.acquire()
             conn = await conn_cm.__aenter__()
@@ -101,27 +101,27 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        async with self.connection() as conn, conn.transaction():
+        async with self.open_connection() as conn, conn.transaction():
             yield conn
 
     async def execute(self, query: str, *args: Any) -> str:
-        async with self.connection() as conn:
+        async with self.open_connection() as conn:
             return await conn.execute(query, *args, timeout=self.command_timeout)
 
     async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
-        async with self.connection() as conn:
+        async with self.open_connection() as conn:
             await conn.executemany(query, args, timeout=self.command_timeout)
 
     async def fetch(self, query: str, *args: Any) -> list[Any]:
-        async with self.connection() as conn:
+        async with self.open_connection() as conn:
             return await conn.fetch(query, *args, timeout=self.command_timeout)
 
     async def fetchrow(self, query: str, *args: Any) -> Any:
-        async with self.connection() as conn:
+        async with self.open_connection() as conn:
             return await conn.fetchrow(query, *args, timeout=self.command_timeout)
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        async with self.connection() as conn:
+        async with self.open_connection() as conn:
             return await conn.fetchval(query, *args, timeout=self.command_timeout)
 
 

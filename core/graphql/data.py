@@ -9,9 +9,10 @@ GraphQL field can have.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
-from typing import Any
+from operator import attrgetter
+from typing import Any, TypeVar
 
 import attrs
 
@@ -34,6 +35,8 @@ from crucible.protocol.stats import KernelStats
 from crucible.usage import Period
 
 MiB = 1024 * 1024
+
+R = TypeVar("R")
 
 
 def _slot(slots: dict[str, Any], *names: str) -> float:
@@ -122,18 +125,41 @@ def policy_object(policy: ResourcePolicy) -> dict[str, Any]:
 # -- fetchers: one statement each, through the loader (which counts them) -------------------
 
 
-async def fetch_keypairs_by_key(
-    loader: Loader, params: tuple[Any, ...], keys: list[Any]
-) -> dict[Any, Any]:
-    return {kp.access_key: keypair_object(kp) for kp in await keypairs.by_keys(loader, keys)}
+def _by_key(
+    find: Callable[[Loader, list[Any]], Awaitable[Sequence[R]]],
+    key: Callable[[R], Any],
+    to_object: Callable[[R], dict[str, Any]],
+) -> Fetcher:
+    """A fetcher running ``find(loader, keys)`` and keeping each row under its `key`."""
+
+    async def fetch(loader: Loader, params: tuple[Any, ...], keys: list[Any]) -> dict[Any, Any]:
+        return {key(row): to_object(row) for row in await find(loader, keys)}
+
+    return fetch
 
 
-async def fetch_keypair_list(
-    loader: Loader, params: tuple[Any, ...], keys: list[Any]
-) -> dict[Any, Any]:
-    user_id, is_active = params
-    found = await keypairs.listing(loader, user_id=user_id, is_active=is_active)
-    return {None: [keypair_object(kp) for kp in found]}
+def _listing(
+    find: Callable[..., Awaitable[Sequence[R]]], to_object: Callable[[R], dict[str, Any]]
+) -> Fetcher:
+    """A fetcher of one list, ``find(loader, *params)``, kept under the key None."""
+
+    async def fetch(loader: Loader, params: tuple[Any, ...], keys: list[Any]) -> dict[Any, Any]:
+        return {None: [to_object(row) for row in await find(loader, *params)]}
+
+    return fetch
+
+
+fetch_keypairs_by_key = _by_key(keypairs.by_keys, attrgetter("access_key"), keypair_object)
+
+
+async def _keypair_listing(
+    loader: Loader, user_id: str | None, is_active: bool | None
+) -> list[Keypair]:
+    return await keypairs.listing(loader, user_id=user_id, is_active=is_active)
+
+
+# Params: (user id, is active).
+fetch_keypair_list = _listing(_keypair_listing, keypair_object)
 
 
 async def fetch_concurrency_used(
@@ -175,17 +201,9 @@ async def fetch_session_by_token(
     return {kernel.token: kernel_object(kernel) for kernel in found}
 
 
-async def fetch_agents_by_id(
-    loader: Loader, params: tuple[Any, ...], keys: list[Any]
-) -> dict[Any, Any]:
-    return {agent.id: agent_object(agent) for agent in await agents.by_ids(loader, keys)}
-
-
-async def fetch_agent_list(
-    loader: Loader, params: tuple[Any, ...], keys: list[Any]
-) -> dict[Any, Any]:
-    (status,) = params
-    return {None: [agent_object(agent) for agent in await agents.with_status(loader, status)]}
+fetch_agents_by_id = _by_key(agents.by_ids, attrgetter("id"), agent_object)
+# Params: (status,).
+fetch_agent_list = _listing(agents.with_status, agent_object)
 
 
 async def fetch_images(loader: Loader, params: tuple[Any, ...], keys: list[Any]) -> dict[Any, Any]:
@@ -209,17 +227,8 @@ async def fetch_vfolders_by_owner(
     return {key: [vfolder_object(f) for f in folders] for key, folders in grouped.items()}
 
 
-async def fetch_policies_by_name(
-    loader: Loader, params: tuple[Any, ...], keys: list[Any]
-) -> dict[Any, Any]:
-    found = await resource_policies.by_names(loader, keys)
-    return {policy.name: policy_object(policy) for policy in found}
-
-
-async def fetch_policy_list(
-    loader: Loader, params: tuple[Any, ...], keys: list[Any]
-) -> dict[Any, Any]:
-    return {None: [policy_object(policy) for policy in await resource_policies.listing(loader)]}
+fetch_policies_by_name = _by_key(resource_policies.by_names, attrgetter("name"), policy_object)
+fetch_policy_list = _listing(resource_policies.listing, policy_object)
 
 
 async def fetch_usage(loader: Loader, params: tuple[Any, ...], keys: list[Any]) -> dict[Any, Any]:

@@ -61,7 +61,7 @@ class GraphQLService:
     keypairs: KeypairRepository
     keypair_cache: KeypairCache
     status: ManagerStatusStore
-    #: The same store the session registry places sessions with.
+    #: The same store session placement uses.
     policies: ResourcePolicyStore
 
     async def run(self, viewer: Keypair, body: Any) -> GraphQLOutcome:

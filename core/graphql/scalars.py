@@ -10,15 +10,29 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from graphql import GraphQLError, GraphQLScalarType, ValueNode
 from graphql.language import IntValueNode, StringValueNode
 
+T = TypeVar("T")
+
 
 def _serialize_uuid(value: Any) -> str:
     return str(uuid.UUID(str(value)))
+
+
+def _read(value: Any, read: Callable[[str], T], *, expected: str, unreadable: str) -> T:
+    """``read(value)`` of a string `value`; the error says `expected` for anything but
+    a string, `unreadable` (formatted with the value) for what `read` refuses."""
+    if not isinstance(value, str):
+        raise GraphQLError(expected)
+    try:
+        return read(value)
+    except ValueError:
+        raise GraphQLError(unreadable.format(value=value)) from None
 
 
 def _parse_uuid(value: Any) -> str:
@@ -28,12 +42,6 @@ def _parse_uuid(value: Any) -> str:
         raise GraphQLError(f"Not a UUID: {value!r}.") from None
 
 
-def _parse_uuid_literal(node: ValueNode, _variables: Any = None) -> str:
-    if not isinstance(node, StringValueNode):
-        raise GraphQLError("A UUID must be a string.")
-    return _parse_uuid(node.value)
-
-
 def _serialize_datetime(value: Any) -> str:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
@@ -41,18 +49,12 @@ def _serialize_datetime(value: Any) -> str:
 
 
 def _parse_datetime(value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise GraphQLError("A DateTime must be an ISO 8601 string.")
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise GraphQLError(f"Not an ISO 8601 date/time: {value!r}.") from None
-
-
-def _parse_datetime_literal(node: ValueNode, _variables: Any = None) -> datetime:
-    if not isinstance(node, StringValueNode):
-        raise GraphQLError("A DateTime must be a string.")
-    return _parse_datetime(node.value)
+    return _read(
+        value,
+        datetime.fromisoformat,
+        expected="A DateTime must be an ISO 8601 string.",
+        unreadable="Not an ISO 8601 date/time: {value!r}.",
+    )
 
 
 def _serialize_json(value: Any) -> str:
@@ -60,23 +62,15 @@ def _serialize_json(value: Any) -> str:
 
 
 def _parse_json(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise GraphQLError("A JSONString must be a string.")
-    try:
-        return json.loads(value)
-    except ValueError:
-        raise GraphQLError("Not valid JSON text.") from None
-
-
-def _parse_json_literal(node: ValueNode, _variables: Any = None) -> Any:
-    if not isinstance(node, StringValueNode):
-        raise GraphQLError("A JSONString must be a string.")
-    return _parse_json(node.value)
+    return _read(
+        value,
+        json.loads,
+        expected="A JSONString must be a string.",
+        unreadable="Not valid JSON text.",
+    )
 
 
 def _serialize_bigint(value: Any) -> int:
-    if isinstance(value, bool):
-        return int(value)
     return int(value)
 
 
@@ -104,26 +98,32 @@ def _parse_bigint_literal(node: ValueNode, _variables: Any = None) -> int:
     return _parse_bigint(value)
 
 
-UUIDScalar = GraphQLScalarType(
-    "UUID",
-    serialize=_serialize_uuid,
-    parse_value=_parse_uuid,
-    parse_literal=_parse_uuid_literal,
-    description="8-4-4-4-12 hexadecimal string.",
+def _string_scalar(
+    name: str, serialize: Callable[[Any], str], parse: Callable[[Any], T], description: str
+) -> GraphQLScalarType:
+    """A scalar written as a string: `parse` reads a variable's value and a literal's
+    text; a literal of another kind is an error."""
+
+    def parse_literal(node: ValueNode, _variables: Any = None) -> T:
+        if not isinstance(node, StringValueNode):
+            raise GraphQLError(f"A {name} must be a string.")
+        return parse(node.value)
+
+    return GraphQLScalarType(
+        name,
+        serialize=serialize,
+        parse_value=parse,
+        parse_literal=parse_literal,
+        description=description,
+    )
+
+
+UUIDScalar = _string_scalar("UUID", _serialize_uuid, _parse_uuid, "8-4-4-4-12 hexadecimal string.")
+DateTimeScalar = _string_scalar(
+    "DateTime", _serialize_datetime, _parse_datetime, "ISO 8601 date/time string."
 )
-DateTimeScalar = GraphQLScalarType(
-    "DateTime",
-    serialize=_serialize_datetime,
-    parse_value=_parse_datetime,
-    parse_literal=_parse_datetime_literal,
-    description="ISO 8601 date/time string.",
-)
-JSONStringScalar = GraphQLScalarType(
-    "JSONString",
-    serialize=_serialize_json,
-    parse_value=_parse_json,
-    parse_literal=_parse_json_literal,
-    description="JSON text in a string.",
+JSONStringScalar = _string_scalar(
+    "JSONString", _serialize_json, _parse_json, "JSON text in a string."
 )
 BigIntScalar = GraphQLScalarType(
     "BigInt",

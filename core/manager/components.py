@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import attrs
+import trio
 
-from crucible.agents import AgentDirectory
+from crucible.cluster.directory import AgentDirectory
+from crucible.cluster.notices import AgentNotice
 from crucible.config import Config
 from crucible.db.pool import Database
 from crucible.graphql import GraphQLService
@@ -23,7 +25,15 @@ from crucible.manager.status import ManagerStatusStore
 from crucible.plugin_manager import load_scheduler
 from crucible.ratelimit import RateLimiter
 from crucible.resource_policies import ResourcePolicyStore
-from crucible.sessions.registry import SessionRegistry
+from crucible.sessions.activity import ActivityRecorder
+from crucible.sessions.agent_calls import AgentCalls
+from crucible.sessions.endings import EndRecorder
+from crucible.sessions.events import SessionEvents
+from crucible.sessions.lifecycle import SessionLifecycle
+from crucible.sessions.mounts import SessionMounts
+from crucible.sessions.placement import Placement
+from crucible.sessions.reaper import IdleReaper
+from crucible.sessions.reconciliation import Reconciler
 from crucible.vfolders.hosts import open_hosts
 from crucible.vfolders.service import VFolderService
 
@@ -35,7 +45,7 @@ class ManagerComponents:
 
     config: Config
     db: Database
-    #: The secret agents prove they know when they link (see crucible.cluster_auth).
+    #: The secret agents prove they know when they link (see crucible.protocol.auth).
     cluster_secret: str = attrs.field(repr=False)
     status: ManagerStatusStore
     keypairs: KeypairRepository
@@ -44,7 +54,13 @@ class ManagerComponents:
     policies: ResourcePolicyStore
     agents: AgentDirectory
     vfolders: VFolderService
-    registry: SessionRegistry
+    #: The session lifecycle the API drives (create, execute, destroy...).
+    sessions: SessionLifecycle
+    #: Background duties of the sessions, which `ManagerServer` runs: activity
+    #: flushes, the reconciliation of agents' reports, the idle reaper.
+    activity: ActivityRecorder
+    reconciler: Reconciler
+    reaper: IdleReaper
     #: The admin GraphQL API, over the services above.
     graphql: GraphQLService
 
@@ -63,6 +79,9 @@ async def open_manager(
     bad plugin name or storage host is a `ConfigError`, raised before anything runs.
     """
     scheduler = load_scheduler(config.scheduler.name)
+    settings = config.sessions
+    # The agent directory hands what agents report to the reconciler on this channel.
+    notice_send, notice_receive = trio.open_memory_channel[AgentNotice](0)
     async with open_hosts(config, *storage_plugins) as hosts:
         keypairs = KeypairRepository(db)
         keypair_cache = KeypairCache(
@@ -73,25 +92,52 @@ async def open_manager(
         status = ManagerStatusStore(db)
         policies = ResourcePolicyStore(db)
         agents = AgentDirectory(
-            db,
-            lost_after=config.sessions.agent_lost_after,
-            scan_interval=config.sessions.lost_scan_interval,
+            db=db,
+            notices=notice_send,
+            lost_after=settings.agent_lost_after,
+            scan_interval=settings.lost_scan_interval,
         )
         vfolders = VFolderService(db, hosts, config.storage.default_host, config.limits)
-        registry = SessionRegistry(
-            config, db, agents, scheduler, policies=policies, vfolders=vfolders
-        )
-        yield ManagerComponents(
-            config=config,
+        events = SessionEvents()
+        endings = EndRecorder(db, events)
+        calls = AgentCalls(agents, endings, settings)
+        activity = ActivityRecorder(db, interval=settings.activity_flush_interval)
+        sessions = SessionLifecycle(
             db=db,
-            cluster_secret=cluster_secret,
-            status=status,
-            keypairs=keypairs,
-            keypair_cache=keypair_cache,
-            rate_limiter=RateLimiter(config.ratelimit.window),
-            policies=policies,
-            agents=agents,
-            vfolders=vfolders,
-            registry=registry,
-            graphql=GraphQLService(config, db, keypairs, keypair_cache, status, policies),
+            settings=settings,
+            placement=Placement(db, scheduler, policies, agents),
+            mounts=SessionMounts(db, vfolders, endings),
+            calls=calls,
+            endings=endings,
+            activity=activity,
+            events=events,
         )
+        with notice_send, notice_receive:
+            yield ManagerComponents(
+                config=config,
+                db=db,
+                cluster_secret=cluster_secret,
+                status=status,
+                keypairs=keypairs,
+                keypair_cache=keypair_cache,
+                rate_limiter=RateLimiter(config.ratelimit.window),
+                policies=policies,
+                agents=agents,
+                vfolders=vfolders,
+                sessions=sessions,
+                activity=activity,
+                reconciler=Reconciler(
+                    db=db,
+                    notices=notice_receive,
+                    calls=calls,
+                    endings=endings,
+                    missing_kernel_grace=settings.missing_kernel_grace,
+                ),
+                reaper=IdleReaper(
+                    db=db,
+                    sessions=sessions,
+                    idle_timeout=settings.idle_timeout,
+                    interval=settings.reap_interval,
+                ),
+                graphql=GraphQLService(config, db, keypairs, keypair_cache, status, policies),
+            )

@@ -80,7 +80,10 @@ class ManagerServer:
         await parts.policies.sync_from_config(self.config.resource_policies)
         async with trio.open_nursery() as background:
             await background.start(parts.keypair_cache.run)
-            await background.start(parts.registry.run)
+            await background.start(parts.activity.run)
+            await background.start(parts.reconciler.run)
+            await background.start(parts.agents.run_lost_detector)
+            await background.start(parts.reaper.run)
             await background.start(
                 parts.vfolders.run_usage_recorder, self.config.storage.usage_record_interval
             )

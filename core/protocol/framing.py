@@ -1,6 +1,6 @@
 """Framing of the manager ↔ agent link: JSON messages cut into bounded WebSocket frames.
 
-Both ends speak it (``crucible.agent.manager_link``, ``crucible.api.agent_link``). Every
+Both ends speak it (``crucible.agent.manager_link``, ``crucible.api.agent_socket``). Every
 message (a call, a reply, a heartbeat, an event) is encoded as UTF-8 JSON and sent as
 one or more BINARY WebSocket messages, *frames*, of at most `LinkLimits.frame_bytes`
 of payload each. So no frame comes near either side's WebSocket limit, whatever a

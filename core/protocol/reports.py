@@ -1,9 +1,9 @@
 """What an agent tells its managers unasked: heartbeats and kernel events.
 
 A heartbeat goes out when a link comes up and every ``agent.heartbeat_interval``
-seconds; the manager records the agent from it (``crucible.agents``) and reconciles
-its kernels against it (``crucible.sessions.registry``): stats of the live ones stored,
-kernels nobody wants removed, kernels the agent no longer has ended.
+seconds; the manager records the agent from it (``crucible.cluster.directory``) and
+reconciles its kernels against it (``crucible.sessions.reconciliation``): stats of the
+live ones stored, kernels nobody wants removed, kernels the agent no longer has ended.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import trio
 
 from crucible.db.pool import Database
 from crucible.db.queries import kernels
+from crucible.periodic import flush_every
 from crucible.usage import record_executions
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,5 @@ class ActivityRecorder:
             log.exception("could not record session activity")
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        try:
-            while True:
-                await trio.sleep(self.interval)
-                await self.flush()
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await self.flush()
+        """Flush the counts periodically; flush once more when cancelled."""
+        await flush_every(self.flush, self.interval, task_status=task_status)

@@ -20,7 +20,9 @@ class SessionEvents:
         )
 
     @contextmanager
-    def subscribe(self, session_id: str) -> Iterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
+    def open_subscription(
+        self, session_id: str
+    ) -> Iterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
         send, receive = trio.open_memory_channel[dict[str, Any]](SUBSCRIBER_BUFFER)
         self._subscribers[session_id].add(send)
         try:

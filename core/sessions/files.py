@@ -24,8 +24,8 @@ from crucible.protocol.file_calls import (
     UploadData,
     UploadFile,
 )
+from crucible.sessions.lifecycle import SessionLifecycle
 from crucible.sessions.model import Session
-from crucible.sessions.registry import SessionRegistry
 from crucible.validation import text
 
 R = TypeVar("R")
@@ -37,8 +37,8 @@ RELAY_CHUNK_BYTES = 192 * 1024
 class _UploadRelay:
     """One upload on the agent: begun with the first file, committed or aborted."""
 
-    def __init__(self, registry: SessionRegistry, session: Session) -> None:
-        self.registry = registry
+    def __init__(self, sessions: SessionLifecycle, session: Session) -> None:
+        self.sessions = sessions
         self.session = session
         self.upload_id: str | None = None
         self.files = 0
@@ -46,7 +46,7 @@ class _UploadRelay:
         self._pending = bytearray()
 
     async def _step(self, call: AgentCall[R]) -> R:
-        return await self.registry.file_call(self.session, call, bad_path_status=400)
+        return await self.sessions.file_call(self.session, call, bad_path_status=400)
 
     def _begun(self) -> str:
         assert self.upload_id is not None, "a step of an upload that was never begun"
@@ -97,11 +97,11 @@ class _UploadRelay:
 
 
 async def relay_upload(
-    registry: SessionRegistry, session: Session, parts: AsyncIterable[Part]
+    sessions: SessionLifecycle, session: Session, parts: AsyncIterable[Part]
 ) -> None:
     """Write the file parts of an upload (each named ``src``) into `session`, all of
     them or, on any refusal, none."""
-    relay = _UploadRelay(registry, session)
+    relay = _UploadRelay(sessions, session)
     try:
         async for part in parts:
             if part.filename is None:

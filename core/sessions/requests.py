@@ -12,7 +12,7 @@ from typing import Any
 
 from crucible import errors
 from crucible.config import LimitsConfig
-from crucible.validation import optional_text, text
+from crucible.validation import text
 
 #: clientSessionToken (spec 4.2): the official client checks 4-64 characters.
 TOKEN_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{2,62}[A-Za-z0-9_]")
@@ -52,8 +52,10 @@ def check_lang(value: object) -> str:
 
 
 def check_tag(value: object) -> str | None:
-    tag = optional_text(value, "tag", max_bytes=4 * MAX_TAG_CHARS)
-    if tag is not None and len(tag) > MAX_TAG_CHARS:
+    if value is None:
+        return None
+    tag = text(value, "tag", max_bytes=4 * MAX_TAG_CHARS)
+    if len(tag) > MAX_TAG_CHARS:
         raise errors.InvalidAPIParameters(f"'tag' must be at most {MAX_TAG_CHARS} characters.")
     return tag
 
@@ -100,10 +102,11 @@ def check_environ(value: object, limits: LimitsConfig) -> dict[str, str]:
 
 def check_code(value: object, limits: LimitsConfig, field: str = "code") -> str:
     """Code or input text: the program's own data, so NUL passes; null means empty."""
-    code = optional_text(
+    if value is None:
+        return ""
+    return text(
         value, field, max_bytes=limits.max_code_bytes, limit_key="max_code_bytes", allow_nul=True
     )
-    return code or ""
 
 
 def check_run_id(value: object) -> str | None:
@@ -129,8 +132,11 @@ def _options(value: object) -> dict[str, Any]:
 
 
 def _option_text(options: dict[str, Any], key: str, limits: LimitsConfig) -> str | None:
-    return optional_text(
-        options.get(key),
+    value = options.get(key)
+    if value is None:
+        return None
+    return text(
+        value,
         f"options.{key}",
         max_bytes=limits.max_option_bytes,
         limit_key="max_option_bytes",
@@ -151,8 +157,10 @@ def complete_options(value: object, limits: LimitsConfig) -> dict[str, Any]:
         number = options.get(key)
         if number is None:
             continue
-        if isinstance(number, bool) or not isinstance(number, int) or not (
-            0 <= number <= MAX_POSITION
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, int)
+            or not (0 <= number <= MAX_POSITION)
         ):
             raise errors.InvalidAPIParameters(
                 f"'options.{key}' must be a whole number from 0 to {MAX_POSITION}."
@@ -162,4 +170,3 @@ def complete_options(value: object, limits: LimitsConfig) -> dict[str, Any]:
         if key in options:
             checked[key] = _option_text(options, key, limits) or ""
     return checked
-

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import trio
 
@@ -21,23 +21,19 @@ from crucible.config import ACCESS_KEY_RE, LimitsConfig
 from crucible.db.pool import Database
 from crucible.hookspecs.storage import (
     BY_FILESYSTEM,
-    EntryNotFound,
     FileEntry,
     FileReader,
     FolderLimits,
-    IsADirectory,
-    NotADirectory,
-    NotAFile,
     NotMountable,
     QuotaEnforcement,
     QuotaEnforcingHost,
     RelPath,
     StorageError,
-    StorageFull,
     Usage,
 )
 from crucible.kernels.contract import WORK_DIR
 from crucible.keypairs import Keypair
+from crucible.periodic import repeat
 from crucible.resource_policies import vfolder_limits
 from crucible.usage import record_storage
 from crucible.validation import bounded_list
@@ -48,6 +44,7 @@ from crucible.vfolders.paths import (
     check_user_ids,
     parse_path,
 )
+from crucible.vfolders.problems import InvitationNotFound, VFolderInUse, storage_problem
 from crucible.vfolders.repository import (
     OWNER_ONLY,
     PERMISSIONS,
@@ -67,34 +64,6 @@ log = logging.getLogger(__name__)
 MOUNT_ROOT = WORK_DIR
 #: Legacy servers said ``wd`` for read-write-delete (spec 6.1).
 PERMISSION_SYNONYMS = {"wd": "rd"}
-
-
-class FolderPathNotFound(errors.GenericNotFound):
-    title = "No such file or directory in the folder."
-
-
-class InvitationNotFound(errors.GenericNotFound):
-    title = "No such pending invitation."
-
-
-class VFolderInUse(errors.ProblemError):
-    """Deleting a folder that live sessions mount: refused (see docs/plugins.md)."""
-
-    status: ClassVar[int] = 409
-    type_suffix: ClassVar[str] = "vfolder-in-use"
-    title: ClassVar[str] = "The virtual folder is mounted by running sessions."
-
-
-def storage_problem(exc: StorageError) -> errors.ProblemError:
-    if isinstance(exc, StorageFull):
-        # The filesystem's own cap (or a full disk) refused what the API's check let
-        # through: a session may have filled the folder since, or blocks round up.
-        return errors.QuotaExceeded(f"The folder is full: {exc}.")
-    if isinstance(exc, EntryNotFound):
-        return FolderPathNotFound(str(exc))
-    if isinstance(exc, (NotADirectory, NotAFile, IsADirectory, NotMountable)):
-        return errors.InvalidAPIParameters(str(exc))
-    return errors.InvalidAPIParameters(str(exc))
 
 
 def normalize_permission(value: object, default: str = "rw") -> str:
@@ -293,13 +262,14 @@ class VFolderService:
     async def run_usage_recorder(
         self, interval: float, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        task_status.started()
-        while True:
-            try:
-                await self.record_storage_usage()
-            except Exception:
-                log.exception("recording folder storage usage failed")
-            await trio.sleep(interval)
+        await repeat(
+            self.record_storage_usage,
+            interval,
+            log=log,
+            failure="recording folder storage usage failed",
+            at_start=True,
+            task_status=task_status,
+        )
 
     async def usage(self, folder: VFolder) -> Usage:
         return await self.host_of(folder).backend.usage(folder.id)
@@ -347,9 +317,10 @@ class VFolderService:
         )
         return [parse_path(f, key="files", allow_root=False) for f in files]
 
-    async def open_downloads(
+    async def download_readers(
         self, access: Access, raw_files: object
     ) -> list[tuple[str, FileReader]]:
+        """``(file name, reader)`` of each file to download; the caller closes them."""
         paths = self._file_list(raw_files)
         backend = self.host_of(access.folder).backend
         opened: list[tuple[str, FileReader]] = []

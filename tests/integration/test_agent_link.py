@@ -16,7 +16,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from crucible.agents import AgentCallFailed, AgentMessageTooLarge, AgentUnreachable
+from crucible.cluster.links import AgentCallFailed, AgentMessageTooLarge, AgentUnreachable
 from crucible.protocol import VERSION, codec
 from crucible.protocol.auth import agent_headers
 from crucible.protocol.calls import AgentCall, Execute, GetLogs, KernelLogs

@@ -52,7 +52,7 @@ async def test_freeze_with_force_kill(manager: Harness) -> None:
         return 0
 
     # The hook freeze(force_kill) calls; sessions themselves are tested elsewhere.
-    manager.server.components.registry.destroy_all = destroy_all  # type: ignore[method-assign]
+    manager.server.components.sessions.destroy_all = destroy_all  # type: ignore[method-assign]
     with trio.fail_after(TIMEOUT):
         response = await manager.as_admin().put(
             "/manager/status", json={"status": "frozen", "force_kill": True}

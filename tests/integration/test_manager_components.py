@@ -57,11 +57,17 @@ async def test_each_component_is_built_once_and_handed_to_its_users(
 ) -> None:
     async with _open(manager_config, db, RecordingMemoryPlugin()) as parts:
         # One resource-policy store: placement and the admin API see the same policies.
-        assert parts.registry.policies is parts.policies
+        assert parts.sessions.placement.policies is parts.policies
         assert parts.graphql.policies is parts.policies
-        # The registry is handed its collaborators; it builds none of them itself.
-        assert parts.registry.vfolders is parts.vfolders
-        assert parts.registry.agents is parts.agents
+        # The session rooms are handed their collaborators; they build none themselves.
+        assert parts.sessions.mounts.vfolders is parts.vfolders
+        assert parts.sessions.calls.agents is parts.agents
+        assert parts.sessions.placement.agents is parts.agents
+        assert parts.sessions.activity is parts.activity
+        assert parts.reconciler.calls is parts.sessions.calls
+        assert parts.reconciler.endings is parts.sessions.endings
+        assert parts.sessions.calls.endings is parts.sessions.endings
+        assert parts.reaper.sessions is parts.sessions
         assert parts.graphql.keypairs is parts.keypairs
         assert parts.graphql.keypair_cache is parts.keypair_cache
         assert parts.graphql.status is parts.status
@@ -69,7 +75,7 @@ async def test_each_component_is_built_once_and_handed_to_its_users(
         assert set(parts.vfolders.hosts) == {"mem", "disk"}
         assert parts.agents.scan_interval == manager_config.sessions.lost_scan_interval
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
-            parts.registry = None  # type: ignore[misc, assignment]
+            parts.sessions = None  # type: ignore[misc, assignment]
 
 
 async def test_storage_hosts_close_when_the_block_ends(

@@ -26,7 +26,7 @@ MANAGER = (
     "crucible.graphql",
     "crucible.vfolders",
     "crucible.keypairs",
-    "crucible.agents",
+    "crucible.cluster",
     "crucible.manager",
     "crucible.usage",
     "crucible.resource_policies",

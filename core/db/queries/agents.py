@@ -9,11 +9,11 @@ from typing import Any
 import attrs
 
 from crucible.db.pool import Executor
-from crucible.db.queries.columns import from_jsonb, to_jsonb
+from crucible.db.queries.columns import Row, from_jsonb, to_jsonb
 
 
 @attrs.frozen
-class Agent:
+class Agent(Row):
     """An agent's row, with what its live kernels occupy (summed over ``kernels``)."""
 
     id: str
@@ -32,21 +32,15 @@ class Agent:
     mem_cur: float
 
     @classmethod
-    def from_row(cls, row: Any) -> Agent:
-        return cls(
-            id=row["id"],
-            status=row["status"],
-            region=row["region"],
-            addr=row["addr"],
-            first_contact=row["first_contact"],
-            lost_at=row["lost_at"],
-            available_slots=from_jsonb(row["available_slots"]) or {},
-            images=from_jsonb(row["images"]) or [],
-            last_stat=from_jsonb(row["last_stat"]) or {},
-            used_cpu=float(row["used_cpu"]),
-            used_mem=float(row["used_mem"]),
-            mem_cur=float(row["mem_cur"]),
-        )
+    def converted(cls, row: Any) -> dict[str, Any]:
+        return {
+            "available_slots": from_jsonb(row["available_slots"]) or {},
+            "images": from_jsonb(row["images"]) or [],
+            "last_stat": from_jsonb(row["last_stat"]) or {},
+            "used_cpu": float(row["used_cpu"]),
+            "used_mem": float(row["used_mem"]),
+            "mem_cur": float(row["mem_cur"]),
+        }
 
 
 _WITH_LOAD = """
@@ -112,9 +106,9 @@ async def with_status(ex: Executor, status: str | None) -> list[Agent]:
     rows = await ex.fetch(
         _WITH_LOAD + " WHERE ($1::text IS NULL OR a.status = $1) ORDER BY a.id", status
     )
-    return [Agent.from_row(row) for row in rows]
+    return Agent.from_rows(rows)
 
 
 async def by_ids(ex: Executor, agent_ids: Sequence[str]) -> list[Agent]:
     rows = await ex.fetch(_WITH_LOAD + " WHERE a.id = ANY($1::text[])", list(agent_ids))
-    return [Agent.from_row(row) for row in rows]
+    return Agent.from_rows(rows)

@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from crucible.db.pool import Executor
-from crucible.db.queries.columns import from_jsonb, same_names, to_jsonb
+from crucible.db.queries.columns import Row, from_jsonb, to_jsonb
 from crucible.protocol.stats import KernelStats
 
 LIVE_STATUSES = (
@@ -33,7 +33,7 @@ COLUMNS = (
 
 
 @attrs.frozen
-class Kernel:
+class Kernel(Row):
     """One ``kernels`` row; the lifecycle calls a master kernel's row a session."""
 
     id: str  # the row's UUID; internal, never in URLs
@@ -56,31 +56,14 @@ class Kernel:
     terminated_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: Any) -> Kernel:
-        return cls(
-            id=str(row["id"]),
-            token=row["sess_id"],
-            role=row["role"],
-            access_key=row["access_key"],
-            agent_id=row["agent_id"],
-            container_id=row["container_id"],
-            status=row["status"],
-            status_info=row["status_info"],
-            image=row["image"],
-            lang=row["lang"],
-            tag=row["tag"],
-            environ=from_jsonb(row["environ"]) or {},
-            occupied_slots=from_jsonb(row["occupied_slots"]) or {},
-            num_queries=row["num_queries"],
-            last_stat=KernelStats.from_stored(from_jsonb(row["last_stat"])),
-            created_at=row["created_at"],
-            last_active=row["last_active"],
-            terminated_at=row["terminated_at"],
-        )
-
-    @classmethod
-    def from_rows(cls, rows: list[Any]) -> list[Kernel]:
-        return [cls.from_row(row) for row in rows]
+    def converted(cls, row: Any) -> dict[str, Any]:
+        return {
+            "id": str(row["id"]),
+            "token": row["sess_id"],
+            "environ": from_jsonb(row["environ"]) or {},
+            "occupied_slots": from_jsonb(row["occupied_slots"]) or {},
+            "last_stat": KernelStats.from_stored(from_jsonb(row["last_stat"])),
+        }
 
     @property
     def is_live(self) -> bool:
@@ -88,7 +71,7 @@ class Kernel:
 
 
 @attrs.frozen
-class KeypairLoad:
+class KeypairLoad(Row):
     """What one access key's live kernels hold: sessions, cores, bytes."""
 
     sessions: int
@@ -96,22 +79,18 @@ class KeypairLoad:
     mem: int
 
     @classmethod
-    def from_row(cls, row: Any) -> KeypairLoad:
-        return cls(sessions=row["sessions"], cpu=float(row["cpu"]), mem=int(row["mem"]))
+    def converted(cls, row: Any) -> dict[str, Any]:
+        return {"cpu": float(row["cpu"]), "mem": int(row["mem"])}
 
 
 @attrs.frozen
-class Placement:
+class Placement(Row):
     """A kernel as heartbeat reconciliation sees it: whose, in which state, since when."""
 
     id: str
     access_key: str
     status: str
     created_at: datetime
-
-    @classmethod
-    def from_row(cls, row: Any) -> Placement:
-        return cls(**same_names(cls, row))
 
 
 # -- one session ----------------------------------------------------------------------------
@@ -125,7 +104,7 @@ async def live_session(ex: Executor, access_key: str, token: str) -> Kernel | No
         access_key,
         token,
     )
-    return Kernel.from_row(row) if row else None
+    return Kernel.from_optional(row)
 
 
 async def insert_session(
@@ -167,7 +146,7 @@ async def mark_running(ex: Executor, kernel_id: str, container_id: str | None) -
         kernel_id,
         container_id,
     )
-    return Kernel.from_row(row) if row else None
+    return Kernel.from_optional(row)
 
 
 async def mark_restarting(ex: Executor, kernel_id: str) -> None:
@@ -208,7 +187,7 @@ async def mark_terminated(
         status_info,
         to_jsonb(stats.as_dict()) if stats is not None else None,
     )
-    return Kernel.from_row(row) if row else None
+    return Kernel.from_optional(row)
 
 
 async def set_mounts(ex: Executor, kernel_id: str, mounts: list[dict[str, Any]]) -> None:
@@ -297,7 +276,7 @@ async def placements_on_agent(
         agent_id,
         list(kernel_ids),
     )
-    return [Placement.from_row(row) for row in rows]
+    return Placement.from_rows(rows)
 
 
 async def set_stats(ex: Executor, stats: Sequence[tuple[str, KernelStats]]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from crucible.db.pool import Executor
-from crucible.db.queries.columns import same_names
+from crucible.db.queries.columns import Row
 from crucible.db.statements import update_statement
 
 _COLUMNS = (
@@ -21,7 +21,7 @@ UPDATABLE = ("is_active", "is_admin", "resource_policy", "concurrency_limit", "r
 
 
 @attrs.frozen
-class Keypair:
+class Keypair(Row):
     access_key: str
     secret_key: str = attrs.field(repr=False)
     user_id: str
@@ -34,13 +34,9 @@ class Keypair:
     last_used: datetime | None
     created_at: datetime
 
-    @classmethod
-    def from_row(cls, row: Any) -> Keypair:
-        return cls(**same_names(cls, row))
-
 
 @attrs.frozen
-class Dependents:
+class Dependents(Row):
     """What still refers to a keypair: its live sessions and the folders it owns."""
 
     found: bool
@@ -48,16 +44,12 @@ class Dependents:
     folders: int
 
     @classmethod
-    def from_row(cls, row: Any) -> Dependents:
-        return cls(found=row["found"], live_sessions=row["live"], folders=row["folders"])
-
-
-def _keypair(row: Any) -> Keypair | None:
-    return Keypair.from_row(row) if row else None
+    def converted(cls, row: Any) -> dict[str, Any]:
+        return {"live_sessions": row["live"]}
 
 
 async def get(ex: Executor, access_key: str) -> Keypair | None:
-    return _keypair(
+    return Keypair.from_optional(
         await ex.fetchrow(f"SELECT {_COLUMNS} FROM keypairs WHERE access_key = $1", access_key)
     )
 
@@ -66,7 +58,7 @@ async def by_keys(ex: Executor, access_keys: Sequence[str]) -> list[Keypair]:
     rows = await ex.fetch(
         f"SELECT {_COLUMNS} FROM keypairs WHERE access_key = ANY($1::text[])", list(access_keys)
     )
-    return [Keypair.from_row(row) for row in rows]
+    return Keypair.from_rows(rows)
 
 
 async def listing(
@@ -80,11 +72,11 @@ async def listing(
         user_id,
         is_active,
     )
-    return [Keypair.from_row(row) for row in rows]
+    return Keypair.from_rows(rows)
 
 
 async def oldest_active_admin(ex: Executor) -> Keypair | None:
-    return _keypair(
+    return Keypair.from_optional(
         await ex.fetchrow(
             f"SELECT {_COLUMNS} FROM keypairs WHERE is_admin AND is_active "
             "ORDER BY created_at, access_key LIMIT 1"
@@ -141,11 +133,11 @@ async def update(ex: Executor, access_key: str, changes: Mapping[str, Any]) -> K
     if statement is None:
         return await get(ex, access_key)
     sql, args = statement
-    return _keypair(await ex.fetchrow(sql, access_key, *args))
+    return Keypair.from_optional(await ex.fetchrow(sql, access_key, *args))
 
 
 async def set_active(ex: Executor, access_key: str, active: bool) -> Keypair | None:
-    return _keypair(
+    return Keypair.from_optional(
         await ex.fetchrow(
             f"UPDATE keypairs SET is_active = $2 WHERE access_key = $1 RETURNING {_COLUMNS}",
             access_key,

@@ -11,6 +11,7 @@ import attrs
 
 from crucible.config import ResourcePolicyConfig
 from crucible.db.pool import Executor
+from crucible.db.queries.columns import Row
 from crucible.db.statements import update_statement
 
 _NAMES = (
@@ -32,7 +33,7 @@ def _optional_float(value: Any) -> float | None:
 
 
 @attrs.frozen
-class ResourcePolicy:
+class ResourcePolicy(Row):
     name: str
     max_concurrent_sessions: int
     #: None: no cap.
@@ -43,16 +44,8 @@ class ResourcePolicy:
     created_at: datetime | None = None
 
     @classmethod
-    def from_row(cls, row: Any) -> ResourcePolicy:
-        return cls(
-            name=row["name"],
-            max_concurrent_sessions=row["max_concurrent_sessions"],
-            max_cpu_cores=_optional_float(row["max_cpu_cores"]),
-            max_memory_bytes=row["max_memory_bytes"],
-            max_vfolder_count=row["max_vfolder_count"],
-            max_vfolder_size_bytes=row["max_vfolder_size_bytes"],
-            created_at=row["created_at"],
-        )
+    def converted(cls, row: Any) -> dict[str, Any]:
+        return {"max_cpu_cores": _optional_float(row["max_cpu_cores"])}
 
     @classmethod
     def from_config(cls, name: str, config: ResourcePolicyConfig) -> ResourcePolicy:
@@ -65,10 +58,6 @@ class ResourcePolicy:
             max_vfolder_count=config.max_vfolder_count or None,
             max_vfolder_size_bytes=config.max_vfolder_size_bytes or None,
         )
-
-
-def _policy(row: Any) -> ResourcePolicy | None:
-    return ResourcePolicy.from_row(row) if row else None
 
 
 def _column_value(column: str, value: Any) -> Any:
@@ -87,7 +76,7 @@ _INSERT = """INSERT INTO resource_policies (name, max_concurrent_sessions, max_c
 
 
 async def get(ex: Executor, name: str) -> ResourcePolicy | None:
-    return _policy(
+    return ResourcePolicy.from_optional(
         await ex.fetchrow(f"SELECT {_COLUMNS} FROM resource_policies WHERE name = $1", name)
     )
 
@@ -96,17 +85,17 @@ async def by_names(ex: Executor, names: Sequence[str]) -> list[ResourcePolicy]:
     rows = await ex.fetch(
         f"SELECT {_COLUMNS} FROM resource_policies WHERE name = ANY($1::text[])", list(names)
     )
-    return [ResourcePolicy.from_row(row) for row in rows]
+    return ResourcePolicy.from_rows(rows)
 
 
 async def listing(ex: Executor) -> list[ResourcePolicy]:
     rows = await ex.fetch(f"SELECT {_COLUMNS} FROM resource_policies ORDER BY name")
-    return [ResourcePolicy.from_row(row) for row in rows]
+    return ResourcePolicy.from_rows(rows)
 
 
 async def of_keypair(ex: Executor, access_key: str) -> ResourcePolicy | None:
     """The policy `access_key` lives under; None when there is no such keypair."""
-    return _policy(
+    return ResourcePolicy.from_optional(
         await ex.fetchrow(
             f"""SELECT {", ".join("p." + name for name in _NAMES)}
                 FROM keypairs k JOIN resource_policies p ON p.name = k.resource_policy
@@ -133,7 +122,7 @@ async def upsert(ex: Executor, policy: ResourcePolicy) -> ResourcePolicy:
 
 async def insert_new(ex: Executor, policy: ResourcePolicy) -> ResourcePolicy | None:
     """Insert `policy`; None when the name is taken."""
-    return _policy(
+    return ResourcePolicy.from_optional(
         await ex.fetchrow(
             f"{_INSERT} ON CONFLICT (name) DO NOTHING RETURNING {_COLUMNS}", *_values(policy)
         )
@@ -147,7 +136,7 @@ async def update(ex: Executor, name: str, changes: Mapping[str, Any]) -> Resourc
     if statement is None:
         return await get(ex, name)
     sql, args = statement
-    return _policy(await ex.fetchrow(sql, name, *args))
+    return ResourcePolicy.from_optional(await ex.fetchrow(sql, name, *args))
 
 
 async def delete(ex: Executor, name: str) -> bool:

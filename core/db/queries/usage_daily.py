@@ -5,12 +5,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from datetime import date
-from typing import Any
 
 import attrs
 
 from crucible.db.pool import Executor
-from crucible.db.queries.columns import same_names
+from crucible.db.queries.columns import Row
 
 
 class Period(enum.StrEnum):
@@ -41,7 +40,7 @@ _DELTA_FIELDS = tuple(field.name for field in attrs.fields(UsageDelta))[1:]
 
 
 @attrs.frozen
-class UsageRecord:
+class UsageRecord(Row):
     access_key: str
     period_start: date
     period_end: date
@@ -51,10 +50,6 @@ class UsageRecord:
     mem_peak_bytes: int
     mem_avg_bytes: int
     storage_bytes: int
-
-    @classmethod
-    def from_row(cls, row: Any) -> UsageRecord:
-        return cls(**same_names(cls, row))
 
 
 async def add(ex: Executor, deltas: Sequence[UsageDelta]) -> None:
@@ -121,7 +116,7 @@ async def report(
     rows = await ex.fetch(
         _report_sql(period), None if access_keys is None else list(access_keys), first, last
     )
-    return [UsageRecord.from_row(row) for row in rows]
+    return UsageRecord.from_rows(rows)
 
 
 async def delete_of_keypair(ex: Executor, access_key: str) -> None:

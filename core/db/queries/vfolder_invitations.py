@@ -9,11 +9,11 @@ from typing import Any
 import attrs
 
 from crucible.db.pool import Executor
-from crucible.db.queries.columns import same_names
+from crucible.db.queries.columns import Row, hex_id
 
 
 @attrs.frozen
-class Invitation:
+class Invitation(Row):
     id: str
     vfolder_id: str
     vfolder_name: str
@@ -24,31 +24,18 @@ class Invitation:
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: Any) -> Invitation:
-        return cls(
-            id=uuid.UUID(str(row["id"])).hex,
-            vfolder_id=uuid.UUID(str(row["vfolder_id"])).hex,
-            vfolder_name=row["vfolder_name"],
-            inviter=row["inviter"],
-            invitee=row["invitee"],
-            permission=row["permission"],
-            state=row["state"],
-            created_at=row["created_at"],
-        )
+    def converted(cls, row: Any) -> dict[str, Any]:
+        return {"id": hex_id(row["id"]), "vfolder_id": hex_id(row["vfolder_id"])}
 
 
 @attrs.frozen
-class PendingOffer:
+class PendingOffer(Row):
     """A pending invitation being accepted: which folder, which right, whose."""
 
     vfolder_id: uuid.UUID
     permission: str
     name: str
     owner_access_key: str
-
-    @classmethod
-    def from_row(cls, row: Any) -> PendingOffer:
-        return cls(**same_names(cls, row))
 
 
 async def count_pending(ex: Executor, folder_id: str, inviter: str, invitee: str) -> int:
@@ -83,7 +70,7 @@ async def pending_for(ex: Executor, invitee: str) -> list[Invitation]:
            WHERE i.invitee = $1 AND i.state = 'pending' ORDER BY i.created_at""",
         invitee,
     )
-    return [Invitation.from_row(row) for row in rows]
+    return Invitation.from_rows(rows)
 
 
 async def lock_pending(ex: Executor, invitation_id: uuid.UUID, invitee: str) -> PendingOffer | None:
@@ -97,7 +84,7 @@ async def lock_pending(ex: Executor, invitation_id: uuid.UUID, invitee: str) -> 
         invitation_id,
         invitee,
     )
-    return PendingOffer.from_row(row) if row else None
+    return PendingOffer.from_optional(row)
 
 
 async def mark_accepted(ex: Executor, invitation_id: uuid.UUID) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from crucible.db.pool import Executor
+from crucible.db.queries.columns import Row, hex_id
 
 _COLUMNS = (
     "f.id, f.name, f.host, f.owner_access_key, f.max_files, f.max_size, f.created_at, f.last_used"
@@ -17,7 +18,7 @@ _COLUMNS = (
 
 
 @attrs.frozen
-class VFolder:
+class VFolder(Row):
     id: str  # 32 hex characters (spec 6.1)
     name: str
     host: str
@@ -28,21 +29,12 @@ class VFolder:
     last_used: datetime | None
 
     @classmethod
-    def from_row(cls, row: Any) -> VFolder:
-        return cls(
-            id=uuid.UUID(str(row["id"])).hex,
-            name=row["name"],
-            host=row["host"],
-            owner_access_key=row["owner_access_key"],
-            max_files=row["max_files"],
-            max_size=row["max_size"],
-            created_at=row["created_at"],
-            last_used=row["last_used"],
-        )
+    def converted(cls, row: Any) -> dict[str, Any]:
+        return {"id": hex_id(row["id"])}
 
 
 @attrs.frozen
-class Access:
+class Access(Row):
     """A folder as one access key sees it: under which name and with which right."""
 
     folder: VFolder
@@ -50,8 +42,8 @@ class Access:
     permission: str
 
     @classmethod
-    def from_row(cls, row: Any) -> Access:
-        return cls(VFolder.from_row(row), row["is_owner"], row["permission"])
+    def converted(cls, row: Any) -> dict[str, Any]:
+        return {"folder": VFolder.from_row(row)}
 
 
 # Folders an access key owns, and folders granted to it (``vfolder_permissions``), in
@@ -67,12 +59,12 @@ _ACCESSIBLE = f"""
 
 
 def _folders(rows: list[Any]) -> list[VFolder]:
-    return [VFolder.from_row(row) for row in rows]
+    return VFolder.from_rows(rows)
 
 
 async def accessible(ex: Executor, access_key: str) -> list[Access]:
     rows = await ex.fetch(f"SELECT * FROM ({_ACCESSIBLE}) a ORDER BY created_at, name", access_key)
-    return [Access.from_row(row) for row in rows]
+    return Access.from_rows(rows)
 
 
 async def by_name(ex: Executor, access_key: str, name: str) -> Access | None:
@@ -82,7 +74,7 @@ async def by_name(ex: Executor, access_key: str, name: str) -> Access | None:
         access_key,
         name,
     )
-    return Access.from_row(row) if row else None
+    return Access.from_optional(row)
 
 
 async def count_named(

@@ -77,7 +77,7 @@ async def insert_session(
     lang: str = "python",
     tag: str | None = None,
 ) -> str:
-    """A kernels row as the registry writes it; `age` seconds old. Returns its id."""
+    """A kernels row as the session lifecycle writes it; `age` seconds old. Returns its id."""
     kernel_id = uuid.uuid4()
     created = datetime.now(UTC) - timedelta(seconds=age)
     await db.execute(

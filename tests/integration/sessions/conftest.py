@@ -99,7 +99,7 @@ async def cluster(
                 yield Cluster(harness, agent, config)
             finally:
                 with trio.CancelScope(shield=True), trio.move_on_after(60):
-                    await harness.server.components.registry.destroy_all()
+                    await harness.server.components.sessions.destroy_all()
                 nursery.cancel_scope.cancel()
 
 

@@ -14,7 +14,7 @@ TIMEOUT = 60
 
 
 async def _live(cluster: Cluster) -> int:
-    return await cluster.harness.server.components.registry.count_live()
+    return await cluster.harness.server.components.sessions.count_live()
 
 
 async def test_freeze_with_force_kill_destroys_running_sessions(cluster: Cluster) -> None:

@@ -28,7 +28,7 @@ MiB = 1024 * 1024
 
 async def work_dir(cluster: Cluster, token: str) -> Path:
     """The kernel's /home/work as the host sees it."""
-    session = await cluster.harness.server.components.registry.get_live(
+    session = await cluster.harness.server.components.sessions.get_live(
         cluster.harness.user.access_key, token
     )
     return cluster.agent.kernels[session.id].info.kernel_dir / "work"
@@ -174,7 +174,7 @@ async def test_largest_upload_read_as_fast_as_flow_control_allows(
     the folder upload parser once hung right here: that parser handed on each read
     whole, the relay sent it to the agent as one call (1.4 MiB of base64) and the link
     of that time blocked on it for good. No relay call may grow with the reads."""
-    registry = cluster.harness.server.components.registry
+    registry = cluster.harness.server.components.sessions
     relayed: list[int] = []
     real_file_call = registry.file_call
 

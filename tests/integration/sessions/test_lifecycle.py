@@ -95,9 +95,9 @@ async def test_no_room_is_instance_not_available(cluster: Cluster) -> None:
 async def test_idle_sessions_are_reaped(cluster: Cluster) -> None:
     token = new_token()
     assert (await create(cluster.client, token)).status_code == 201
-    await cluster.harness.server.components.registry.activity.flush()
+    await cluster.harness.server.components.activity.flush()
     with trio.fail_after(10):
-        while not await cluster.harness.server.components.registry.reap_idle():
+        while not await cluster.harness.server.components.reaper.reap_idle():
             await trio.sleep(0.3)
     assert (await cluster.client.get(f"/kernel/{token}")).status_code == 404
     info = await cluster.harness.db.fetchval(

@@ -1,5 +1,5 @@
 """Payloads far beyond one WebSocket frame cross the manager ↔ agent link, both ways,
-with a real agent and real kernels: calls are sent straight through the session registry,
+with a real agent and real kernels: calls are sent straight through the session lifecycle,
 so the API's own input limits do not hide what the link itself carries."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ MiB = 1024 * 1024
 
 
 async def _run_to_end(cluster: Cluster, token: str, code: str) -> list[dict[str, object]]:
-    """Run `code` through the registry (no HTTP edge), collecting every result."""
-    registry = cluster.harness.server.components.registry
+    """Run `code` through the session lifecycle (no HTTP edge), collecting every result."""
+    registry = cluster.harness.server.components.sessions
     session = await registry.get_live(cluster.harness.user.access_key, token)
     run_id = uuid.uuid4().hex
     results = []
@@ -46,7 +46,7 @@ async def test_a_call_of_megabytes_reaches_the_kernel(cluster: Cluster) -> None:
 
 
 async def test_a_create_with_megabytes_of_environment_is_carried(cluster: Cluster) -> None:
-    registry = cluster.harness.server.components.registry
+    registry = cluster.harness.server.components.sessions
     keypair = await KeypairRepository(cluster.harness.db).get(cluster.harness.user.access_key)
     assert keypair is not None
     environ = {f"VAR_{i}": "v" * 1000 for i in range(2000)}  # ~2 MB

@@ -35,7 +35,7 @@ from crucible.plugins.storage.folder_quotas import (
 )
 from crucible.plugins.storage.linux_abi import StatFs
 from crucible.plugins.storage.local import LocalHost
-from crucible.vfolders.service import storage_problem
+from crucible.vfolders.problems import storage_problem
 from testlib.loopfs import tmpfs_directory
 
 ROOT = Path("/srv/vfolders")

@@ -17,7 +17,7 @@ blueprint = Blueprint("auth", __name__)
 @blueprint.route("/auth", methods=["GET", "POST"])
 @blueprint.route("/auth/test", methods=["GET", "POST"])
 @authenticated
-async def auth_test() -> dict[str, Any]:
+async def auth_check() -> dict[str, Any]:
     # A body that is not JSON is an authentication-parameter error here (spec 10.3).
     body = await parsed_body(errors.InvalidAuthParameters)
     echo = body.get("echo") if isinstance(body, dict) else None

@@ -20,7 +20,7 @@ from crucible.validation import parse_json
 
 log = logging.getLogger(__name__)
 
-blueprint = Blueprint("stream", __name__)
+blueprint = Blueprint("kernel_streams", __name__)
 
 #: Statuses after which a streaming run is over.
 FINAL = ("finished", "exec-timeout")
@@ -33,14 +33,14 @@ async def _send(frame: dict[str, Any]) -> None:
 async def _authenticated_session(token: str) -> Session:
     """Authenticate and look up before the upgrade, so failures are plain HTTP errors."""
     keypair = await authenticate()
-    return await manager_context().registry.get_live(keypair.access_key, token)
+    return await manager_context().sessions.get_live(keypair.access_key, token)
 
 
 @blueprint.websocket("/stream/kernel/<token>/execute")
 async def stream_execute(token: str) -> None:
     session = await _authenticated_session(token)
     ctx = manager_context()
-    registry, limits = ctx.registry, ctx.config.limits
+    sessions, limits = ctx.sessions, ctx.config.limits
     # Streaming clients get output more often than long-polling ones (legacy: ~0.2 s).
     flush_interval = ctx.config.sessions.stream_flush_interval
     await websocket.accept()
@@ -66,7 +66,7 @@ async def stream_execute(token: str) -> None:
     finished = False
     try:
         while True:
-            result = await registry.execute(
+            result = await sessions.execute(
                 session,
                 run_id=run_id,
                 mode=mode,
@@ -96,17 +96,16 @@ async def stream_execute(token: str) -> None:
             # The client went away mid-run: stop this run (queued: it never starts;
             # running: interrupted, then killed), and only this one: an interrupt of
             # the session would hit whatever run happens to be executing. (If it left
-            # during an execute call, registry.execute did so already; twice is harmless.)
+            # during an execute call, sessions.execute did so already; twice is harmless.)
             with trio.CancelScope(shield=True):
-                await registry.cancel_run(session, run_id)
+                await sessions.cancel_run(session, run_id)
     await websocket.close(1000)
 
 
 @blueprint.websocket("/stream/kernel/<token>/events")
 async def stream_events(token: str) -> None:
     session = await _authenticated_session(token)
-    registry = manager_context().registry
-    with registry.events.subscribe(session.id) as events:
+    with manager_context().sessions.events.open_subscription(session.id) as events:
         await websocket.accept()
         async for event in events:
             await _send(event)

@@ -18,8 +18,9 @@ import trio
 from quart import Blueprint, websocket
 from quart.wrappers import Websocket
 
-from crucible.agents import AgentDirectory, AgentLink
 from crucible.api.context import manager_context
+from crucible.cluster.directory import AgentDirectory
+from crucible.cluster.links import AgentLink
 from crucible.exc_groups import describe
 from crucible.protocol import codec, framing
 from crucible.protocol.auth import HEADER_AGENT_ID, HEADER_DATE, HEADER_SIGNATURE, verify_agent
@@ -27,7 +28,7 @@ from crucible.protocol.reports import Heartbeat
 
 log = logging.getLogger(__name__)
 
-blueprint = Blueprint("agent_link", __name__)
+blueprint = Blueprint("agent_socket", __name__)
 
 
 class _QuartFrames:
@@ -50,7 +51,7 @@ class _QuartFrames:
 
 
 @blueprint.websocket("/internal/agent")
-async def agent_link() -> Any:
+async def agent_socket() -> Any:
     ctx = manager_context()
     headers = websocket.headers
     agent_id = headers.get(HEADER_AGENT_ID, "")
