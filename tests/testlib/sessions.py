@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 import trio
 
-from crucible.agent.agent import Agent
+from crucible.agent.service import Agent
 from crucible.config import Config
 from testlib.server import Harness
 from testlib.signing import SigningClient

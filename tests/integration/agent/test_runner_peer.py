@@ -14,7 +14,7 @@ import pytest
 import trio
 from kernel_harness import Kernels
 
-from crucible.agent.runner_link import PROTOCOL, SOCKET_NAME, RunnerListener
+from crucible.agent.kernel.runner_link import PROTOCOL, SOCKET_NAME, RunnerListener
 
 #: Dials the agent's socket from the process `WHO` names and says hello; then waits.
 DIALER = r"""

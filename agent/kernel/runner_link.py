@@ -4,7 +4,7 @@ The agent listens and the runner dials: the socket lies in the kernel's ipc dire
 which the agent owns and the container sees read-only, so nothing the kernel writes
 ever decides where the agent connects (issue 9, finding 1: a runner-side socket could
 be replaced by a symlink to another kernel's). Every accepted connection is checked
-against the kernel's own records of the peer (`crucible.agent.runner_peer`) before one
+against the kernel's own records of the peer (`crucible.agent.kernel.runner_peer`) before one
 byte of it is read.
 
 Each message is a 4-byte big-endian length and a UTF-8 JSON object.
@@ -25,7 +25,12 @@ from typing import Any
 
 import trio
 
-from crucible.agent.runner_peer import PeerRefused, check_runner_peer, peer_credentials, peer_pidfd
+from crucible.agent.kernel.runner_peer import (
+    PeerRefused,
+    check_runner_peer,
+    peer_credentials,
+    peer_pidfd,
+)
 
 log = logging.getLogger(__name__)
 
