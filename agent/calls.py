@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import attrs
+
 from crucible.agent.docker.driver import DockerDriver
 from crucible.agent.execution.queue import QueueFull
 from crucible.agent.files.paths import FileOpError
@@ -51,20 +53,14 @@ def live_kernel(kernels: Mapping[str, KernelSupervisor], kernel_id: str) -> Kern
     return supervisor
 
 
+@attrs.define(eq=False)
 class KernelCalls:
     """Runs, completions, logs and session files of the agent's live kernels."""
 
-    def __init__(
-        self,
-        config: AgentConfig,
-        driver: DockerDriver,
-        kernels: Mapping[str, KernelSupervisor],
-        files: FileService,
-    ) -> None:
-        self._config = config
-        self._driver = driver
-        self._kernels = kernels
-        self._files = files
+    _config: AgentConfig
+    _driver: DockerDriver
+    _kernels: Mapping[str, KernelSupervisor]
+    _files: FileService
 
     def add_to(self, table: CallTable) -> None:
         table.add(Execute, self.execute)

@@ -50,24 +50,17 @@ async def kernel_stats(driver: DockerDriver, supervisor: KernelSupervisor) -> Ke
     )
 
 
+@attrs.define(eq=False)
 class Heartbeats:
-    """The agent's heartbeat, and the images and kernel stats it carries, kept fresh."""
+    """The agent's heartbeat, and the images and kernel stats it carries, kept fresh
+    (every `interval` seconds)."""
 
-    def __init__(
-        self,
-        driver: DockerDriver,
-        kernels: Mapping[str, KernelSupervisor],
-        *,
-        agent_id: str,
-        capacity: dict[str, float],
-        interval: float,
-    ) -> None:
-        self._driver = driver
-        self._kernels = kernels
-        self.agent_id = agent_id
-        self.capacity = capacity
-        self._interval = interval
-        self.images: tuple[ImageEntry, ...] = ()
+    _driver: DockerDriver
+    _kernels: Mapping[str, KernelSupervisor]
+    agent_id: str = attrs.field(kw_only=True)
+    capacity: dict[str, float] = attrs.field(kw_only=True)
+    _interval: float = attrs.field(kw_only=True)
+    images: tuple[ImageEntry, ...] = attrs.field(default=(), init=False)
 
     def heartbeat(self) -> Heartbeat:
         return Heartbeat(

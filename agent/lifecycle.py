@@ -55,31 +55,19 @@ class RunLimits:
     slots: FairSlots
 
 
+@attrs.define(eq=False)
 class KernelLifecycle:
-    """The agent's kernels from creation to removal, in the table `kernels`.
+    """The agent's kernels from creation to removal, in the table `kernels` (their
+    scratch directories under `kernels_root`); `emit` tells the managers of an end."""
 
-    `emit` sends an event to the managers (a kernel ended).
-    """
-
-    def __init__(
-        self,
-        config: AgentConfig,
-        driver: DockerDriver,
-        containers: ContainerPolicy,
-        runs: RunLimits,
-        *,
-        kernels: dict[str, KernelSupervisor],
-        kernels_root: Path,
-        emit: Callable[[AgentEvent], Awaitable[None]],
-    ) -> None:
-        self._config = config
-        self._driver = driver
-        self._containers = containers
-        self._runs = runs
-        self.kernels = kernels
-        self.kernels_root = kernels_root
-        self._emit = emit
-        self._nursery: trio.Nursery | None = None
+    _config: AgentConfig
+    _driver: DockerDriver
+    _containers: ContainerPolicy
+    _runs: RunLimits
+    kernels: dict[str, KernelSupervisor] = attrs.field(kw_only=True)
+    kernels_root: Path = attrs.field(kw_only=True)
+    _emit: Callable[[AgentEvent], Awaitable[None]] = attrs.field(kw_only=True)
+    _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
 
     def add_to(self, table: CallTable) -> None:
         table.add(CreateKernel, self.create_kernel)

@@ -41,15 +41,8 @@ import docker.types
 import requests.exceptions
 import trio
 
+from crucible.agent.docker import errors
 from crucible.agent.docker.answers import count, dig, parse_time, stats_from_docker
-from crucible.agent.docker.errors import (
-    ContainerConflict,
-    ContainerNotFound,
-    DockerError,
-    DockerTimeout,
-    DockerUnavailable,
-    ImageNotFound,
-)
 from crucible.agent.docker.specs import ContainerSpec, ContainerState, ContainerSummary
 from crucible.config import AgentConfig
 from crucible.kernels.catalog import ImageInfo
@@ -98,9 +91,9 @@ class DockerDriver:
             with trio.fail_after(config.docker_timeout):
                 client = await trio.to_thread.run_sync(make, abandon_on_cancel=True)
         except trio.TooSlowError as exc:
-            raise DockerUnavailable("the Docker engine did not answer") from exc
+            raise errors.DockerUnavailable("the Docker engine did not answer") from exc
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise DockerUnavailable(f"cannot reach the Docker engine: {exc}") from exc
+            raise errors.DockerUnavailable(f"cannot reach the Docker engine: {exc}") from exc
         return cls(client, config)
 
     async def aclose(self) -> None:
@@ -126,11 +119,12 @@ class DockerDriver:
                     fn, limiter=limiter or self._limiter, abandon_on_cancel=True
                 )
         except trio.TooSlowError as exc:
-            raise DockerTimeout(f"{what}: no answer from the engine within {seconds:g}s") from exc
+            message = f"{what}: no answer from the engine within {seconds:g}s"
+            raise errors.DockerTimeout(message) from exc
         except docker.errors.APIError as exc:
             raise _translate_api_error(what, subject, exc) from exc
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise DockerUnavailable(f"{what}: {exc}") from exc
+            raise errors.DockerUnavailable(f"{what}: {exc}") from exc
 
     # -- containers -----------------------------------------------------------------------
 
@@ -198,7 +192,7 @@ class DockerDriver:
             # Shielded: a cancelled caller must not leave a created, never-started
             # container behind (the orphan sweep would get it, but only later).
             with trio.CancelScope(shield=True):
-                with contextlib.suppress(DockerError):
+                with contextlib.suppress(errors.DockerError):
                     await self.remove(container_id)
             raise
         return container_id
@@ -254,7 +248,7 @@ class DockerDriver:
                     time_limit=chunk + self._http_margin,
                     limiter=self._wait_limiter,
                 )
-            except DockerTimeout:
+            except errors.DockerTimeout:
                 code = None
             if code is not None:
                 return code
@@ -266,7 +260,7 @@ class DockerDriver:
         """
         try:
             await self._call(f"kill {container}", lambda: self._api.kill(container, signal=signal))
-        except ContainerConflict:
+        except errors.ContainerConflict:
             return False  # "is not running"
         return True
 
@@ -280,9 +274,9 @@ class DockerDriver:
                 f"remove {container}",
                 lambda: self._api.remove_container(container, force=True, v=True),
             )
-        except ContainerNotFound:
+        except errors.ContainerNotFound:
             return False
-        except ContainerConflict:
+        except errors.ContainerConflict:
             return False  # "removal already in progress"
         return True
 
@@ -375,27 +369,29 @@ class DockerDriver:
         """Return if the engine answers; raise `DockerUnavailable` otherwise."""
         try:
             ok = await self._call("ping", self._api.ping)
-        except DockerTimeout as exc:
-            raise DockerUnavailable("ping: the Docker engine did not answer") from exc
-        except DockerUnavailable:
+        except errors.DockerTimeout as exc:
+            raise errors.DockerUnavailable("ping: the Docker engine did not answer") from exc
+        except errors.DockerUnavailable:
             raise
-        except DockerError as exc:
-            raise DockerUnavailable(f"ping: {exc}") from exc
+        except errors.DockerError as exc:
+            raise errors.DockerUnavailable(f"ping: {exc}") from exc
         if not ok:
-            raise DockerUnavailable("ping: unexpected answer")
+            raise errors.DockerUnavailable("ping: unexpected answer")
 
 
-def _translate_api_error(what: str, subject: str, exc: Any) -> DockerError:
+def _translate_api_error(what: str, subject: str, exc: Any) -> errors.DockerError:
     status = getattr(getattr(exc, "response", None), "status_code", None)
     detail = str(getattr(exc, "explanation", None) or exc)
     message = f"{what}: {detail}"
     if isinstance(exc, docker.errors.ImageNotFound):
-        return ImageNotFound(message)
+        return errors.ImageNotFound(message)
+    if status == 404 and subject == "image":
+        return errors.ImageNotFound(message)
     if status == 404:
-        return ImageNotFound(message) if subject == "image" else ContainerNotFound(message)
+        return errors.ContainerNotFound(message)
     if status == 409:
-        return ContainerConflict(message)
-    return DockerError(message)
+        return errors.ContainerConflict(message)
+    return errors.DockerError(message)
 
 
 @contextlib.asynccontextmanager

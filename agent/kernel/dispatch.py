@@ -13,6 +13,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 
+import attrs
 import trio
 
 from crucible.agent.execution.limits import ExecLimits, FairSlots, TokenBucket
@@ -28,6 +29,7 @@ CANCELLED_EXIT_CODE = 130
 CANCELLED_NOTE = "[crucible] run cancelled before it started: its client went away\n"
 
 
+@attrs.define(eq=False)
 class RunDispatcher:
     """The queue of one kernel's runs and the one that executes.
 
@@ -35,32 +37,31 @@ class RunDispatcher:
     time limit, a kill it survived); the dispatcher stops there.
     """
 
-    def __init__(
-        self,
-        kernel_id: str,
-        *,
-        exec_timeout: float,
-        access_key: str,
-        limits: ExecLimits,
-        slots: FairSlots,
-        end_kernel: Callable[[str], Awaitable[None]],
-    ) -> None:
-        self.kernel_id = kernel_id
-        #: The image's limit on one run, in seconds (0: none).
-        self.exec_timeout = exec_timeout
-        self.access_key = access_key
-        self.limits = limits
-        #: The agent's execution slots, shared by all its kernels.
-        self.slots = slots
-        self._end_kernel = end_kernel
-        self._start_rate = TokenBucket(limits.start_rate, limits.start_burst)
-        self._queue = RunQueue(max_runs=limits.queue_length, max_chars=limits.queue_chars)
-        self._runner: RunnerConnection | None = None
-        #: The run executing now (or adopted from the runner's ``hello``).
-        self.current: Run | None = None
-        #: When the current run's owner gave up on it (trio clock); None if they did not.
-        self._cancelled_at: float | None = None
-        self._changed = trio.Event()
+    kernel_id: str
+    #: The image's limit on one run, in seconds (0: none).
+    exec_timeout: float = attrs.field(kw_only=True)
+    #: The owner's: the agent's execution slots are shared fairly by key.
+    access_key: str = attrs.field(kw_only=True)
+    limits: ExecLimits = attrs.field(kw_only=True)
+    #: The agent's execution slots, shared by all its kernels.
+    slots: FairSlots = attrs.field(kw_only=True)
+    _end_kernel: Callable[[str], Awaitable[None]] = attrs.field(kw_only=True)
+    #: The run executing now (or adopted from the runner's ``hello``).
+    current: Run | None = attrs.field(default=None, init=False)
+    _runner: RunnerConnection | None = attrs.field(default=None, init=False)
+    #: When the current run's owner gave up on it (trio clock); None if they did not.
+    _cancelled_at: float | None = attrs.field(default=None, init=False)
+    _changed: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _start_rate: TokenBucket = attrs.field(init=False)
+    _queue: RunQueue = attrs.field(init=False)
+
+    @_start_rate.default
+    def _kernel_pace(self) -> TokenBucket:
+        return TokenBucket(self.limits.start_rate, self.limits.start_burst)
+
+    @_queue.default
+    def _bounded_queue(self) -> RunQueue:
+        return RunQueue(max_runs=self.limits.queue_length, max_chars=self.limits.queue_chars)
 
     @property
     def queued(self) -> int:

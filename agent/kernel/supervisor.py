@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
 import trio
 
 from crucible.agent.cgroups import oom_kill_count
@@ -51,47 +52,50 @@ class KernelGone(Exception):
     """The kernel was terminated; further calls on it fail."""
 
 
+@attrs.define(eq=False)
 class KernelSupervisor:
-    def __init__(
-        self,
-        info: KernelInfo,
-        container_id: str,
-        *,
-        on_terminated: TerminationCallback,
-        output: SessionOutput,
-        listener: RunnerListener,
-        connect_timeout: float,
-        limits: ExecLimits | None = None,
-        slots: FairSlots | None = None,
-    ) -> None:
-        self.info = info
-        self.container_id = container_id
-        self._on_terminated = on_terminated
-        self._listener = listener
-        self._connect_timeout = connect_timeout
-        #: This session's share of the agent's memory for uncollected output.
-        self.output = output
-        self._runner: RunnerConnection | None = None
-        self._runs: dict[str, Run] = {}
-        self._dispatch = RunDispatcher(
-            info.kernel_id,
-            exec_timeout=info.exec_timeout,
-            access_key=info.access_key,
-            limits=limits or ExecLimits.defaults(),
-            slots=slots or FairSlots.unlimited(),
+    """Kernel `info` in container `container_id`, whose runner dials `listener` within
+    `connect_timeout` seconds; `on_terminated(self, reason)` once it has ended."""
+
+    info: KernelInfo
+    container_id: str
+    _on_terminated: TerminationCallback = attrs.field(kw_only=True)
+    #: This session's share of the agent's memory for uncollected output.
+    output: SessionOutput = attrs.field(kw_only=True)
+    _listener: RunnerListener = attrs.field(kw_only=True)
+    _connect_timeout: float = attrs.field(kw_only=True)
+    _limits: ExecLimits | None = attrs.field(default=None, kw_only=True)
+    _slots: FairSlots | None = attrs.field(default=None, kw_only=True)
+    terminated_reason: str | None = attrs.field(default=None, init=False)
+    #: Set once the runner dialled in.
+    connected: trio.Event = attrs.field(factory=trio.Event, init=False)
+    last_stats: KernelStats | None = attrs.field(default=None, init=False)
+    #: What the container printed when it died before its runner answered.
+    startup_output: str = attrs.field(default="", init=False)
+    _runner: RunnerConnection | None = attrs.field(default=None, init=False)
+    _runs: dict[str, Run] = attrs.field(factory=dict, init=False)
+    _completions: CompletionRequests = attrs.field(factory=CompletionRequests, init=False)
+    _dispatch: RunDispatcher = attrs.field(init=False)
+    _messages: RunnerMessages = attrs.field(init=False)
+    _cancel_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
+    _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
+
+    @_dispatch.default
+    def _dispatcher(self) -> RunDispatcher:
+        return RunDispatcher(
+            self.info.kernel_id,
+            exec_timeout=self.info.exec_timeout,
+            access_key=self.info.access_key,
+            limits=self._limits or ExecLimits.defaults(),
+            slots=self._slots or FairSlots.unlimited(),
             end_kernel=self._end_kernel,
         )
-        self._completions = CompletionRequests()
-        self._messages = RunnerMessages(
-            info.kernel_id, self._runs, self._completions, on_finished=self._run_finished
+
+    @_messages.default
+    def _message_reader(self) -> RunnerMessages:
+        return RunnerMessages(
+            self.info.kernel_id, self._runs, self._completions, on_finished=self._run_finished
         )
-        self._cancel_scope: trio.CancelScope | None = None
-        self._nursery: trio.Nursery | None = None
-        self.terminated_reason: str | None = None
-        self.connected = trio.Event()
-        self.last_stats: KernelStats | None = None
-        #: What the container printed when it died before its runner answered.
-        self.startup_output = ""
 
     # -- lifecycle ------------------------------------------------------------------------
 
