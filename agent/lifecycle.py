@@ -115,7 +115,7 @@ class KernelLifecycle:
         info = attrs.evolve(info, exec_timeout=self._containers.cap_exec_timeout(info.exec_timeout))
         if container.status == "running":
             try:
-                listener = await RunnerListener.open(
+                listener = await RunnerListener.bind(
                     info.ipc_dir, send_timeout=self._config.runner_send_timeout
                 )
             except OSError as exc:
@@ -196,7 +196,7 @@ class KernelLifecycle:
 
     async def _start_container(self, info: KernelInfo) -> tuple[str, RunnerListener]:
         """Listen for the runner first (it dials as soon as it starts), then start it."""
-        listener = await RunnerListener.open(
+        listener = await RunnerListener.bind(
             info.ipc_dir, send_timeout=self._config.runner_send_timeout
         )
         try:

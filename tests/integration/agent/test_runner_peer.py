@@ -48,7 +48,7 @@ def _dialer(who: str) -> str:
 
 @pytest.fixture
 async def listener(kernels: Kernels) -> AsyncIterator[RunnerListener]:
-    opened = await RunnerListener.open(kernels.scratch.ipc, send_timeout=30.0)
+    opened = await RunnerListener.bind(kernels.scratch.ipc, send_timeout=30.0)
     try:
         yield opened
     finally:
