@@ -14,9 +14,10 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
-from crucible.agent.agent import Agent
-from crucible.agent.docker_driver import DockerDriver, DockerError
+from crucible.agent.docker.driver import DockerDriver
+from crucible.agent.docker.errors import DockerError
 from crucible.agent.manager_link import ManagerLink
+from crucible.agent.service import Agent
 from crucible.config import Config
 from crucible.errors import StartupError
 

@@ -28,7 +28,8 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from crucible.agent.agent import AgentCallError, EventSink
+from crucible.agent.calls import AgentCallError
+from crucible.agent.events import EventSink
 from crucible.config import Config
 from crucible.exc_groups import describe
 from crucible.protocol import codec

@@ -1,6 +1,6 @@
 """What every build step shares: running a command with a deadline, and its outcomes.
 
-Why the ``docker`` CLI and not the Docker SDK: only ``crucible.agent.docker_driver``
+Why the ``docker`` CLI and not the Docker SDK: only ``crucible.agent.docker.driver``
 imports ``docker`` (project rule), builds are rare, long and chatty, and
 ``trio.run_process`` on the CLI streams their progress line by line with cancellation
 (and so timeouts) for free.

@@ -1,7 +1,7 @@
 """Debian suites: the tool chains each ships, its apt sources, the base rootfs's apt/dpkg.
 
 Pure data and functions; `crucible.agent.images.recipes` and the base image builder
-(`crucible.agent.images.base`) use them.
+(`crucible.agent.images.base_image`) use them.
 """
 
 from __future__ import annotations

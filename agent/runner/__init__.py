@@ -12,6 +12,7 @@ the agent. Modules:
 * `jobs`: one run from ``execute`` to ``finished``; `console`: output batching;
 * `pyproc`/`pychild`: the persistent Python interpreter, runner side / child side;
 * `procs`/`stdin_probe`: shell steps on a pty and the waiting-for-input heuristic;
+* `streams`: reading a process's output (a pipe or a pty) as the flow allows;
 * `loop`/`channel`/`flow`: the selector loop, framed sockets, back-pressure;
 * ``pysite/``: modules for user code (``crucible_kernel.display``, the matplotlib
   backend), put on the child's ``sys.path``.

@@ -44,8 +44,20 @@ class RunHost(Protocol):
         """The persistent interpreter, started if it is not running."""
 
 
+class RunProcess(Protocol):
+    """What executes a run now: a shell step, or the persistent interpreter."""
+
+    def feed(self, text: str) -> bool:
+        """Deliver input; False when the process is not waiting for any."""
+
+    def interrupt(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+
 class Job:
-    """The base of every run: console batching, the waiting-input and finished messages."""
+    """The base of every run: console batching, the waiting-input and finished messages,
+    and passing input and interrupts on to the process that executes it now."""
 
     def __init__(self, runner: RunHost, run_id: str, mode: str) -> None:
         self.runner = runner
@@ -56,16 +68,22 @@ class Job:
         self.console = Console(runner.loop, run_id, runner.send)
         self.waiting_password: bool | None = None
         self.done = False
+        #: What executes the run now; None before it starts and between steps.
+        self.process: RunProcess | None = None
 
     def start(self) -> None:
         raise NotImplementedError
 
     def feed(self, text: str) -> bool:
         """Deliver an ``input`` message; False if the run cannot take one now."""
-        raise NotImplementedError
+        if self.process is None or not self.process.feed(text):
+            return False
+        self.waiting_password = None
+        return True
 
     def interrupt(self) -> None:
-        raise NotImplementedError
+        if self.process is not None:
+            self.process.interrupt()
 
     def kill(self) -> None:
         """The runner is shutting down."""
@@ -113,27 +131,17 @@ class PythonQueryJob(Job):
     def __init__(self, runner: RunHost, run_id: str, code: str) -> None:
         super().__init__(runner, run_id, "query")
         self.code = code
-        self.child: PythonChild | None = None
 
     def start(self) -> None:
-        self.child = self.runner.python_child()
-        self.child.execute(self, self.code)
-
-    def feed(self, text: str) -> bool:
-        if self.child is None or not self.child.feed(text):
-            return False
-        self.waiting_password = None
-        return True
-
-    def interrupt(self) -> None:
-        if self.child is not None:
-            self.child.interrupt()
+        child = self.runner.python_child()
+        self.process = child
+        child.execute(self, self.code)
 
     def cancel(self) -> None:
         # The interpreter is the run: it goes (and the session's state with it); the
         # child's exit finishes the run, and the next run starts a fresh interpreter.
-        if self.child is not None:
-            self.child.kill()
+        if self.process is not None:
+            self.process.kill()
 
     def child_done(self, exit_code: int) -> None:
         self.finish(exit_code)
@@ -167,7 +175,6 @@ class StepsJob(Job):
         self._build_failure_code = build_failure_code
         self._scratch = scratch
         self._pre_message = pre_message
-        self._current: ShellStep | None = None
         self._current_name: str | None = None
         self._last_code = 0
 
@@ -187,7 +194,7 @@ class StepsJob(Job):
         if command is None:
             self._step_done(0, ran=False)
             return
-        self._current = ShellStep(
+        step = ShellStep(
             self.runner.loop,
             self.runner.flow,
             self.runner.reaper,
@@ -199,10 +206,11 @@ class StepsJob(Job):
             # Named steps (clean, build) prepare; only the program itself talks to the user.
             interactive=name is None,
         )
-        self._current.start()
+        self.process = step
+        step.start()
 
     def _step_done(self, exit_code: int, ran: bool = True) -> None:
-        self._current = None
+        self.process = None
         self.waiting_password = None
         name = self._current_name
         if ran:
@@ -220,20 +228,9 @@ class StepsJob(Job):
             shutil.rmtree(self._scratch, ignore_errors=True)
         self.finish(exit_code)
 
-    def feed(self, text: str) -> bool:
-        if self._current is None:
-            return False
-        self._current.feed(text)
-        self.waiting_password = None
-        return True
-
-    def interrupt(self) -> None:
-        if self._current is not None:
-            self._current.interrupt()
-
     def kill(self) -> None:
-        if self._current is not None:
-            self._current.kill()
+        if self.process is not None:
+            self.process.kill()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
@@ -241,8 +238,8 @@ class StepsJob(Job):
         # No further step; the current one's exit (it is killed) ends the run.
         self._steps.clear()
         self._build_failure_code = None
-        if self._current is not None:
-            self._current.kill()
+        if self.process is not None:
+            self.process.kill()
 
 
 def batch_job(runner: RunHost, run_id: str, options: dict[str, Any]) -> Job:

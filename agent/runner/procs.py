@@ -10,8 +10,6 @@ mode stays on so that a ``\\x04`` in an input message is end-of-file for the pro
 
 from __future__ import annotations
 
-import codecs
-import errno
 import fcntl
 import os
 import pty
@@ -26,8 +24,8 @@ from . import stdin_probe
 from .flow import Flow
 from .loop import Loop, Timer
 from .reaper import Reaper
+from .streams import OutputStream
 
-READ_CHUNK = 16 * 1024
 #: How often a running step is polled (exit, waiting for input).
 TICK = 0.02
 #: Quiet time before probing /proc for a blocked read, and the probe interval.
@@ -87,14 +85,11 @@ class ShellStep:
         self._on_exit = on_exit
         self._on_waiting = on_waiting
         self._proc: subprocess.Popen[bytes] | None = None
-        self._master = -1
+        #: The program's stdout is the terminal's master side, which also takes its input.
+        self._stdout: OutputStream | None = None
+        self._stderr: OutputStream | None = None
         self._slave = -1
         self._tty = ""
-        self._stderr = -1
-        self._decoders = {
-            "stdout": codecs.getincrementaldecoder("utf-8")("replace"),
-            "stderr": codecs.getincrementaldecoder("utf-8")("replace"),
-        }
         self._pending_input = b""
         self._timer: Timer | None = None
         self._exit_code: int | None = None
@@ -135,18 +130,19 @@ class ShellStep:
             return
         os.close(err_write)
         self._reaper.own(self._proc.pid)
-        self._master, self._slave, self._stderr = master, slave, err_read
+        self._slave = slave
         self._tty = os.ttyname(slave)
-        for fd in (master, err_read):
-            os.set_blocking(fd, False)
-        self._loop.add_reader(master, self._read_stdout)
-        self._loop.add_reader(err_read, self._read_stderr)
+        self._stdout = OutputStream(self._loop, self._flow, master, "stdout", self._read)
+        self._stderr = OutputStream(self._loop, self._flow, err_read, "stderr", self._read)
         self._timer = self._loop.call_later(TICK, self._tick)
 
-    def feed(self, text: str) -> None:
-        """Type `text` (one line; a newline is added) into the program's terminal."""
-        if self._master < 0 or self._exit_code is not None:
-            return
+    def feed(self, text: str) -> bool:
+        """Type `text` (one line; a newline is added) into the program's terminal.
+
+        True: the step took it (a program that has ended no longer reads it).
+        """
+        if self._stdout is None or self._stdout.closed or self._exit_code is not None:
+            return True
         if not text.endswith("\n"):
             text += "\n"
         self._pending_input += text.encode("utf-8", "surrogateescape")
@@ -154,6 +150,7 @@ class ShellStep:
         self._probe_hits = 0
         self._last_activity = time.monotonic()
         self._write_input()
+        return True
 
     def interrupt(self) -> None:
         self._signal(signal.SIGINT)
@@ -172,80 +169,33 @@ class ShellStep:
     # -- I/O ------------------------------------------------------------------------------
 
     def _write_input(self) -> None:
+        assert self._stdout is not None
+        master = self._stdout.fd
         while self._pending_input:
             try:
-                sent = os.write(self._master, self._pending_input)
+                sent = os.write(master, self._pending_input)
             except BlockingIOError:
-                self._loop.add_writer(self._master, self._write_input)
+                self._loop.add_writer(master, self._write_input)
                 return
             except OSError:
                 self._pending_input = b""
                 break
             self._pending_input = self._pending_input[sent:]
-        self._loop.remove_writer(self._master)
+        self._loop.remove_writer(master)
 
-    def _read_stdout(self) -> None:
-        self._read("stdout")
-
-    def _read_stderr(self) -> None:
-        self._read("stderr")
-
-    def _read(self, stream: str) -> bool:
-        """Read one chunk of `stream`; False once it is closed or (paused) not read."""
-        fd = self._master if stream == "stdout" else self._stderr
-        if fd < 0:
-            return False
-        if self._flow.paused:
-            # Stop reading: the program blocks on its full pty/pipe until the agent
-            # catches up (see flow.py).
-            self._loop.remove_reader(fd)
-            self._flow.wait(lambda: self._resume(stream))
-            return False
-        try:
-            data = os.read(fd, READ_CHUNK)
-        except BlockingIOError:
-            return False
-        except OSError as exc:
-            # EIO on the master: every holder of the slave is gone.
-            if exc.errno != errno.EIO:
-                self._output("stderr", f"[runner] read error: {exc}\n")
-            data = b""
-        if not data:
-            self._close_stream(stream)
-            return False
+    def _read(self, stream: str, text: str) -> None:
         self._last_activity = time.monotonic()
         self._probe_hits = 0
-        text = self._decoders[stream].decode(data)
         if text:
             self._output(stream, text)
-        return True
 
-    def _resume(self, stream: str) -> None:
-        fd = self._master if stream == "stdout" else self._stderr
-        if fd >= 0 and not self._done:
-            self._loop.add_reader(
-                fd, self._read_stdout if stream == "stdout" else self._read_stderr
-            )
-
-    def _close_stream(self, stream: str) -> None:
-        tail = self._decoders[stream].decode(b"", final=True)
-        if tail:
-            self._output(stream, tail)
-        fd = self._master if stream == "stdout" else self._stderr
-        if fd >= 0:
-            self._loop.forget(fd)
-            os.close(fd)
-        if stream == "stdout":
-            self._master = -1
-        else:
-            self._stderr = -1
+    def _streams(self) -> list[OutputStream]:
+        return [s for s in (self._stdout, self._stderr) if s is not None]
 
     def _drain_nowait(self) -> None:
         """Read what is already there (before reporting waiting-input or the exit)."""
-        for stream in ("stdout", "stderr"):
-            for _ in range(64):  # bounded: the flow may pause us anyway
-                if not self._read(stream):
-                    break
+        for stream in self._streams():
+            stream.drain()  # bounded: the flow may pause us anyway
 
     # -- polling --------------------------------------------------------------------------
 
@@ -265,7 +215,7 @@ class ShellStep:
             elif not self.waiting:
                 self._probe(now)
         if self._exit_code is not None:
-            if self._master < 0 and self._stderr < 0:
+            if all(stream.closed for stream in self._streams()):
                 self._finish()
                 return
             if now >= self._drain_deadline:
@@ -275,8 +225,8 @@ class ShellStep:
                     self._signal(signal.SIGKILL)
                     self._drain_deadline = now + 0.2
                 else:
-                    for stream in ("stdout", "stderr"):
-                        self._close_stream(stream)
+                    for stream in self._streams():
+                        stream.close()
                     self._finish()
                     return
         self._timer = self._loop.call_later(TICK, self._tick)
@@ -304,13 +254,11 @@ class ShellStep:
         self._done = True
         if self._timer is not None:
             self._timer.cancel()
-        for fd in (self._master, self._stderr):
-            if fd >= 0:
-                self._loop.forget(fd)
-                os.close(fd)
+        for stream in self._streams():
+            stream.close()
         if self._slave >= 0:
             os.close(self._slave)
-        self._master = self._stderr = self._slave = -1
+        self._slave = -1
         # Whatever the program left running in its session goes with it.
         if self._proc is not None:
             try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import os
 import signal
 import socket
@@ -17,12 +16,12 @@ from .flow import Flow
 from .loop import Loop
 from .pychild import CHANNEL_MAX_FRAME
 from .reaper import Reaper
+from .streams import OutputStream
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAIN = os.path.join(HERE, "main.py")
 PYSITE = os.path.join(HERE, "pysite")
 MPLBACKEND = "module://crucible_mpl_backend"
-READ_CHUNK = 16 * 1024
 
 
 class ChildEvents(Protocol):
@@ -49,8 +48,6 @@ class PythonChild:
         on_exit: Callable[[PythonChild], None],
         command: list[str] | None = None,
     ) -> None:
-        self._loop = loop
-        self._flow = flow
         self._reaper = reaper
         self._on_completion = on_completion
         self._on_exit = on_exit
@@ -88,13 +85,12 @@ class PythonChild:
         # what user code forks from it goes with the run).
         reaper.own(self.proc.pid)
         reaper.keep(self.proc.pid)
-        self._pipes = {"stdout": out_read, "stderr": err_read}
-        self._decoders = {
-            name: codecs.getincrementaldecoder("utf-8")("replace") for name in self._pipes
-        }
-        for name, fd in self._pipes.items():
-            os.set_blocking(fd, False)
-            self._loop.add_reader(fd, self._pipe_reader(name))
+        #: Output written below Python (os.system, C extensions); Python's own goes
+        #: through the channel.
+        self._pipes = [
+            OutputStream(loop, flow, out_read, "stdout", self._pipe_output),
+            OutputStream(loop, flow, err_read, "stderr", self._pipe_output),
+        ]
         self._ctl = FramedSocket(
             loop,
             ours,
@@ -178,48 +174,16 @@ class PythonChild:
                 [str(i) for i in items] if isinstance(items, list) else [],
             )
 
-    def _pipe_reader(self, name: str) -> Callable[[], None]:
-        def read() -> None:
-            self._read_pipe(name)
-
-        return read
-
-    def _read_pipe(self, name: str) -> bool:
-        fd = self._pipes.get(name, -1)
-        if fd < 0:
-            return False
-        if self._flow.paused and self.alive:
-            self._loop.remove_reader(fd)
-            self._flow.wait(lambda: self._resume_pipe(name))
-            return False
-        try:
-            data = os.read(fd, READ_CHUNK)
-        except BlockingIOError:
-            return False
-        except OSError:
-            data = b""
-        if not data:
-            self._loop.forget(fd)
-            os.close(fd)
-            self._pipes[name] = -1
-            return False
-        text = self._decoders[name].decode(data)
+    def _pipe_output(self, name: str, text: str) -> None:
         if text and self.run is not None:
             self.run.output(name, text)
-        return True
-
-    def _resume_pipe(self, name: str) -> None:
-        fd = self._pipes.get(name, -1)
-        if fd >= 0:
-            self._loop.add_reader(fd, self._pipe_reader(name))
 
     def _drain_pipes(self, limit: int = 64) -> None:
         # fd-level output that is already written (e.g. by os.system) belongs to the run
-        # that is ending; bounded, since a background process may keep writing.
-        for name in ("stdout", "stderr"):
-            for _ in range(limit):
-                if not self._read_pipe(name):
-                    break
+        # that is ending; bounded, since a background process may keep writing. Once the
+        # child is gone nothing is left to pause: what it wrote is read regardless.
+        for pipe in self._pipes:
+            pipe.drain(limit, despite_flow=not self.alive)
 
     def _on_ctl_closed(self) -> None:
         # The child died (or closed its channel, which only dying does): collect it.
@@ -233,11 +197,8 @@ class PythonChild:
         self._reaper.disown(self.proc.pid)
         self._reaper.release(self.proc.pid)
         self._drain_pipes(limit=256)
-        for name, fd in self._pipes.items():
-            if fd >= 0:
-                self._loop.forget(fd)
-                os.close(fd)
-                self._pipes[name] = -1
+        for pipe in self._pipes:
+            pipe.close()
         run, self.run = self.run, None
         self._input_seq = None
         if run is not None:

@@ -101,7 +101,7 @@ class ExecutionResult:
 
     run_id: str
     #: ``continued``, ``waiting-input``, ``clean-finished``, ``build-finished``,
-    #: ``finished`` or ``exec-timeout`` (crucible.agent.runs).
+    #: ``finished`` or ``exec-timeout`` (crucible.agent.execution.output).
     status: str
     exit_code: int | None
     #: Console items as the runner made them: ``[kind, data]``, data free-form JSON.
@@ -124,7 +124,7 @@ class ExecutionResult:
 
 @attrs.frozen
 class RunCancelled:
-    #: ``dequeued``, ``interrupting``, ``finished`` or ``unknown`` (crucible.agent.kernel).
+    #: ``dequeued``, ``interrupting``, ``finished`` or ``unknown`` (crucible.agent.kernel.dispatch).
     state: str
 
 

@@ -1,8 +1,8 @@
 """A kernel's resource statistics: the one shape every side uses.
 
-The agent measures them (``crucible.agent.docker_driver.stats_from_docker`` from Docker's
-sample, plus the scratch usage it measures itself), sends them in heartbeats and in the
-reply to ``destroy_kernel``; the manager stores them on the kernel row
+The agent measures them (``crucible.agent.docker.answers.stats_from_docker`` from
+Docker's sample, plus the scratch usage it measures itself), sends them in heartbeats and
+in the reply to ``destroy_kernel``; the manager stores them on the kernel row
 (``kernels.last_stat``) and hands them to clients as the stats object of spec 4.4.
 """
 

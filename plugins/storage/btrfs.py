@@ -24,7 +24,7 @@ import fcntl
 import uuid
 from pathlib import Path
 
-from crucible.plugins.storage.linux_abi import IOC_READ, IOC_WRITE, ioc
+from crucible.plugins.storage.linux_abi import IOC_READ, IOC_WRITE, c_fields, ioc
 
 BTRFS_SUPER_MAGIC = 0x9123683E
 #: The inode number of every subvolume's root directory.
@@ -34,47 +34,41 @@ SYSFS_ROOT = Path("/sys/fs/btrfs")
 _MAGIC = 0x94
 
 
+# The argument structures of linux/btrfs.h.
+
+
 class VolArgs(ctypes.Structure):
-    _fields_ = [("fd", ctypes.c_int64), ("name", ctypes.c_char * 4088)]
+    """``struct btrfs_ioctl_vol_args``."""
+
+    _fields_ = c_fields("__s64 fd; char name[4088];")
 
 
 class QgroupLimit(ctypes.Structure):
-    _fields_ = [
-        ("flags", ctypes.c_uint64),
-        ("max_rfer", ctypes.c_uint64),
-        ("max_excl", ctypes.c_uint64),
-        ("rsv_rfer", ctypes.c_uint64),
-        ("rsv_excl", ctypes.c_uint64),
-    ]
+    """``struct btrfs_qgroup_limit``."""
+
+    _fields_ = c_fields("__u64 flags, max_rfer, max_excl, rsv_rfer, rsv_excl;")
 
 
 class QgroupLimitArgs(ctypes.Structure):
-    _fields_ = [("qgroupid", ctypes.c_uint64), ("lim", QgroupLimit)]
+    """``struct btrfs_ioctl_qgroup_limit_args``."""
+
+    _fields_ = c_fields("__u64 qgroupid; struct limit lim;", limit=QgroupLimit)
 
 
 class InoLookupArgs(ctypes.Structure):
-    _fields_ = [
-        ("treeid", ctypes.c_uint64),
-        ("objectid", ctypes.c_uint64),
-        ("name", ctypes.c_char * 4080),
-    ]
+    """``struct btrfs_ioctl_ino_lookup_args``."""
+
+    _fields_ = c_fields("__u64 treeid, objectid; char name[4080];")
 
 
 class FsInfoArgs(ctypes.Structure):
-    _fields_ = [
-        ("max_id", ctypes.c_uint64),
-        ("num_devices", ctypes.c_uint64),
-        ("fsid", ctypes.c_uint8 * 16),
-        ("nodesize", ctypes.c_uint32),
-        ("sectorsize", ctypes.c_uint32),
-        ("clone_alignment", ctypes.c_uint32),
-        ("csum_type", ctypes.c_uint16),
-        ("csum_size", ctypes.c_uint16),
-        ("flags", ctypes.c_uint64),
-        ("generation", ctypes.c_uint64),
-        ("metadata_uuid", ctypes.c_uint8 * 16),
-        ("reserved", ctypes.c_uint8 * 944),
-    ]
+    """``struct btrfs_ioctl_fs_info_args``."""
+
+    _fields_ = c_fields(
+        "__u64 max_id, num_devices; __u8 fsid[16]; __u32 nodesize, sectorsize, clone_alignment;"
+        "__u16 csum_type, csum_size; __u64 flags, generation; __u8 metadata_uuid[16];"
+        "__u8 reserved[944];"
+    )
 
 
 BTRFS_IOC_SNAP_CREATE = ioc(IOC_WRITE, _MAGIC, 1, ctypes.sizeof(VolArgs))

@@ -29,20 +29,18 @@ import os
 
 import attrs
 
-from crucible.plugins.storage.linux_abi import IOC_READ, IOC_WRITE, ioc, libc
+from crucible.plugins.storage.linux_abi import IOC_READ, IOC_WRITE, c_fields, ioc, libc
 
 # -- linux/fs.h -------------------------------------------------------------------------------
 
 
 class FsXattr(ctypes.Structure):
-    _fields_ = [
-        ("fsx_xflags", ctypes.c_uint32),
-        ("fsx_extsize", ctypes.c_uint32),
-        ("fsx_nextents", ctypes.c_uint32),
-        ("fsx_projid", ctypes.c_uint32),
-        ("fsx_cowextsize", ctypes.c_uint32),
-        ("fsx_pad", ctypes.c_ubyte * 8),
-    ]
+    """``struct fsxattr``."""
+
+    _fields_ = c_fields(
+        "__u32 fsx_xflags, fsx_extsize, fsx_nextents, fsx_projid, fsx_cowextsize;"
+        "unsigned char fsx_pad[8];"
+    )
 
 
 FS_IOC_FSGETXATTR = ioc(IOC_READ, ord("X"), 31, ctypes.sizeof(FsXattr))
@@ -88,63 +86,35 @@ def qcmd(command: int, quota_type: int) -> int:
 
 
 class FsDiskQuota(ctypes.Structure):
-    _fields_ = [
-        ("d_version", ctypes.c_int8),
-        ("d_flags", ctypes.c_int8),
-        ("d_fieldmask", ctypes.c_uint16),
-        ("d_id", ctypes.c_uint32),
-        ("d_blk_hardlimit", ctypes.c_uint64),
-        ("d_blk_softlimit", ctypes.c_uint64),
-        ("d_ino_hardlimit", ctypes.c_uint64),
-        ("d_ino_softlimit", ctypes.c_uint64),
-        ("d_bcount", ctypes.c_uint64),
-        ("d_icount", ctypes.c_uint64),
-        ("d_itimer", ctypes.c_int32),
-        ("d_btimer", ctypes.c_int32),
-        ("d_iwarns", ctypes.c_uint16),
-        ("d_bwarns", ctypes.c_uint16),
-        ("d_itimer_hi", ctypes.c_int8),
-        ("d_btimer_hi", ctypes.c_int8),
-        ("d_rtbtimer_hi", ctypes.c_int8),
-        ("d_padding2", ctypes.c_int8),
-        ("d_rtb_hardlimit", ctypes.c_uint64),
-        ("d_rtb_softlimit", ctypes.c_uint64),
-        ("d_rtbcount", ctypes.c_uint64),
-        ("d_rtbtimer", ctypes.c_int32),
-        ("d_rtbwarns", ctypes.c_uint16),
-        ("d_padding3", ctypes.c_int16),
-        ("d_padding4", ctypes.c_char * 8),
-    ]
+    """``struct fs_disk_quota``."""
+
+    _fields_ = c_fields(
+        "__s8 d_version, d_flags; __u16 d_fieldmask; __u32 d_id;"
+        "__u64 d_blk_hardlimit, d_blk_softlimit, d_ino_hardlimit, d_ino_softlimit;"
+        "__u64 d_bcount, d_icount; __s32 d_itimer, d_btimer; __u16 d_iwarns, d_bwarns;"
+        "__s8 d_itimer_hi, d_btimer_hi, d_rtbtimer_hi, d_padding2;"
+        "__u64 d_rtb_hardlimit, d_rtb_softlimit, d_rtbcount; __s32 d_rtbtimer;"
+        "__u16 d_rtbwarns; __s16 d_padding3; char d_padding4[8];"
+    )
 
 
 class FsQfileStatv(ctypes.Structure):
-    _fields_ = [
-        ("qfs_ino", ctypes.c_uint64),
-        ("qfs_nblks", ctypes.c_uint64),
-        ("qfs_nextents", ctypes.c_uint32),
-        ("qfs_pad", ctypes.c_uint32),
-    ]
+    """``struct fs_qfilestatv``."""
+
+    _fields_ = c_fields("__u64 qfs_ino, qfs_nblks; __u32 qfs_nextents, qfs_pad;")
 
 
 class FsQuotaStatv(ctypes.Structure):
-    _fields_ = [
-        ("qs_version", ctypes.c_int8),
-        ("qs_pad1", ctypes.c_uint8),
-        ("qs_flags", ctypes.c_uint16),
-        ("qs_incoredqs", ctypes.c_uint32),
-        ("qs_uquota", FsQfileStatv),
-        ("qs_gquota", FsQfileStatv),
-        ("qs_pquota", FsQfileStatv),
-        ("qs_btimelimit", ctypes.c_int32),
-        ("qs_itimelimit", ctypes.c_int32),
-        ("qs_rtbtimelimit", ctypes.c_int32),
-        ("qs_bwarnlimit", ctypes.c_uint16),
-        ("qs_iwarnlimit", ctypes.c_uint16),
-        ("qs_rtbwarnlimit", ctypes.c_uint16),
-        ("qs_pad3", ctypes.c_uint16),
-        ("qs_pad4", ctypes.c_uint32),
-        ("qs_pad2", ctypes.c_uint64 * 7),
-    ]
+    """``struct fs_quota_statv``."""
+
+    _fields_ = c_fields(
+        "__s8 qs_version; __u8 qs_pad1; __u16 qs_flags; __u32 qs_incoredqs;"
+        "struct fs_qfilestatv qs_uquota, qs_gquota, qs_pquota;"
+        "__s32 qs_btimelimit, qs_itimelimit, qs_rtbtimelimit;"
+        "__u16 qs_bwarnlimit, qs_iwarnlimit, qs_rtbwarnlimit, qs_pad3; __u32 qs_pad4;"
+        "__u64 qs_pad2[7];",
+        fs_qfilestatv=FsQfileStatv,
+    )
 
 
 def _quotactl_fd(fd: int, command: int, qid: int, addr: ctypes.Structure) -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trio
 
-from crucible.agent.agent import Agent
+from crucible.agent.service import Agent
 from crucible.config import Config
 from testlib.server import Harness
 from testlib.signing import SigningClient

@@ -1,14 +1,14 @@
 """The agent's execution limits: the per-kernel start rate, the run queue bound and the
-agent-wide slots shared fairly between access keys (crucible.agent.exec_limits)."""
+agent-wide slots shared fairly between access keys (crucible.agent.execution.limits)."""
 
 from __future__ import annotations
 
 import pytest
 import trio
 
-from crucible.agent.exec_limits import ExecLimits, FairSlots, TokenBucket
-from crucible.agent.run_queue import QueueFull, RunQueue
-from crucible.agent.runs import OutputLedger, Run
+from crucible.agent.execution.limits import ExecLimits, FairSlots, TokenBucket
+from crucible.agent.execution.output import OutputLedger, Run
+from crucible.agent.execution.queue import QueueFull, RunQueue
 from crucible.config import AgentConfig, NonNegativeFloat, PositiveFloat, PositiveInt
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from crucible.agent.files import FileOpError, KernelFiles, split_path
+from crucible.agent.files.paths import FileOpError, split_path
+from crucible.agent.files.service import KernelFiles
 from crucible.api.kernel_files import _archive_part
 from crucible.api.multipart import MultipartWriter
 from crucible.protocol.file_calls import UploadBegin, UploadCommit, UploadData, UploadFile

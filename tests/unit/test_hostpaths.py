@@ -65,7 +65,8 @@ def test_links_files_and_odd_spellings_are_refused(base: Path) -> None:
 
 
 def test_the_agent_refuses_a_mount_source_below_a_folder_a_session_writes(base: Path) -> None:
-    from crucible.agent.agent import AgentCallError, _vfolder_mounts
+    from crucible.agent.calls import AgentCallError
+    from crucible.agent.containers import vfolder_mounts as _vfolder_mounts
     from crucible.protocol.calls import Mount
 
     (base / "folder" / "sub").mkdir()

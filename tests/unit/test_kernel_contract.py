@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crucible.agent import agent
+from crucible.agent import containers as agent
 from crucible.agent.runner import server
 from crucible.kernels import contract
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from crucible.agent.agent import _info_from_label, _info_to_label
-from crucible.agent.kernel import KernelInfo
+from crucible.agent.kernel.info import KernelInfo
+from crucible.agent.kernel.info import info_from_label as _info_from_label
+from crucible.agent.kernel.info import info_to_label as _info_to_label
 
 INFO = KernelInfo(
     kernel_id="k1",

@@ -12,7 +12,7 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
-from crucible.agent.agent import EventSink
+from crucible.agent.events import EventSink
 from crucible.agent.manager_link import ManagerLink
 from crucible.config import Config, config_from_dict
 from crucible.protocol import VERSION, codec

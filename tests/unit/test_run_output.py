@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crucible.agent.runs import (
+from crucible.agent.execution.output import (
     DISCARDED_NOTE,
     Handover,
     OutputCaps,

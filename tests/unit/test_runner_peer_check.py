@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crucible.agent.cgroups import oom_kill_count
-from crucible.agent.runner_peer import (
+from crucible.agent.kernel.runner_peer import (
     PeerRefused,
     check_runner_peer,
     peer_credentials,

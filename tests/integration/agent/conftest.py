@@ -18,11 +18,8 @@ import trio
 from kernel_harness import BASE_IMAGE, TEST_CASE_LABEL, TEST_RUN_LABEL, Kernels, MiB
 
 from crucible.agent import sandbox
-from crucible.agent.docker_driver import (
-    DockerDriver,
-    DockerUnavailable,
-    ImageNotFound,
-)
+from crucible.agent.docker.driver import DockerDriver
+from crucible.agent.docker.errors import DockerUnavailable, ImageNotFound
 from crucible.config import AgentConfig, PositiveFloat, PositiveInt
 
 

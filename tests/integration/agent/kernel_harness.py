@@ -15,7 +15,8 @@ import attrs
 import trio
 
 from crucible.agent import sandbox
-from crucible.agent.docker_driver import BindMount, ContainerSpec, ContainerState, DockerDriver
+from crucible.agent.docker.driver import DockerDriver
+from crucible.agent.docker.specs import BindMount, ContainerSpec, ContainerState
 
 MiB = 1024 * 1024
 TEST_RUN_LABEL = "crucible.test-run"

@@ -10,7 +10,7 @@ import attrs
 import trio
 from kernel_harness import Kernels
 
-from crucible.agent.agent import Agent
+from crucible.agent.service import Agent
 from crucible.config import config_from_dict
 
 KiB = 1024
@@ -26,7 +26,7 @@ async def test_the_log_on_the_host_and_the_logs_call_are_capped(
         },
         source="<test>",
     )
-    hardening = Agent(config, kernels.driver)._hardening
+    hardening = Agent(config, kernels.driver).containers.hardening
     assert dict(hardening.log_options) == {"max-size": str(64 * KiB), "max-file": "2"}
     # 4 MiB of output straight to the container's stdout (what a runner's stderr is).
     spec = attrs.evolve(

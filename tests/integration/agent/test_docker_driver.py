@@ -9,17 +9,17 @@ import pytest
 import trio
 from kernel_harness import BASE_IMAGE, TEST_RUN_LABEL, Kernels, MiB
 
-from crucible.agent.docker_driver import (
+from crucible.agent.docker.answers import stats_from_docker
+from crucible.agent.docker.driver import DockerDriver
+from crucible.agent.docker.errors import (
     ContainerConflict,
     ContainerNotFound,
-    ContainerSpec,
-    DockerDriver,
     DockerError,
     DockerTimeout,
     DockerUnavailable,
     ImageNotFound,
-    stats_from_docker,
 )
+from crucible.agent.docker.specs import ContainerSpec
 from crucible.config import AgentConfig, PositiveFloat
 from crucible.protocol.stats import KernelStats
 

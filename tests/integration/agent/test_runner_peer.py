@@ -14,7 +14,7 @@ import pytest
 import trio
 from kernel_harness import Kernels
 
-from crucible.agent.runner_link import PROTOCOL, SOCKET_NAME, RunnerListener
+from crucible.agent.kernel.runner_link import PROTOCOL, SOCKET_NAME, RunnerListener
 
 #: Dials the agent's socket from the process `WHO` names and says hello; then waits.
 DIALER = r"""
@@ -48,7 +48,7 @@ def _dialer(who: str) -> str:
 
 @pytest.fixture
 async def listener(kernels: Kernels) -> AsyncIterator[RunnerListener]:
-    opened = await RunnerListener.open(kernels.scratch.ipc, send_timeout=30.0)
+    opened = await RunnerListener.bind(kernels.scratch.ipc, send_timeout=30.0)
     try:
         yield opened
     finally:

@@ -19,7 +19,7 @@ import trio
 from kernel_harness import Kernels, MiB
 
 from crucible.agent import sandbox
-from crucible.agent.docker_driver import DockerDriver
+from crucible.agent.docker.driver import DockerDriver
 
 # -- the profile as data (no engine needed) -------------------------------------------------
 

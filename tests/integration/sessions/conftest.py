@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import trio
 
-from crucible.agent.agent import Agent
 from crucible.agent.daemon import run_agent
+from crucible.agent.service import Agent
 from crucible.db.pool import Database
 from testlib.server import CLUSTER_SECRET, make_config, open_harness
 from testlib.sessions import Cluster, removing_containers, start_session

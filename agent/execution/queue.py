@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterator
 
-from crucible.agent.runs import Run
+from crucible.agent.execution.output import Run
 
 #: Run ids cancelled before their execute call reached the agent, remembered so that
 #: the late call does not queue them after all (calls on one link may overtake).

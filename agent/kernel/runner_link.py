@@ -4,8 +4,8 @@ The agent listens and the runner dials: the socket lies in the kernel's ipc dire
 which the agent owns and the container sees read-only, so nothing the kernel writes
 ever decides where the agent connects (issue 9, finding 1: a runner-side socket could
 be replaced by a symlink to another kernel's). Every accepted connection is checked
-against the kernel's own records of the peer (`crucible.agent.runner_peer`) before one
-byte of it is read.
+against the kernel's own records of the peer (`crucible.agent.kernel.runner_peer`)
+before one byte of it is read.
 
 Each message is a 4-byte big-endian length and a UTF-8 JSON object.
 """
@@ -25,7 +25,12 @@ from typing import Any
 
 import trio
 
-from crucible.agent.runner_peer import PeerRefused, check_runner_peer, peer_credentials, peer_pidfd
+from crucible.agent.kernel.runner_peer import (
+    PeerRefused,
+    check_runner_peer,
+    peer_credentials,
+    peer_pidfd,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +101,7 @@ class RunnerConnection:
 class RunnerListener:
     """The agent's listening socket for one kernel, in a directory only the agent writes.
 
-    Opening it unlinks what a previous agent (or the previous container of a restarted
+    Binding it unlinks what a previous agent (or the previous container of a restarted
     session) left there: safe, because nobody else can write in that directory, which
     `_bind` checks before anything else.
     """
@@ -108,7 +113,7 @@ class RunnerListener:
         self._send_timeout = send_timeout
 
     @classmethod
-    async def open(cls, ipc_dir: Path, *, send_timeout: float) -> RunnerListener:
+    async def bind(cls, ipc_dir: Path, *, send_timeout: float) -> RunnerListener:
         raw = await trio.to_thread.run_sync(_bind, ipc_dir)
         return cls(
             trio.socket.from_stdlib_socket(raw), ipc_dir / SOCKET_NAME, send_timeout=send_timeout
@@ -147,7 +152,7 @@ class RunnerListener:
                 return conn, hello
 
     def close(self) -> None:
-        """Stop listening (the socket file stays until the next `open`)."""
+        """Stop listening (the socket file stays until the next `bind`)."""
         self._sock.close()
 
 

@@ -220,7 +220,7 @@ class Run:
     #: Set once the run is over (a terminal handover arrived).
     ended: trio.Event = attrs.field(factory=trio.Event)
     #: Execute calls waiting on this run now, and when the last one returned (trio
-    #: clock): a run nobody has listened to for long is abandoned (crucible.agent.kernel).
+    #: clock): a run nobody has listened to for long is abandoned (crucible.agent.kernel.dispatch).
     listeners: int = 0
     last_listened: float = attrs.field(factory=trio.current_time)
 

@@ -3,9 +3,10 @@
 Every SDK call is blocking, so each one runs in a worker thread
 (`trio.to_thread.run_sync`) under a `trio.CapacityLimiter` of
 ``agent.docker_concurrency`` and a deadline of ``agent.docker_timeout`` seconds. Results
-come back as small frozen attrs values and failures as this module's exception classes
-(`DockerError` and subclasses), raised ``from`` the SDK's exception, so no caller ever
-handles a ``docker`` or ``requests`` type.
+come back as the small frozen values of `crucible.agent.docker.specs` and failures as
+the exception classes of `crucible.agent.docker.errors` (`DockerError` and subclasses),
+raised ``from`` the SDK's exception, so no caller ever handles a ``docker`` or
+``requests`` type.
 
 Cancellation: a thread cannot be cancelled, so every call uses
 ``abandon_on_cancel=True``; a timeout or a cancelled caller returns at once and the
@@ -31,250 +32,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import re
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
-import attrs
 import docker
 import docker.errors
 import docker.types
 import requests.exceptions
 import trio
 
-from crucible import errors
-from crucible.agent.sandbox import DEFAULT_HARDENING, Hardening, TmpfsMount
+from crucible.agent.docker import errors
+from crucible.agent.docker.answers import count, dig, parse_time, stats_from_docker
+from crucible.agent.docker.specs import ContainerSpec, ContainerState, ContainerSummary
 from crucible.config import AgentConfig
 from crucible.kernels.catalog import ImageInfo
-from crucible.kernels.contract import CONTAINER_USER
 from crucible.protocol.stats import KernelStats
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-#: Docker refuses memory limits below 6 MiB.
-MIN_MEMORY_BYTES: Final = 6 * 1024 * 1024
-_ROOT_USERS: Final = frozenset({"0", "root"})
-_NAME_RE: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-
-
-# -- exceptions -----------------------------------------------------------------------------
-
-
-class DockerError(Exception):
-    """The Docker engine refused or failed an operation."""
-
-
-class DockerUnavailable(DockerError):
-    """The engine cannot be reached (daemon down, socket missing, connection reset)."""
-
-
-class DockerTimeout(DockerError):
-    """The engine did not answer within ``agent.docker_timeout``."""
-
-
-class ContainerNotFound(DockerError):
-    """No container with that id or name."""
-
-
-class ImageNotFound(DockerError, errors.ImageNotFound):
-    """No image with that reference in the local engine (nothing is ever pulled).
-
-    The engine's side of the one "no such image" of `crucible.errors`: a `DockerError`
-    for the agent's error handling, and the same problem wherever it is rendered.
-    """
-
-
-class ContainerConflict(DockerError):
-    """The engine reports a conflict, e.g. the container name is already in use."""
-
-
-# -- values ---------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class BindMount:
-    """A host path bind-mounted into the container."""
-
-    source: str = attrs.field()
-    target: str
-    read_only: bool = True
-
-    @source.validator
-    def _absolute(self, _: attrs.Attribute[str], value: str) -> None:
-        if not value.startswith("/"):
-            raise ValueError(f"bind source must be an absolute host path: {value!r}")
-
-
-def _not_root(_: object, __: attrs.Attribute[str], value: str) -> None:
-    # Kernel containers always run user code unprivileged (spec 9); a spec that asks for
-    # root is a bug, and refusing it here keeps that bug from becoming an escape.
-    if value.split(":", 1)[0] in _ROOT_USERS:
-        raise ValueError("kernel containers never run as root")
-
-
-def _valid_name(_: object, __: attrs.Attribute[str], value: str) -> None:
-    if not _NAME_RE.match(value):
-        raise ValueError(f"invalid container name: {value!r}")
-
-
-def _positive_finite(_: object, __: attrs.Attribute[float], value: float) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"cpu_cores must be a positive number, got {value!r}")
-
-
-def _tuple_or_none(value: Sequence[str] | None) -> tuple[str, ...] | None:
-    return None if value is None else tuple(value)
-
-
-# Typed converters: with a bare `tuple` mypy cannot tell what the field accepts.
-def _binds(value: Iterable[BindMount]) -> tuple[BindMount, ...]:
-    return tuple(value)
-
-
-def _tmpfs_mounts(value: Iterable[TmpfsMount]) -> tuple[TmpfsMount, ...]:
-    return tuple(value)
-
-
-@attrs.frozen(kw_only=True)
-class ContainerSpec:
-    """Everything needed to create one kernel container.
-
-    Per-kernel quantities are here; the policy every container shares is `hardening`
-    (see `crucible.agent.sandbox`).
-    """
-
-    image: str
-    name: str = attrs.field(validator=_valid_name)
-    labels: Mapping[str, str]
-    #: Memory limit; swap is ``hardening.swap_bytes`` on top (0: none).
-    memory_bytes: int = attrs.field(validator=attrs.validators.ge(MIN_MEMORY_BYTES))
-    #: CPU quota in cores, fractional allowed (→ Docker's NanoCpus).
-    cpu_cores: float = attrs.field(validator=_positive_finite)
-    pids_limit: int = attrs.field(validator=attrs.validators.gt(0))
-    #: None: the image's CMD / ENTRYPOINT.
-    command: tuple[str, ...] | None = attrs.field(default=None, converter=_tuple_or_none)
-    entrypoint: tuple[str, ...] | None = attrs.field(default=None, converter=_tuple_or_none)
-    env: Mapping[str, str] = attrs.Factory(dict)
-    user: str = attrs.field(default=CONTAINER_USER, validator=_not_root)
-    workdir: str | None = None
-    hostname: str | None = None
-    binds: tuple[BindMount, ...] = attrs.field(default=(), converter=_binds)
-    #: Engine-managed tmpfs mounts; kernels get ``/tmp`` from `sandbox.tmp_mount`, the
-    #: only writable place on their read-only root filesystem besides the binds.
-    tmpfs: tuple[TmpfsMount, ...] = attrs.field(default=(), converter=_tmpfs_mounts)
-    read_only_rootfs: bool = True
-    hardening: Hardening = DEFAULT_HARDENING
-
-    @property
-    def nano_cpus(self) -> int:
-        return round(self.cpu_cores * 1_000_000_000)
-
-
-@attrs.frozen
-class ContainerState:
-    """What `DockerDriver.inspect` reports about one container."""
-
-    id: str
-    name: str
-    #: Docker's status word: created, running, paused, restarting, removing, exited, dead.
-    status: str
-    running: bool
-    #: Meaningful once the container has exited; 137 after SIGKILL / OOM kill.
-    exit_code: int
-    #: The kernel's OOM killer killed a process of this container.
-    oom_killed: bool
-    started_at: datetime | None
-    finished_at: datetime | None
-    labels: Mapping[str, str] = attrs.Factory(dict)
-    #: The engine's error text (e.g. why start failed), empty when none.
-    error: str = ""
-
-
-@attrs.frozen
-class ContainerSummary:
-    """One row of `DockerDriver.list_containers`."""
-
-    id: str
-    name: str
-    image: str
-    status: str
-    labels: Mapping[str, str]
-
-
-def stats_from_docker(raw: Mapping[str, Any]) -> KernelStats:
-    """The spec 4.4 stats of one sample of Docker's stats API (cgroup v1 or v2 layout);
-    the scratch sizes stay 0 (the agent measures them itself)."""
-    cpu_ns = _int(_dig(raw, "cpu_stats", "cpu_usage", "total_usage"))
-
-    mem = raw.get("memory_stats") or {}
-    usage = _int(mem.get("usage"))
-    inner = mem.get("stats") or {}
-    # The working set as `docker stats` shows it: page cache that could be dropped
-    # right away is not memory pressure. v1 calls it total_inactive_file, v2
-    # inactive_file.
-    inactive = _int(inner.get("total_inactive_file", inner.get("inactive_file")))
-    mem_cur = max(0, usage - inactive) if inactive <= usage else usage
-    # v1 reports the peak (max_usage); v2's stats API has none, so the best lower
-    # bound we know is the current usage.
-    mem_max = max(_int(mem.get("max_usage")), mem_cur)
-
-    rx = tx = 0
-    for net in (raw.get("networks") or {}).values():
-        rx += _int(net.get("rx_bytes"))
-        tx += _int(net.get("tx_bytes"))
-
-    rd = wr = 0
-    # v1 lists per device "Read"/"Write"/"Sync"/"Async"/"Total"; v2 lowercase
-    # "read"/"write". Summing only read and write avoids double counting the totals.
-    for entry in _dig(raw, "blkio_stats", "io_service_bytes_recursive") or ():
-        op = str(entry.get("op", "")).lower()
-        if op == "read":
-            rd += _int(entry.get("value"))
-        elif op == "write":
-            wr += _int(entry.get("value"))
-
-    cpu_ms = cpu_ns // 1_000_000
-    return KernelStats(
-        cpu_used=cpu_ms, mem_max_bytes=mem_max, mem_cur_bytes=mem_cur,
-        net_rx_bytes=rx, net_tx_bytes=tx, io_read_bytes=rd, io_write_bytes=wr,
-    )
-
-
-def _dig(obj: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return 0
-    return max(0, int(value))
-
-
-_FRACTION_RE: Final = re.compile(r"\.(\d+)")
-
-
-def _parse_time(value: Any) -> datetime | None:
-    """Docker's RFC 3339 nanosecond timestamps; the zero time means "never"."""
-    if not isinstance(value, str) or not value or value.startswith("0001-01-01"):
-        return None
-    # datetime takes at most microseconds.
-    text = _FRACTION_RE.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), value, count=1)
-    text = text.replace("Z", "+00:00")
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-# -- the driver -----------------------------------------------------------------------------
 
 
 class DockerDriver:
@@ -315,9 +91,9 @@ class DockerDriver:
             with trio.fail_after(config.docker_timeout):
                 client = await trio.to_thread.run_sync(make, abandon_on_cancel=True)
         except trio.TooSlowError as exc:
-            raise DockerUnavailable("the Docker engine did not answer") from exc
+            raise errors.DockerUnavailable("the Docker engine did not answer") from exc
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise DockerUnavailable(f"cannot reach the Docker engine: {exc}") from exc
+            raise errors.DockerUnavailable(f"cannot reach the Docker engine: {exc}") from exc
         return cls(client, config)
 
     async def aclose(self) -> None:
@@ -343,11 +119,12 @@ class DockerDriver:
                     fn, limiter=limiter or self._limiter, abandon_on_cancel=True
                 )
         except trio.TooSlowError as exc:
-            raise DockerTimeout(f"{what}: no answer from the engine within {seconds:g}s") from exc
+            message = f"{what}: no answer from the engine within {seconds:g}s"
+            raise errors.DockerTimeout(message) from exc
         except docker.errors.APIError as exc:
             raise _translate_api_error(what, subject, exc) from exc
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise DockerUnavailable(f"{what}: {exc}") from exc
+            raise errors.DockerUnavailable(f"{what}: {exc}") from exc
 
     # -- containers -----------------------------------------------------------------------
 
@@ -415,7 +192,7 @@ class DockerDriver:
             # Shielded: a cancelled caller must not leave a created, never-started
             # container behind (the orphan sweep would get it, but only later).
             with trio.CancelScope(shield=True):
-                with contextlib.suppress(DockerError):
+                with contextlib.suppress(errors.DockerError):
                     await self.remove(container_id)
             raise
         return container_id
@@ -431,11 +208,11 @@ class DockerDriver:
             name=str(raw.get("Name", "")).lstrip("/"),
             status=str(state.get("Status", "")),
             running=bool(state.get("Running", False)),
-            exit_code=_int(state.get("ExitCode")),
+            exit_code=count(state.get("ExitCode")),
             oom_killed=bool(state.get("OOMKilled", False)),
-            started_at=_parse_time(state.get("StartedAt")),
-            finished_at=_parse_time(state.get("FinishedAt")),
-            labels=dict(_dig(raw, "Config", "Labels") or {}),
+            started_at=parse_time(state.get("StartedAt")),
+            finished_at=parse_time(state.get("FinishedAt")),
+            labels=dict(dig(raw, "Config", "Labels") or {}),
             error=str(state.get("Error") or ""),
         )
 
@@ -462,7 +239,7 @@ class DockerDriver:
                     if "timed out" in str(exc).lower():
                         return None
                     raise
-                return _int(result.get("StatusCode"))
+                return count(result.get("StatusCode"))
 
             try:
                 code = await self._call(
@@ -471,7 +248,7 @@ class DockerDriver:
                     time_limit=chunk + self._http_margin,
                     limiter=self._wait_limiter,
                 )
-            except DockerTimeout:
+            except errors.DockerTimeout:
                 code = None
             if code is not None:
                 return code
@@ -483,7 +260,7 @@ class DockerDriver:
         """
         try:
             await self._call(f"kill {container}", lambda: self._api.kill(container, signal=signal))
-        except ContainerConflict:
+        except errors.ContainerConflict:
             return False  # "is not running"
         return True
 
@@ -497,9 +274,9 @@ class DockerDriver:
                 f"remove {container}",
                 lambda: self._api.remove_container(container, force=True, v=True),
             )
-        except ContainerNotFound:
+        except errors.ContainerNotFound:
             return False
-        except ContainerConflict:
+        except errors.ContainerConflict:
             return False  # "removal already in progress"
         return True
 
@@ -584,7 +361,7 @@ class DockerDriver:
         raw = await self._call(
             f"inspect image {ref}", lambda: self._api.inspect_image(ref), subject="image"
         )
-        return dict(_dig(raw, "Config", "Labels") or {})
+        return dict(dig(raw, "Config", "Labels") or {})
 
     # -- engine ---------------------------------------------------------------------------
 
@@ -592,27 +369,29 @@ class DockerDriver:
         """Return if the engine answers; raise `DockerUnavailable` otherwise."""
         try:
             ok = await self._call("ping", self._api.ping)
-        except DockerTimeout as exc:
-            raise DockerUnavailable("ping: the Docker engine did not answer") from exc
-        except DockerUnavailable:
+        except errors.DockerTimeout as exc:
+            raise errors.DockerUnavailable("ping: the Docker engine did not answer") from exc
+        except errors.DockerUnavailable:
             raise
-        except DockerError as exc:
-            raise DockerUnavailable(f"ping: {exc}") from exc
+        except errors.DockerError as exc:
+            raise errors.DockerUnavailable(f"ping: {exc}") from exc
         if not ok:
-            raise DockerUnavailable("ping: unexpected answer")
+            raise errors.DockerUnavailable("ping: unexpected answer")
 
 
-def _translate_api_error(what: str, subject: str, exc: Any) -> DockerError:
+def _translate_api_error(what: str, subject: str, exc: Any) -> errors.DockerError:
     status = getattr(getattr(exc, "response", None), "status_code", None)
     detail = str(getattr(exc, "explanation", None) or exc)
     message = f"{what}: {detail}"
     if isinstance(exc, docker.errors.ImageNotFound):
-        return ImageNotFound(message)
+        return errors.ImageNotFound(message)
+    if status == 404 and subject == "image":
+        return errors.ImageNotFound(message)
     if status == 404:
-        return ImageNotFound(message) if subject == "image" else ContainerNotFound(message)
+        return errors.ContainerNotFound(message)
     if status == 409:
-        return ContainerConflict(message)
-    return DockerError(message)
+        return errors.ContainerConflict(message)
+    return errors.DockerError(message)
 
 
 @contextlib.asynccontextmanager

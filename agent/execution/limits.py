@@ -3,7 +3,7 @@
 Per kernel, a `TokenBucket` paces how many runs start per second; per agent, `FairSlots`
 bounds how many runs execute at once and shares the slots between access keys, so that
 one tenant flooding executes cannot starve the sessions of another on the same agent.
-The per-kernel queue bound is `crucible.agent.run_queue`.
+The per-kernel queue bound is `crucible.agent.execution.queue`.
 """
 
 from __future__ import annotations

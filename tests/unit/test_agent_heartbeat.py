@@ -1,0 +1,38 @@
+"""The heartbeat's background refresh outlives a Docker engine that fails."""
+
+from __future__ import annotations
+
+import trio
+
+from crucible.agent.docker.errors import DockerUnavailable
+from crucible.agent.heartbeat import Heartbeats
+from crucible.kernels.catalog import ImageInfo
+
+
+class _FailingEngine:
+    """A driver whose image list always fails (the engine went away)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def list_images(self, label_key: str) -> list[ImageInfo]:
+        self.calls += 1
+        await trio.lowlevel.checkpoint()
+        raise DockerUnavailable("list images: the engine went away")
+
+
+async def test_a_failing_engine_does_not_end_the_refresh() -> None:
+    engine = _FailingEngine()
+    heartbeats = Heartbeats(
+        engine,  # type: ignore[arg-type]
+        {},
+        agent_id="agent-1",
+        capacity={"cpu": 1.0, "mem": 1.0},
+        interval=0.01,
+    )
+    # The refreshes run in a nursery, so the failure arrives as an exception group: it
+    # is logged and the next round comes, the agent stays up.
+    with trio.move_on_after(0.5):
+        await heartbeats.collect_forever()
+    assert engine.calls >= 3
+    assert heartbeats.heartbeat().agent.images == ()
