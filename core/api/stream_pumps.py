@@ -63,10 +63,31 @@ async def pump_to_client(
     stream: LinkStream, send: Callable[[bytes], Awaitable[None]], *, timeout: float
 ) -> None:
     """Hand the stream's bytes to the client until the stream ends; `ClientTooSlow`
-    when one send takes more than `timeout` seconds."""
-    while data := await stream.receive():
-        with trio.move_on_after(timeout) as scope:
+    when one send took more than `timeout` seconds.
+
+    The server's send to a socket cannot be cancelled (Hypercorn shields it), so a
+    watchdog ends the *stream* of a client stuck in a send: the kernel stops feeding
+    it (a shared terminal goes on for the others) and nothing more piles up here; the
+    stuck send ends when the client reads again or goes away."""
+    sending_since: list[float] = []
+    too_slow = trio.Event()
+
+    async def watchdog() -> None:
+        while True:
+            started = sending_since[0] if sending_since else None
+            if started is not None and trio.current_time() - started >= timeout:
+                too_slow.set()
+                await stream.aclose("the client stopped reading")
+                return
+            await trio.sleep(timeout / 4 if started is not None else timeout / 2)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watchdog)
+        while not too_slow.is_set() and (data := await stream.receive()):
+            sending_since[:] = [trio.current_time()]
             await send(data)
-        if scope.cancelled_caught:
-            raise ClientTooSlow(f"the client took no data for {timeout} s")
-        await stream.passed_on(len(data))
+            sending_since.clear()
+            await stream.passed_on(len(data))
+        nursery.cancel_scope.cancel()
+    if too_slow.is_set():
+        raise ClientTooSlow(f"the client took no data for {timeout} s")

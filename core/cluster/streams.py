@@ -38,9 +38,18 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 class LinkStream:
     """One open stream: `receive` what the kernel sent, `send` to it, `aclose`."""
 
-    def __init__(self, stream_id: int, send: Send, *, window: int, chunk_bytes: int) -> None:
+    def __init__(
+        self,
+        stream_id: int,
+        send: Send,
+        *,
+        window: int,
+        chunk_bytes: int,
+        on_closed: Callable[[LinkStream], None] = lambda stream: None,
+    ) -> None:
         self.id = stream_id
         self._send = send
+        self._on_closed = on_closed
         self._chunk_bytes = chunk_bytes
         self.flow = StreamFlow(receive_window=window)
         self.opened = False
@@ -79,6 +88,7 @@ class LinkStream:
 
     async def aclose(self, reason: str = "closed by the client") -> None:
         """End the stream here and tell the agent (once)."""
+        self._on_closed(self)
         if self.ended:
             return
         self.flow.end(reason)
@@ -119,7 +129,13 @@ class AgentStreams:
         return len(self._streams)
 
     def new(self, *, window: int, chunk_bytes: int) -> LinkStream:
-        stream = LinkStream(next(self._ids), self._send, window=window, chunk_bytes=chunk_bytes)
+        stream = LinkStream(
+            next(self._ids),
+            self._send,
+            window=window,
+            chunk_bytes=chunk_bytes,
+            on_closed=self.forget,
+        )
         self._streams[stream.id] = stream
         return stream
 
@@ -135,6 +151,7 @@ class AgentStreams:
         if stream is None:
             return  # closed here already; its last messages cross ours
         if not stream.on_message(message):
+            self.forget(stream)
             log.warning("agent %s broke the rules of stream %d", self.agent_id, stream.id)
             nursery.start_soon(stream.aclose, "the agent broke the stream's flow control")
 

@@ -9,9 +9,8 @@ import attrs
 import pytest
 import trio
 
-from crucible.protocol import VERSION, calls, codec, reports
+from crucible.protocol import VERSION, calls, codec, reports, streams
 from crucible.protocol import file_calls as files
-from crucible.protocol import streams
 from crucible.protocol.failures import CallFailure, ErrorKind
 from crucible.protocol.framing import (
     HEADER,
