@@ -14,6 +14,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnec
 from wsproto import frame_protocol
 
 from crucible.keypairs import KeypairRepository
+from crucible.tunnel_client import Tunnel, serve
 from testlib.sessions import Cluster, execute, start_session, stream_text
 from testlib.signing import Credentials
 from testlib.streams import open_stream
@@ -49,7 +50,9 @@ async def read_all(ws: WebSocketConnection, *, timeout: float = 20) -> tuple[byt
             return bytes(data), exc.reason.code
 
 
-async def rejected(cluster: Cluster, path: str, creds: Credentials | None = None) -> tuple[int, str]:
+async def rejected(
+    cluster: Cluster, path: str, creds: Credentials | None = None
+) -> tuple[int, str]:
     with pytest.raises(ConnectionRejected) as caught:
         async with open_stream(cluster, path, creds):
             pass
@@ -170,3 +173,33 @@ async def test_a_client_that_stops_reading_holds_one_window(
             except ConnectionClosed as exc:
                 assert exc.reason.code == 1008
     assert not link.streams._streams
+
+
+async def test_crucible_app_tunnels_local_connections(cluster: Cluster, served: str) -> None:
+    """`crucible app`: one signed tunnel per local connection, several at once."""
+    await execute(cluster.client, served, "open('/home/work/app.txt', 'w').write('via app')")
+    user = cluster.harness.user
+    tunnel = Tunnel(cluster.harness.url, user.access_key, user.secret_key, served, "web")
+
+    async def fetch(port: int) -> bytes:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET /app.txt HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+        return data
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(serve, tunnel, "127.0.0.1", 0)
+            answers: list[bytes] = []
+
+            async def one() -> None:
+                answers.append(await fetch(port))
+
+            async with trio.open_nursery() as clients:
+                for _ in range(3):
+                    clients.start_soon(one)
+            nursery.cancel_scope.cancel()
+    assert len(answers) == 3
+    assert all(a.startswith(b"HTTP/1.0 200") and a.endswith(b"via app") for a in answers)
