@@ -8,7 +8,7 @@ import json
 import time
 
 import trio
-from trio_websocket import WebSocketConnection
+from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from testlib.sessions import Cluster
 from testlib.streams import open_stream
@@ -68,3 +68,56 @@ async def test_ctrl_d_respawns_the_shell(cluster: Cluster, session: str) -> None
         await trio.sleep(1.0)
         await send_keys(ws, 'echo "new=$(( $$ != $(cat /tmp/first-shell) ))"\n')
         await read_until(ws, "new=1")
+
+
+async def test_a_flood_holds_one_window_and_keys_get_through(
+    cluster: Cluster, session: str
+) -> None:
+    window = cluster.config.streams.window_bytes
+    link = cluster.harness.server.components.agents.link(cluster.agent.id)
+    supervisor = cluster.agent.kernels[next(iter(cluster.agent.kernels))]
+    async with open_stream(cluster, f"/stream/kernel/{session}/pty") as ws:
+        await send_keys(ws, "yes\n")
+        flooded = 0
+        with trio.fail_after(20):
+            while flooded < 4 << 20:
+                frame = json.loads(await ws.get_message())
+                flooded += len(base64.b64decode(frame["data"]))
+                for stream in list(link.streams._streams.values()):
+                    assert stream.flow.buffered <= window
+                for end in list(supervisor.streams._streams.values()):
+                    assert end.flow.buffered <= window
+        started = time.monotonic()
+        await send_keys(ws, "\x03echo mark-$((1+2))\n")
+        await read_until(ws, "mark-3")
+        assert time.monotonic() - started < 1.0
+
+
+async def test_bad_messages_get_an_error_and_the_terminal_goes_on(
+    cluster: Cluster, session: str
+) -> None:
+    async with open_stream(cluster, f"/stream/kernel/{session}/pty") as ws:
+        for bad in ("not json", '{"type": "nope"}', '{"type": "stdin", "chars": "!!"}',
+                    '{"type": "resize", "rows": 0, "cols": 99999}', "[1]"):
+            await ws.send_message(bad)
+            with trio.fail_after(10):
+                while (frame := json.loads(await ws.get_message()))["type"] != "error":
+                    pass
+            assert frame["data"]
+        await send_keys(ws, "echo still-$((2*2))\n")
+        await read_until(ws, "still-4")
+
+
+async def test_destroying_the_session_closes_the_terminal(
+    cluster: Cluster, session: str
+) -> None:
+    async with open_stream(cluster, f"/stream/kernel/{session}/pty") as ws:
+        await send_keys(ws, "echo up\n")
+        await read_until(ws, "up")
+        assert (await cluster.client.request("DELETE", f"/kernel/{session}")).status_code == 200
+        with trio.fail_after(20):
+            try:
+                while True:
+                    await ws.get_message()
+            except ConnectionClosed as exc:
+                assert exc.reason.code == 1000
