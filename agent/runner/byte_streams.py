@@ -23,9 +23,9 @@ from .loop import Loop
 from .reaper import Reaper
 
 #: The most bytes one ``stream-data`` message carries.
-CHUNK = 32 * 1024
+CHUNK = 64 * 1024
 #: The window the agent may fill before we grant more (our receive buffer's bound).
-WINDOW = 256 * 1024
+WINDOW = 512 * 1024
 #: Terminal sizes taken (larger ones are refused).
 MAX_ROWS = MAX_COLS = 1000
 

@@ -265,8 +265,8 @@ class StreamsConfig:
     #: bytes each side of a stream may have in flight per direction before the other
     #: grants more (so a flood holds at most this much in the manager and the agent),
     #: and the largest piece one stream message carries.
-    window_bytes: PositiveInt = PositiveInt(256 * 1024)
-    chunk_bytes: PositiveInt = PositiveInt(32 * 1024)
+    window_bytes: PositiveInt = PositiveInt(512 * 1024)
+    chunk_bytes: PositiveInt = PositiveInt(64 * 1024)
     #: Streams (terminal clients and tunnel connections) one kernel may have open.
     max_per_kernel: PositiveInt = PositiveInt(32)
     #: Seconds a new tunnel waits for its service to accept a connection (it is being
