@@ -72,7 +72,9 @@ class LinkedAgent(Protocol):
 
     id: str
     config: Config
-    kernels: Mapping[str, KernelSupervisor]
+
+    @property
+    def kernels(self) -> Mapping[str, KernelSupervisor]: ...
 
     def heartbeat(self) -> Heartbeat: ...
 

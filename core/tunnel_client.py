@@ -92,8 +92,10 @@ async def relay(tunnel: Tunnel, local: trio.SocketStream) -> None:
                             answered = True
                             await local.send_all(message)
                 except ConnectionClosed as exc:
-                    if exc.reason.code != 1000 and not answered:
-                        await _unavailable(tunnel, local, exc.reason.reason or str(exc.reason.code))
+                    code = exc.reason.code if exc.reason else None
+                    if code != 1000 and not answered:
+                        why = (exc.reason.reason if exc.reason else None) or f"closed ({code})"
+                        await _unavailable(tunnel, local, why)
                 nursery.cancel_scope.cancel()
     except HandshakeError as exc:
         await _unavailable(tunnel, local, f"the tunnel was refused: {exc}")
