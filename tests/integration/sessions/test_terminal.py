@@ -120,4 +120,4 @@ async def test_destroying_the_session_closes_the_terminal(
                 while True:
                     await ws.get_message()
             except ConnectionClosed as exc:
-                assert exc.reason.code == 1000
+                assert exc.reason is not None and exc.reason.code == 1000

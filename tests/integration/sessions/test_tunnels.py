@@ -47,7 +47,7 @@ async def read_all(ws: WebSocketConnection, *, timeout: float = 20) -> tuple[byt
                 assert isinstance(message, bytes)
                 data += message
         except ConnectionClosed as exc:
-            return bytes(data), exc.reason.code
+            return bytes(data), exc.reason.code if exc.reason else None
 
 
 async def rejected(
@@ -77,7 +77,9 @@ async def test_tcp_echo_carries_bytes_intact(cluster: Cluster, served: str) -> N
 
         async def reader() -> None:
             while len(received) < len(payload):
-                received.extend(await ws.get_message())
+                message = await ws.get_message()
+                assert isinstance(message, bytes)
+                received.extend(message)
 
         with trio.fail_after(120):
             async with trio.open_nursery() as nursery:
@@ -98,8 +100,9 @@ async def test_a_service_that_never_listens_is_refused_in_bounded_time(
     async with open_stream(cluster, f"/stream/kernel/{served}/tcpproxy?app=idle") as ws:
         with pytest.raises(ConnectionClosed) as caught, trio.fail_after(20):
             await ws.get_message()
-    assert caught.value.reason.code == 1014
-    assert "refused" in (caught.value.reason.reason or "")
+    reason = caught.value.reason
+    assert reason is not None and reason.code == 1014
+    assert "refused" in (reason.reason or "")
     assert time.monotonic() - started < 10
 
 
@@ -171,7 +174,7 @@ async def test_a_client_that_stops_reading_holds_one_window(
                 while True:
                     await ws.get_message()
             except ConnectionClosed as exc:
-                assert exc.reason.code == 1008
+                assert exc.reason is not None and exc.reason.code == 1008
     assert not link.streams._streams
 
 
