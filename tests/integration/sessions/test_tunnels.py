@@ -3,6 +3,7 @@ session (the container keeps no network: the runner relays its own loopback)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -206,3 +207,16 @@ async def test_crucible_app_tunnels_local_connections(cluster: Cluster, served: 
             nursery.cancel_scope.cancel()
     assert len(answers) == 3
     assert all(a.startswith(b"HTTP/1.0 200") and a.endswith(b"via app") for a in answers)
+
+
+async def test_pty_service_selects_a_declared_terminal(cluster: Cluster, served: str) -> None:
+    base = f"/stream/kernel/{served}/pty"
+    assert await rejected(cluster, f"{base}?service=nosuch") == (404, "app-not-found")
+    assert (await rejected(cluster, f"{base}?service=web"))[0] == 400
+    async with open_stream(cluster, f"{base}?service=shell") as ws:
+        chars = base64.b64encode(b"echo pty-$((3*3))\n").decode()
+        await ws.send_message(json.dumps({"type": "stdin", "chars": chars}))
+        seen = b""
+        with trio.fail_after(20):
+            while b"pty-9" not in seen:
+                seen += base64.b64decode(json.loads(await ws.get_message())["data"])
