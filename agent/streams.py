@@ -126,7 +126,7 @@ class LinkStreams:
         streams, timeout = supervisor.streams, self._config.open_timeout
         try:
             if call.kind == "tcp" and call.service:
-                await streams.start_service(call.service, timeout=timeout + call.wait)
+                await streams.start_service(call.service, timeout=timeout)
             runner = await streams.open(
                 call.kind,
                 rows=call.rows,

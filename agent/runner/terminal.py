@@ -20,6 +20,7 @@ import pty
 import signal
 import struct
 import termios
+import time
 from typing import Any
 
 from .byte_streams import CHUNK, ByteStream, ReadGate, RunnerStreams
@@ -27,8 +28,11 @@ from .byte_streams import CHUNK, ByteStream, ReadGate, RunnerStreams
 #: Seconds between checks that the shell still runs (a shell that exited while a
 #: background job holds the terminal open gives no EOF).
 CHECK_EVERY = 0.5
-#: A shell that dies this fast after its start is respawned no sooner than this.
+#: Seconds before a shell that exited is respawned; doubled (up to RESPAWN_MAX) while
+#: shells die within SHORT_LIFE of their start (a broken ~/.bash_profile, no bash).
 RESPAWN_DELAY = 0.2
+RESPAWN_MAX = 5.0
+SHORT_LIFE = 2.0
 
 
 def shell_environment(base: dict[str, str], workdir: str) -> dict[str, str]:
@@ -80,6 +84,8 @@ class Terminal:
         self._writing = False
         self._respawn_timer: Any = None
         self._check_timer: Any = None
+        self._started_at = 0.0
+        self._respawn_delay = RESPAWN_DELAY
 
     # -- clients --------------------------------------------------------------------------
 
@@ -114,6 +120,7 @@ class Terminal:
             finally:
                 os._exit(127)
         self.pid, self.fd = pid, fd
+        self._started_at = time.monotonic()
         self.streams.reaper.own(pid)
         self.streams.reaper.keep_tree(pid)
         os.set_blocking(fd, False)
@@ -121,6 +128,7 @@ class Terminal:
         self._writing = False
         self._check_timer = self.loop.call_later(CHECK_EVERY, self._check)
         self.update()
+        self.write_input()  # what was typed while no shell ran
 
     def _check(self) -> None:
         self._check_timer = None
@@ -150,8 +158,12 @@ class Terminal:
         if self._check_timer is not None:
             self._check_timer.cancel()
             self._check_timer = None
+        if time.monotonic() - self._started_at < SHORT_LIFE:
+            self._respawn_delay = min(self._respawn_delay * 2, RESPAWN_MAX)
+        else:
+            self._respawn_delay = RESPAWN_DELAY
         if self.clients and self._respawn_timer is None:
-            self._respawn_timer = self.loop.call_later(RESPAWN_DELAY, self.spawn)
+            self._respawn_timer = self.loop.call_later(self._respawn_delay, self.spawn)
 
     def resize(self, rows: int, cols: int) -> None:
         self.size = (rows, cols)

@@ -78,7 +78,9 @@ class SessionStreams:
             return await link.open_stream(
                 window=settings.window_bytes,
                 chunk_bytes=settings.chunk_bytes,
-                timeout=settings.open_timeout + wait + OPEN_MARGIN,
+                # The agent may take open_timeout to start the service, then as long
+                # again plus `wait` to connect.
+                timeout=2 * settings.open_timeout + wait + OPEN_MARGIN,
                 kernel_id=session.id,
                 kind=kind,
                 rows=rows,
