@@ -71,8 +71,8 @@ async def test_http_through_httpproxy(cluster: Cluster, served: str) -> None:
     assert code == 1000  # the service closed its side
 
 
-async def test_tcp_echo_carries_bytes_intact(cluster: Cluster, served: str) -> None:
-    payload = os.urandom(8 << 20)
+async def test_tcp_echo_carries_64_mib_intact(cluster: Cluster, served: str) -> None:
+    payload = os.urandom(64 << 20)  # the 64 MiB, both ways at once
     received = bytearray()
     async with open_stream(cluster, f"/stream/kernel/{served}/tcpproxy?service=echo") as ws:
 
