@@ -28,7 +28,7 @@ from crucible.agent.heartbeat import kernel_stats
 from crucible.agent.kernel.info import KernelInfo, info_from_label
 from crucible.agent.kernel.runner_link import RunnerListener
 from crucible.agent.kernel.supervisor import KernelSupervisor
-from crucible.config import AgentConfig
+from crucible.config import AgentConfig, StreamsConfig
 from crucible.kernels.contract import LABEL_AGENT_ID, LABEL_KERNEL_ID, LABEL_KERNEL_INFO, LABEL_LANG
 from crucible.protocol.calls import (
     CallTable,
@@ -53,6 +53,8 @@ class RunLimits:
     output: OutputLedger
     limits: ExecLimits
     slots: FairSlots
+    #: The bounds of the kernels' terminals and tunnels.
+    streams: StreamsConfig = attrs.Factory(StreamsConfig)
 
 
 @attrs.define(eq=False)
@@ -219,6 +221,7 @@ class KernelLifecycle:
             connect_timeout=timeout,
             limits=self._runs.limits,
             slots=self._runs.slots,
+            stream_config=self._runs.streams,
         )
         self.kernels[info.kernel_id] = supervisor
         await self._nursery.start(_run_kernel, supervisor)

@@ -13,6 +13,7 @@ import traceback
 from typing import Any
 
 from . import framing
+from .byte_streams import RunnerStreams
 from .channel import FramedSocket
 from .flow import Flow
 from .jobs import Job, PythonQueryJob, batch_job, compile_and_run_job
@@ -85,6 +86,8 @@ class Runner:
         self._dial_timer: Timer | None = None
         self._signals = -1
         self._reap_timer: Timer | None = None
+        #: The terminal and tunnel connections (byte_streams.py).
+        self.streams = RunnerStreams(self.loop, self.flow, self.reaper, self.send, workdir)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -198,6 +201,8 @@ class Runner:
     def _on_conn_closed(self, conn: FramedSocket) -> None:
         if self.conn is conn:
             self.conn = None
+            # Streams belong to the agent connection that opened them.
+            self.streams.close_all()
             if self._dial_timer is None:
                 self._dial_timer = self.loop.call_later(self._dial_delay, self.dial)
 
@@ -257,6 +262,8 @@ class Runner:
             self._on_kill(message)
         elif op == "complete":
             self._on_complete(message)
+        elif isinstance(op, str) and (op.startswith("stream-") or op == "start-service"):
+            self.streams.handle(message)
         elif op == "ping":
             self.send({"op": "pong", "req_id": message.get("req_id")})
         else:

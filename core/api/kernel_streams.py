@@ -1,4 +1,5 @@
-"""``/stream/kernel/:id/...``: WebSocket execution and session events (spec 5.2, 5.4)."""
+"""``/stream/kernel/:id/...``: WebSocket execution and session events (spec 5.2, 5.4);
+the terminal and the app tunnels are `crucible.api.terminal` and `crucible.api.tunnels`."""
 
 from __future__ import annotations
 
@@ -112,13 +113,3 @@ async def stream_events(token: str) -> None:
             if event["name"] == "terminated":
                 break
     await websocket.close(1000)
-
-
-@blueprint.websocket("/stream/kernel/<token>/pty")
-@blueprint.websocket("/stream/kernel/<token>/httpproxy")
-@blueprint.websocket("/stream/kernel/<token>/tcpproxy")
-async def stream_not_implemented(token: str) -> None:
-    """Terminals and service proxies (spec 5.3, 5.5) are not offered yet: say so plainly
-    (503 not-implemented, spec 1.7) rather than a 404 that reads like a wrong URL."""
-    await _authenticated_session(token)
-    raise errors.NotImplementedYet("Terminals and service proxies are not available yet.")

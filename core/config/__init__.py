@@ -30,6 +30,7 @@ from crucible.config.sections import (
     SessionsConfig,
     StorageConfig,
     StorageHostConfig,
+    StreamsConfig,
     SupervisionConfig,
 )
 
@@ -73,6 +74,7 @@ __all__ = [
     "SessionsConfig",
     "StorageConfig",
     "StorageHostConfig",
+    "StreamsConfig",
     "SupervisionConfig",
     "config_from_dict",
     "deep_merge",

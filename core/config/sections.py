@@ -260,6 +260,26 @@ class SessionsConfig:
 
 
 @attrs.frozen
+class StreamsConfig:
+    #: Terminals and app tunnels (spec 5.3, 5.5; docs/internals.md, "Byte streams"):
+    #: bytes each side of a stream may have in flight per direction before the other
+    #: grants more (so a flood holds at most this much in the manager and the agent),
+    #: and the largest piece one stream message carries.
+    window_bytes: PositiveInt = PositiveInt(512 * 1024)
+    chunk_bytes: PositiveInt = PositiveInt(64 * 1024)
+    #: Streams (terminal clients and tunnel connections) one kernel may have open.
+    max_per_kernel: PositiveInt = PositiveInt(32)
+    #: Seconds a new tunnel waits for its service to accept a connection (it is being
+    #: started) before it is closed with code 1014.
+    service_wait_timeout: PositiveFloat = PositiveFloat(30.0)
+    #: Seconds one WebSocket send to a client may take: a client that stops reading is
+    #: disconnected after this, so it cannot stall a terminal others share.
+    client_send_timeout: PositiveFloat = PositiveFloat(10.0)
+    #: Seconds the kernel may take to open a stream (the terminal's shell started).
+    open_timeout: PositiveFloat = PositiveFloat(10.0)
+
+
+@attrs.frozen
 class SchedulerConfig:
     #: Name of the scheduler plugin (entry-point group ``crucible.schedulers``).
     name: str = "fifo"
@@ -385,6 +405,7 @@ class Config:
     cluster: ClusterConfig = attrs.Factory(ClusterConfig)
     agent: AgentConfig = attrs.Factory(AgentConfig)
     sessions: SessionsConfig = attrs.Factory(SessionsConfig)
+    streams: StreamsConfig = attrs.Factory(StreamsConfig)
     scheduler: SchedulerConfig = attrs.Factory(SchedulerConfig)
     images: ImagesConfig = attrs.Factory(ImagesConfig)
     storage: StorageConfig = attrs.Factory(StorageConfig)

@@ -36,6 +36,10 @@ class ErrorKind(enum.StrEnum):
     MESSAGE_TOO_LARGE = "message-too-large"
     MALFORMED_MESSAGE = "malformed-message"
     LINK_BUSY = "link-busy"
+    #: Streams (`crucible.protocol.streams`): the service did not accept the
+    #: connection in time; the kernel has as many streams open as it may.
+    SERVICE_REFUSED = "service-refused"
+    TOO_MANY_STREAMS = "too-many-streams"
 
 
 @attrs.frozen

@@ -9,7 +9,7 @@ import attrs
 import pytest
 import trio
 
-from crucible.protocol import VERSION, calls, codec, reports
+from crucible.protocol import VERSION, calls, codec, reports, streams
 from crucible.protocol import file_calls as files
 from crucible.protocol.failures import CallFailure, ErrorKind
 from crucible.protocol.framing import (
@@ -72,6 +72,10 @@ EXCHANGES: list[tuple[calls.AgentCall[Any], object]] = [
         files.DownloadChecked((files.ArchiveEntry("/a", "a", 2),)),
     ),
     (files.DownloadArchive(K, "a.txt"), files.Archive("/home/work/a.txt", "a.txt", 2, "dGFy")),
+    (
+        streams.OpenStream(K, 7, "tcp", 0, 0, 8080, "jupyter", 30.0, 262144),
+        streams.StreamOpened(262144),
+    ),
 ]
 
 
@@ -154,7 +158,7 @@ async def test_frames_carry_the_protocol_version() -> None:
         with trio.fail_after(5):
             await link.send(codec.event_message(reports.KernelTerminated(K, "self-terminated")))
         nursery.cancel_scope.cancel()
-    assert HEADER.unpack_from(sent[0])[0] == VERSION == 3
+    assert HEADER.unpack_from(sent[0])[0] == VERSION == 4
 
 
 def params_of(call: calls.AgentCall[Any], **changes: object) -> dict[str, Any]:
