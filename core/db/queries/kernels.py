@@ -15,6 +15,7 @@ from crucible.db.queries.columns import Row, from_jsonb, to_jsonb
 from crucible.protocol.stats import KernelStats
 
 LIVE_STATUSES = (
+    "PENDING",
     "PREPARING",
     "BUILDING",
     "RUNNING",
