@@ -228,3 +228,40 @@ async def test_two_managers_share_one_queue_without_double_placement(
                WHERE status = 'PREPARING' GROUP BY agent_id"""
         )
         assert {r["agent_id"]: float(r["cpu"]) for r in load} == {"a1": 2.0, "a2": 2.0}
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "expected"),
+    [("fifo", "a-waiting"), ("lifo", "b-newest"), ("drf", "b-waiting")],
+)
+async def test_the_configured_scheduler_picks_who_goes_next(
+    db: Database, keypairs: KeypairRepository, scheduler: str, expected: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        heavy = await keypairs.create("heavy@test", concurrency_limit=10)
+        light = await keypairs.create("light@test", concurrency_limit=10)
+        await add_agent(db, "a1", cpu=3.0)
+        async with manager_queue(db, ["a1"], scheduler=scheduler) as (queue, placement):
+            # The heavy key holds two of three cores; one core is left.
+            for token in ("a-one", "a-two"):
+                held, _ = await placement.place(request(heavy, token, 1.0))
+                assert held.status == "PREPARING"
+            # Nothing fits while a fourth session takes the last core...
+            blocker, _ = await placement.place(request(light, "blocker", 1.0))
+            assert blocker.status == "PREPARING"
+            # ...and three wait: the heavy key's first, then two of the light key's.
+            for keypair, token in ((heavy, "a-waiting"), (light, "b-waiting"), (light, "b-newest")):
+                waiting, _ = await placement.place(request(keypair, token, 1.0))
+                assert waiting.status == "PENDING"
+            await queue.endings.record(blocker.id, "user-requested")
+            with trio.fail_after(10):
+                while not (placed := await _placed_tokens(db)) - {"a-one", "a-two"}:
+                    await trio.sleep(0.05)
+            # fifo: the oldest; lifo: the newest; drf: the light key (dominant share 0
+            # against the heavy key's 2/3), its oldest.
+            assert placed - {"a-one", "a-two"} == {expected}
+
+
+async def _placed_tokens(db: Database) -> set[str]:
+    rows = await db.fetch("SELECT sess_id FROM kernels WHERE status = 'PREPARING'")
+    return {r["sess_id"] for r in rows}
