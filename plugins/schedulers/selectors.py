@@ -29,14 +29,22 @@ def free_fraction(agent: AgentCapacity, session: PendingSession) -> float:
     return total / len(slots)
 
 
+def by_room(
+    session: PendingSession, agents: Sequence[AgentCapacity], *, most: bool
+) -> AgentCapacity | None:
+    """The fitting agent with the most (or the least) room for `session`."""
+    sign = -1.0 if most else 1.0
+    fitting = [a for a in agents if a.fits(session.requested)]
+    return min(fitting, key=lambda a: (sign * free_fraction(a, session), a.agent_id), default=None)
+
+
 class DispersedSelector:
     name = "dispersed"
 
     def select(
         self, session: PendingSession, agents: Sequence[AgentCapacity]
     ) -> AgentCapacity | None:
-        fitting = [a for a in agents if a.fits(session.requested)]
-        return min(fitting, key=lambda a: (-free_fraction(a, session), a.agent_id), default=None)
+        return by_room(session, agents, most=True)
 
 
 class ConcentratedSelector:
@@ -45,8 +53,7 @@ class ConcentratedSelector:
     def select(
         self, session: PendingSession, agents: Sequence[AgentCapacity]
     ) -> AgentCapacity | None:
-        fitting = [a for a in agents if a.fits(session.requested)]
-        return min(fitting, key=lambda a: (free_fraction(a, session), a.agent_id), default=None)
+        return by_room(session, agents, most=False)
 
 
 class RoundRobinSelector:

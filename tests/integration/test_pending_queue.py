@@ -26,6 +26,7 @@ from crucible.plugin_manager import load_agent_selector, load_scheduler
 from crucible.resource_policies import ResourcePolicyStore
 from crucible.sessions.endings import EndRecorder
 from crucible.sessions.events import SessionEvents
+from crucible.sessions.model import Session
 from crucible.sessions.pending import PendingQueue
 from crucible.sessions.placement import Placement, SessionRequest
 from crucible.sessions.resources import Resources
@@ -72,8 +73,24 @@ async def manager_queue(
         nursery.cancel_scope.cancel()
 
 
+@asynccontextmanager
+async def one_core(
+    db: Database, keypairs: KeypairRepository, **options: Any
+) -> AsyncIterator[tuple[Keypair, PendingQueue, Placement]]:
+    """A user, and one manager's queue over one agent that offers a single core."""
+    user = await keypairs.create("user@test")
+    await add_agent(db, "a1", cpu=1.0)
+    async with manager_queue(db, ["a1"], **options) as (queue, placement):
+        yield user, queue, placement
+
+
 def request(keypair: Keypair, token: str, cpu: float) -> SessionRequest:
     return SessionRequest(keypair, token, "python", IMAGE, None, {}, Resources(cpu, GiB))
+
+
+async def wait_into(queue: PendingQueue, session: Session, into: list[Session]) -> None:
+    """Wait for `session`'s placement through `queue`; its placed row into `into`."""
+    into.append(await queue.await_placement(session))
 
 
 async def row(db: Database, kernel_id: str) -> dict[str, Any]:
@@ -87,20 +104,14 @@ async def test_a_session_waits_then_runs_when_another_ends(
     db: Database, keypairs: KeypairRepository
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        user = await keypairs.create("user@test")
-        await add_agent(db, "a1", cpu=1.0)
-        async with manager_queue(db, ["a1"]) as (queue, placement):
+        async with one_core(db, keypairs) as (user, queue, placement):
             first, created = await placement.place(request(user, "first", 1.0))
             assert created and first.status == "PREPARING" and first.agent_id == "a1"
             second, _ = await placement.place(request(user, "second", 1.0))
             assert second.status == "PENDING" and second.agent_id is None
-            placed: list[Any] = []
+            placed: list[Session] = []
             async with trio.open_nursery() as nursery:
-
-                async def wait() -> None:
-                    placed.append(await queue.await_placement(second))
-
-                nursery.start_soon(wait)
+                nursery.start_soon(wait_into, queue, second, placed)
                 await trio.sleep(0.5)
                 assert not placed  # no room yet: still waiting
                 began = trio.current_time()
@@ -114,9 +125,7 @@ async def test_pending_timeout_is_503_and_leaves_nothing(
     db: Database, keypairs: KeypairRepository
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        user = await keypairs.create("user@test")
-        await add_agent(db, "a1", cpu=1.0)
-        async with manager_queue(db, ["a1"], pending_timeout=0.5) as (queue, placement):
+        async with one_core(db, keypairs, pending_timeout=0.5) as (user, queue, placement):
             await placement.place(request(user, "holder", 1.0))
             waiting, _ = await placement.place(request(user, "waiter", 1.0))
             with pytest.raises(errors.InstanceNotAvailable, match=r"within 0\.5 s"):
@@ -133,9 +142,7 @@ async def test_a_caller_gone_while_pending_ends_the_session(
     db: Database, keypairs: KeypairRepository
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        user = await keypairs.create("user@test")
-        await add_agent(db, "a1", cpu=1.0)
-        async with manager_queue(db, ["a1"]) as (queue, placement):
+        async with one_core(db, keypairs) as (user, queue, placement):
             await placement.place(request(user, "holder", 1.0))
             waiting, _ = await placement.place(request(user, "waiter", 1.0))
             with trio.move_on_after(0.5):
@@ -203,13 +210,9 @@ async def test_two_managers_share_one_queue_without_double_placement(
             # A session the first manager places wakes the second manager's waiter.
             some = await queue_rows.by_id(db, ids[5])
             assert some is not None
-            woken: list[Any] = []
+            woken: list[Session] = []
             async with trio.open_nursery() as nursery:
-
-                async def wait() -> None:
-                    woken.append(await two.await_placement(some))
-
-                nursery.start_soon(wait)
+                nursery.start_soon(wait_into, two, some, woken)
                 await trio.sleep(0.2)
                 # Two sessions end on a1: room for two more, placed once only.
                 on_a1 = [k for k in first if (await row(db, k))["agent_id"] == "a1"]

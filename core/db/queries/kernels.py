@@ -3,8 +3,7 @@ plus its workers (``role``), addressed by the client's token (``sess_id``)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
