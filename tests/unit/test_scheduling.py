@@ -30,9 +30,16 @@ GiB = 1024.0**3
 
 
 def session(
-    kid: str, *, key: str = "AK1", at: int = 0, cpu: float = 1, mem: float = GiB, **more: float
+    kid: str,
+    *,
+    key: str = "AK1",
+    at: int = 0,
+    cpu: float = 1,
+    mem: float = GiB,
+    more: dict[str, float] | None = None,
 ) -> PendingSession:
-    return PendingSession(kid, key, {"cpu": cpu, "mem": mem, **more}, T0 + timedelta(seconds=at))
+    asked = {"cpu": cpu, "mem": mem, **(more or {})}
+    return PendingSession(kid, key, asked, T0 + timedelta(seconds=at))
 
 
 def agent(aid: str, cpu: float = 4, mem: float = 8 * GiB, **more: float) -> AgentCapacity:
@@ -142,7 +149,7 @@ def test_selectors_disperse_concentrate_and_rotate() -> None:
 def test_placement_takes_room_slot_by_slot_for_any_slot_name() -> None:
     # Accelerator slots are names like any other: two GPUs on one agent, none on the other.
     agents = [agent("cpu-only", cpu=16), agent("gpu", cpu=16, **{"cuda.device": 2.0})]
-    pending = [session(f"g{i}", at=i, **{"cuda.device": 1.0}) for i in range(3)]
+    pending = [session(f"g{i}", at=i, more={"cuda.device": 1.0}) for i in range(3)]
     result = run_plan(pending, agents, LIFOScheduler())
     assert sorted(placed(result)) == [("g1", "gpu"), ("g2", "gpu")]
 
