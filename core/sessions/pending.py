@@ -117,7 +117,10 @@ class PendingQueue:
             now=datetime.now(UTC),
         )
         held = result.held_for
-        self._held_until = math.inf if held is None else trio.current_time() + held
+        held_until = math.inf if held is None else trio.current_time() + held
+        if held_until < self._held_until:
+            self.capacity_changed()  # the background task's tick must come sooner
+        self._held_until = held_until
         decided = {d.session.kernel_id: d for d in result.decisions}
         placed = await queue_rows.assign(
             conn, [(d.session.kernel_id, d.agent_id) for d in decided.values()]
@@ -199,7 +202,7 @@ class PendingQueue:
             # Placed in the last moment: it goes ahead.
             return await self._placed_row(session)
         except trio.Cancelled:
-            with trio.CancelScope(shield=True), trio.move_on_after(self.recheck_interval):
+            with trio.CancelScope(shield=True), trio.move_on_after(self.db.command_timeout):
                 if not await queue_rows.end_pending(self.db, session.id, "creation-cancelled"):
                     # Placed, not yet created: no kernel to destroy, only the row to end.
                     await self.endings.record(session.id, "creation-cancelled")

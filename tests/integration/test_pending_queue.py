@@ -49,7 +49,12 @@ async def add_agent(db: Database, agent_id: str, cpu: float, mem: int = 8 * GiB)
 
 @asynccontextmanager
 async def manager_queue(
-    db: Database, agent_ids: list[str], *, pending_timeout: float = 20.0, scheduler: str = "fifo"
+    db: Database,
+    agent_ids: list[str],
+    *,
+    pending_timeout: float = 20.0,
+    scheduler: str = "fifo",
+    head_block_timeout: float = 10.0,
 ) -> AsyncIterator[tuple[PendingQueue, Placement]]:
     """One manager's queue and placement, its background task running, linked (by a
     stand-in link: nothing is called of the agents here) to `agent_ids`."""
@@ -65,7 +70,7 @@ async def manager_queue(
         endings=EndRecorder(db, SessionEvents()),
         pending_timeout=pending_timeout,
         recheck_interval=30.0,  # long: a pass must come from a notification, not a tick
-        head_block_timeout=10.0,
+        head_block_timeout=head_block_timeout,
     )
     async with trio.open_nursery() as nursery, send, receive:
         await nursery.start(queue.run)
@@ -268,3 +273,24 @@ async def test_the_configured_scheduler_picks_who_goes_next(
 async def _placed_tokens(db: Database) -> set[str]:
     rows = await db.fetch("SELECT sess_id FROM kernels WHERE status = 'PREPARING'")
     return {r["sess_id"] for r in rows}
+
+
+async def test_the_fifo_head_holds_the_queue_for_a_bounded_time(
+    db: Database, keypairs: KeypairRepository
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        user = await keypairs.create("user@test")
+        await add_agent(db, "a1", cpu=2.0)
+        async with manager_queue(db, ["a1"], head_block_timeout=1.5) as (queue, placement):
+            await placement.place(request(user, "holder", 1.0))
+            big, _ = await placement.place(request(user, "big", 2.0))
+            began = trio.current_time()
+            small, _ = await placement.place(request(user, "small", 1.0))
+            # One core is free, but the older big session holds the queue...
+            assert (big.status, small.status) == ("PENDING", "PENDING")
+            placed: list[Session] = []
+            await wait_into(queue, small, placed)
+            # ...until it has waited 1.5 s; then the small one passes it, with no
+            # capacity freed (the background task's tick follows the bound).
+            assert 1.0 < trio.current_time() - began < 5
+            assert (await row(db, big.id))["status"] == "PENDING"
