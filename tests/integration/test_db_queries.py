@@ -86,6 +86,22 @@ async def test_kernel_rows_carry_typed_values(db: Database, keypairs: KeypairRep
         made = await pending.by_id(db, queued.id)
         assert made is not None and made.agent_id == "agent-q"
         assert await pending.occupied_by_agent(db) == {"agent-q": {"cpu": 1.0, "mem": 1024.0}}
+        # Any slot name counts; what is not a number (a plugin's note) is no room taken.
+        await db.execute(
+            """UPDATE kernels SET occupied_slots = occupied_slots
+                   || '{"cuda.shares": 0.5, "cuda.ids": ["0"]}'::jsonb WHERE id = $1::uuid""",
+            queued.id,
+        )
+        assert (await pending.occupied_by_key(db))[owner] == {
+            "cpu": 1.0,
+            "mem": 1024.0,
+            "cuda.shares": 0.5,
+        }
+        await db.execute(
+            "UPDATE kernels SET occupied_slots = $2::jsonb WHERE id = $1::uuid",
+            queued.id,
+            '{"cpu": 1.0, "mem": 1024.0}',
+        )
         assert (made.status, made.role, made.environ, made.last_stat) == (
             "PREPARING",
             "master",

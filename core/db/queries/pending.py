@@ -131,13 +131,19 @@ async def statuses(ex: Executor, kernel_ids: Iterable[str]) -> dict[str, str]:
     return {row["id"]: row["status"] for row in rows}
 
 
+#: The sum of one slot's amounts (only numbers count: a slot is a name and an amount,
+#: anything else a plugin may record beside them is not room taken).
+_AMOUNT = "sum((s.value #>> '{}')::numeric)"
+
+
 async def occupied_by_agent(ex: Executor) -> dict[str, dict[str, float]]:
     """What the placed live kernels hold on each agent, slot by slot (every slot name)."""
     rows = await ex.fetch(
-        """SELECT k.agent_id AS owner, s.key AS slot, sum(s.value::numeric) AS amount
-           FROM kernels k, jsonb_each_text(k.occupied_slots) s
-           WHERE k.status NOT IN ('TERMINATED', 'PENDING') AND k.agent_id IS NOT NULL
-           GROUP BY k.agent_id, s.key"""
+        f"""SELECT k.agent_id AS owner, s.key AS slot, {_AMOUNT} AS amount
+            FROM kernels k, jsonb_each(k.occupied_slots) s
+            WHERE k.status NOT IN ('TERMINATED', 'PENDING') AND k.agent_id IS NOT NULL
+              AND jsonb_typeof(s.value) = 'number'
+            GROUP BY k.agent_id, s.key"""
     )
     return _by_owner(rows)
 
@@ -145,10 +151,11 @@ async def occupied_by_agent(ex: Executor) -> dict[str, dict[str, float]]:
 async def occupied_by_key(ex: Executor) -> dict[str, dict[str, float]]:
     """What the placed live kernels of each access key hold, slot by slot."""
     rows = await ex.fetch(
-        """SELECT k.access_key AS owner, s.key AS slot, sum(s.value::numeric) AS amount
-           FROM kernels k, jsonb_each_text(k.occupied_slots) s
-           WHERE k.status NOT IN ('TERMINATED', 'PENDING')
-           GROUP BY k.access_key, s.key"""
+        f"""SELECT k.access_key AS owner, s.key AS slot, {_AMOUNT} AS amount
+            FROM kernels k, jsonb_each(k.occupied_slots) s
+            WHERE k.status NOT IN ('TERMINATED', 'PENDING')
+              AND jsonb_typeof(s.value) = 'number'
+            GROUP BY k.access_key, s.key"""
     )
     return _by_owner(rows)
 

@@ -134,3 +134,29 @@ async def test_a_session_no_agent_could_hold_is_refused_at_once(cluster: Cluster
     assert "never be placed" in problem["title"] + problem.get("detail", "")
     assert "largest agent offers 1" in problem["title"] + problem.get("detail", "")
     assert await kernel_row(cluster, token) is None
+
+
+@pytest.mark.manager_config(ONE_CORE)
+async def test_a_waiting_session_can_be_terminated(cluster: Cluster) -> None:
+    holder, waiter = new_token(), new_token()
+    with trio.fail_after(TIMEOUT):
+        assert (await create(cluster.client, holder, instanceCores="1")).status_code == 201
+    answers: list[httpx.Response] = []
+    async with trio.open_nursery() as nursery:
+
+        async def create_waiter() -> None:
+            answers.append(await create(cluster.client, waiter, instanceCores="1"))
+
+        nursery.start_soon(create_waiter)
+        waiting = await wait_status(cluster, waiter, "PENDING")
+        with trio.fail_after(TIMEOUT):
+            ended = await cluster.client.request("DELETE", f"/kernel/{waiter}")
+        assert ended.status_code == 200, ended.text
+    # The waiting create learns at once that its session is gone: a clear problem.
+    assert answers[0].status_code >= 500
+    assert answers[0].json()["type"].endswith("/kernel-creation-failed")
+    assert "ended while it waited" in answers[0].json().get("detail", "")
+    assert (await kernel_row(cluster, waiter) or {})["status"] == "TERMINATED"
+    assert await containers_of(waiting["id"]) == []
+    # The holder is untouched.
+    assert stream_text(await execute(cluster.client, holder, "print('ok')")) == "ok\n"
