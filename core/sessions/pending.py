@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: pg_advisory_xact_lock key serialising placement decisions cluster-wide.
 PLACEMENT_LOCK_ID = 0x43525550  # "CRUP"
+#: Seconds by which the end of a head's hold must move earlier to wake a pass.
+HELD_MARGIN = 0.05
 
 
 @attrs.define(kw_only=True)
@@ -118,8 +120,10 @@ class PendingQueue:
         )
         held = result.held_for
         held_until = math.inf if held is None else trio.current_time() + held
-        if held_until < self._held_until:
-            self.capacity_changed()  # the background task's tick must come sooner
+        # The background task's tick must come sooner (past a margin: the wall clock
+        # and trio's drift apart a little, and a pass must not wake one after another).
+        if held_until < self._held_until - HELD_MARGIN:
+            self.capacity_changed()
         self._held_until = held_until
         decided = {d.session.kernel_id: d for d in result.decisions}
         placed = await queue_rows.assign(
