@@ -257,6 +257,13 @@ class SessionsConfig:
     missing_kernel_grace: PositiveFloat = PositiveFloat(30.0)
     #: Seconds ``crucible up`` may spend ending its sessions when it stops.
     shutdown_destroy_timeout: PositiveFloat = PositiveFloat(30.0)
+    #: Seconds a new session that fits no agent waits in the queue (PENDING) before
+    #: its create fails with 503 instance-not-available.
+    pending_timeout: PositiveFloat = PositiveFloat(30.0)
+    #: Seconds between safety passes over the queue: placement re-runs as soon as
+    #: capacity frees (a session ends, an agent joins), this only covers a missed
+    #: notification between managers.
+    pending_recheck_interval: PositiveFloat = PositiveFloat(10.0)
 
 
 @attrs.frozen
@@ -281,8 +288,15 @@ class StreamsConfig:
 
 @attrs.frozen
 class SchedulerConfig:
-    #: Name of the scheduler plugin (entry-point group ``crucible.schedulers``).
+    #: Name of the scheduler plugin (entry-point group ``crucible.schedulers``):
+    #: ``fifo``, ``lifo``, ``drf`` built in.
     name: str = "fifo"
+    #: Name of the agent selector (group ``crucible.agent_selectors``): ``dispersed``,
+    #: ``concentrated``, ``round-robin`` built in.
+    agent_selector: str = "dispersed"
+    #: Seconds the head of a head-of-line queue (``fifo``) that fits no agent may keep
+    #: the sessions behind it waiting; after that they are placed past it.
+    head_block_timeout: PositiveFloat = PositiveFloat(10.0)
 
 
 @attrs.frozen

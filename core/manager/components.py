@@ -22,7 +22,7 @@ from crucible.db.pool import Database
 from crucible.graphql import GraphQLService
 from crucible.keypairs import KeypairCache, KeypairRepository
 from crucible.manager.status import ManagerStatusStore
-from crucible.plugin_manager import load_scheduler
+from crucible.plugin_manager import load_agent_selector, load_scheduler
 from crucible.ratelimit import RateLimiter
 from crucible.resource_policies import ResourcePolicyStore
 from crucible.sessions.activity import ActivityRecorder
@@ -31,6 +31,7 @@ from crucible.sessions.endings import EndRecorder
 from crucible.sessions.events import SessionEvents
 from crucible.sessions.lifecycle import SessionLifecycle
 from crucible.sessions.mounts import SessionMounts
+from crucible.sessions.pending import PendingQueue
 from crucible.sessions.placement import Placement
 from crucible.sessions.reaper import IdleReaper
 from crucible.sessions.reconciliation import Reconciler
@@ -57,10 +58,13 @@ class ManagerComponents:
     #: The session lifecycle the API drives (create, execute, destroy...).
     sessions: SessionLifecycle
     #: Background duties of the sessions, which `ManagerServer` runs: activity
-    #: flushes, the reconciliation of agents' reports, the idle reaper.
+    #: flushes, the reconciliation of agents' reports, the idle reaper, the
+    #: pending queue's passes.
     activity: ActivityRecorder
     reconciler: Reconciler
     reaper: IdleReaper
+    #: The sessions waiting for room, and the passes that place them.
+    queue: PendingQueue
     #: The admin GraphQL API, over the services above.
     graphql: GraphQLService
 
@@ -79,6 +83,7 @@ async def open_manager(
     bad plugin name or storage host is a `ConfigError`, raised before anything runs.
     """
     scheduler = load_scheduler(config.scheduler.name)
+    selector = load_agent_selector(config.scheduler.agent_selector)
     settings = config.sessions
     # The agent directory hands what agents report to the reconciler on this channel.
     notice_send, notice_receive = trio.open_memory_channel[AgentNotice](0)
@@ -102,10 +107,20 @@ async def open_manager(
         endings = EndRecorder(db, events)
         calls = AgentCalls(agents, endings, settings)
         activity = ActivityRecorder(db, interval=settings.activity_flush_interval)
+        queue = PendingQueue(
+            db=db,
+            scheduler=scheduler,
+            selector=selector,
+            agents=agents,
+            endings=endings,
+            pending_timeout=settings.pending_timeout,
+            recheck_interval=settings.pending_recheck_interval,
+            head_block_timeout=config.scheduler.head_block_timeout,
+        )
         sessions = SessionLifecycle(
             db=db,
             settings=settings,
-            placement=Placement(db, scheduler, policies, agents),
+            placement=Placement(db, policies, queue),
             mounts=SessionMounts(db, vfolders, endings),
             calls=calls,
             endings=endings,
@@ -131,6 +146,7 @@ async def open_manager(
                     notices=notice_receive,
                     calls=calls,
                     endings=endings,
+                    queue=queue,
                     missing_kernel_grace=settings.missing_kernel_grace,
                 ),
                 reaper=IdleReaper(
@@ -139,5 +155,6 @@ async def open_manager(
                     idle_timeout=settings.idle_timeout,
                     interval=settings.reap_interval,
                 ),
+                queue=queue,
                 graphql=GraphQLService(config, db, keypairs, keypair_cache, status, policies),
             )

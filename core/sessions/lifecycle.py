@@ -3,10 +3,10 @@ destroy; a session's state of record is its ``kernels`` row, the agents hold the
 containers.
 
 This facade orders the steps and keeps the row's status; each step is a room of its
-own: which image (`images`), which agent (`placement`), the folders mounted
-(`mounts`), what is said to the agent and what its failures mean (`agent_calls`), how
-an end is recorded (`endings`). What agents report is reconciled apart
-(`reconciliation`), idle sessions are reaped apart (`reaper`).
+own: which image (`images`), which agent (`placement`; the `pending` queue while none
+has room), the folders mounted (`mounts`), what is said to the agent and what its
+failures mean (`agent_calls`), how an end is recorded (`endings`). What agents report
+is reconciled apart (`reconciliation`), idle sessions are reaped apart (`reaper`).
 """
 
 from __future__ import annotations
@@ -100,6 +100,9 @@ class SessionLifecycle:
                     f"Session {token!r} exists with image {session.lang!r}."
                 )
             return session, False
+        if session.status == "PENDING":
+            # No agent has room yet: wait in the queue (or fail with 503 after a while).
+            session = await self.placement.queue.await_placement(session)
         if resolved_mounts:
             await self.mounts.attach(session, resolved_mounts)
         try:

@@ -3,8 +3,7 @@ plus its workers (``role``), addressed by the client's token (``sess_id``)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +14,7 @@ from crucible.db.queries.columns import Row, from_jsonb, to_jsonb
 from crucible.protocol.stats import KernelStats
 
 LIVE_STATUSES = (
+    "PENDING",
     "PREPARING",
     "BUILDING",
     "RUNNING",
@@ -105,37 +105,6 @@ async def live_session(ex: Executor, access_key: str, token: str) -> Kernel | No
         token,
     )
     return Kernel.from_optional(row)
-
-
-async def insert_session(
-    ex: Executor,
-    *,
-    token: str,
-    access_key: str,
-    agent_id: str,
-    image: str,
-    lang: str,
-    tag: str | None,
-    environ: Mapping[str, str],
-    slots: Mapping[str, float],
-) -> Kernel:
-    """A new master kernel, PREPARING on `agent_id`, with a fresh id."""
-    row = await ex.fetchrow(
-        f"""INSERT INTO kernels (id, sess_id, access_key, agent_id, status, image, lang,
-                                 tag, environ, occupied_slots)
-            VALUES ($1, $2, $3, $4, 'PREPARING', $5, $6, $7, $8::jsonb, $9::jsonb)
-            RETURNING {COLUMNS}""",
-        uuid.uuid4(),
-        token,
-        access_key,
-        agent_id,
-        image,
-        lang,
-        tag,
-        to_jsonb(dict(environ)),
-        to_jsonb(dict(slots)),
-    )
-    return Kernel.from_row(row)
 
 
 async def mark_running(ex: Executor, kernel_id: str, container_id: str | None) -> Kernel | None:
