@@ -62,6 +62,7 @@ LINK_DOWN = (
     LinkClosed,
 )
 
+
 class LinkedAgent(Protocol):
     """What a link needs of the agent it serves."""
 

@@ -214,4 +214,3 @@ async def _docker_import(
         ["docker", "import", *changes, "--message", "crucible base rootfs", tarball, recipe.ref],
         timeout=timeout,
     )
-

@@ -43,9 +43,7 @@ _BUILD_SHOWN = re.compile(r"^(Step \d+/\d+ :|Setting up |Successfully |E: |ERROR
 
 
 @asynccontextmanager
-async def build_lock(
-    state_dir: Path, progress: Progress, *, timeout: float
-) -> AsyncIterator[None]:
+async def build_lock(state_dir: Path, progress: Progress, *, timeout: float) -> AsyncIterator[None]:
     """Serialise builds that share a state directory (the debootstrap cache, the rootfs);
     waiting for another build ends after `timeout` seconds (``images.lock_timeout``).
 
@@ -72,7 +70,6 @@ async def build_lock(
         yield
     finally:
         os.close(fd)  # also releases the lock
-
 
 
 # -- language images ------------------------------------------------------------------

@@ -20,6 +20,7 @@ from .languages import Recipe, get_recipe
 from .loop import Loop, Timer
 from .pyproc import PythonChild
 from .reaper import Reaper, become_reaper, forbid_inspection
+from .services import ServiceStarter
 
 #: 2: the runner dials the agent; ``hello`` names the run in progress.
 PROTOCOL = 2
@@ -85,6 +86,7 @@ class Runner:
         self._dial_timer: Timer | None = None
         self._signals = -1
         self._reap_timer: Timer | None = None
+        self.services = ServiceStarter(self.loop, self.reaper, recipe, workdir, self.send)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -105,6 +107,7 @@ class Runner:
             self.close()
 
     def close(self) -> None:
+        self.services.stop_all()
         if self.job is not None:
             self.job.kill()
         if self._child is not None:
@@ -133,6 +136,7 @@ class Runner:
 
     def _reap(self) -> None:
         self._reap_timer = None
+        self.services.collect()
         self.reaper.reap_orphans()
 
     # -- the agent connection ---------------------------------------------------------------
@@ -257,6 +261,8 @@ class Runner:
             self._on_kill(message)
         elif op == "complete":
             self._on_complete(message)
+        elif op == "start_service":
+            self.services.request(message)
         elif op == "ping":
             self.send({"op": "pong", "req_id": message.get("req_id")})
         else:
