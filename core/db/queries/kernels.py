@@ -12,6 +12,7 @@ import attrs
 
 from crucible.db.pool import Executor
 from crucible.db.queries.columns import Row, from_jsonb, to_jsonb
+from crucible.kernels.service_ports import ServicePort, service_ports_from_api
 from crucible.protocol.stats import KernelStats
 
 LIVE_STATUSES = (
@@ -28,7 +29,7 @@ LIVE_STATUSES = (
 COLUMNS = (
     "id, sess_id, role, access_key, agent_id, container_id, status, status_info, image, lang, "
     "tag, environ, occupied_slots, num_queries, last_stat, created_at, last_active, "
-    "terminated_at"
+    "terminated_at, service_ports"
 )
 
 
@@ -54,6 +55,8 @@ class Kernel(Row):
     created_at: datetime
     last_active: datetime
     terminated_at: datetime | None
+    #: The apps its image declares (spec 9), as the agent reported them at creation.
+    service_ports: tuple[ServicePort, ...]
 
     @classmethod
     def converted(cls, row: Any) -> dict[str, Any]:
@@ -63,6 +66,7 @@ class Kernel(Row):
             "environ": from_jsonb(row["environ"]) or {},
             "occupied_slots": from_jsonb(row["occupied_slots"]) or {},
             "last_stat": KernelStats.from_stored(from_jsonb(row["last_stat"])),
+            "service_ports": service_ports_from_api(from_jsonb(row["service_ports"]) or []),
         }
 
     @property
@@ -138,13 +142,21 @@ async def insert_session(
     return Kernel.from_row(row)
 
 
-async def mark_running(ex: Executor, kernel_id: str, container_id: str | None) -> Kernel | None:
-    """PREPARING → RUNNING in `container_id`; None when it is no longer preparing."""
+async def mark_running(
+    ex: Executor,
+    kernel_id: str,
+    container_id: str | None,
+    *,
+    service_ports: Sequence[ServicePort] = (),
+) -> Kernel | None:
+    """PREPARING → RUNNING in `container_id`, offering `service_ports`; None when it is no
+    longer preparing."""
     row = await ex.fetchrow(
-        f"""UPDATE kernels SET status = 'RUNNING', container_id = $2
+        f"""UPDATE kernels SET status = 'RUNNING', container_id = $2, service_ports = $3::jsonb
             WHERE id = $1::uuid AND status = 'PREPARING' RETURNING {COLUMNS}""",
         kernel_id,
         container_id,
+        to_jsonb([port.to_api() for port in service_ports]),
     )
     return Kernel.from_optional(row)
 
