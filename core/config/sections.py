@@ -255,6 +255,12 @@ class SessionsConfig:
     #: Seconds a manager waits for an agent to start a session's app (keep it above the
     #: agents' agent.service_start_timeout, so that their clearer error arrives first).
     service_call_timeout: PositiveFloat = PositiveFloat(90.0)
+    #: Session events across managers (PostgreSQL LISTEN/NOTIFY): seconds between checks
+    #: of the listening connection, and between attempts after a failure; how many
+    #: outgoing events may wait while the database is unreachable.
+    event_relay_check_interval: PositiveFloat = PositiveFloat(5.0)
+    event_relay_retry_interval: PositiveFloat = PositiveFloat(1.0)
+    event_relay_queue: PositiveInt = PositiveInt(1000)
     #: Seconds the agent may take to acknowledge the cancellation of a run whose client
     #: went away (waited for while the request ends, so keep it short).
     cancel_timeout: PositiveFloat = PositiveFloat(5.0)

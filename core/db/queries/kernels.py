@@ -306,3 +306,13 @@ async def live_on_agents(ex: Executor, agent_ids: Iterable[str]) -> list[str]:
         list(agent_ids),
     )
     return [row["id"] for row in rows]
+
+
+async def ended_among(ex: Executor, kernel_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """``(id, status_info)`` of those of `kernel_ids` that are terminated (or errored)."""
+    rows = await ex.fetch(
+        """SELECT id, status_info FROM kernels
+            WHERE id = ANY($1::uuid[]) AND status IN ('TERMINATED', 'ERROR')""",
+        [uuid.UUID(kernel_id) for kernel_id in kernel_ids],
+    )
+    return [(str(row["id"]), str(row["status_info"] or "")) for row in rows]
