@@ -67,7 +67,7 @@ def test_a_port_value_checks_itself() -> None:
     with pytest.raises(ServicePortError, match="reserved"):
         ServicePort("x", "tcp", 2000)
     with pytest.raises(ServicePortError, match="not an integer"):
-        ServicePort("x", "tcp", True)  # type: ignore[arg-type]
+        ServicePort("x", "tcp", True)
 
 
 def test_format_is_the_inverse_of_parse() -> None:
