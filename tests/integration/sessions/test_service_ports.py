@@ -19,7 +19,7 @@ import trio
 
 from crucible import errors
 from crucible.kernels.service_ports import ServicePort
-from testlib.sessions import Cluster, create, execute, new_token, stream_text
+from testlib.sessions import Cluster, create, execute, new_token, start_session, stream_text
 
 LANG = os.environ.get("CRUCIBLE_TEST_JUPYTER_LANG", "python")
 JUPYTER = {"name": "jupyter", "protocol": "http", "container_port": 8080, "host_port": None}
@@ -163,3 +163,24 @@ async def test_a_service_too_slow_to_start_is_a_bounded_clear_error(cluster: Clu
         await sessions.start_service(session, "jupyter")
     assert "did not accept connections on port 8080 in time" in str(failed.value)
     assert trio.current_time() - started < 10
+
+
+async def test_tensorboard_serves_in_the_ml_image(cluster: Cluster) -> None:
+    """Only where the (large, optional) ML image is built: crucible images build python-ml."""
+    token = await start_session(cluster.client, "python-ml", skip_without_image=True)
+    info = await cluster.client.get(f"/kernel/{token}")
+    assert info.json()["servicePorts"] == [
+        JUPYTER,
+        {"name": "tensorboard", "protocol": "http", "container_port": 6006, "host_port": None},
+    ]
+    sessions = cluster.harness.server.components.sessions
+    session = await sessions.get_live(cluster.harness.user.access_key, token)
+    with trio.fail_after(START_TIMEOUT):
+        assert (await sessions.start_service(session, "tensorboard")).port == 6006
+    results = await execute(
+        cluster.client,
+        token,
+        "import urllib.request\n"
+        "print(urllib.request.urlopen('http://127.0.0.1:6006/', timeout=10).status)",
+    )
+    assert stream_text(results).strip() == "200"
