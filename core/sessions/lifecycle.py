@@ -173,7 +173,7 @@ class SessionLifecycle:
             raise errors.AppNotFound(
                 f"Session {session.token!r} offers no app {name!r} ({offered})."
             )
-        self.activity.touch(session.id, session.access_key)
+        # Not counted here: the tunnel's handshake that asks for it is (spec 5.6).
         started = await self.calls.start_service(session, name)
         return started.service
 
