@@ -68,6 +68,11 @@ class SessionLifecycle:
             raise errors.KernelNotFound(f"No live session {token!r}.")
         return session
 
+    async def ended_reason(self, session: Session) -> str | None:
+        """Why `session` ended, if it has (its row says so); None while it lives."""
+        ended = await kernels.ended_among(self.db, [session.id])
+        return ended[0][1] if ended else None
+
     async def count_live(self) -> int:
         return await kernels.count_live_sessions(self.db)
 

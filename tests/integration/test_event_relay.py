@@ -12,14 +12,19 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
 
 from crucible.db.pool import LISTENER_NAME, Database
 from crucible.db.queries import notifications
 from crucible.sessions.event_relay import CHANNEL, MAX_REASON_CHARS, EventRelay, decode, encode
 from crucible.sessions.events import SessionEvents
+from crucible.sessions.model import Session
+from testlib.server import Harness
+from testlib.signing import websocket_headers
 
 TIMEOUT = 10.0
 
@@ -94,13 +99,15 @@ async def test_payloads_are_bounded_and_foreign_ones_ignored(
         await assert_quiet(on_b)
 
 
-async def insert_session(db: Database) -> str:
-    access_key = "AKTEST" + uuid.uuid4().hex[:14].upper()
-    await db.execute(
-        "INSERT INTO keypairs (access_key, secret_key, user_id) VALUES ($1, $2, 'relay@test')",
-        access_key,
-        "s" * 40,
-    )
+async def insert_session(db: Database, access_key: str | None = None) -> str:
+    """A RUNNING session row (no container: these tests never call an agent)."""
+    if access_key is None:
+        access_key = "AKTEST" + uuid.uuid4().hex[:14].upper()
+        await db.execute(
+            "INSERT INTO keypairs (access_key, secret_key, user_id) VALUES ($1, $2, 'r@test')",
+            access_key,
+            "s" * 40,
+        )
     kernel_id = uuid.uuid4()
     await db.execute(
         """INSERT INTO kernels (id, sess_id, access_key, status, image, lang)
@@ -143,3 +150,35 @@ async def test_an_end_sent_while_the_listener_was_down_is_made_up_for(
         assert await next_event(on_b) == {"name": "terminated", "reason": "idle-timeout"}
         await assert_quiet(on_b)
         assert b.listening.is_set() and b.listening is not b_listening
+
+
+async def test_an_end_between_lookup_and_subscription_is_still_told(
+    db: Database, manager: Harness
+) -> None:
+    """The session ends elsewhere after the events stream looked it up but before it
+    subscribed: nobody here was subscribed to hear it, the row says it all the same."""
+    session_id = await insert_session(db, manager.user.access_key)
+    sessions = manager.server.components.sessions
+    lookup = sessions.get_live
+
+    async def lookup_then_end(access_key: str, token: str) -> Session:
+        session = await lookup(access_key, token)
+        await db.execute(
+            "UPDATE kernels SET status = 'TERMINATED', status_info = 'agent-lost'"
+            " WHERE id = $1::uuid",
+            session_id,
+        )
+        return session
+
+    sessions.get_live = lookup_then_end  # type: ignore[method-assign]
+    rel_url = "/stream/kernel/relay/events"
+    headers = websocket_headers(manager.user, urlsplit(manager.url).netloc, rel_url)
+    url = manager.url.replace("http://", "ws://") + rel_url
+    with trio.fail_after(TIMEOUT):
+        async with open_websocket_url(url, extra_headers=headers) as ws:
+            assert json.loads(await ws.get_message()) == {
+                "name": "terminated",
+                "reason": "agent-lost",
+            }
+            with pytest.raises(ConnectionClosed):
+                await ws.get_message()
