@@ -34,6 +34,32 @@ with urllib.request.urlopen('http://127.0.0.1:8080{path}', timeout=10) as r:
     print(r.status, json.dumps(body[:20000]))
 """
 
+#: Kernel code: start a notebook kernel through Jupyter's REST API, then find its process.
+START_KERNEL = """
+import http.cookiejar, json, os, time, urllib.request
+jar = http.cookiejar.CookieJar()
+opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+opener.open('http://127.0.0.1:8080/tree', timeout=10).read()
+xsrf = next(c.value for c in jar if c.name == '_xsrf')
+request = urllib.request.Request(
+    'http://127.0.0.1:8080/api/kernels', data=b'{}', method='POST',
+    headers={'X-XSRFToken': xsrf, 'Content-Type': 'application/json'})
+with opener.open(request, timeout=30) as r:
+    status, kernel = r.status, json.load(r)
+deadline = time.time() + 30
+found = ''
+while not found and time.time() < deadline:
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            argv = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')
+        except OSError:
+            continue
+        if any(b'ipykernel' in word for word in argv):
+            found = os.readlink(f'/proc/{pid}/exe')
+    time.sleep(0.1)
+print(status, kernel['name'], found)
+"""
+
 
 async def new_session(cluster: Cluster) -> tuple[str, Any]:
     token = new_token()
@@ -87,6 +113,11 @@ async def test_jupyter_starts_on_demand_and_serves_the_session(cluster: Cluster)
     status, listing = await fetch(cluster, token, "/api/contents")
     assert status == 200
     assert "from-query.txt" in {entry["name"] for entry in json.loads(listing)["content"]}
+    # A notebook kernel starts through Jupyter's REST API (with the XSRF cookie, as a
+    # browser would send it), and it is the session's own Python.
+    results = await execute(cluster.client, token, START_KERNEL)
+    out = stream_text(results)
+    assert out.startswith("201 ") and "/usr/bin/python3" in out, results
     # It binds loopback only (nothing else exists in a --network none container anyway).
     results = await execute(
         cluster.client,
