@@ -62,7 +62,6 @@ LINK_DOWN = (
     LinkClosed,
 )
 
-
 class LinkedAgent(Protocol):
     """What a link needs of the agent it serves."""
 

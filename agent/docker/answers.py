@@ -48,13 +48,8 @@ def stats_from_docker(raw: Mapping[str, Any]) -> KernelStats:
 
     cpu_ms = cpu_ns // 1_000_000
     return KernelStats(
-        cpu_used=cpu_ms,
-        mem_max_bytes=mem_max,
-        mem_cur_bytes=mem_cur,
-        net_rx_bytes=rx,
-        net_tx_bytes=tx,
-        io_read_bytes=rd,
-        io_write_bytes=wr,
+        cpu_used=cpu_ms, mem_max_bytes=mem_max, mem_cur_bytes=mem_cur,
+        net_rx_bytes=rx, net_tx_bytes=tx, io_read_bytes=rd, io_write_bytes=wr,
     )
 
 

@@ -41,7 +41,9 @@ _NOTES = {
     "were dropped]\n",
     "held": "\n[output dropped: the agent holds too much output that nobody has collected]\n",
 }
-DISCARDED_NOTE = "\n[output discarded: it was not collected before the agent needed the memory]\n"
+DISCARDED_NOTE = (
+    "\n[output discarded: it was not collected before the agent needed the memory]\n"
+)
 
 
 @attrs.frozen

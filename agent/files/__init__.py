@@ -25,3 +25,4 @@ Modules: `paths` (checking a client's path, walking to it without following a li
 `uploads` (staging and committing), `downloads` (listings and archives), `service`
 (one kernel's operations, `KernelFiles`, and every kernel's, `FileService`).
 """
+

@@ -214,3 +214,4 @@ async def _docker_import(
         ["docker", "import", *changes, "--message", "crucible base rootfs", tarball, recipe.ref],
         timeout=timeout,
     )
+

@@ -43,7 +43,9 @@ _BUILD_SHOWN = re.compile(r"^(Step \d+/\d+ :|Setting up |Successfully |E: |ERROR
 
 
 @asynccontextmanager
-async def build_lock(state_dir: Path, progress: Progress, *, timeout: float) -> AsyncIterator[None]:
+async def build_lock(
+    state_dir: Path, progress: Progress, *, timeout: float
+) -> AsyncIterator[None]:
     """Serialise builds that share a state directory (the debootstrap cache, the rootfs);
     waiting for another build ends after `timeout` seconds (``images.lock_timeout``).
 
@@ -70,6 +72,7 @@ async def build_lock(state_dir: Path, progress: Progress, *, timeout: float) -> 
         yield
     finally:
         os.close(fd)  # also releases the lock
+
 
 
 # -- language images ------------------------------------------------------------------

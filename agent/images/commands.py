@@ -155,3 +155,4 @@ async def capture(argv: Sequence[str], *, timeout: float) -> subprocess.Complete
             )
     except trio.TooSlowError:
         raise BuildError(f"{' '.join(argv[:3])} did not finish within {timeout:.0f} s") from None
+

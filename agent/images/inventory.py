@@ -89,3 +89,4 @@ async def remove_replaced(
         progress(f"{ref}: removed the replaced image {old_id[:19]}")
     else:
         log.info("kept the replaced image %s: %s", old_id, result.stderr.decode().strip())
+

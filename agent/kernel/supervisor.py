@@ -280,7 +280,9 @@ class KernelSupervisor:
     async def complete(self, code: str, options: dict[str, Any], *, timeout: float) -> list[str]:
         self._check_alive()
         assert self._runner is not None
-        return await self._completions.request(self._runner.send, code, options, timeout=timeout)
+        return await self._completions.request(
+            self._runner.send, code, options, timeout=timeout
+        )
 
     async def start_service(self, name: str, *, timeout: float) -> tuple[ServicePort, bool]:
         """Start the kernel's app `name` unless it runs; once it accepts, its port and

@@ -31,6 +31,7 @@ Note on memory: pages written to a tmpfs are charged to the memory cgroup of the
 so a full ``/home/work`` or ``/tmp`` counts against the kernel's memory limit.
 """
 
+
 from crucible.agent.sandbox.hardening import (
     DEFAULT_HARDENING,
     Hardening,

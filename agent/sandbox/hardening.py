@@ -15,6 +15,7 @@ from crucible.agent.sandbox.seccomp import seccomp_profile_json
 MiB: Final = 1024 * 1024
 
 
+
 @attrs.frozen
 class Ulimit:
     """One resource limit (``setrlimit``) set on the container's first process."""

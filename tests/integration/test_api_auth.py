@@ -83,9 +83,8 @@ async def test_signed_auth_test(manager: Harness) -> None:
     assert response.headers["Access-Control-Allow-Origin"] == "*"
 
 
-@pytest.mark.parametrize(
-    "path", ["/auth", "/auth/test", "/v1/auth/test", "/v3/auth/test", "/v4/auth"]
-)
+@pytest.mark.parametrize("path", ["/auth", "/auth/test", "/v1/auth/test", "/v3/auth/test",
+                                  "/v4/auth"])
 async def test_auth_routes_and_legacy_prefixes(manager: Harness, path: str) -> None:
     # The legacy prefix is part of what the client signed (line 2 is the raw target).
     with trio.fail_after(TIMEOUT):
@@ -135,9 +134,8 @@ async def test_step1_garbage_date(manager: Harness, value: str) -> None:
     assert_problem(response, 400, "invalid-auth-params")
 
 
-@pytest.mark.parametrize(
-    "offset", [timedelta(minutes=-16), timedelta(minutes=16), timedelta(days=-400)]
-)
+@pytest.mark.parametrize("offset", [timedelta(minutes=-16), timedelta(minutes=16),
+                                    timedelta(days=-400)])
 async def test_step2_stale_date(manager: Harness, offset: timedelta) -> None:
     # Correctly signed with the skewed date: only the clock check can fail.
     response = await auth_test(manager, sign_date=datetime.now(UTC) + offset)
@@ -226,12 +224,7 @@ async def test_step6_legacy_sorna_version_header(manager: Harness) -> None:
 
     raw_date = client_date()
     data = auth.SigningInput(
-        "GET",
-        "/auth/test",
-        raw_date,
-        manager.client.host,
-        "text/plain",
-        "v4.20181215",
+        "GET", "/auth/test", raw_date, manager.client.host, "text/plain", "v4.20181215",
         "x-sorna-version",
     )
     signature = auth.sign(manager.user.secret_key, auth.parse_request_date(raw_date), data)
@@ -258,13 +251,8 @@ async def test_other_guaranteed_hash_is_accepted(manager: Harness) -> None:
 
     raw_date = client_date()
     value = authorization(
-        manager.user,
-        method="GET",
-        rel_url="/auth/test",
-        raw_date=raw_date,
-        host=manager.client.host,
-        content_type="text/plain",
-        hash_name="sha512",
+        manager.user, method="GET", rel_url="/auth/test", raw_date=raw_date,
+        host=manager.client.host, content_type="text/plain", hash_name="sha512",
     )
     await authorized(manager, raw_date=raw_date, headers={"Authorization": value})
 
@@ -336,7 +324,9 @@ async def test_steps_fail_in_order(
     assert_problem(response, status, type_suffix)
 
 
-async def test_stale_date_beats_inactive_key(manager: Harness, keypairs: KeypairRepository) -> None:
+async def test_stale_date_beats_inactive_key(
+    manager: Harness, keypairs: KeypairRepository
+) -> None:
     kp = await keypairs.create("sleeper@test", is_active=False)
     response = await auth_test(
         manager,
@@ -399,7 +389,9 @@ async def test_cors_preflight(manager: Harness) -> None:
         "Access-Control-Request-Headers": "authorization, x-backendai-version",
     }
     with trio.fail_after(TIMEOUT):
-        response = await manager.client.http.options(manager.url + "/auth/test", headers=headers)
+        response = await manager.client.http.options(
+            manager.url + "/auth/test", headers=headers
+        )
     assert response.status_code in (200, 204)
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert "POST" in response.headers["Access-Control-Allow-Methods"]

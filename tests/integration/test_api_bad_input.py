@@ -99,12 +99,8 @@ async def test_oversized_chunked_body(manager: Harness) -> None:
     raw_date = client_date()
     host = manager.client.host
     authz = authorization(
-        manager.user,
-        method="POST",
-        rel_url="/auth/test",
-        raw_date=raw_date,
-        host=host,
-        content_type="application/json",
+        manager.user, method="POST", rel_url="/auth/test", raw_date=raw_date,
+        host=host, content_type="application/json",
     )
     head = (
         f"POST /auth/test HTTP/1.1\r\nHost: {host}\r\nDate: {raw_date}\r\n"
@@ -155,7 +151,9 @@ WRONG_METHODS = [
     [(route, 404) for route in UNKNOWN_ROUTES] + [(route, 405) for route in WRONG_METHODS],
     ids=lambda value: str(value)[:60],
 )
-async def test_unknown_routes_and_wrong_methods(manager: Harness, route: str, status: int) -> None:
+async def test_unknown_routes_and_wrong_methods(
+    manager: Harness, route: str, status: int
+) -> None:
     method, path = route.split(" ", 1)
     with trio.fail_after(TIMEOUT):
         response = await manager.client.request(method, path)
@@ -170,7 +168,9 @@ async def test_unknown_routes_and_wrong_methods(manager: Harness, route: str, st
 async def test_absurd_method_override(manager: Harness) -> None:
     with trio.fail_after(TIMEOUT):
         for value in ("FROB", "", "get\tpost", "X" * 500, "GET, POST"):
-            response = await manager.client.post("/auth/test", headers={"X-Method-Override": value})
+            response = await manager.client.post(
+                "/auth/test", headers={"X-Method-Override": value}
+            )
             assert response.status_code in (200, 400, 404, 405), (value, response.text)
             if response.status_code >= 400:
                 assert response.headers["content-type"] == "application/problem+json"

@@ -116,7 +116,9 @@ async def test_malformed_folder_names_in_urls_are_400(manager: Harness, name: st
     ],
     ids=range(6),
 )
-async def test_unstorable_execute_bodies_are_400(manager: Harness, body: dict[str, object]) -> None:
+async def test_unstorable_execute_bodies_are_400(
+    manager: Harness, body: dict[str, object]
+) -> None:
     response = await _session_request(manager, "POST", "nosuchsession", "", body)
     assert_problem(response, 400, "invalid-api-params")
 

@@ -30,26 +30,8 @@ EXAMPLES = settings(max_examples=5)
 #: Every code point, lone surrogates and NUL included.
 any_text = st.text(st.characters(exclude_categories=()), max_size=40)
 tricky_text = st.sampled_from(
-    [
-        "",
-        "\x00",
-        "a\x00b",
-        "\ud800",
-        "\udfff",
-        "*",
-        ".",
-        "..",
-        "/etc/passwd",
-        "a" * 70,
-        "x" * 300_000,
-        "python",
-        "nosuchsession",
-        "A=B",
-        "ro",
-        "rd",
-        "😀",
-        "\n",
-    ]
+    ["", "\x00", "a\x00b", "\ud800", "\udfff", "*", ".", "..", "/etc/passwd", "a" * 70,
+     "x" * 300_000, "python", "nosuchsession", "A=B", "ro", "rd", "😀", "\n"]
 )
 texts = st.one_of(any_text, tricky_text)
 numbers = st.one_of(
@@ -192,7 +174,9 @@ async def test_create_bodies(pg_dsn: str, tmp_path: Path, batch: list[bytes]) ->
 
 @EXAMPLES
 @given(batch=bodies(execute_bodies), token=st.one_of(st.just("nosuchsession"), texts))
-async def test_execute_bodies(pg_dsn: str, tmp_path: Path, batch: list[bytes], token: str) -> None:
+async def test_execute_bodies(
+    pg_dsn: str, tmp_path: Path, batch: list[bytes], token: str
+) -> None:
     # Any token, percent-encoded as a client would put it in the URL.
     path = "/kernel/" + quote(token.encode("utf-8", "surrogatepass"), safe="")
     calls = [("POST", path or "/kernel/x", raw) for raw in batch]
@@ -244,7 +228,7 @@ async def test_folder_upload_filenames(pg_dsn: str, tmp_path: Path, names: list[
             await _make_folder(manager)
             for disposition in dispositions:
                 body = (
-                    f'--{boundary}\r\nContent-Disposition: form-data; name="src"; '
+                    f"--{boundary}\r\nContent-Disposition: form-data; name=\"src\"; "
                     f"{disposition}\r\n\r\nx\r\n--{boundary}--\r\n"
                 ).encode()
                 response = await manager.client.post(

@@ -33,15 +33,8 @@ def list_keypairs(capsys: pytest.CaptureFixture[str], config: Path, user: str) -
 def test_keypair_lifecycle(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     user = f"cli-{secrets.token_hex(4)}@test"
     code, out, err = run_cli(
-        capsys,
-        "keypair",
-        "create",
-        "--config",
-        str(config_file),
-        user,
-        "--rate-limit",
-        "42",
-        "--json",
+        capsys, "keypair", "create", "--config", str(config_file), user,
+        "--rate-limit", "42", "--json",
     )
     assert code == 0, err
     created = json.loads(out)
@@ -64,7 +57,9 @@ def test_keypair_lifecycle(config_file: Path, capsys: pytest.CaptureFixture[str]
     assert list_keypairs(capsys, config_file, user)[0]["is_active"]
 
 
-def test_keypair_create_plain_output(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_keypair_create_plain_output(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     user = f"cli-{secrets.token_hex(4)}@test"
     code, out, err = run_cli(
         capsys, "keypair", "create", "--config", str(config_file), user, "--admin"
@@ -81,7 +76,9 @@ def test_keypair_create_plain_output(config_file: Path, capsys: pytest.CaptureFi
     assert lines["BACKEND_SECRET_KEY"] not in out
 
 
-def test_keypair_deactivate_unknown(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_keypair_deactivate_unknown(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = run_cli(
         capsys, "keypair", "deactivate", "--config", str(config_file), "AKIANOSUCHKEY0000000"
     )

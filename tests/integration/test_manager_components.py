@@ -111,7 +111,9 @@ async def test_hosts_opened_before_a_bad_one_are_closed(
 ) -> None:
     hosts = dict(manager_config.storage.hosts)
     hosts["zzz"] = attrs.evolve(hosts["disk"], type="no-such-plugin")
-    config = attrs.evolve(manager_config, storage=attrs.evolve(manager_config.storage, hosts=hosts))
+    config = attrs.evolve(
+        manager_config, storage=attrs.evolve(manager_config.storage, hosts=hosts)
+    )
     plugin = RecordingMemoryPlugin()
     with pytest.raises(ConfigError, match=r"storage\.hosts\.zzz\.type: no storage plugin"):
         async with _open(config, db, plugin):

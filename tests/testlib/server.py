@@ -32,7 +32,9 @@ BASE_SETTINGS: dict[str, Any] = {
 }
 
 
-def make_config(dsn: str, state_dir: Path, overrides: Mapping[str, Any] | None = None) -> Config:
+def make_config(
+    dsn: str, state_dir: Path, overrides: Mapping[str, Any] | None = None
+) -> Config:
     data = deep_merge(BASE_SETTINGS, {"state_dir": str(state_dir), "database": {"dsn": dsn}})
     return config_from_dict(deep_merge(data, overrides or {}), source="<test>")
 

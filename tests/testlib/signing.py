@@ -48,7 +48,8 @@ def authorization(
         creds.secret_key, auth.parse_request_date(raw_date), data, hash_name, body
     )
     return (
-        f"BackendAI signMethod=HMAC-{hash_name.upper()}, credential={creds.access_key}:{signature}"
+        f"BackendAI signMethod=HMAC-{hash_name.upper()}, "
+        f"credential={creds.access_key}:{signature}"
     )
 
 
@@ -80,10 +81,7 @@ class SigningClient:
     def with_credentials(self, creds: Credentials) -> SigningClient:
         other = SigningClient.__new__(SigningClient)
         other.base_url, other.host, other.creds, other.http = (
-            self.base_url,
-            self.host,
-            creds,
-            self.http,
+            self.base_url, self.host, creds, self.http
         )
         return other
 

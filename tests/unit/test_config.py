@@ -54,28 +54,18 @@ def test_all_problems_at_once() -> None:
     [
         ({"manager": {"bind": "localhost"}}, "manager.bind: must be HOST:PORT"),
         ({"manager": {"bind": "h:99999"}}, "manager.bind: must be HOST:PORT"),
-        (
-            {"manager": {"clock_skew_seconds": True}},
-            "manager.clock_skew_seconds: expected int, got a boolean",
-        ),
-        (
-            {"manager": {"shutdown_timeout": "5"}},
-            "manager.shutdown_timeout: expected float, got str",
-        ),
-        (
-            {"manager": {"path_prefix": "api/"}},
-            "manager.path_prefix: must be empty or start with '/' and not end with '/'",
-        ),
+        ({"manager": {"clock_skew_seconds": True}}, "manager.clock_skew_seconds: expected int, "
+                                                    "got a boolean"),
+        ({"manager": {"shutdown_timeout": "5"}}, "manager.shutdown_timeout: expected float, "
+                                                 "got str"),
+        ({"manager": {"path_prefix": "api/"}}, "manager.path_prefix: must be empty or start "
+                                               "with '/' and not end with '/'"),
         ({"manager": 5}, None),
         ({"database": {"dsn": "mysql://x"}}, "database.dsn: must be a postgresql:// URL"),
-        (
-            {"database": {"pool_min_size": 5, "pool_max_size": 2}},
-            "database.pool_min_size: must not exceed pool_max_size",
-        ),
-        (
-            {"bootstrap": {"access_key": "short"}},
-            "bootstrap.access_key: must be 20 upper-case letters or digits",
-        ),
+        ({"database": {"pool_min_size": 5, "pool_max_size": 2}},
+         "database.pool_min_size: must not exceed pool_max_size"),
+        ({"bootstrap": {"access_key": "short"}}, "bootstrap.access_key: must be 20 upper-case "
+                                                 "letters or digits"),
         ({"auth": {"keypair_cache_ttl": 0}}, "auth.keypair_cache_ttl: must be a positive number"),
         ({"state_dir": ["a"]}, "state_dir: expected str, got list"),
     ],
@@ -108,7 +98,7 @@ def test_secrets_stay_out_of_reprs() -> None:
 
 def test_load_config_file_problems(tmp_path: Path) -> None:
     path = tmp_path / "a.toml"
-    path.write_text("[manager]\nbind = 1\n[nope]\n", encoding="utf-8")
+    path.write_text('[manager]\nbind = 1\n[nope]\n', encoding="utf-8")
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value).splitlines() == [
@@ -128,7 +118,7 @@ def test_load_config_unreadable_and_invalid_toml(tmp_path: Path) -> None:
 
 def test_overrides_are_validated_too(tmp_path: Path) -> None:
     path = tmp_path / "a.toml"
-    path.write_text("[manager]\nmax_body_bytes = 10\n", encoding="utf-8")
+    path.write_text('[manager]\nmax_body_bytes = 10\n', encoding="utf-8")
     config = load_config(path, {"manager": {"bind": "0.0.0.0:9000"}})
     assert config.manager.bind == "0.0.0.0:9000" and config.manager.max_body_bytes == 10
     with pytest.raises(ConfigError, match=r"manager\.bind"):
@@ -141,15 +131,13 @@ def test_overrides_are_validated_too(tmp_path: Path) -> None:
 @pytest.fixture
 def bad_toml(tmp_path: Path) -> Path:
     path = tmp_path / "bad.toml"
-    path.write_text('[manager]\nbind = 5\nbogus = 1\n[ratelimit]\nwindow = "x"\n', encoding="utf-8")
+    path.write_text('[manager]\nbind = 5\nbogus = 1\n[ratelimit]\nwindow = "x"\n',
+                    encoding="utf-8")
     return path
 
 
-EXPECTED_LINES = (
-    "manager.bind: expected str, got int",
-    "manager.bogus: unknown key",
-    "ratelimit.window: expected int, got str",
-)
+EXPECTED_LINES = ("manager.bind: expected str, got int", "manager.bogus: unknown key",
+                  "ratelimit.window: expected int, got str")
 
 
 @pytest.mark.parametrize("command", [["up"], ["manager"], ["keypair", "list"]])
@@ -176,10 +164,7 @@ def test_cli_config_before_command(bad_toml: Path, capsys: pytest.CaptureFixture
 def test_cli_bad_config_process_exit_status(bad_toml: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "crucible", "up", "--config", str(bad_toml)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+        capture_output=True, text=True, timeout=30, check=False,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

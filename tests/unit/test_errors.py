@@ -9,39 +9,21 @@ import pytest
 from crucible import errors
 
 ALL_PROBLEMS = [
-    cls
-    for cls in vars(errors).values()
-    if isinstance(cls, type)
-    and issubclass(cls, errors.ProblemError)
+    cls for cls in vars(errors).values()
+    if isinstance(cls, type) and issubclass(cls, errors.ProblemError)
     and cls not in (errors.ProblemError, errors.AgentError)
 ]
 
 CANONICAL = {
-    "generic-bad-request": 400,
-    "invalid-api-params": 400,
-    "invalid-auth-params": 400,
-    "auth-failed": 401,
-    "generic-not-found": 404,
-    "kernel-not-found": 404,
-    "image-not-found": 404,
-    "vfolder-not-found": 404,
-    "app-not-found": 404,
-    "instance-not-found": 404,
-    "method-not-allowed": 405,
-    "kernel-already-exists": 400,
-    "vfolder-already-exists": 400,
-    "vfolder-creation-failed": 400,
-    "quota-exceeded": 412,
-    "rate-limit-exceeded": 429,
-    "internal-server-error": 500,
-    "general-error": 500,
-    "kernel-creation-failed": 500,
-    "kernel-destruction-failed": 500,
-    "kernel-restart-failed": 500,
-    "kernel-execution-failed": 500,
-    "instance-not-available": 503,
-    "server-frozen": 503,
-    "service-unavailable": 503,
+    "generic-bad-request": 400, "invalid-api-params": 400, "invalid-auth-params": 400,
+    "auth-failed": 401, "generic-not-found": 404, "kernel-not-found": 404,
+    "image-not-found": 404, "vfolder-not-found": 404, "app-not-found": 404,
+    "instance-not-found": 404, "method-not-allowed": 405, "kernel-already-exists": 400,
+    "vfolder-already-exists": 400, "vfolder-creation-failed": 400, "quota-exceeded": 412,
+    "rate-limit-exceeded": 429, "internal-server-error": 500, "general-error": 500,
+    "kernel-creation-failed": 500, "kernel-destruction-failed": 500,
+    "kernel-restart-failed": 500, "kernel-execution-failed": 500,
+    "instance-not-available": 503, "server-frozen": 503, "service-unavailable": 503,
     "not-implemented": 503,
 }
 
@@ -92,9 +74,7 @@ def test_agent_details() -> None:
 
 def test_headers() -> None:
     assert errors.RateLimitExceeded(limit=3, window=900).headers() == {
-        "X-RateLimit-Limit": "3",
-        "X-RateLimit-Remaining": "0",
-        "X-RateLimit-Window": "900",
+        "X-RateLimit-Limit": "3", "X-RateLimit-Remaining": "0", "X-RateLimit-Window": "900",
     }
     assert errors.MethodNotAllowed(allowed=["PUT", "GET"]).headers() == {"Allow": "GET, PUT"}
     assert errors.MethodNotAllowed().headers() == {}

@@ -13,7 +13,9 @@ GROUPS_V2_TO_V4 = ["kernel", "auth", "folders", "admin", "stream", "manager"]
 
 
 @pytest.mark.parametrize("version", [1, 2, 3, 4])
-@pytest.mark.parametrize("group", sorted(set(GROUPS_V1) | set(GROUPS_V2_TO_V4)))
+@pytest.mark.parametrize(
+    "group", sorted(set(GROUPS_V1) | set(GROUPS_V2_TO_V4))
+)
 def test_route_path_table(version: int, group: str) -> None:
     path = f"/v{version}/{group}/x/y"
     served = group in (GROUPS_V1 if version == 1 else GROUPS_V2_TO_V4)
@@ -66,14 +68,9 @@ class Recorder:
         self.sent.append(message)
 
 
-def http_scope(
-    method: str,
-    path: str,
-    *,
-    query: bytes = b"",
-    headers: list[tuple[bytes, bytes]] | None = None,
-    raw_path: bytes | None = None,
-) -> dict[str, Any]:
+def http_scope(method: str, path: str, *, query: bytes = b"",
+               headers: list[tuple[bytes, bytes]] | None = None,
+               raw_path: bytes | None = None) -> dict[str, Any]:
     return {
         "type": "http",
         "method": method,
@@ -95,11 +92,8 @@ async def call(scope: dict[str, Any], *, prefix: str = "") -> Recorder:
 
 
 async def test_raw_target_is_kept_for_signing() -> None:
-    rec = await call(
-        http_scope(
-            "GET", "/v4/kernel/my sess", query=b"app=jupyter+lab", raw_path=b"/v4/kernel/my%20sess"
-        )
-    )
+    rec = await call(http_scope("GET", "/v4/kernel/my sess", query=b"app=jupyter+lab",
+                                raw_path=b"/v4/kernel/my%20sess"))
     scope = rec.scopes[0]
     assert scope["path"] == "/kernel/my sess"
     assert scope["crucible"] == RequestTarget("/v4/kernel/my%20sess?app=jupyter+lab", ("GET",), 4)
@@ -115,17 +109,11 @@ async def test_method_override_and_report() -> None:
 
 
 async def test_preflight_is_answered_without_the_app() -> None:
-    rec = await call(
-        http_scope(
-            "OPTIONS",
-            "/kernel/x",
-            headers=[
-                (b"origin", b"https://example.org"),
-                (b"access-control-request-method", b"DELETE"),
-                (b"access-control-request-headers", b"x-backendai-version"),
-            ],
-        )
-    )
+    rec = await call(http_scope("OPTIONS", "/kernel/x", headers=[
+        (b"origin", b"https://example.org"),
+        (b"access-control-request-method", b"DELETE"),
+        (b"access-control-request-headers", b"x-backendai-version"),
+    ]))
     assert rec.scopes == []
     start = rec.sent[0]
     headers = dict(start["headers"])

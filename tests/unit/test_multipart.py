@@ -124,8 +124,9 @@ async def test_preamble_and_epilogue_are_dropped_as_they_stream() -> None:
 
 
 async def test_unread_parts_and_fields_are_skipped() -> None:
-    body = b"--bound\r\nContent-Disposition: form-data; name=note\r\n\r\nhello\r\n" + form(
-        [("a", b"A" * 200_000), ("b", b"B")]
+    body = (
+        b"--bound\r\nContent-Disposition: form-data; name=note\r\n\r\nhello\r\n"
+        + form([("a", b"A" * 200_000), ("b", b"B")])
     )
     reader = MultipartReader(reads(body, [1000]), b"bound", idle_timeout=5)
     seen = []

@@ -47,39 +47,21 @@ def test_string_to_sign_vector() -> None:
 @pytest.mark.parametrize(
     ("method", "rel_url", "header", "signature"),
     [
-        (
-            "GET",
-            "/folders",
-            "text/plain",
-            "625bb3773acccda525f1312a21887c8bea6a06862ddd55a8edbb8e1637017f0a",
-        ),
-        (
-            "POST",
-            "/kernel/create",
-            "application/json",
-            "3b8c58c52c8691f1f96ab50e509494c17d55357cf5273ec221017a7ef0375caa",
-        ),
-        (
-            "GET",
-            "/stream/kernel/mysess/pty",
-            None,
-            "5eaa3e1b56e4aaca14f9b29d6f2fb97e4d5766b57fc76beed4581c46985c8a5d",
-        ),
-        (
-            "POST",
-            "/kernel/mysess/upload",
-            "multipart/form-data; boundary=----abc",
-            "dae126516203a044ca6437d498ae452db6b33d06c689cb19e77b632eb4672137",
-        ),
-        (
-            "GET",
-            "/stream/kernel/my%20sess/httpproxy?app=jupyter+lab",
-            None,
-            "9eba5d8b0e308b68f6df40badef0058b6560891b8fed634229e057cf27f405dd",
-        ),
+        ("GET", "/folders", "text/plain",
+         "625bb3773acccda525f1312a21887c8bea6a06862ddd55a8edbb8e1637017f0a"),
+        ("POST", "/kernel/create", "application/json",
+         "3b8c58c52c8691f1f96ab50e509494c17d55357cf5273ec221017a7ef0375caa"),
+        ("GET", "/stream/kernel/mysess/pty", None,
+         "5eaa3e1b56e4aaca14f9b29d6f2fb97e4d5766b57fc76beed4581c46985c8a5d"),
+        ("POST", "/kernel/mysess/upload", "multipart/form-data; boundary=----abc",
+         "dae126516203a044ca6437d498ae452db6b33d06c689cb19e77b632eb4672137"),
+        ("GET", "/stream/kernel/my%20sess/httpproxy?app=jupyter+lab", None,
+         "9eba5d8b0e308b68f6df40badef0058b6560891b8fed634229e057cf27f405dd"),
     ],
 )
-def test_signature_vectors(method: str, rel_url: str, header: str | None, signature: str) -> None:
+def test_signature_vectors(
+    method: str, rel_url: str, header: str | None, signature: str
+) -> None:
     data = vector_input(method, rel_url, auth.normalize_content_type(header))
     date = auth.parse_request_date(RAW_DATE)
     # Since v4.20181215 the body never matters (spec 2.3 step 2).
@@ -94,9 +76,7 @@ def test_vector_authorization_header_round_trip() -> None:
     )
     parsed = auth.parse_authorization(value)
     assert parsed == auth.AuthorizationHeader(
-        "HMAC-SHA256",
-        "sha256",
-        ACCESS,
+        "HMAC-SHA256", "sha256", ACCESS,
         "625bb3773acccda525f1312a21887c8bea6a06862ddd55a8edbb8e1637017f0a",
     )
 
@@ -133,15 +113,15 @@ def test_body_hash_of_old_versions_covers_the_body(version: str) -> None:
 
 
 def test_old_version_signature_depends_on_body() -> None:
-    data = auth.SigningInput(
-        "POST", "/kernel/create", RAW_DATE, HOST, "application/json", "v3.20170615"
-    )
+    data = auth.SigningInput("POST", "/kernel/create", RAW_DATE, HOST, "application/json",
+                             "v3.20170615")
     date = auth.parse_request_date(RAW_DATE)
     assert auth.sign(SECRET, date, data, body=b"{}") != auth.sign(SECRET, date, data, body=b"")
 
 
 def test_legacy_version_header_line() -> None:
-    data = auth.SigningInput("GET", "/", RAW_DATE, HOST, "text/plain", VERSION, "x-sorna-version")
+    data = auth.SigningInput("GET", "/", RAW_DATE, HOST, "text/plain", VERSION,
+                             "x-sorna-version")
     assert "\nx-sorna-version:v4.20181215\n" in data.string_to_sign("sha256")
 
 
@@ -162,9 +142,7 @@ def test_legacy_version_header_line() -> None:
 def test_parse_authorization(value: str, hash_name: str, access_key: str, signature: str) -> None:
     parsed = auth.parse_authorization(value)
     assert (parsed.hash_name, parsed.access_key, parsed.signature) == (
-        hash_name,
-        access_key,
-        signature,
+        hash_name, access_key, signature,
     )
 
 
@@ -203,16 +181,8 @@ def test_parse_authorization_never_crashes(value: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "ok"),
-    [
-        ("sha256", True),
-        ("SHA256", True),
-        ("sha1", True),
-        ("sha512", True),
-        ("md5", True),
-        ("shake_128", False),
-        ("foo", False),
-        ("", False),
-    ],
+    [("sha256", True), ("SHA256", True), ("sha1", True), ("sha512", True), ("md5", True),
+     ("shake_128", False), ("foo", False), ("", False)],
 )
 def test_supported_hashes(name: str, ok: bool) -> None:
     assert auth.is_supported_hash(name) is ok
@@ -220,16 +190,8 @@ def test_supported_hashes(name: str, ok: bool) -> None:
 
 @pytest.mark.parametrize(
     ("version", "ok"),
-    [
-        ("v4.20181215", True),
-        ("v10.20300101", True),
-        ("v4.2018121", False),
-        ("4.20181215", False),
-        ("v4", False),
-        ("v4.20181215 ", False),
-        ("", False),
-        ("v4.2018121x", False),
-    ],
+    [("v4.20181215", True), ("v10.20300101", True), ("v4.2018121", False), ("4.20181215", False),
+     ("v4", False), ("v4.20181215 ", False), ("", False), ("v4.2018121x", False)],
 )
 def test_version_format(version: str, ok: bool) -> None:
     assert auth.is_well_formed_version(version) is ok
@@ -263,17 +225,8 @@ def test_parse_request_date(raw: str, expected: datetime) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [
-        "",
-        "   ",
-        "garbage",
-        "2018-13-45T99:99:99",
-        "20181340T012345Z",
-        "x" * 65,
-        "2018-12-20T01:23:45" + " " * 60 + "Z",
-        "99999999999999999999",
-        "Thu, 32 Dec 2018",
-    ],
+    ["", "   ", "garbage", "2018-13-45T99:99:99", "20181340T012345Z", "x" * 65,
+     "2018-12-20T01:23:45" + " " * 60 + "Z", "99999999999999999999", "Thu, 32 Dec 2018"],
 )
 def test_parse_request_date_rejects(raw: str) -> None:
     with pytest.raises(ValueError):

@@ -49,16 +49,8 @@ def test_bounded_list() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [
-        b"[" * 33 + b"]" * 33,
-        b'{"a": "\\ud800"}',
-        b'["\\udc00x"]',
-        b'{"\\ud800": 1}',
-        b"1" * 5000,
-        b"{",
-        b"\xff",
-        b"[" * 100_000,
-    ],
+    [b"[" * 33 + b"]" * 33, b'{"a": "\\ud800"}', b'["\\udc00x"]', b'{"\\ud800": 1}',
+     b"1" * 5000, b"{", b"\xff", b"[" * 100_000],
 )
 def test_parse_json_refusals(raw: bytes) -> None:
     refused(parse_json, raw, max_depth=32)
@@ -111,19 +103,8 @@ def test_environ() -> None:
     assert rules.check_environ(None, LIMITS) == {}
     good = {"PATH_X": "a=b", "_1": "", "lower": "héllo\nwörld"}
     assert rules.check_environ(good, LIMITS) == good
-    for bad in (
-        {"": "x"},
-        {"A=B": "x"},
-        {"1A": "x"},
-        {"A B": "x"},
-        {"A\x00": "x"},
-        {"A": "x\x00"},
-        {"A": 1},
-        {"A": None},
-        {"A": "\ud800"},
-        ["A=B"],
-        "A=B",
-    ):
+    for bad in ({"": "x"}, {"A=B": "x"}, {"1A": "x"}, {"A B": "x"}, {"A\x00": "x"},
+                {"A": "x\x00"}, {"A": 1}, {"A": None}, {"A": "\ud800"}, ["A=B"], "A=B"):
         assert "config.environ" in refused(rules.check_environ, bad, LIMITS)
     many = {f"V{i}": "" for i in range(LIMITS.max_environ_entries + 1)}
     assert "limits.max_environ_entries" in refused(rules.check_environ, many, LIMITS)
@@ -174,30 +155,15 @@ def test_options() -> None:
     assert rules.batch_options(
         {"clean": None, "build": "*", "exec": "./main", "buildLog": True, "other": [1]}, LIMITS
     ) == {"clean": None, "build": "*", "exec": "./main"}
-    for bad in (
-        {"build": "make\x00"},
-        {"exec": 5},
-        {"build": "x" * 8193},
-        [],
-        "*",
-        {f"k{i}": 1 for i in range(17)},
-    ):
+    for bad in ({"build": "make\x00"}, {"exec": 5}, {"build": "x" * 8193}, [], "*",
+                {f"k{i}": 1 for i in range(17)}):
         refused(rules.batch_options, bad, LIMITS)
     completion = {"row": 1, "col": 2, "line": "pri", "post": "", "x": 1}
     assert rules.complete_options(completion, LIMITS) == {
-        "row": 1,
-        "col": 2,
-        "line": "pri",
-        "post": "",
+        "row": 1, "col": 2, "line": "pri", "post": ""
     }
-    for bad in (
-        {"row": -1},
-        {"row": 2**31},
-        {"col": True},
-        {"col": 1.5},
-        {"line": 3},
-        {"line": "\x00"},
-    ):
+    for bad in ({"row": -1}, {"row": 2**31}, {"col": True}, {"col": 1.5}, {"line": 3},
+                {"line": "\x00"}):
         refused(rules.complete_options, bad, LIMITS)
 
 

@@ -43,10 +43,9 @@ async def test_bad_environ_is_refused_and_creates_nothing(
     with trio.fail_after(30):
         response = await create(cluster.client, token, environ=environ)
     assert_problem(response, status, problem)
-    assert (
-        await cluster.harness.db.fetchval("SELECT count(*) FROM kernels WHERE sess_id = $1", token)
-        == 0
-    )
+    assert await cluster.harness.db.fetchval(
+        "SELECT count(*) FROM kernels WHERE sess_id = $1", token
+    ) == 0
     assert await agent_containers(cluster.agent.id) == before
     await _still_working(cluster)
 

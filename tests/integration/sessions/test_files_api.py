@@ -76,7 +76,9 @@ def untar_parts(response_body: bytes, boundary: str) -> list[dict[str, bytes]]:
     return archives
 
 
-async def list_dir(cluster: Cluster, token: str, path: str | None) -> tuple[int, dict[str, Any]]:
+async def list_dir(
+    cluster: Cluster, token: str, path: str | None
+) -> tuple[int, dict[str, Any]]:
     response = await cluster.client.get(
         f"/kernel/{token}/files", json={"path": path} if path is not None else {}
     )

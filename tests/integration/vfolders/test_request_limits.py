@@ -28,7 +28,9 @@ async def test_ten_thousand_invitees_are_refused_quickly(manager: Harness) -> No
     assert await manager.db.fetchval("SELECT count(*) FROM vfolder_invitations") == 0
 
 
-async def test_invitees_up_to_the_limit_are_served(manager: Harness, make_user: MakeUser) -> None:
+async def test_invitees_up_to_the_limit_are_served(
+    manager: Harness, make_user: MakeUser
+) -> None:
     client = manager.client
     await make_user("bob@test")
     assert (await create(client, "team")).status_code == 201
@@ -47,7 +49,9 @@ async def test_invitees_up_to_the_limit_are_served(manager: Harness, make_user: 
 async def test_malformed_invitees_are_400(manager: Harness, user_ids: object) -> None:
     client = manager.client
     assert (await create(client, "team")).status_code == 201
-    response = await client.post("/folders/team/invite", json={"perm": "ro", "user_ids": user_ids})
+    response = await client.post(
+        "/folders/team/invite", json={"perm": "ro", "user_ids": user_ids}
+    )
     assert_problem(response, 400, "invalid-api-params")
 
 
