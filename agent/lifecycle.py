@@ -30,6 +30,7 @@ from crucible.agent.kernel.runner_link import RunnerListener
 from crucible.agent.kernel.supervisor import KernelSupervisor
 from crucible.config import AgentConfig, StreamsConfig
 from crucible.kernels.contract import LABEL_AGENT_ID, LABEL_KERNEL_ID, LABEL_KERNEL_INFO, LABEL_LANG
+from crucible.kernels.service_ports import ServicePortError, image_service_ports
 from crucible.protocol.calls import (
     CallTable,
     CreateKernel,
@@ -146,6 +147,11 @@ class KernelLifecycle:
         lang = labels.get(LABEL_LANG)
         if not lang:
             raise AgentCallError(f"{image} is not a Crucible kernel image", ErrorKind.INVALID_INPUT)
+        try:
+            service_ports = image_service_ports(labels)
+        except ServicePortError as exc:
+            message = f"{image} declares bad service ports: {exc}"
+            raise AgentCallError(message, ErrorKind.INVALID_INPUT) from exc
         info = KernelInfo(
             kernel_id=kernel_id,
             image=image,
@@ -157,9 +163,10 @@ class KernelLifecycle:
             kernel_dir=self.kernels_root / kernel_id.replace("-", "")[:16],
             mounts=await trio.to_thread.run_sync(vfolder_mounts, call.mounts),
             access_key=call.access_key,
+            service_ports=service_ports,
         )
         await sandbox.prepare_scratch(info.kernel_dir, size_bytes=self._config.scratch_size_bytes)
-        return KernelCreated(await self._start(info, "start"))
+        return KernelCreated(await self._start(info, "start"), service_ports=service_ports)
 
     async def restart_kernel(self, call: RestartKernel) -> KernelRestarted:
         old = live_kernel(self.kernels, call.kernel_id)

@@ -125,8 +125,6 @@ class LinkStreams:
         supervisor = live_kernel(self._kernels, call.kernel_id)
         streams, timeout = supervisor.streams, self._config.open_timeout
         try:
-            if call.kind == "tcp" and call.service:
-                await streams.start_service(call.service, timeout=timeout)
             runner = await streams.open(
                 call.kind,
                 rows=call.rows,

@@ -11,10 +11,8 @@ Runner messages (docs/internals.md, "Agent ↔ kernel runner")::
     agent → runner  stream-open {stream, kind, rows, cols, port, wait, window}
                     stream-data {stream, data} · stream-credit {stream, bytes}
                     stream-resize {stream, rows, cols} · stream-close {stream}
-                    start-service {req_id, name}
     runner → agent  stream-opened {stream, window} · stream-data · stream-credit
                     stream-closed {stream, reason, refused}
-                    service-started {req_id, ok, error}
 """
 
 from __future__ import annotations
@@ -93,7 +91,6 @@ class KernelStreams:
         self._send: SendToRunner | None = None
         self._ids = itertools.count(1)
         self._streams: dict[int, RunnerStream] = {}
-        self._services: dict[str, trio.MemorySendChannel[tuple[bool, str]]] = {}
 
     def connected(self, send: SendToRunner) -> None:
         self._send = send
@@ -102,24 +99,6 @@ class KernelStreams:
         if self._send is None:
             raise StreamRefused("the kernel's runner is not connected")
         return self._send
-
-    async def start_service(self, name: str, *, timeout: float) -> None:
-        """Ask the runner to start service `name` (a no-op for one it does not start);
-        `StreamRefused` when it cannot."""
-        send = self._sender()
-        req_id = f"svc-{next(self._ids)}"
-        tx, rx = trio.open_memory_channel[tuple[bool, str]](1)
-        self._services[req_id] = tx
-        try:
-            with trio.move_on_after(timeout) as scope:
-                await send({"op": "start-service", "req_id": req_id, "name": name})
-                ok, error = await rx.receive()
-            if scope.cancelled_caught:
-                raise StreamRefused(f"the kernel did not start service {name!r} in {timeout} s")
-            if not ok:
-                raise StreamRefused(f"the kernel could not start service {name!r}: {error}")
-        finally:
-            self._services.pop(req_id, None)
 
     async def open(
         self, kind: str, *, rows: int, cols: int, port: int, wait: float, timeout: float
@@ -161,14 +140,8 @@ class KernelStreams:
         self._streams.pop(stream.id, None)
 
     def handle(self, message: dict[str, Any]) -> None:
-        """A runner message about streams (its ``op`` starts with ``stream-``, or is
-        ``service-started``)."""
+        """A runner message about streams (its ``op`` starts with ``stream-``)."""
         op = message.get("op")
-        if op == "service-started":
-            channel = self._services.pop(str(message.get("req_id")), None)
-            if channel is not None:
-                channel.send_nowait((message.get("ok") is True, str(message.get("error"))[:500]))
-            return
         stream_id = message.get("stream")
         stream = self._streams.get(stream_id) if isinstance(stream_id, int) else None
         if stream is None:
@@ -182,8 +155,6 @@ class KernelStreams:
         for stream in self._streams.values():
             stream.flow.end(reason)
         self._streams.clear()
-        for channel in self._services.values():
-            channel.close()
 
 
 def _apply(stream: RunnerStream, op: object, message: dict[str, Any]) -> str | None:

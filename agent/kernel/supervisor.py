@@ -37,8 +37,10 @@ from crucible.agent.kernel.runner_messages import (
     RunnerMessages,
     reported_run,
 )
+from crucible.agent.kernel.services import ServiceRequests
 from crucible.agent.kernel.streams import KernelStreams
 from crucible.config import StreamsConfig
+from crucible.kernels.service_ports import ServicePort
 from crucible.protocol.calls import ExecutionResult
 from crucible.protocol.stats import KernelStats
 
@@ -78,6 +80,7 @@ class KernelSupervisor:
     _runner: RunnerConnection | None = attrs.field(default=None, init=False)
     _runs: dict[str, Run] = attrs.field(factory=dict, init=False)
     _completions: CompletionRequests = attrs.field(factory=CompletionRequests, init=False)
+    _services: ServiceRequests = attrs.field(factory=ServiceRequests, init=False)
     _dispatch: RunDispatcher = attrs.field(init=False)
     _messages: RunnerMessages = attrs.field(init=False)
     #: Its terminal and tunnel connections (`crucible.agent.kernel.streams`).
@@ -109,7 +112,11 @@ class KernelSupervisor:
     @_messages.default
     def _message_reader(self) -> RunnerMessages:
         return RunnerMessages(
-            self.info.kernel_id, self._runs, self._completions, on_finished=self._run_finished
+            self.info.kernel_id,
+            self._runs,
+            self._completions,
+            on_finished=self._run_finished,
+            services=self._services,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -202,6 +209,7 @@ class KernelSupervisor:
         self._dispatch.clear()
         self._completions.close()
         self.streams.close_all(f"the session ended ({self.terminated_reason or 'terminated'})")
+        self._services.close()
 
     # -- runner messages ------------------------------------------------------------------
 
@@ -295,3 +303,12 @@ class KernelSupervisor:
         self._check_alive()
         assert self._runner is not None
         return await self._completions.request(self._runner.send, code, options, timeout=timeout)
+
+    async def start_service(self, name: str, *, timeout: float) -> tuple[ServicePort, bool]:
+        """Start the kernel's app `name` unless it runs; once it accepts, its port and
+        whether this call started it (`crucible.agent.kernel.services`)."""
+        self._check_alive()
+        assert self._runner is not None
+        return await self._services.start(
+            self._runner.send, self.info.service_ports, name, timeout=timeout
+        )

@@ -146,8 +146,6 @@ class RunnerStreams:
         self.workdir = workdir
         self._streams: dict[int, ByteStream] = {}
         self._terminal: Any = None
-        #: `start_service(name) -> error or None`: the in-kernel service starter.
-        self.start_service: Callable[[str], str | None] = _nothing_to_start
 
     def forget(self, stream: ByteStream) -> None:
         if self._streams.get(stream.id) is stream:
@@ -163,18 +161,6 @@ class RunnerStreams:
 
     def handle(self, message: dict[str, Any]) -> None:
         op = message.get("op")
-        if op == "start-service":
-            name = message.get("name")
-            error = self.start_service(name) if isinstance(name, str) else "no service name"
-            self.send(
-                {
-                    "op": "service-started",
-                    "req_id": message.get("req_id"),
-                    "ok": error is None,
-                    "error": error,
-                }
-            )
-            return
         stream_id = message.get("stream")
         if not isinstance(stream_id, int) or isinstance(stream_id, bool):
             return
@@ -240,9 +226,3 @@ def _valid_size(rows: object, cols: object) -> bool:
         and 0 < rows <= MAX_ROWS
         and 0 < cols <= MAX_COLS
     )
-
-
-def _nothing_to_start(name: str) -> str | None:
-    """The fallback starter: a service the kernel does not know how to start is taken
-    to be started already (by the user, or the image); the connection tells."""
-    return None

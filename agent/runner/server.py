@@ -21,6 +21,7 @@ from .languages import Recipe, get_recipe
 from .loop import Loop, Timer
 from .pyproc import PythonChild
 from .reaper import Reaper, become_reaper, forbid_inspection
+from .services import ServiceStarter
 
 #: 2: the runner dials the agent; ``hello`` names the run in progress.
 PROTOCOL = 2
@@ -88,6 +89,7 @@ class Runner:
         self._reap_timer: Timer | None = None
         #: The terminal and tunnel connections (byte_streams.py).
         self.streams = RunnerStreams(self.loop, self.flow, self.reaper, self.send, workdir)
+        self.services = ServiceStarter(self.loop, self.reaper, recipe, workdir, self.send)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -108,6 +110,7 @@ class Runner:
             self.close()
 
     def close(self) -> None:
+        self.services.stop_all()
         if self.job is not None:
             self.job.kill()
         if self._child is not None:
@@ -136,6 +139,7 @@ class Runner:
 
     def _reap(self) -> None:
         self._reap_timer = None
+        self.services.collect()
         self.reaper.reap_orphans()
 
     # -- the agent connection ---------------------------------------------------------------
@@ -262,8 +266,10 @@ class Runner:
             self._on_kill(message)
         elif op == "complete":
             self._on_complete(message)
-        elif isinstance(op, str) and (op.startswith("stream-") or op == "start-service"):
+        elif isinstance(op, str) and op.startswith("stream-"):
             self.streams.handle(message)
+        elif op == "start_service":
+            self.services.request(message)
         elif op == "ping":
             self.send({"op": "pong", "req_id": message.get("req_id")})
         else:

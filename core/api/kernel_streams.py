@@ -106,8 +106,16 @@ async def stream_execute(token: str) -> None:
 @blueprint.websocket("/stream/kernel/<token>/events")
 async def stream_events(token: str) -> None:
     session = await _authenticated_session(token)
-    with manager_context().sessions.events.open_subscription(session.id) as events:
+    sessions = manager_context().sessions
+    with sessions.events.open_subscription(session.id) as events:
         await websocket.accept()
+        # It may have ended (on another manager) between the lookup and the subscription:
+        # then its end was published to nobody here. Said once, whichever way it came.
+        reason = await sessions.ended_reason(session)
+        if reason is not None:
+            await _send({"name": "terminated", "reason": reason})
+            await websocket.close(1000)
+            return
         async for event in events:
             await _send(event)
             if event["name"] == "terminated":

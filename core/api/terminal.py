@@ -36,7 +36,7 @@ from crucible.keypairs import Keypair
 from crucible.protocol.stream_flow import StreamEnded
 from crucible.protocol.streams import valid_size
 from crucible.sessions.model import Session
-from crucible.sessions.streams import SessionStreams, session_service_ports
+from crucible.sessions.streams import SessionStreams
 from crucible.validation import parse_json
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ async def stream_pty(token: str) -> None:
     service = websocket.args.get("service")
     if service:
         # An image may declare several terminals; this one serves its `pty` ports.
-        found = find_service(await session_service_ports(manager_context().db, session), service)
+        found = find_service(session.service_ports, service)
         if found is None:
             raise errors.AppNotFound(f"The session offers no service {service!r}.")
         if found.protocol != "pty":

@@ -30,7 +30,7 @@ from crucible.api.stream_pumps import (
 from crucible.cluster.streams import LinkStream
 from crucible.kernels.service_ports import ServicePort, find_service
 from crucible.protocol.stream_flow import StreamEnded
-from crucible.sessions.streams import ServiceRefused, session_service_ports
+from crucible.sessions.streams import ServiceRefused
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ async def _requested_service(token: str, protocol: str) -> tuple[object, Service
     name = args.get("app") or args.get("service")
     if not name:
         raise errors.InvalidAPIParameters("Name the service with ?app=NAME.")
-    ports = await session_service_ports(manager_context().db, session)
+    ports = session.service_ports
     service = find_service(ports, name)
     if service is None:
         offered = ", ".join(port.name for port in ports) or "none"

@@ -176,6 +176,9 @@ class AgentConfig:
     #: Seconds a code completion call may take before it answers nothing (the runner
     #: itself gives the interpreter 3 s of it).
     complete_timeout: PositiveFloat = PositiveFloat(5.0)
+    #: Seconds a kernel's app (spec 9 service ports: Jupyter...) may take to accept
+    #: connections once started on demand; one that does not is stopped.
+    service_start_timeout: PositiveFloat = PositiveFloat(60.0)
     #: Seconds a new container's runner may take to dial the agent, and how long a
     #: restarted agent waits for the runners of the kernels it recovers.
     runner_start_timeout: PositiveFloat = PositiveFloat(30.0)
@@ -249,6 +252,15 @@ class SessionsConfig:
     create_timeout: PositiveFloat = PositiveFloat(120.0)
     agent_call_timeout: PositiveFloat = PositiveFloat(30.0)
     execute_call_margin: PositiveFloat = PositiveFloat(10.0)
+    #: Seconds a manager waits for an agent to start a session's app (keep it above the
+    #: agents' agent.service_start_timeout, so that their clearer error arrives first).
+    service_call_timeout: PositiveFloat = PositiveFloat(90.0)
+    #: Session events across managers (PostgreSQL LISTEN/NOTIFY): seconds between checks
+    #: of the listening connection, and between attempts after a failure; how many
+    #: outgoing events may wait while the database is unreachable.
+    event_relay_check_interval: PositiveFloat = PositiveFloat(5.0)
+    event_relay_retry_interval: PositiveFloat = PositiveFloat(1.0)
+    event_relay_queue: PositiveInt = PositiveInt(1000)
     #: Seconds the agent may take to acknowledge the cancellation of a run whose client
     #: went away (waited for while the request ends, so keep it short).
     cancel_timeout: PositiveFloat = PositiveFloat(5.0)

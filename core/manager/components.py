@@ -28,6 +28,7 @@ from crucible.resource_policies import ResourcePolicyStore
 from crucible.sessions.activity import ActivityRecorder
 from crucible.sessions.agent_calls import AgentCalls
 from crucible.sessions.endings import EndRecorder
+from crucible.sessions.event_relay import EventRelay
 from crucible.sessions.events import SessionEvents
 from crucible.sessions.lifecycle import SessionLifecycle
 from crucible.sessions.mounts import SessionMounts
@@ -65,6 +66,8 @@ class ManagerComponents:
     reaper: IdleReaper
     #: The sessions waiting for room, and the passes that place them.
     queue: PendingQueue
+    #: Session events to and from the other managers on the database (spec 5.4).
+    event_relay: EventRelay
     #: The admin GraphQL API, over the services above.
     graphql: GraphQLService
 
@@ -148,6 +151,13 @@ async def open_manager(
                     endings=endings,
                     queue=queue,
                     missing_kernel_grace=settings.missing_kernel_grace,
+                ),
+                event_relay=EventRelay(
+                    db=db,
+                    events=events,
+                    retry_interval=settings.event_relay_retry_interval,
+                    check_interval=settings.event_relay_check_interval,
+                    queue=settings.event_relay_queue,
                 ),
                 reaper=IdleReaper(
                     db=db,

@@ -31,6 +31,10 @@ class ErrorKind(enum.StrEnum):
     INVALID_PATH = "invalid-path"
     TOO_LARGE = "too-large"
     FILE_NOT_FOUND = "file-not-found"
+    #: ``start_service``: the kernel's image declares no such app (or not one to start);
+    #: the app did not come up (exited, or did not accept in time).
+    APP_NOT_FOUND = "app-not-found"
+    SERVICE_START_FAILED = "service-start-failed"
     #: Framing refusals (`crucible.protocol.framing`): a message over the receiver's
     #: limit, one that is no JSON object, one too many in flight at once.
     MESSAGE_TOO_LARGE = "message-too-large"

@@ -48,8 +48,8 @@ class StreamOpened:
 @attrs.frozen
 class OpenStream(AgentCall[StreamOpened]):
     """Open stream `stream` to kernel `kernel_id`: its terminal, or a TCP connection
-    to `port` on the container's loopback (after asking the runner to start
-    `service`, waiting up to `wait` seconds for the port to accept)."""
+    to `port` on the container's loopback, waiting up to `wait` seconds for the port to
+    accept (the manager has had the app started first: ``start_service``)."""
 
     kernel_id: str
     stream: int
@@ -58,7 +58,6 @@ class OpenStream(AgentCall[StreamOpened]):
     rows: int
     cols: int
     port: int
-    service: str
     wait: float
     #: Bytes the agent may send before the manager grants more.
     window: int

@@ -26,8 +26,7 @@ import trio
 
 from crucible import errors
 from crucible.cluster.directory import AgentDirectory
-from crucible.db.listen import listening
-from crucible.db.pool import Database, Executor
+from crucible.db.pool import Database, Executor, listen
 from crucible.db.queries import agents as agent_rows
 from crucible.db.queries import locks
 from crucible.db.queries import pending as queue_rows
@@ -38,6 +37,10 @@ from crucible.sessions.scheduling import plan
 from crucible.usage import record_session_starts
 
 log = logging.getLogger(__name__)
+
+#: Queue notifications held for a slow pass (beyond them the rest stand as one: a pass
+#: only needs to know *that* the queue may move).
+LISTEN_BUFFER = 64
 
 #: pg_advisory_xact_lock key serialising placement decisions cluster-wide.
 PLACEMENT_LOCK_ID = 0x43525550  # "CRUP"
@@ -182,10 +185,15 @@ class PendingQueue:
         manager runs (a lost connection is listened on again)."""
         while True:
             try:
-                async with listening(self.db, queue_rows.QUEUE_CHANNEL) as notes:
+                async with listen(self.db, queue_rows.QUEUE_CHANNEL, buffer=LISTEN_BUFFER) as notes:
                     self.capacity_changed()  # whatever was said while nobody listened
-                    async for _ in notes:
-                        self.capacity_changed()
+                    while True:
+                        with trio.move_on_after(self.recheck_interval) as quiet:
+                            await notes.receive()
+                            self.capacity_changed()
+                        if quiet.cancelled_caught:
+                            # asyncpg says nothing when an idle connection dies.
+                            await notes.check()
             except Exception as exc:
                 log.warning("listening for queue changes failed (%s); again soon", exc)
             await trio.sleep(min(self.recheck_interval, 5.0))

@@ -14,13 +14,11 @@ from crucible import errors
 from crucible.cluster.links import AgentCallFailed, AgentUnreachable
 from crucible.cluster.streams import LinkStream
 from crucible.config import StreamsConfig
-from crucible.db.pool import Executor
-from crucible.kernels.service_ports import ServicePort, ServicePortError, image_service_ports
+from crucible.kernels.service_ports import ServicePort
 from crucible.protocol.failures import ErrorKind
 from crucible.protocol.stream_flow import StreamEnded
 from crucible.protocol.streams import StreamKind
 from crucible.sessions.agent_calls import AgentCalls, agent_error
-from crucible.sessions.images import image_catalog
 from crucible.sessions.model import Session
 
 log = logging.getLogger(__name__)
@@ -33,31 +31,22 @@ class ServiceRefused(StreamEnded):
     """The service did not accept the tunnel's connection (close code 1014)."""
 
 
-async def session_service_ports(db: Executor, session: Session) -> tuple[ServicePort, ...]:
-    """What the session's image declares (spec 9); none when its label is bad."""
-    labels = dict(await image_catalog(db)).get(session.image, {})
-    try:
-        return image_service_ports(labels)
-    except ServicePortError as exc:
-        log.warning("image %s declares bad service ports: %s", session.image, exc)
-        return ()
-
-
 @attrs.frozen
 class SessionStreams:
     calls: AgentCalls
     settings: StreamsConfig
 
     async def open_terminal(self, session: Session, *, rows: int, cols: int) -> LinkStream:
-        return await self._open(session, "pty", rows=rows, cols=cols, port=0, service="", wait=0)
+        return await self._open(session, "pty", rows=rows, cols=cols, port=0, wait=0)
 
     async def open_tunnel(self, session: Session, service: ServicePort) -> LinkStream:
-        """A connection to `service`, started on demand and waited for (bounded);
-        `ServiceRefused` when it does not accept in time."""
+        """A connection to `service`, started on demand (the agent's ``start_service``,
+        bounded by ``agent.service_start_timeout``: an app that cannot start is a 500
+        ``service-start-failed`` before the upgrade) and then waited for until it accepts
+        (``streams.service_wait_timeout``); `ServiceRefused` when it does not."""
+        await self.calls.start_service(session, service.name)
         wait = self.settings.service_wait_timeout
-        return await self._open(
-            session, "tcp", rows=0, cols=0, port=service.port, service=service.name, wait=wait
-        )
+        return await self._open(session, "tcp", rows=0, cols=0, port=service.port, wait=wait)
 
     async def _open(
         self,
@@ -67,7 +56,6 @@ class SessionStreams:
         rows: int,
         cols: int,
         port: int,
-        service: str,
         wait: float,
     ) -> LinkStream:
         if session.agent_id is None or session.status != "RUNNING":
@@ -78,15 +66,14 @@ class SessionStreams:
             return await link.open_stream(
                 window=settings.window_bytes,
                 chunk_bytes=settings.chunk_bytes,
-                # The agent may take open_timeout to start the service, then as long
-                # again plus `wait` to connect.
-                timeout=2 * settings.open_timeout + wait + OPEN_MARGIN,
+                # The agent may take open_timeout to reach the runner, then `wait` to
+                # connect to the service.
+                timeout=settings.open_timeout + wait + OPEN_MARGIN,
                 kernel_id=session.id,
                 kind=kind,
                 rows=rows,
                 cols=cols,
                 port=port,
-                service=service,
                 wait=wait,
             )
         except AgentCallFailed as exc:

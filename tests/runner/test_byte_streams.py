@@ -109,6 +109,3 @@ def test_the_terminal_echoes_and_bad_messages_are_harmless(py: RunnerClient) -> 
         message = py.recv_op("stream-data")
         if message["stream"] == 3:
             seen += _data(message)
-    py.send({"op": "start-service", "req_id": "s1", "name": "anything"})
-    started = py.recv_op("service-started")
-    assert started["req_id"] == "s1" and started["ok"] is True

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from crucible.db.pool import Executor
+from crucible.db.queries import notifications
 from crucible.db.queries.columns import Row, from_jsonb, to_jsonb
 from crucible.db.queries.kernels import COLUMNS, Kernel
 
@@ -169,4 +170,4 @@ def _by_owner(rows: Iterable[Any]) -> dict[str, dict[str, float]]:
 
 async def notify_queue_changed(ex: Executor) -> None:
     """Tell every manager (this one too) that the queue may move."""
-    await ex.execute("SELECT pg_notify($1, '')", QUEUE_CHANNEL)
+    await notifications.notify(ex, QUEUE_CHANNEL, "")
