@@ -86,7 +86,7 @@ class Database:
     def __init__(self, pool: Any, command_timeout: float, dsn: str = "") -> None:
         self._pool = pool
         self.command_timeout = command_timeout
-        #: Where the pool connects: a listener (`crucible.db.listener`) opens its own
+        #: Where the pool connects: a listener (`listen` below) opens its own
         #: connection there, so that holding it does not take one from the pool.
         self.dsn = dsn
 
