@@ -65,7 +65,7 @@ class Heartbeats:
     def heartbeat(self) -> Heartbeat:
         return Heartbeat(
             agent=AgentInfo(
-                id=self.agent_id, version=VERSION, capacity=self.capacity, images=self.images
+                id=self.agent_id, version=VERSION, capacity=dict(self.capacity), images=self.images
             ),
             kernels=tuple(
                 KernelReport(kernel_id, sup.last_stats)

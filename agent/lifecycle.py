@@ -17,6 +17,7 @@ import attrs
 import trio
 
 from crucible.agent import sandbox
+from crucible.agent.accelerators import Accelerators, AllocationRefused
 from crucible.agent.calls import AgentCallError, live_kernel
 from crucible.agent.containers import ContainerPolicy, vfolder_mounts
 from crucible.agent.docker.driver import DockerDriver
@@ -67,6 +68,8 @@ class KernelLifecycle:
     kernels: dict[str, KernelSupervisor] = attrs.field(kw_only=True)
     kernels_root: Path = attrs.field(kw_only=True)
     _emit: Callable[[AgentEvent], Awaitable[None]] = attrs.field(kw_only=True)
+    #: The devices kernels hold: taken at create, given back when a kernel is removed.
+    _accelerators: Accelerators = attrs.field(kw_only=True, factory=lambda: Accelerators([]))
     _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
 
     def add_to(self, table: CallTable) -> None:
@@ -114,6 +117,8 @@ class KernelLifecycle:
         # Limits are re-applied from today's configuration, not only from the label.
         info = attrs.evolve(info, exec_timeout=self._containers.cap_exec_timeout(info.exec_timeout))
         if container.status == "running":
+            # Its devices are still its own: nobody else may be given them.
+            self._accelerators.restore(info.kernel_id, info.allocation)
             try:
                 listener = await RunnerListener.bind(
                     info.ipc_dir, send_timeout=self._config.runner_send_timeout
@@ -128,6 +133,7 @@ class KernelLifecycle:
                     info, container.id, listener, self._config.runner_recover_timeout
                 )
                 return
+            self._accelerators.free(info.kernel_id)
         log.info("removing dead kernel container %s", container.id[:12])
         await self._remove_container(container.id)
         await self._cleanup_kernel_dir(info)
@@ -144,6 +150,26 @@ class KernelLifecycle:
         lang = labels.get(LABEL_LANG)
         if not lang:
             raise AgentCallError(f"{image} is not a Crucible kernel image", ErrorKind.INVALID_INPUT)
+        try:
+            allocation = self._accelerators.allocate(kernel_id, call.accelerator_slots)
+        except AllocationRefused as exc:
+            raise AgentCallError(str(exc), ErrorKind.INSUFFICIENT_RESOURCES) from None
+        try:
+            return KernelCreated(await self._create(call, image, lang, labels, allocation))
+        except BaseException:
+            # Nothing half-allocated: a kernel that did not come up holds no device.
+            self._accelerators.free(kernel_id)
+            raise
+
+    async def _create(
+        self,
+        call: CreateKernel,
+        image: str,
+        lang: str,
+        labels: dict[str, str],
+        allocation: dict[str, dict[str, dict[str, float]]],
+    ) -> str:
+        kernel_id = call.kernel_id
         info = KernelInfo(
             kernel_id=kernel_id,
             image=image,
@@ -155,9 +181,10 @@ class KernelLifecycle:
             kernel_dir=self.kernels_root / kernel_id.replace("-", "")[:16],
             mounts=await trio.to_thread.run_sync(vfolder_mounts, call.mounts),
             access_key=call.access_key,
+            allocation=allocation,
         )
         await sandbox.prepare_scratch(info.kernel_dir, size_bytes=self._config.scratch_size_bytes)
-        return KernelCreated(await self._start(info, "start"))
+        return await self._start(info, "start")
 
     async def restart_kernel(self, call: RestartKernel) -> KernelRestarted:
         old = live_kernel(self.kernels, call.kernel_id)
@@ -184,6 +211,7 @@ class KernelLifecycle:
             container_id, listener = await self._start_container(info)
         except (DockerError, OSError) as exc:
             await self._cleanup_kernel_dir(info)
+            self._accelerators.free(info.kernel_id)
             if action == "restart":
                 await self._emit(KernelTerminated(info.kernel_id, "restart-failed"))
             raise AgentCallError(f"could not {action} the container: {exc}") from exc
@@ -259,6 +287,8 @@ class KernelLifecycle:
             pass
         await self._remove_container(supervisor.container_id)
         await self._cleanup_kernel_dir(supervisor.info)
+        # The container is gone: its devices are free for the next kernel.
+        self._accelerators.free(supervisor.info.kernel_id)
         return stats
 
     async def _remove_container(self, container_id: str) -> None:

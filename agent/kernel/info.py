@@ -29,6 +29,9 @@ class KernelInfo:
     mounts: tuple[tuple[str, str, bool], ...] = ()
     #: The owner's access key: the agent shares execution slots fairly between keys.
     access_key: str = ""
+    #: The accelerator devices it holds: ``{plugin: {slot: {device id: amount}}}``
+    #: (`crucible.agent.accelerators`); a restarted agent takes them again from here.
+    allocation: dict[str, dict[str, dict[str, float]]] = attrs.Factory(dict)
 
     @property
     def ipc_dir(self) -> Path:
@@ -50,6 +53,7 @@ def info_to_label(info: KernelInfo) -> str:
             "kernel_dir": str(info.kernel_dir),
             "mounts": [list(m) for m in info.mounts],
             "access_key": info.access_key,
+            "allocation": info.allocation,
         }
     )
 
@@ -71,4 +75,21 @@ def info_from_label(text: str) -> KernelInfo:
             (str(source), str(target), bool(ro)) for source, target, ro in data.get("mounts", [])
         ),
         access_key=str(data.get("access_key", "")),
+        allocation=_allocation(data.get("allocation", {})),
     )
+
+
+def _allocation(data: object) -> dict[str, dict[str, dict[str, float]]]:
+    """The label's allocation, checked for shape (`ValueError` otherwise)."""
+    if not isinstance(data, dict) or not all(
+        isinstance(slots, dict) and all(isinstance(devices, dict) for devices in slots.values())
+        for slots in data.values()
+    ):
+        raise ValueError("the allocation in a kernel label is objects of objects")
+    return {
+        str(plugin): {
+            str(slot): {str(d): float(a) for d, a in devices.items()}
+            for slot, devices in slots.items()
+        }
+        for plugin, slots in data.items()
+    }

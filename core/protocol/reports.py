@@ -29,7 +29,8 @@ class AgentInfo:
     id: str
     #: The protocol version the agent speaks (`crucible.protocol.version.VERSION`).
     version: int
-    #: Resource slots the agent offers in all: ``cpu`` (cores), ``mem`` (bytes).
+    #: Resource slots the agent offers in all: ``cpu`` (cores), ``mem`` (bytes), and
+    #: those of its accelerator plugins (``cuda.device``, ``cuda.shares``...).
     capacity: dict[str, float]
     images: tuple[ImageEntry, ...]
 

@@ -13,4 +13,6 @@ from typing import Final
 
 #: 2: bounded frames (issue 9). 3: typed messages (`crucible.protocol.calls` and the
 #: modules beside it); file calls one per step; error kinds under ``"kind"``.
-VERSION: Final = 3
+#: 4: accelerator slots (``CreateKernel.accelerator_slots``, in the heartbeat's capacity;
+#: the ``agent-insufficient-resources`` error kind).
+VERSION: Final = 4

@@ -21,7 +21,7 @@ import trio
 from crucible import errors
 from crucible.config import SessionsConfig
 from crucible.db.pool import Database
-from crucible.db.queries import kernels
+from crucible.db.queries import agents, kernels
 from crucible.keypairs import Keypair
 from crucible.protocol.calls import AgentCall, Execute, ExecuteMode, ExecutionResult
 from crucible.protocol.stats import KernelStats
@@ -90,7 +90,9 @@ class SessionLifecycle:
         resource fields of `creation_config` are read here.
         """
         image, labels = await resolve_image(self.db, lang)
-        resources = resolve_resources(creation_config, labels, self.settings)
+        resources = resolve_resources(
+            creation_config, labels, self.settings, await agents.alive_slot_names(self.db)
+        )
         resolved_mounts = await self.mounts.resolve(keypair, token, mounts)
         request = SessionRequest(keypair, token, lang, image, tag, dict(environ), resources)
         session, created = await self.placement.place(request)

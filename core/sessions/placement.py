@@ -78,7 +78,9 @@ class Placement:
             choice = self.scheduler.pick_agent(pending, capacities)
             if choice is None:
                 raise errors.InstanceNotAvailable(
-                    f"No agent has {resources.cpu} free cores and {resources.mem} free bytes."
+                    f"No agent has {resources.cpu} free cores and {resources.mem} free bytes"
+                    + "".join(f", {v:g} free {k}" for k, v in resources.accelerators.items())
+                    + "."
                 )
             session = await kernels.insert_session(
                 conn,
@@ -105,7 +107,9 @@ class Placement:
                 AgentCapacity(
                     agent_id=agent.id,
                     available={k: float(v) for k, v in agent.available_slots.items()},
-                    occupied={"cpu": agent.used_cpu, "mem": agent.used_mem},
+                    # Every slot its kernels hold (GPUs too): `fits` checks every slot
+                    # the session asks for, and a slot the agent lacks has no room.
+                    occupied={**agent.used_slots, "cpu": agent.used_cpu, "mem": agent.used_mem},
                 )
             )
         return capacities

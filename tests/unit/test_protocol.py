@@ -154,7 +154,7 @@ async def test_frames_carry_the_protocol_version() -> None:
         with trio.fail_after(5):
             await link.send(codec.event_message(reports.KernelTerminated(K, "self-terminated")))
         nursery.cancel_scope.cancel()
-    assert HEADER.unpack_from(sent[0])[0] == VERSION == 3
+    assert HEADER.unpack_from(sent[0])[0] == VERSION == 4
 
 
 def params_of(call: calls.AgentCall[Any], **changes: object) -> dict[str, Any]:
