@@ -355,6 +355,9 @@ class ResourcePolicyConfig:
     #: Virtual folders the keypair may own, and the size of each.
     max_vfolder_count: NonNegativeInt = NonNegativeInt(0)
     max_vfolder_size_bytes: NonNegativeInt = NonNegativeInt(0)
+    #: GPUs (``instanceGPUs``: whole devices or shares) one session may get (requests
+    #: are capped), and all live sessions of the keypair together.
+    max_gpu_slots: NonNegativeFloat = NonNegativeFloat(0.0)
 
 
 def _default_resource_policies() -> dict[str, ResourcePolicyConfig]:

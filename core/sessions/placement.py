@@ -66,6 +66,7 @@ class Placement:
                 live=load.sessions,
                 used_cpu=load.cpu,
                 used_mem=load.mem,
+                used_gpu=load.gpu,
                 wanted=resources,
             )
             capacities = await self._capacities(conn, request.image)

@@ -72,15 +72,17 @@ class Kernel(Row):
 
 @attrs.frozen
 class KeypairLoad(Row):
-    """What one access key's live kernels hold: sessions, cores, bytes."""
+    """What one access key's live kernels hold: sessions, cores, bytes, GPUs (whole
+    devices and shares together)."""
 
     sessions: int
     cpu: float
     mem: int
+    gpu: float = 0.0
 
     @classmethod
     def converted(cls, row: Any) -> dict[str, Any]:
-        return {"cpu": float(row["cpu"]), "mem": int(row["mem"])}
+        return {"cpu": float(row["cpu"]), "mem": int(row["mem"]), "gpu": float(row["gpu"])}
 
 
 @attrs.frozen
@@ -233,7 +235,10 @@ async def keypair_load(ex: Executor, access_key: str) -> KeypairLoad:
         await ex.fetchrow(
             """SELECT count(*) FILTER (WHERE role = 'master') AS sessions,
                       coalesce(sum((occupied_slots->>'cpu')::numeric), 0) AS cpu,
-                      coalesce(sum((occupied_slots->>'mem')::numeric), 0) AS mem
+                      coalesce(sum((occupied_slots->>'mem')::numeric), 0) AS mem,
+                      coalesce(sum(coalesce((occupied_slots->>'cuda.device')::numeric, 0)
+                                   + coalesce((occupied_slots->>'cuda.shares')::numeric, 0)),
+                               0) AS gpu
                FROM kernels WHERE access_key = $1 AND status <> 'TERMINATED'""",
             access_key,
         )
