@@ -164,6 +164,15 @@ async def test_sessions_get_whole_devices_until_none_is_left(discrete: GPUCluste
     # A destroyed session's device is free again.
     await _destroy(discrete, first)
     assert discrete.agent.accelerators.free_slots() == {"cuda.device": 1.0}
+    # Its GPU time is counted: one GPU for as long as it lived.
+    lived = await discrete.harness.db.fetchval(
+        "SELECT extract(epoch FROM terminated_at - created_at) * 1000 FROM kernels"
+        " WHERE sess_id = $1",
+        first,
+    )
+    usage = await discrete.graphql("{ usage(period: \"total\") { gpu_time_ms } }", admin=False)
+    (record,) = usage["usage"]
+    assert record["gpu_time_ms"] == round(float(lived))
     third = await _gpu_session(discrete, "1")
     assert (await _devices(discrete, third)).split()[0] in {"0", "1"}
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from crucible.agent.docker.driver import _device_requests
+from crucible.agent.docker.specs import ContainerSpec
 from crucible.hookspecs.accelerator import DeviceRequest, DeviceStats
 from crucible.plugins.accelerators.cuda import CudaAccelerator, CudaOptions, CudaPlugin
 
@@ -172,3 +174,29 @@ def test_stats_come_from_nvml() -> None:
         DeviceStats("GPU-bbbb", 141 << 30, 0, 0.0),
     ]
     assert nvml.depth == 0
+
+
+def test_the_driver_passes_device_requests_as_docker_expects() -> None:
+    cuda = _cuda(FakeNVML(GPUS))
+    devices = cuda.discover()
+    settings = cuda.container_settings({"cuda.device": {"GPU-bbbb": 1.0}}, devices)
+    base = {
+        "image": "img",
+        "name": "k1",
+        "labels": {},
+        "memory_bytes": 1 << 28,
+        "cpu_cores": 1.0,
+        "pids_limit": 64,
+    }
+    spec = ContainerSpec(**base, device_requests=settings.device_requests)
+    (request,) = _device_requests(spec)["device_requests"]
+    # The Engine API's HostConfig.DeviceRequests entry (what `docker run --gpus` sends).
+    assert dict(request) == {
+        "Driver": "nvidia",
+        "Count": 0,
+        "DeviceIDs": ["GPU-bbbb"],
+        "Capabilities": [["gpu"]],
+        "Options": {},
+    }
+    # Without devices nothing is passed: device_requests needs Engine API 1.40.
+    assert _device_requests(ContainerSpec(**base)) == {}
