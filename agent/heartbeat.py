@@ -18,12 +18,19 @@ import attrs
 import trio
 
 from crucible.agent import sandbox
+from crucible.agent.accelerators import Accelerators
 from crucible.agent.docker.driver import DockerDriver
 from crucible.agent.docker.errors import DockerError
 from crucible.agent.kernel.supervisor import KernelSupervisor
 from crucible.config import Config
 from crucible.kernels.contract import LABEL_LANG
-from crucible.protocol.reports import AgentInfo, Heartbeat, ImageEntry, KernelReport
+from crucible.protocol.reports import (
+    AgentInfo,
+    DeviceReport,
+    Heartbeat,
+    ImageEntry,
+    KernelReport,
+)
 from crucible.protocol.stats import KernelStats
 from crucible.protocol.version import VERSION
 
@@ -60,12 +67,18 @@ class Heartbeats:
     agent_id: str = attrs.field(kw_only=True)
     capacity: dict[str, float] = attrs.field(kw_only=True)
     _interval: float = attrs.field(kw_only=True)
+    _accelerators: Accelerators = attrs.field(kw_only=True, factory=lambda: Accelerators([]))
     images: tuple[ImageEntry, ...] = attrs.field(default=(), init=False)
+    devices: tuple[DeviceReport, ...] = attrs.field(default=(), init=False)
 
     def heartbeat(self) -> Heartbeat:
         return Heartbeat(
             agent=AgentInfo(
-                id=self.agent_id, version=VERSION, capacity=dict(self.capacity), images=self.images
+                id=self.agent_id,
+                version=VERSION,
+                capacity=dict(self.capacity),
+                images=self.images,
+                devices=self.devices,
             ),
             kernels=tuple(
                 KernelReport(kernel_id, sup.last_stats)
@@ -82,8 +95,19 @@ class Heartbeats:
         )
         return self.images
 
+    async def refresh_devices(self) -> None:
+        stats = await self._accelerators.device_stats()
+        self.devices = tuple(
+            DeviceReport(
+                plugin, s.device_id, s.mem_total_bytes, s.mem_used_bytes, s.utilization_pct
+            )
+            for plugin, devices in stats.items()
+            for s in devices
+        )
+
     async def collect_stats(self) -> None:
-        """Refresh every kernel's stats and the image list, all calls at once."""
+        """Refresh every kernel's stats, the image list and the accelerator devices'
+        figures, all calls at once."""
 
         async def refresh(supervisor: KernelSupervisor) -> None:
             with contextlib.suppress(DockerError):
@@ -91,6 +115,7 @@ class Heartbeats:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.refresh_images)
+            nursery.start_soon(self.refresh_devices)
             for supervisor in list(self._kernels.values()):
                 nursery.start_soon(refresh, supervisor)
 

@@ -80,6 +80,7 @@ class Agent:
             agent_id=self.id,
             capacity=self.capacity,
             interval=config.agent.heartbeat_interval,
+            accelerators=self.accelerators,
         )
         self._calls = CallTable()
         self.lifecycle.add_to(self._calls)
@@ -90,6 +91,7 @@ class Agent:
         then supervise them until cancelled (containers stay up)."""
         await self.accelerators.discover()
         self.capacity.update(self.accelerators.capacity())
+        await self.heartbeats.refresh_devices()
         async with trio.open_nursery() as nursery:
             await self.heartbeats.refresh_images()
             await nursery.start(self.lifecycle.run)

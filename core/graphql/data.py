@@ -101,6 +101,7 @@ def agent_object(agent: Agent) -> dict[str, Any]:
         "used_mem_slots": int(agent.used_mem // MiB),
         "used_cpu_slots": agent.used_cpu,
         "used_gpu_slots": _slot(agent.used_slots, *GPU_SLOTS),
+        "devices": agent.last_stat.get("devices") or [],
         "used_tpu_slots": 0.0,
         "cpu_cur_pct": _slot(agent.last_stat, "cpu_pct", "cpu_cur_pct"),
         "mem_cur_bytes": agent.mem_cur,

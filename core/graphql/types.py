@@ -168,6 +168,11 @@ Agent = GraphQLObjectType(
         "occupied_slots": GraphQLField(
             JSONStringScalar, description="every slot its live kernels hold"
         ),
+        "devices": GraphQLField(
+            JSONStringScalar,
+            description="its accelerator devices at the last heartbeat: plugin, device_id, "
+            "mem_total_bytes, mem_used_bytes, utilization_pct",
+        ),
         "used_mem_slots": GraphQLField(GraphQLInt, description="MiB"),
         "used_cpu_slots": GraphQLField(GraphQLFloat),
         "used_gpu_slots": GraphQLField(GraphQLFloat),

@@ -81,21 +81,25 @@ async def record_heartbeat(
     version: str,
     capacity: Mapping[str, float],
     images: Sequence[Any],
+    devices: Sequence[Any] = (),
 ) -> None:
-    """The agent is alive at `addr` now, with this capacity and these images."""
+    """The agent is alive at `addr` now, with this capacity, these images and these
+    accelerator devices (kept in ``last_stat``, ``{"devices": [...]}``)."""
     await ex.execute(
         """INSERT INTO agents (id, status, addr, version, available_slots, images,
-                               last_heartbeat, lost_at)
-           VALUES ($1, 'ALIVE', $2, $3, $4::jsonb, $5::jsonb, now(), NULL)
+                               last_stat, last_heartbeat, lost_at)
+           VALUES ($1, 'ALIVE', $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, now(), NULL)
            ON CONFLICT (id) DO UPDATE SET
                status = 'ALIVE', addr = EXCLUDED.addr, version = EXCLUDED.version,
                available_slots = EXCLUDED.available_slots, images = EXCLUDED.images,
+               last_stat = coalesce(agents.last_stat, '{}') || EXCLUDED.last_stat,
                last_heartbeat = now(), lost_at = NULL""",
         agent_id,
         addr,
         version,
         to_jsonb(dict(capacity)),
         to_jsonb(images),
+        to_jsonb({"devices": list(devices)}),
     )
 
 

@@ -128,10 +128,14 @@ async def _devices(cluster: GPUCluster, token: str) -> str:
 
 async def test_sessions_get_whole_devices_until_none_is_left(discrete: GPUCluster) -> None:
     agents = await discrete.graphql(
-        "{ agents { id gpu_slots used_gpu_slots available_slots occupied_slots } }"
+        "{ agents { id gpu_slots used_gpu_slots available_slots occupied_slots devices } }"
     )
     (agent,) = agents["agents"]
     assert agent["gpu_slots"] == 2.0 and agent["used_gpu_slots"] == 0.0
+    device = {"plugin": "mock", "mem_total_bytes": 16 << 30, "mem_used_bytes": 0}
+    assert json.loads(agent["devices"]) == [
+        {**device, "device_id": str(i), "utilization_pct": 0.0} for i in range(2)
+    ]
     assert json.loads(agent["available_slots"])["cuda.device"] == 2.0
 
     first = await _gpu_session(discrete, "1")
