@@ -193,9 +193,11 @@ class AllocMap(Protocol):
 class Accelerator(Protocol):
     """One plugin's devices on this agent, as the agent drives them (steps above)."""
 
-    #: The slots this plugin can offer, e.g. ``("cuda.device",)``: a kernel's request is
-    #: routed to the plugin by them, so two plugins of one agent never share a name.
-    slot_names: tuple[str, ...]
+    @property
+    def slot_names(self) -> tuple[str, ...]:
+        """The slots this plugin can offer, e.g. ``("cuda.device",)`` (a plain attribute
+        will do): a kernel's request is routed to the plugin by them, so two plugins of
+        one agent never share a name."""
 
     def discover(self) -> Sequence[Device]:
         """The devices on this host (none is an answer, not an error). Blocking."""

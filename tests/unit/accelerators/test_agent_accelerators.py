@@ -14,7 +14,8 @@ import pytest
 from crucible.agent.accelerators import Accelerators, AllocationRefused, open_accelerators
 from crucible.agent.containers import ContainerPolicy
 from crucible.agent.kernel.info import KernelInfo, info_from_label, info_to_label
-from crucible.config import Config, ConfigError, config_from_dict, plugin_options
+from crucible.config import Config, ConfigError, NonNegativeInt, config_from_dict, plugin_options
+from crucible.config.types import ByteSize
 from crucible.errors import StartupError
 from crucible.hookspecs.accelerator import (
     Accelerator,
@@ -111,7 +112,7 @@ def test_every_problem_of_a_table_is_reported_at_once() -> None:
 
 def test_plugin_options_read_sizes() -> None:
     options = plugin_options("accelerators.mock", {"memory": "512MiB", "devices": 3}, MockOptions)
-    assert options == MockOptions(devices=3, memory=512 << 20)
+    assert options == MockOptions(devices=NonNegativeInt(3), memory=ByteSize(512 << 20))
     with pytest.raises(ConfigError, match=r"accelerators.mock.memory: must be a number of bytes"):
         plugin_options("accelerators.mock", {"memory": "16 gigs"}, MockOptions)
 

@@ -180,15 +180,19 @@ def test_the_driver_passes_device_requests_as_docker_expects() -> None:
     cuda = _cuda(FakeNVML(GPUS))
     devices = cuda.discover()
     settings = cuda.container_settings({"cuda.device": {"GPU-bbbb": 1.0}}, devices)
-    base = {
-        "image": "img",
-        "name": "k1",
-        "labels": {},
-        "memory_bytes": 1 << 28,
-        "cpu_cores": 1.0,
-        "pids_limit": 64,
-    }
-    spec = ContainerSpec(**base, device_requests=settings.device_requests)
+
+    def spec_with(requests: tuple[DeviceRequest, ...]) -> ContainerSpec:
+        return ContainerSpec(
+            image="img",
+            name="k1",
+            labels={},
+            memory_bytes=1 << 28,
+            cpu_cores=1.0,
+            pids_limit=64,
+            device_requests=requests,
+        )
+
+    spec = spec_with(settings.device_requests)
     (request,) = _device_requests(spec)["device_requests"]
     # The Engine API's HostConfig.DeviceRequests entry (what `docker run --gpus` sends).
     assert dict(request) == {
@@ -199,4 +203,4 @@ def test_the_driver_passes_device_requests_as_docker_expects() -> None:
         "Options": {},
     }
     # Without devices nothing is passed: device_requests needs Engine API 1.40.
-    assert _device_requests(ContainerSpec(**base)) == {}
+    assert _device_requests(spec_with(())) == {}

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from crucible import errors
-from crucible.config import SessionsConfig
+from crucible.config import NonNegativeFloat, SessionsConfig
 from crucible.resource_policies import ResourcePolicy, cap, check_session_quota
 from crucible.sessions.resources import (
     Resources,
@@ -83,7 +83,7 @@ def test_gpus_become_the_slot_agents_offer() -> None:
 
 
 def test_resolved_resources_carry_the_gpu_slot_capped_by_the_server() -> None:
-    limits = SessionsConfig(max_gpus=2.0)
+    limits = SessionsConfig(max_gpus=NonNegativeFloat(2.0))
     resources = resolve_resources({"instanceGPUs": "4"}, {}, limits, DISCRETE)
     assert resources.accelerators == {"cuda.device": 2.0}
     assert resources.slots()["cuda.device"] == 2.0
@@ -91,7 +91,9 @@ def test_resolved_resources_carry_the_gpu_slot_capped_by_the_server() -> None:
     plain = resolve_resources({}, {}, limits, DISCRETE)
     assert plain.accelerators == {} and set(plain.slots()) == {"cpu", "mem"}
     # 0 means no cap.
-    uncapped = resolve_resources({"instanceGPUs": "16"}, {}, SessionsConfig(max_gpus=0.0), DISCRETE)
+    uncapped = resolve_resources(
+        {"instanceGPUs": "16"}, {}, SessionsConfig(max_gpus=NonNegativeFloat(0.0)), DISCRETE
+    )
     assert uncapped.gpu == 16.0
 
 
@@ -103,9 +105,20 @@ def test_the_policy_caps_one_session_and_all_of_a_keys() -> None:
     wanted = Resources(cpu=1.0, mem=1 << 28, accelerators={"cuda.shares": 1.5})
     assert cap(_policy(1.0), wanted).accelerators == {"cuda.shares": 1.0}
     assert cap(_policy(None), wanted).accelerators == {"cuda.shares": 1.5}
-    quota = {"concurrency_limit": 10, "live": 1, "used_cpu": 0.0, "used_mem": 0}
-    check_session_quota(_policy(2.0), **quota, wanted=wanted, used_gpu=0.5)
+
+    def check(policy: ResourcePolicy, wanted: Resources, used_gpu: float) -> None:
+        check_session_quota(
+            policy,
+            concurrency_limit=10,
+            live=1,
+            used_cpu=0.0,
+            used_mem=0,
+            wanted=wanted,
+            used_gpu=used_gpu,
+        )
+
+    check(_policy(2.0), wanted, 0.5)
     with pytest.raises(errors.QuotaExceeded, match="allows 2 GPUs in total; 1 are in use"):
-        check_session_quota(_policy(2.0), **quota, wanted=wanted, used_gpu=1.0)
+        check(_policy(2.0), wanted, 1.0)
     # A session without GPUs is never refused for them.
-    check_session_quota(_policy(0.5), **quota, wanted=Resources(1.0, 1 << 28), used_gpu=3.0)
+    check(_policy(0.5), Resources(1.0, 1 << 28), 3.0)
