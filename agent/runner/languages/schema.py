@@ -106,6 +106,11 @@ class Limits:
     timeout: int
 
 
+#: Limits of runtimes that start slowly or compile on first use (a JVM, GHC, Julia, R,
+#: Octave): seconds of start-up before a snippet even runs, and room for it.
+SLOW_START = Limits(cores=4, memory="2g", timeout=60)
+
+
 @dataclass(frozen=True)
 class Language:
     """One language, defined once: how the runner runs it (`recipe`) and, in the other
