@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from crucible.hookspecs.accelerator import (
     STEPS_PER_UNIT,
     Allocation,
+    AllocMap,
     Device,
     InsufficientDevices,
     from_steps,
@@ -124,3 +125,19 @@ class FractionalAllocMap(_StepMap):
     def _free_note(self) -> str:
         most = max(self._free.values(), default=0)
         return f" (at most {from_steps(most):g} on one device)"
+
+
+class ModalSlots:
+    """The slot and map of a plugin with a ``mode`` option (a base for its accelerator):
+    ``discrete`` offers whole devices as `device_slot`, ``fractional`` shares of them
+    as `shares_slot`."""
+
+    def __init__(self, mode: str, *, device_slot: str, shares_slot: str) -> None:
+        self.mode = mode
+        self.slot_name = device_slot if mode == "discrete" else shares_slot
+        self.slot_names: tuple[str, ...] = (self.slot_name,)
+
+    def alloc_map(self, devices: Sequence[Device]) -> AllocMap:
+        if self.mode == "discrete":
+            return DiscreteAllocMap(self.slot_name, devices)
+        return FractionalAllocMap(self.slot_name, devices)

@@ -30,14 +30,13 @@ import attrs
 from crucible.hookspecs.accelerator import (
     AcceleratorPlugin,
     Allocation,
-    AllocMap,
     ContainerSettings,
     Device,
     DeviceRequest,
     DeviceStats,
 )
 from crucible.hookspecs.markers import hookimpl
-from crucible.plugins.accelerators.alloc_map import DiscreteAllocMap, FractionalAllocMap
+from crucible.plugins.accelerators.alloc_map import ModalSlots
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +72,10 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class CudaAccelerator:
+class CudaAccelerator(ModalSlots):
     def __init__(self, options: CudaOptions, load_nvml: Callable[[], Any]) -> None:
         self.options = options
-        self.slot_name = DEVICE_SLOT if options.mode == "discrete" else SHARES_SLOT
-        self.slot_names: tuple[str, ...] = (self.slot_name,)
+        super().__init__(options.mode, device_slot=DEVICE_SLOT, shares_slot=SHARES_SLOT)
         self._load_nvml = load_nvml
         self._nvml: Any = None
 
@@ -128,11 +126,6 @@ class CudaAccelerator:
         for device in devices:
             log.info("cuda: GPU %s: %s, %d MiB", device.id, device.model, device.memory_bytes >> 20)
         return devices
-
-    def alloc_map(self, devices: Sequence[Device]) -> AllocMap:
-        if self.options.mode == "discrete":
-            return DiscreteAllocMap(DEVICE_SLOT, devices)
-        return FractionalAllocMap(SHARES_SLOT, devices)
 
     def container_settings(
         self, allocation: Allocation, devices: Sequence[Device]

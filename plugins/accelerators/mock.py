@@ -22,18 +22,15 @@ from crucible.config.types import ByteSize, GiB, NonNegativeInt
 from crucible.hookspecs.accelerator import (
     AcceleratorPlugin,
     Allocation,
-    AllocMap,
     ContainerSettings,
     Device,
     DeviceStats,
 )
 from crucible.hookspecs.markers import hookimpl
-from crucible.plugins.accelerators.alloc_map import DiscreteAllocMap, FractionalAllocMap
+from crucible.plugins.accelerators.alloc_map import ModalSlots
 
-#: The slot of whole devices, and of shares of them (the CUDA plugin's names: sessions
-#: written against the mock run unchanged on real GPUs).
-DEVICE_SLOT = "cuda.device"
-SHARES_SLOT = "cuda.shares"
+# The CUDA plugin's slots: sessions written against the mock run unchanged on real GPUs.
+from crucible.plugins.accelerators.cuda import DEVICE_SLOT, SHARES_SLOT
 
 
 @attrs.frozen
@@ -54,22 +51,16 @@ class MockPlugin:
         return MockAccelerator(options)
 
 
-class MockAccelerator:
+class MockAccelerator(ModalSlots):
     def __init__(self, options: MockOptions) -> None:
         self.options = options
-        self.slot_name = DEVICE_SLOT if options.mode == "discrete" else SHARES_SLOT
-        self.slot_names: tuple[str, ...] = (self.slot_name,)
+        super().__init__(options.mode, device_slot=DEVICE_SLOT, shares_slot=SHARES_SLOT)
 
     def discover(self) -> list[Device]:
         return [
             Device(id=str(index), model="mock CUDA device", memory_bytes=self.options.memory)
             for index in range(self.options.devices)
         ]
-
-    def alloc_map(self, devices: Sequence[Device]) -> AllocMap:
-        if self.options.mode == "discrete":
-            return DiscreteAllocMap(DEVICE_SLOT, devices)
-        return FractionalAllocMap(SHARES_SLOT, devices)
 
     def container_settings(
         self, allocation: Allocation, devices: Sequence[Device]
