@@ -21,7 +21,6 @@ import attrs
 import trio
 
 from crucible.config import Config, ConfigError, plugin_options
-from crucible.errors import StartupError
 from crucible.hookspecs.accelerator import (
     Accelerator,
     Allocation,
@@ -67,15 +66,16 @@ class _LivePlugin:
 
 def open_accelerators(config: Config, *extra_plugins: object) -> Accelerators:
     """The plugins ``agent.accelerators`` names, opened on their tables (not yet
-    discovered); `StartupError` listing every problem. `extra_plugins` are registered
-    beside the installed ones (tests)."""
+    discovered); a `ConfigError` listing every problem (the command reports it against
+    the file, as a problem found when it loads). `extra_plugins` are registered beside
+    the installed ones (tests)."""
     names = config.agent.accelerators
     if not names:
         return Accelerators([])
     try:
         plugins = load_accelerator_plugins(names, *extra_plugins)
     except PluginNotFound as exc:
-        raise StartupError(f"agent.accelerators: {exc}") from None
+        raise ConfigError("configuration", [f"agent.accelerators: {exc}"]) from None
     opened, problems = [], []
     for plugin in plugins:
         section = f"accelerators.{plugin.name}"
@@ -89,7 +89,7 @@ def open_accelerators(config: Config, *extra_plugins: object) -> Accelerators:
         except ValueError as exc:
             problems.append(f"{section}: {exc}")
     if problems:
-        raise StartupError("\n".join(problems))
+        raise ConfigError("configuration", problems)
     return Accelerators(opened)
 
 

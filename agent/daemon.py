@@ -40,8 +40,8 @@ async def open_agent(
 ) -> AsyncIterator[AgentComponents]:
     """The agent's components for the block; the Docker driver is closed after it.
 
-    No Docker engine is a `StartupError` (the operator has something to fix), and so
-    is an accelerator plugin that is not installed or refuses its table.
+    No Docker engine is a `StartupError` (the operator has something to fix); an
+    accelerator plugin that is not installed or refuses its table is a `ConfigError`.
     """
     accelerators = open_accelerators(config)
     try:

@@ -63,6 +63,13 @@ class GPUCluster:
             while self.agent.id in self.harness.server.components.agents.links:
                 await trio.sleep(0.05)
 
+    async def status_info(self, token: str) -> str:
+        info = await self.harness.db.fetchval(
+            "SELECT status_info FROM kernels WHERE sess_id = $1", token
+        )
+        assert isinstance(info, str), info
+        return info
+
     async def graphql(self, query: str, *, admin: bool = True) -> Any:
         client = self.harness.as_admin() if admin else self.harness.client
         with trio.fail_after(TIMEOUT):
@@ -174,7 +181,7 @@ async def test_sessions_get_whole_devices_until_none_is_left(discrete: GPUCluste
         " WHERE sess_id = $1",
         first,
     )
-    usage = await discrete.graphql("{ usage(period: \"total\") { gpu_time_ms } }", admin=False)
+    usage = await discrete.graphql('{ usage(period: "total") { gpu_time_ms } }', admin=False)
     (record,) = usage["usage"]
     assert record["gpu_time_ms"] == round(float(lived))
     third = await _gpu_session(discrete, "1")
@@ -233,3 +240,22 @@ async def test_a_restarted_agent_keeps_the_allocations(discrete: GPUCluster) -> 
     assert (await _devices(discrete, kept)).split()[0] == device
     other = await _gpu_session(discrete, "1")
     assert (await _devices(discrete, other)).split()[0] == {"0": "1", "1": "0"}[device]
+
+
+async def test_an_agent_without_the_devices_refuses_with_nothing_half_made(
+    discrete: GPUCluster,
+) -> None:
+    # Something else on the agent holds both devices, which the manager cannot know.
+    discrete.agent.accelerators.allocate("held-elsewhere", {"cuda.device": 2})
+    token = new_token()
+    with trio.fail_after(TIMEOUT):
+        response = await create(discrete.harness.client, token, instanceGPUs="1")
+    assert response.status_code == 500, response.text
+    problem = response.json()
+    assert problem["type"].endswith("kernel-creation-failed")
+    assert problem["agent-details"]["type"].endswith("/agent-insufficient-resources")
+    assert "1 cuda.device asked, 0 free on this agent" in problem["agent-details"]["title"]
+    assert await discrete.status_info(token) == "error: creation-failed"
+    assert not discrete.agent.kernels
+    discrete.agent.accelerators.free("held-elsewhere")
+    assert discrete.agent.accelerators.free_slots() == {"cuda.device": 2.0}

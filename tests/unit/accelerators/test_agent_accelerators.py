@@ -16,7 +16,6 @@ from crucible.agent.containers import ContainerPolicy
 from crucible.agent.kernel.info import KernelInfo, info_from_label, info_to_label
 from crucible.config import Config, ConfigError, NonNegativeInt, config_from_dict, plugin_options
 from crucible.config.types import ByteSize
-from crucible.errors import StartupError
 from crucible.hookspecs.accelerator import (
     Accelerator,
     Allocation,
@@ -96,15 +95,15 @@ def test_no_accelerators_by_default() -> None:
 
 
 def test_a_name_not_installed_stops_the_agent_clearly() -> None:
-    with pytest.raises(StartupError, match=r"no accelerator plugin named 'gpux'.*installed: "):
+    with pytest.raises(ConfigError, match=r"no accelerator plugin named 'gpux'.*installed: "):
         open_accelerators(_config(["gpux"]))
 
 
 def test_every_problem_of_a_table_is_reported_at_once() -> None:
     config = _config(["mock"], mock={"devices": -1, "memory": "lots", "mode": "half", "x": 1})
-    with pytest.raises(StartupError) as caught:
+    with pytest.raises(ConfigError) as caught:
         open_accelerators(config)
-    text = str(caught.value)
+    text = "\n".join(caught.value.problems)
     for key in ("devices", "memory", "mode"):
         assert f"accelerators.mock.{key}:" in text
     assert "accelerators.mock.x: unknown key" in text
