@@ -19,10 +19,8 @@ from crucible.cli import main
     ("host", "problem"),
     [
         ('type = "no-such-plugin"', "storage.hosts.odd.type: no storage plugin 'no-such-plugin'"),
-        (
-            'type = "local"\n[storage.hosts.odd.options]\nx = 1',
-            "storage.hosts.odd: the local plugin takes no options: ['x']",
-        ),
+        ('type = "local"\n[storage.hosts.odd.options]\nx = 1', "storage.hosts.odd: the local "
+                                                              "plugin takes no options: ['x']"),
     ],
 )
 def test_a_storage_host_refused_at_start_is_a_config_error(
