@@ -19,8 +19,10 @@ from crucible.agent.daemon import run_agent
 from crucible.agent.service import Agent
 from crucible.config import Config
 from crucible.db.pool import Database
+from crucible.keypairs import KeypairRepository
 from testlib.server import CLUSTER_SECRET, Harness, make_config, open_harness
 from testlib.sessions import create, execute, new_token, removing_containers, stream_text
+from testlib.signing import Credentials
 
 TIMEOUT = 60
 SETTINGS: dict[str, Any] = {
@@ -80,13 +82,18 @@ class GPUCluster:
 
 @asynccontextmanager
 async def gpu_cluster(
-    pg_dsn: str, state_dir: Path, db: Database, mock: dict[str, Any]
+    pg_dsn: str,
+    state_dir: Path,
+    db: Database,
+    mock: dict[str, Any],
+    extra: dict[str, Any] | None = None,
 ) -> AsyncIterator[GPUCluster]:
     agent_id = f"test-{state_dir.name}"
     config = make_config(
         pg_dsn,
         state_dir,
         {
+            **(extra or {}),
             **SETTINGS,
             "agent": {**SETTINGS["agent"], "id": agent_id, "accelerators": ["mock"]},
             "accelerators": {"mock": mock},
@@ -259,3 +266,27 @@ async def test_an_agent_without_the_devices_refuses_with_nothing_half_made(
     assert not discrete.agent.kernels
     discrete.agent.accelerators.free("held-elsewhere")
     assert discrete.agent.accelerators.free_slots() == {"cuda.device": 2.0}
+
+
+async def test_a_policy_caps_a_keys_gpus(
+    docker_ready: None, pg_dsn: str, short_state_dir: Path, db: Database
+) -> None:
+    policies = {"resource_policies": {"one-gpu": {"max_gpu_slots": 1.0}}}
+    mock = {"devices": 2, "mode": "fractional"}
+    async with gpu_cluster(pg_dsn, short_state_dir, db, mock, policies) as cluster:
+        kp = await KeypairRepository(db).create(
+            "gpu@test", concurrency_limit=5, resource_policy="one-gpu"
+        )
+        client = cluster.harness.client.with_credentials(Credentials(kp.access_key, kp.secret_key))
+        # One session is capped to the policy's GPU...
+        capped = new_token()
+        with trio.fail_after(TIMEOUT):
+            assert (await create(client, capped, instanceGPUs="2")).status_code == 201
+        code = "import os; print(os.environ['MOCK_ACCELERATOR_SHARES'])"
+        assert stream_text(await execute(client, capped, code)).strip() == "0:1"
+        # ... and the key's sessions together hold no more than it.
+        with trio.fail_after(TIMEOUT):
+            refused = await create(client, new_token(), instanceGPUs="0.5")
+            assert (await create(client, new_token())).status_code == 201
+        assert refused.status_code == 412, refused.text
+        assert "allows 1 GPUs in total; 1 are in use" in refused.json()["detail"]
