@@ -23,6 +23,7 @@ from crucible.agent.docker.driver import DockerDriver
 from crucible.agent.docker.errors import DockerError
 from crucible.agent.kernel.supervisor import KernelSupervisor
 from crucible.config import Config
+from crucible.hookspecs.accelerator import Allocation, DeviceStats, kernel_device_stats
 from crucible.kernels.contract import LABEL_LANG
 from crucible.protocol.reports import (
     AgentInfo,
@@ -69,7 +70,8 @@ class Heartbeats:
     _interval: float = attrs.field(kw_only=True)
     _accelerators: Accelerators = attrs.field(kw_only=True, factory=lambda: Accelerators([]))
     images: tuple[ImageEntry, ...] = attrs.field(default=(), init=False)
-    devices: tuple[DeviceReport, ...] = attrs.field(default=(), init=False)
+    #: The accelerator devices' latest figures, by plugin.
+    device_stats: dict[str, list[DeviceStats]] = attrs.field(factory=dict, init=False)
 
     def heartbeat(self) -> Heartbeat:
         return Heartbeat(
@@ -78,10 +80,12 @@ class Heartbeats:
                 version=VERSION,
                 capacity=dict(self.capacity),
                 images=self.images,
-                devices=self.devices,
+                devices=tuple(
+                    _report(plugin, s) for plugin, stats in self.device_stats.items() for s in stats
+                ),
             ),
             kernels=tuple(
-                KernelReport(kernel_id, sup.last_stats)
+                KernelReport(kernel_id, sup.last_stats, self._held_devices(sup.info.allocation))
                 for kernel_id, sup in list(self._kernels.items())
             ),
         )
@@ -95,15 +99,15 @@ class Heartbeats:
         )
         return self.images
 
-    async def refresh_devices(self) -> None:
-        stats = await self._accelerators.device_stats()
-        self.devices = tuple(
-            DeviceReport(
-                plugin, s.device_id, s.mem_total_bytes, s.mem_used_bytes, s.utilization_pct
-            )
-            for plugin, devices in stats.items()
-            for s in devices
+    def _held_devices(self, allocation: Mapping[str, Allocation]) -> tuple[DeviceReport, ...]:
+        return tuple(
+            _report(plugin, s)
+            for plugin, part in allocation.items()
+            for s in kernel_device_stats(part, self.device_stats.get(plugin, []))
         )
+
+    async def refresh_devices(self) -> None:
+        self.device_stats = await self._accelerators.device_stats()
 
     async def collect_stats(self) -> None:
         """Refresh every kernel's stats, the image list and the accelerator devices'
@@ -127,3 +131,9 @@ class Heartbeats:
             except* DockerError:
                 # The refreshes run in a nursery: Docker's failures come as a group.
                 log.warning("could not refresh kernel statistics", exc_info=True)
+
+
+def _report(plugin: str, stats: DeviceStats) -> DeviceReport:
+    return DeviceReport(
+        plugin, stats.device_id, stats.mem_total_bytes, stats.mem_used_bytes, stats.utilization_pct
+    )

@@ -77,6 +77,7 @@ def kernel_object(kernel: Kernel) -> dict[str, Any]:
         "gpu_slot": _slot(slots, *GPU_SLOTS),
         "tpu_slot": _slot(slots, "tpu.device", "tpu"),
         "occupied_slots": dict(slots),
+        "devices": kernel.device_stats,
         "num_queries": kernel.num_queries,
         **stats,
         "_access_key": kernel.access_key,

@@ -74,6 +74,10 @@ def _kernel_fields() -> dict[str, GraphQLField]:
         "occupied_slots": GraphQLField(
             JSONStringScalar, description="every slot it holds: cpu, mem (bytes), cuda.*"
         ),
+        "devices": GraphQLField(
+            JSONStringScalar,
+            description="the accelerator devices it holds, as last reported (as Agent.devices)",
+        ),
         "num_queries": GraphQLField(BigIntScalar),
         "cpu_used": GraphQLField(BigIntScalar, description="ms"),
         "mem_max_bytes": GraphQLField(BigIntScalar),

@@ -55,6 +55,8 @@ class KernelReport:
     kernel_id: str
     #: The latest sample; None until the first one is taken.
     stats: KernelStats | None
+    #: The latest figures of the accelerator devices it holds (a shared device whole).
+    devices: tuple[DeviceReport, ...] = ()
 
 
 @attrs.frozen

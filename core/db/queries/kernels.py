@@ -32,6 +32,11 @@ COLUMNS = (
 )
 
 
+def _devices_of(stat: Any) -> list[dict[str, Any]]:
+    devices = stat.get("devices") if isinstance(stat, dict) else None
+    return [d for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
+
+
 @attrs.frozen
 class Kernel(Row):
     """One ``kernels`` row; the lifecycle calls a master kernel's row a session."""
@@ -54,6 +59,8 @@ class Kernel(Row):
     created_at: datetime
     last_active: datetime
     terminated_at: datetime | None
+    #: The accelerator devices it holds, as last reported (`DeviceReport` objects).
+    device_stats: list[dict[str, Any]] = attrs.Factory(list)
 
     @classmethod
     def converted(cls, row: Any) -> dict[str, Any]:
@@ -62,7 +69,8 @@ class Kernel(Row):
             "token": row["sess_id"],
             "environ": from_jsonb(row["environ"]) or {},
             "occupied_slots": from_jsonb(row["occupied_slots"]) or {},
-            "last_stat": KernelStats.from_stored(from_jsonb(row["last_stat"])),
+            "last_stat": KernelStats.from_stored(stat := from_jsonb(row["last_stat"])),
+            "device_stats": _devices_of(stat),
         }
 
     @property
@@ -284,11 +292,24 @@ async def placements_on_agent(
     return Placement.from_rows(rows)
 
 
-async def set_stats(ex: Executor, stats: Sequence[tuple[str, KernelStats]]) -> None:
-    """Store the latest ``(kernel id, stats)`` of each kernel."""
+async def set_stats(
+    ex: Executor,
+    stats: Sequence[tuple[str, KernelStats]],
+    devices: Mapping[str, Sequence[Any]] | None = None,
+) -> None:
+    """Store the latest ``(kernel id, stats)`` of each kernel, with the figures of the
+    accelerator devices it holds (`devices` by kernel id) under ``"devices"``."""
+    held = devices or {}
+
+    def stored(kernel_id: str, values: KernelStats) -> str:
+        figures = held.get(kernel_id)
+        if not figures:
+            return to_jsonb(values.as_dict())
+        return to_jsonb({**values.as_dict(), "devices": list(figures)})
+
     await ex.executemany(
         "UPDATE kernels SET last_stat = $2::jsonb WHERE id = $1::uuid",
-        [(kernel_id, to_jsonb(values.as_dict())) for kernel_id, values in stats],
+        [(kernel_id, stored(kernel_id, values)) for kernel_id, values in stats],
     )
 
 

@@ -159,12 +159,18 @@ async def test_sessions_get_whole_devices_until_none_is_left(discrete: GPUCluste
     (agent,) = (await discrete.graphql("{ agents { used_gpu_slots occupied_slots } }"))["agents"]
     assert agent["used_gpu_slots"] == 2.0
     assert json.loads(agent["occupied_slots"])["cuda.device"] == 2.0
-    sessions = await discrete.graphql(
-        "{ compute_sessions { sess_id gpu_slot occupied_slots } }", admin=False
-    )
-    by_token = {s["sess_id"]: s for s in sessions["compute_sessions"]}
+    query = "{ compute_sessions { sess_id gpu_slot occupied_slots devices } }"
+    with trio.fail_after(TIMEOUT):
+        while True:  # the devices' figures come with the next heartbeats
+            sessions = await discrete.graphql(query, admin=False)
+            by_token = {s["sess_id"]: s for s in sessions["compute_sessions"]}
+            if all(json.loads(by_token[t]["devices"]) for t in (first, second)):
+                break
+            await trio.sleep(0.2)
     assert by_token[first]["gpu_slot"] == 1.0
     assert json.loads(by_token[first]["occupied_slots"])["cuda.device"] == 1
+    held = {json.loads(by_token[t]["devices"])[0]["device_id"] for t in (first, second)}
+    assert held == {"0", "1"}
 
     # No device left: refused at once, nothing half-made.
     with trio.fail_after(TIMEOUT):
