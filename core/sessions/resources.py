@@ -3,14 +3,15 @@
 GPUs: the 18.12 client sends ``instanceGPUs`` (``-r gpu=1``, ``-r gpu=0.5``, as a
 string). It becomes the slot the agents' accelerator plugins offer: whole devices
 (``cuda.device``) for a whole number where some agent offers them, else shares of
-devices (``cuda.shares``, in steps of 0.01); a fraction where only whole devices are
-offered is the client's mistake (400)."""
+devices (``cuda.shares``, in steps of 0.01); where both are offered, the kind some agent
+has room for now wins. A fraction where only whole devices are offered is the
+client's mistake (400)."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -110,11 +111,19 @@ def requested_gpus(request_config: Mapping[str, Any]) -> float:
     return round(steps) / 100 if gpus else 0.0
 
 
-def gpu_slots(gpus: float, offered: Collection[str]) -> dict[str, float]:
-    """The slot `gpus` GPUs are asked as, given the slots alive agents offer."""
+def gpu_slots(gpus: float, room: Mapping[str, float]) -> dict[str, float]:
+    """The slot `gpus` GPUs are asked as, given the slots alive agents offer and the
+    most any one of them has free of each (`room`)."""
     if not gpus:
         return {}
     whole = gpus == int(gpus)
+    # A kind some agent has room for first (a cluster may offer both kinds)...
+    if whole and room.get(GPU_DEVICE_SLOT, -1.0) >= gpus:
+        return {GPU_DEVICE_SLOT: gpus}
+    if room.get(GPU_SHARES_SLOT, -1.0) >= gpus:
+        return {GPU_SHARES_SLOT: gpus}
+    # ... else the kind offered at all (placement then says there is no room).
+    offered = set(room)
     if whole and GPU_DEVICE_SLOT in offered:
         return {GPU_DEVICE_SLOT: gpus}
     if GPU_SHARES_SLOT in offered:
@@ -143,11 +152,11 @@ def resolve_resources(
     request_config: Mapping[str, Any],
     image_labels: Mapping[str, str],
     limits: SessionsConfig,
-    offered: Collection[str] = (),
+    room: Mapping[str, float] | None = None,
 ) -> Resources:
     """Requested cores, memory (GiB, as the client sends it) and GPUs, defaulted and
-    capped; GPUs become the slot the agents offer (`offered`: every slot name some
-    alive agent has)."""
+    capped; GPUs become the slot the agents offer (`room`: every slot some alive agent
+    has, and the most one of them has free, `crucible.db.queries.agents.most_free`)."""
     cpu, mem_gib, gpus = requested_resources(request_config)
     if limits.max_gpus:
         gpus = round(min(gpus, float(limits.max_gpus)), 2)
@@ -164,5 +173,5 @@ def resolve_resources(
     return Resources(
         cpu=max(round(cpu, 3), 0.01),
         mem=max(int(mem), 64 * 1024**2),
-        accelerators=gpu_slots(gpus, offered),
+        accelerators=gpu_slots(gpus, room or {}),
     )

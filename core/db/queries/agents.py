@@ -120,13 +120,14 @@ async def alive_images(ex: Executor) -> list[list[dict[str, Any]]]:
     return [from_jsonb(row["images"]) or [] for row in rows]
 
 
-async def alive_slot_names(ex: Executor) -> set[str]:
-    """Every resource slot some alive agent offers (``cpu``, ``mem``, ``cuda.device``...)."""
-    rows = await ex.fetch(
-        """SELECT DISTINCT jsonb_object_keys(available_slots) AS slot
-           FROM agents WHERE status = 'ALIVE'"""
-    )
-    return {row["slot"] for row in rows}
+async def most_free(ex: Executor) -> dict[str, float]:
+    """Every resource slot some alive agent offers, and the most one of them has free."""
+    best: dict[str, float] = {}
+    for agent in await with_status(ex, "ALIVE"):
+        for slot, total in agent.available_slots.items():
+            free = float(total) - agent.used_slots.get(slot, 0.0)
+            best[slot] = max(best.get(slot, free), free)
+    return best
 
 
 async def with_status(ex: Executor, status: str | None) -> list[Agent]:

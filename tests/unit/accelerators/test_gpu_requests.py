@@ -18,8 +18,10 @@ from crucible.sessions.resources import (
     resolve_resources,
 )
 
-DISCRETE = {"cpu", "mem", "cuda.device"}
-FRACTIONAL = {"cpu", "mem", "cuda.shares"}
+#: What alive agents offer, and the most one of them has free.
+DISCRETE = {"cpu": 4.0, "mem": 8e9, "cuda.device": 2.0}
+FRACTIONAL = {"cpu": 4.0, "mem": 8e9, "cuda.shares": 1.5}
+BOTH = {**DISCRETE, **FRACTIONAL}
 
 
 @pytest.mark.parametrize(
@@ -73,13 +75,16 @@ def test_gpus_become_the_slot_agents_offer() -> None:
     assert gpu_slots(1, DISCRETE) == {"cuda.device": 1}
     assert gpu_slots(1, FRACTIONAL) == {"cuda.shares": 1}
     assert gpu_slots(0.5, FRACTIONAL) == {"cuda.shares": 0.5}
-    # Both kinds of agents: whole numbers take whole devices, fractions shares.
-    assert gpu_slots(2, DISCRETE | FRACTIONAL) == {"cuda.device": 2}
-    assert gpu_slots(0.5, DISCRETE | FRACTIONAL) == {"cuda.shares": 0.5}
+    # Both kinds of agents: whole numbers take whole devices, fractions shares...
+    assert gpu_slots(2, BOTH) == {"cuda.device": 2}
+    assert gpu_slots(0.5, BOTH) == {"cuda.shares": 0.5}
+    # ... unless only the other kind has room now.
+    assert gpu_slots(1, {**BOTH, "cuda.device": 0.0}) == {"cuda.shares": 1}
+    assert gpu_slots(3, BOTH) == {"cuda.device": 3}  # no room anywhere: placement says so
     with pytest.raises(errors.InvalidAPIParameters, match="whole GPUs only"):
         gpu_slots(0.5, DISCRETE)
     with pytest.raises(errors.InstanceNotAvailable, match="No agent offers GPUs"):
-        gpu_slots(1, {"cpu", "mem"})
+        gpu_slots(1, {"cpu": 4.0, "mem": 8e9})
 
 
 def test_resolved_resources_carry_the_gpu_slot_capped_by_the_server() -> None:
