@@ -16,6 +16,7 @@ import attrs
 
 import crucible.agent
 from crucible.agent import sandbox
+from crucible.agent.accelerators import Accelerators
 from crucible.agent.calls import AgentCallError
 from crucible.agent.docker.specs import BindMount, ContainerSpec
 from crucible.agent.hostpaths import check_trusted_dir
@@ -49,9 +50,12 @@ MAX_VFOLDER_MOUNTS = 5
 class ContainerPolicy:
     """How this agent makes kernel containers: its hardening, limits and labels."""
 
-    def __init__(self, config: AgentConfig, agent_id: str) -> None:
+    def __init__(
+        self, config: AgentConfig, agent_id: str, accelerators: Accelerators | None = None
+    ) -> None:
         self._config = config
         self.agent_id = agent_id
+        self._accelerators = accelerators or Accelerators([])
         self.hardening = attrs.evolve(
             sandbox.DEFAULT_HARDENING,
             log_options=(
@@ -61,8 +65,12 @@ class ContainerPolicy:
         )
 
     def spec(self, info: KernelInfo) -> ContainerSpec:
-        """The container of kernel `info`: the runner as its first process."""
-        environ = {**BASE_ENVIRONMENT, **info.environ}
+        """The container of kernel `info`: the runner as its first process, with what
+        its accelerator devices need (device requests, variables, read-only mounts)."""
+        devices = self._accelerators.container_settings(info.allocation)
+        # The devices' variables win: a session cannot point itself at devices not its own
+        # (the device requests decide what it can reach anyway).
+        environ = {**BASE_ENVIRONMENT, **info.environ, **devices.environ}
         return ContainerSpec(
             image=info.image,
             name=f"{CONTAINER_NAME_PREFIX}{info.kernel_id}",
@@ -95,12 +103,14 @@ class ContainerPolicy:
                     BindMount(source, target, read_only)
                     for source, target, read_only in info.mounts
                 ),
+                *(BindMount(m.host_path, m.container_path, True) for m in devices.mounts),
             ),
             tmpfs=(sandbox.tmp_mount(self._config.tmp_size_bytes),),
             cpu_cores=info.cpu,
             memory_bytes=info.mem,
             pids_limit=self._config.pids_limit,
             hardening=self.hardening,
+            device_requests=devices.device_requests,
         )
 
     def exec_timeout(self, labels: dict[str, str]) -> float:

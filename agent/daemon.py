@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
+from crucible.agent.accelerators import open_accelerators
 from crucible.agent.docker.driver import DockerDriver
 from crucible.agent.docker.errors import DockerError
 from crucible.agent.manager_link import ManagerLink
@@ -39,8 +40,10 @@ async def open_agent(
 ) -> AsyncIterator[AgentComponents]:
     """The agent's components for the block; the Docker driver is closed after it.
 
-    No Docker engine is a `StartupError` (the operator has something to fix).
+    No Docker engine is a `StartupError` (the operator has something to fix); an
+    accelerator plugin that is not installed or refuses its table is a `ConfigError`.
     """
+    accelerators = open_accelerators(config)
     try:
         driver = await DockerDriver.connect(config.agent)
     except DockerError as exc:
@@ -49,7 +52,7 @@ async def open_agent(
             "or run `crucible manager` for a manager without a local agent"
         ) from exc
     try:
-        agent = Agent(config, driver)
+        agent = Agent(config, driver, accelerators)
         links = tuple(ManagerLink(agent, url, secret) for url in manager_urls)
         yield AgentComponents(driver, agent, links)
     finally:

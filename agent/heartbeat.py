@@ -18,13 +18,21 @@ import attrs
 import trio
 
 from crucible.agent import sandbox
+from crucible.agent.accelerators import Accelerators
 from crucible.agent.docker.driver import DockerDriver
 from crucible.agent.docker.errors import DockerError
 from crucible.agent.kernel.supervisor import KernelSupervisor
 from crucible.config import Config
+from crucible.hookspecs.accelerator import Allocation, DeviceStats, kernel_device_stats
 from crucible.kernels.contract import LABEL_LANG
 from crucible.kernels.service_ports import ServicePortError, image_service_ports
-from crucible.protocol.reports import AgentInfo, Heartbeat, ImageEntry, KernelReport
+from crucible.protocol.reports import (
+    AgentInfo,
+    DeviceReport,
+    Heartbeat,
+    ImageEntry,
+    KernelReport,
+)
 from crucible.protocol.stats import KernelStats
 from crucible.protocol.version import VERSION
 
@@ -61,15 +69,24 @@ class Heartbeats:
     agent_id: str = attrs.field(kw_only=True)
     capacity: dict[str, float] = attrs.field(kw_only=True)
     _interval: float = attrs.field(kw_only=True)
+    _accelerators: Accelerators = attrs.field(kw_only=True, factory=lambda: Accelerators([]))
     images: tuple[ImageEntry, ...] = attrs.field(default=(), init=False)
+    #: The accelerator devices' latest figures, by plugin.
+    device_stats: dict[str, list[DeviceStats]] = attrs.field(factory=dict, init=False)
 
     def heartbeat(self) -> Heartbeat:
         return Heartbeat(
             agent=AgentInfo(
-                id=self.agent_id, version=VERSION, capacity=self.capacity, images=self.images
+                id=self.agent_id,
+                version=VERSION,
+                capacity=dict(self.capacity),
+                images=self.images,
+                devices=tuple(
+                    _report(plugin, s) for plugin, stats in self.device_stats.items() for s in stats
+                ),
             ),
             kernels=tuple(
-                KernelReport(kernel_id, sup.last_stats)
+                KernelReport(kernel_id, sup.last_stats, self._held_devices(sup.info.allocation))
                 for kernel_id, sup in list(self._kernels.items())
             ),
         )
@@ -84,8 +101,19 @@ class Heartbeats:
         )
         return self.images
 
+    def _held_devices(self, allocation: Mapping[str, Allocation]) -> tuple[DeviceReport, ...]:
+        return tuple(
+            _report(plugin, s)
+            for plugin, part in allocation.items()
+            for s in kernel_device_stats(part, self.device_stats.get(plugin, []))
+        )
+
+    async def refresh_devices(self) -> None:
+        self.device_stats = await self._accelerators.device_stats()
+
     async def collect_stats(self) -> None:
-        """Refresh every kernel's stats and the image list, all calls at once."""
+        """Refresh every kernel's stats, the image list and the accelerator devices'
+        figures, all calls at once."""
 
         async def refresh(supervisor: KernelSupervisor) -> None:
             with contextlib.suppress(DockerError):
@@ -93,6 +121,7 @@ class Heartbeats:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.refresh_images)
+            nursery.start_soon(self.refresh_devices)
             for supervisor in list(self._kernels.values()):
                 nursery.start_soon(refresh, supervisor)
 
@@ -115,3 +144,9 @@ def _offerable(tags: tuple[str, ...], labels: Mapping[str, str]) -> bool:
         log.warning("not offering image %s: %s", ", ".join(tags) or "(untagged)", exc)
         return False
     return True
+
+
+def _report(plugin: str, stats: DeviceStats) -> DeviceReport:
+    return DeviceReport(
+        plugin, stats.device_id, stats.mem_total_bytes, stats.mem_used_bytes, stats.utilization_pct
+    )

@@ -17,6 +17,7 @@ import attrs
 import trio
 
 from crucible.agent import sandbox
+from crucible.agent.accelerators import Accelerators, AllocationRefused
 from crucible.agent.calls import AgentCallError, live_kernel
 from crucible.agent.containers import ContainerPolicy, vfolder_mounts
 from crucible.agent.docker.driver import DockerDriver
@@ -30,7 +31,7 @@ from crucible.agent.kernel.runner_link import RunnerListener
 from crucible.agent.kernel.supervisor import KernelSupervisor
 from crucible.config import AgentConfig, StreamsConfig
 from crucible.kernels.contract import LABEL_AGENT_ID, LABEL_KERNEL_ID, LABEL_KERNEL_INFO, LABEL_LANG
-from crucible.kernels.service_ports import ServicePortError, image_service_ports
+from crucible.kernels.service_ports import ServicePort, ServicePortError, image_service_ports
 from crucible.protocol.calls import (
     CallTable,
     CreateKernel,
@@ -70,6 +71,8 @@ class KernelLifecycle:
     kernels: dict[str, KernelSupervisor] = attrs.field(kw_only=True)
     kernels_root: Path = attrs.field(kw_only=True)
     _emit: Callable[[AgentEvent], Awaitable[None]] = attrs.field(kw_only=True)
+    #: The devices kernels hold: taken at create, given back when a kernel is removed.
+    _accelerators: Accelerators = attrs.field(kw_only=True, factory=lambda: Accelerators([]))
     _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
 
     def add_to(self, table: CallTable) -> None:
@@ -117,6 +120,8 @@ class KernelLifecycle:
         # Limits are re-applied from today's configuration, not only from the label.
         info = attrs.evolve(info, exec_timeout=self._containers.cap_exec_timeout(info.exec_timeout))
         if container.status == "running":
+            # Its devices are still its own: nobody else may be given them.
+            self._accelerators.restore(info.kernel_id, info.allocation)
             try:
                 listener = await RunnerListener.bind(
                     info.ipc_dir, send_timeout=self._config.runner_send_timeout
@@ -131,6 +136,7 @@ class KernelLifecycle:
                     info, container.id, listener, self._config.runner_recover_timeout
                 )
                 return
+            self._accelerators.free(info.kernel_id)
         log.info("removing dead kernel container %s", container.id[:12])
         await self._remove_container(container.id)
         await self._cleanup_kernel_dir(info)
@@ -152,6 +158,28 @@ class KernelLifecycle:
         except ServicePortError as exc:
             message = f"{image} declares bad service ports: {exc}"
             raise AgentCallError(message, ErrorKind.INVALID_INPUT) from exc
+        try:
+            allocation = self._accelerators.allocate(kernel_id, call.accelerator_slots)
+        except AllocationRefused as exc:
+            raise AgentCallError(str(exc), ErrorKind.INSUFFICIENT_RESOURCES) from None
+        try:
+            container_id = await self._create(call, image, lang, labels, allocation, service_ports)
+        except BaseException:
+            # Nothing half-allocated: a kernel that did not come up holds no device.
+            self._accelerators.free(kernel_id)
+            raise
+        return KernelCreated(container_id, service_ports=service_ports)
+
+    async def _create(
+        self,
+        call: CreateKernel,
+        image: str,
+        lang: str,
+        labels: dict[str, str],
+        allocation: dict[str, dict[str, dict[str, float]]],
+        service_ports: tuple[ServicePort, ...],
+    ) -> str:
+        kernel_id = call.kernel_id
         info = KernelInfo(
             kernel_id=kernel_id,
             image=image,
@@ -164,9 +192,10 @@ class KernelLifecycle:
             mounts=await trio.to_thread.run_sync(vfolder_mounts, call.mounts),
             access_key=call.access_key,
             service_ports=service_ports,
+            allocation=allocation,
         )
         await sandbox.prepare_scratch(info.kernel_dir, size_bytes=self._config.scratch_size_bytes)
-        return KernelCreated(await self._start(info, "start"), service_ports=service_ports)
+        return await self._start(info, "start")
 
     async def restart_kernel(self, call: RestartKernel) -> KernelRestarted:
         old = live_kernel(self.kernels, call.kernel_id)
@@ -193,6 +222,7 @@ class KernelLifecycle:
             container_id, listener = await self._start_container(info)
         except (DockerError, OSError) as exc:
             await self._cleanup_kernel_dir(info)
+            self._accelerators.free(info.kernel_id)
             if action == "restart":
                 await self._emit(KernelTerminated(info.kernel_id, "restart-failed"))
             raise AgentCallError(f"could not {action} the container: {exc}") from exc
@@ -269,6 +299,8 @@ class KernelLifecycle:
             pass
         await self._remove_container(supervisor.container_id)
         await self._cleanup_kernel_dir(supervisor.info)
+        # The container is gone: its devices are free for the next kernel.
+        self._accelerators.free(supervisor.info.kernel_id)
         return stats
 
     async def _remove_container(self, container_id: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import trio
 
+from crucible.agent.accelerators import Accelerators
 from crucible.agent.calls import KernelCalls
 from crucible.agent.containers import ContainerPolicy
 from crucible.agent.docker.driver import DockerDriver
@@ -42,12 +43,17 @@ def default_agent_id(state_dir: Path) -> str:
 
 
 class Agent:
-    def __init__(self, config: Config, driver: DockerDriver) -> None:
+    def __init__(
+        self, config: Config, driver: DockerDriver, accelerators: Accelerators | None = None
+    ) -> None:
         self.config = config
         self.driver = driver
         self.id = config.agent.id or default_agent_id(config.state_path)
         self.kernels_root = config.state_path / "agent" / "k"
+        #: CPU and memory now; the accelerators' slots join once they are discovered.
         self.capacity = detect_capacity(config)
+        #: The devices of ``agent.accelerators`` and who holds them.
+        self.accelerators = accelerators or Accelerators([])
         #: The live kernels by id; the lifecycle keeps it, the others read it.
         self.kernels: dict[str, KernelSupervisor] = {}
         self._events = EventSinks()
@@ -57,7 +63,7 @@ class Agent:
         self.run_slots = FairSlots(config.agent.concurrent_runs)
         #: What the agent holds of output nobody has collected yet, per session and in all.
         self.output = OutputLedger.from_config(config.agent)
-        self.containers = ContainerPolicy(config.agent, self.id)
+        self.containers = ContainerPolicy(config.agent, self.id, self.accelerators)
         self.lifecycle = KernelLifecycle(
             config.agent,
             driver,
@@ -66,6 +72,7 @@ class Agent:
             kernels=self.kernels,
             kernels_root=self.kernels_root,
             emit=self._events.emit,
+            accelerators=self.accelerators,
         )
         self.heartbeats = Heartbeats(
             driver,
@@ -73,13 +80,18 @@ class Agent:
             agent_id=self.id,
             capacity=self.capacity,
             interval=config.agent.heartbeat_interval,
+            accelerators=self.accelerators,
         )
         self._calls = CallTable()
         self.lifecycle.add_to(self._calls)
         KernelCalls(config.agent, driver, self.kernels, self.files).add_to(self._calls)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Recover kernels, then supervise them until cancelled (containers stay up)."""
+        """Find the accelerators' devices, recover kernels (and the devices they hold),
+        then supervise them until cancelled (containers stay up)."""
+        await self.accelerators.discover()
+        self.capacity.update(self.accelerators.capacity())
+        await self.heartbeats.refresh_devices()
         async with trio.open_nursery() as nursery:
             await self.heartbeats.refresh_images()
             await nursery.start(self.lifecycle.run)

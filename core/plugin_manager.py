@@ -6,10 +6,12 @@ Built-in plugins register through the same entry-point groups as third-party one
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import ModuleType
 
 import pluggy
 
+from crucible.hookspecs import accelerator as accelerator_spec
 from crucible.hookspecs import scheduler as scheduler_spec
 from crucible.hookspecs import storage as storage_spec
 from crucible.hookspecs.markers import PROJECT_NAME
@@ -19,6 +21,7 @@ PLUGIN_KINDS: dict[str, tuple[str, ModuleType]] = {
     "scheduler": ("crucible.schedulers", scheduler_spec),
     "agent_selector": ("crucible.agent_selectors", scheduler_spec),
     "storage": ("crucible.storage", storage_spec),
+    "accelerator": ("crucible.accelerators", accelerator_spec),
 }
 
 
@@ -70,3 +73,21 @@ def load_storage_backends(*extra_plugins: object) -> dict[str, storage_spec.Stor
     """Every installed storage backend, by its ``type`` name."""
     manager = create_plugin_manager("storage", *extra_plugins)
     return {b.type: b for b in manager.hook.crucible_storage_backend()}
+
+
+def load_accelerator_plugins(
+    names: Sequence[str], *extra_plugins: object
+) -> list[accelerator_spec.AcceleratorPlugin]:
+    """The installed accelerator plugins named in `names`, in that order;
+    `PluginNotFound` naming every missing one (and what is installed)."""
+    manager = create_plugin_manager("accelerator", *extra_plugins)
+    installed: dict[str, accelerator_spec.AcceleratorPlugin] = {
+        p.name: p for p in manager.hook.crucible_accelerator()
+    }
+    missing = [name for name in names if name not in installed]
+    if missing:
+        known = ", ".join(sorted(installed)) or "none"
+        raise PluginNotFound(
+            f"no accelerator plugin named {', '.join(map(repr, missing))} (installed: {known})"
+        )
+    return [installed[name] for name in names]

@@ -4,9 +4,9 @@ A keypair names its policy (``keypairs.resource_policy``). The policy caps
 
 * live sessions at once (together with the keypair's own ``concurrency_limit``: the
   smaller wins) — beyond it session creation answers ``412 quota-exceeded``;
-* cores and memory: each new session's request is capped to them (as image limits are,
-  spec 4.2), and the live sessions of the keypair together may not exceed them
-  (``412 quota-exceeded``);
+* cores, memory and GPUs: each new session's request is capped to them (as image
+  limits are, spec 4.2), and the live sessions of the keypair together may not exceed
+  them (``412 quota-exceeded``);
 * the number of virtual folders the keypair owns and the size of each (enforced by the
   vfolder API through `vfolder_limits`).
 
@@ -26,7 +26,7 @@ from crucible.config import ResourcePolicyConfig
 from crucible.db.pool import Connection, Database
 from crucible.db.queries import keypairs, resource_policies
 from crucible.db.queries.resource_policies import ResourcePolicy
-from crucible.sessions.resources import Resources
+from crucible.sessions.resources import GPU_SLOTS, Resources
 
 __all__ = [
     "FALLBACK",
@@ -45,7 +45,14 @@ def cap(policy: ResourcePolicy, resources: Resources) -> Resources:
         cpu = min(cpu, policy.max_cpu_cores)
     if policy.max_memory_bytes is not None:
         mem = min(mem, policy.max_memory_bytes)
-    return attrs.evolve(resources, cpu=cpu, mem=mem)
+    accelerators = dict(resources.accelerators)
+    if policy.max_gpu_slots is not None:
+        # One GPU slot per session at most (cuda.device or cuda.shares), capped as a whole.
+        accelerators = {
+            slot: round(min(amount, policy.max_gpu_slots), 2) if slot in GPU_SLOTS else amount
+            for slot, amount in accelerators.items()
+        }
+    return attrs.evolve(resources, cpu=cpu, mem=mem, accelerators=accelerators)
 
 
 def check_session_quota(
@@ -56,6 +63,7 @@ def check_session_quota(
     used_cpu: float,
     used_mem: int,
     wanted: Resources,
+    used_gpu: float = 0.0,
 ) -> None:
     """Raise `QuotaExceeded` unless one more session of `wanted` fits under `policy`."""
     limit = min(concurrency_limit, policy.max_concurrent_sessions)
@@ -71,6 +79,12 @@ def check_session_quota(
         raise errors.QuotaExceeded(
             f"Resource policy {policy.name!r} allows {policy.max_memory_bytes} bytes of memory "
             f"in total; {used_mem} are in use."
+        )
+    cap_gpu = policy.max_gpu_slots
+    if cap_gpu is not None and wanted.gpu and used_gpu + wanted.gpu > cap_gpu + 1e-6:
+        raise errors.QuotaExceeded(
+            f"Resource policy {policy.name!r} allows {cap_gpu:g} GPUs in total; "
+            f"{used_gpu:g} are in use."
         )
 
 

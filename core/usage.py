@@ -2,7 +2,8 @@
 one upsert (`crucible.db.queries.usage_daily.add`), reported per period.
 
 The session side counts what it sees as it sees it: sessions started (placement),
-executions (the activity recorder), CPU time and peak memory (when a session ends) and
+executions (the activity recorder), CPU time, GPU time and peak memory (when a session
+ends: GPU time is the GPUs it held, whole or shares, times how long it lived) and
 one memory sample per live kernel per agent heartbeat (`record_memory_samples`), from
 which the average follows. ``storage_bytes`` is a daily high-water mark that the vfolder
 layer reports through `record_storage`.
@@ -37,11 +38,23 @@ async def record_session_starts(ex: Executor, access_keys: Iterable[str]) -> Non
     await usage_daily.add(ex, [UsageDelta(key, sessions_started=1) for key in access_keys])
 
 
-async def record_session_end(ex: Executor, access_key: str, stats: KernelStats) -> None:
-    """Add an ended session's CPU time and peak memory (its last stats)."""
+async def record_session_end(
+    ex: Executor, access_key: str, stats: KernelStats | None, *, gpu_time_ms: int = 0
+) -> None:
+    """Add an ended session's CPU time and peak memory (its last stats, if any) and the
+    GPU time it held."""
+    if stats is None and not gpu_time_ms:
+        return
     await usage_daily.add(
         ex,
-        [UsageDelta(access_key, cpu_time_ms=stats.cpu_used, mem_peak_bytes=stats.mem_max_bytes)],
+        [
+            UsageDelta(
+                access_key,
+                cpu_time_ms=stats.cpu_used if stats is not None else 0,
+                mem_peak_bytes=stats.mem_max_bytes if stats is not None else 0,
+                gpu_time_ms=max(0, gpu_time_ms),
+            )
+        ],
     )
 
 

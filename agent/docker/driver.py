@@ -165,6 +165,7 @@ class DockerDriver:
                 shm_size=h.shm_size_bytes,
                 log_config=docker.types.LogConfig(type=h.log_driver, config=dict(h.log_options)),
                 auto_remove=False,
+                **_device_requests(spec),
             )
             created = api.create_container(
                 spec.image,
@@ -405,3 +406,20 @@ async def open_docker_driver(
     finally:
         with trio.CancelScope(shield=True):
             await driver.aclose()
+
+
+def _device_requests(spec: ContainerSpec) -> dict[str, Any]:
+    """``device_requests`` for the host config, only when there are any: the argument
+    needs API 1.40, and a container without accelerators must not require it."""
+    if not spec.device_requests:
+        return {}
+    return {
+        "device_requests": [
+            docker.types.DeviceRequest(
+                driver=request.driver,
+                device_ids=list(request.device_ids),
+                capabilities=[list(alternative) for alternative in request.capabilities],
+            )
+            for request in spec.device_requests
+        ]
+    }

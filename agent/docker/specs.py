@@ -17,6 +17,7 @@ from typing import Final
 import attrs
 
 from crucible.agent.sandbox.hardening import DEFAULT_HARDENING, Hardening, TmpfsMount
+from crucible.hookspecs.accelerator import DeviceRequest
 from crucible.kernels.contract import CONTAINER_USER
 
 #: Docker refuses memory limits below 6 MiB.
@@ -69,6 +70,10 @@ def _tmpfs_mounts(value: Iterable[TmpfsMount]) -> tuple[TmpfsMount, ...]:
     return tuple(value)
 
 
+def _device_requests(value: Iterable[DeviceRequest]) -> tuple[DeviceRequest, ...]:
+    return tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class ContainerSpec:
     """Everything needed to create one kernel container.
@@ -98,6 +103,8 @@ class ContainerSpec:
     tmpfs: tuple[TmpfsMount, ...] = attrs.field(default=(), converter=_tmpfs_mounts)
     read_only_rootfs: bool = True
     hardening: Hardening = DEFAULT_HARDENING
+    #: Devices an accelerator plugin allocated (`crucible.hookspecs.accelerator`).
+    device_requests: tuple[DeviceRequest, ...] = attrs.field(default=(), converter=_device_requests)
 
     @property
     def nano_cpus(self) -> int:

@@ -34,6 +34,9 @@ class KernelInfo:
     #: The apps its image declares (spec 9 ``ai.backend.service-ports``), read when the
     #: kernel was made: what ``start_service`` may start.
     service_ports: tuple[ServicePort, ...] = ()
+    #: The accelerator devices it holds: ``{plugin: {slot: {device id: amount}}}``
+    #: (`crucible.agent.accelerators`); a restarted agent takes them again from here.
+    allocation: dict[str, dict[str, dict[str, float]]] = attrs.Factory(dict)
 
     @property
     def ipc_dir(self) -> Path:
@@ -56,6 +59,7 @@ def info_to_label(info: KernelInfo) -> str:
             "mounts": [list(m) for m in info.mounts],
             "access_key": info.access_key,
             "service_ports": [[p.name, p.protocol, p.port] for p in info.service_ports],
+            "allocation": info.allocation,
         }
     )
 
@@ -81,4 +85,21 @@ def info_from_label(text: str) -> KernelInfo:
             ServicePort(str(name), str(protocol), int(port))
             for name, protocol, port in data.get("service_ports", [])
         ),
+        allocation=_allocation(data.get("allocation", {})),
     )
+
+
+def _allocation(data: object) -> dict[str, dict[str, dict[str, float]]]:
+    """The label's allocation, checked for shape (`ValueError` otherwise)."""
+    if not isinstance(data, dict) or not all(
+        isinstance(slots, dict) and all(isinstance(devices, dict) for devices in slots.values())
+        for slots in data.values()
+    ):
+        raise ValueError("the allocation in a kernel label is objects of objects")
+    return {
+        str(plugin): {
+            str(slot): {str(d): float(a) for d, a in devices.items()}
+            for slot, devices in slots.items()
+        }
+        for plugin, slots in data.items()
+    }

@@ -79,6 +79,7 @@ class AgentDirectory:
             version=str(info.version),
             capacity=info.capacity,
             images=codec.unstructure(info.images),
+            devices=codec.unstructure(info.devices),
         )
         if agent_id not in self._reported:
             self._reported.add(agent_id)

@@ -10,7 +10,13 @@ from crucible.config.checks import (
     standalone_agent_problems,
     worst_case_result_bytes,
 )
-from crucible.config.loader import ConfigError, config_from_dict, deep_merge, load_config
+from crucible.config.loader import (
+    ConfigError,
+    config_from_dict,
+    deep_merge,
+    load_config,
+    plugin_options,
+)
 from crucible.config.sections import (
     AgentConfig,
     AuthConfig,
@@ -79,6 +85,7 @@ __all__ = [
     "config_from_dict",
     "deep_merge",
     "load_config",
+    "plugin_options",
     "standalone_agent_problems",
     "worst_case_result_bytes",
 ]

@@ -34,7 +34,23 @@ def config_problems(config: Config) -> list[str]:
         *_link_checks(config),
         *_storage_checks(config),
         *_manager_url_checks(config.agent),
+        *_accelerator_checks(config),
     ]
+
+
+def _accelerator_checks(config: Config) -> list[str]:
+    names = config.agent.accelerators
+    problems = [
+        f"agent.accelerators: {name!r} is listed twice"
+        for name in sorted({n for n in names if names.count(n) > 1})
+    ]
+    # A table nobody loads is most likely a typo of a name that is loaded.
+    problems += [
+        f"accelerators.{name}: no such plugin in agent.accelerators ({', '.join(names) or 'empty'})"
+        for name in config.accelerators
+        if name not in names
+    ]
+    return problems
 
 
 def standalone_agent_problems(config: Config) -> list[str]:

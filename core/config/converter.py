@@ -80,6 +80,20 @@ def _plugin_options(value: Any, _: Any) -> kinds.PluginOptions:
     return kinds.PluginOptions(dict(value))
 
 
+_BYTE_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]iB|B)?\s*$")
+
+
+def _byte_size(value: Any, _: Any) -> kinds.ByteSize:
+    message = 'must be a number of bytes, e.g. 17179869184 or "16GiB" (B, KiB, MiB, GiB, TiB)'
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(message)
+        return kinds.ByteSize(value)
+    if not isinstance(value, str) or (match := _BYTE_SIZE_RE.match(value)) is None:
+        raise ValueError(message)
+    return kinds.ByteSize(int(match[1]) * kinds.BYTE_UNITS[match[2] or ""])
+
+
 def make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
     strict_int = _strict(int)
@@ -124,6 +138,7 @@ def make_converter() -> cattrs.Converter:
     )
     conv.register_structure_hook(kinds.LocalPath, _local_path)
     conv.register_structure_hook(kinds.PluginOptions, _plugin_options)
+    conv.register_structure_hook(kinds.ByteSize, _byte_size)
     return conv
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import cattrs
@@ -31,6 +31,7 @@ class ConfigError(Exception):
 
 
 _CONVERTER = make_converter()
+T = TypeVar("T")
 
 
 def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -54,6 +55,24 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "<config>") -> Co
     if problems := config_problems(config):
         raise ConfigError(source, problems)
     return _with_local_hosts_resolved(config)
+
+
+def plugin_options(section: str, table: Mapping[str, Any], options_type: type[T]) -> T:
+    """A plugin's table (e.g. ``[accelerators.mock]``) structured as strictly as the
+    rest of the file into the plugin's attrs class; `ConfigError` lists every problem,
+    each as ``section.key: message``."""
+    try:
+        return _CONVERTER.structure(dict(table), options_type)
+    except cattrs.BaseValidationError as exc:
+        messages = cattrs.transform_error(exc, path="$", format_exception=format_exception)
+        problems = [
+            f"{section}.{p}" if not p.startswith("(") else f"{section}: {p}"
+            for p in readable(messages)
+        ]
+        raise ConfigError("configuration", problems) from None
+    except (TypeError, ValueError) as exc:
+        # The class's own validators (values that do not go together).
+        raise ConfigError("configuration", [f"{section}: {exc}"]) from None
 
 
 def _with_local_hosts_resolved(config: Config) -> Config:

@@ -202,6 +202,9 @@ class AgentConfig:
     #: total; finished runs' output is discarded first when a limit is reached.
     session_output_bytes: PositiveInt = PositiveInt(16 * MiB)
     total_output_bytes: PositiveInt = PositiveInt(256 * MiB)
+    #: Accelerator plugins to load (entry-point group ``crucible.accelerators``), each
+    #: configured by its own ``[accelerators.NAME]`` table; empty: CPU and memory only.
+    accelerators: list[str] = attrs.Factory(list)
 
 
 @attrs.frozen
@@ -237,6 +240,9 @@ class SessionsConfig:
     #: Hard caps on any request, whatever the image allows.
     max_cpu_cores: PositiveFloat = PositiveFloat(4.0)
     max_memory_bytes: PositiveInt = PositiveInt(4096 * MiB)
+    #: GPUs (whole devices or shares of them, ``instanceGPUs``) one session may get at
+    #: most; larger requests are capped to it. 0: no cap.
+    max_gpus: NonNegativeFloat = NonNegativeFloat(8.0)
     #: Seconds an execute call waits before answering ``continued`` (spec 4.6), and the
     #: same for the streaming API's frames.
     exec_flush_interval: PositiveFloat = PositiveFloat(2.0)
@@ -395,6 +401,9 @@ class ResourcePolicyConfig:
     #: Virtual folders the keypair may own, and the size of each.
     max_vfolder_count: NonNegativeInt = NonNegativeInt(0)
     max_vfolder_size_bytes: NonNegativeInt = NonNegativeInt(0)
+    #: GPUs (``instanceGPUs``: whole devices or shares) one session may get (requests
+    #: are capped), and all live sessions of the keypair together.
+    max_gpu_slots: NonNegativeFloat = NonNegativeFloat(0.0)
 
 
 def _default_resource_policies() -> dict[str, ResourcePolicyConfig]:
@@ -442,6 +451,10 @@ class Config:
     resource_policies: dict[str, ResourcePolicyConfig] = attrs.Factory(_default_resource_policies)
     supervision: SupervisionConfig = attrs.Factory(SupervisionConfig)
     logging: LoggingConfig = attrs.Factory(LoggingConfig)
+    #: One table per accelerator plugin named in ``agent.accelerators``,
+    #: ``[accelerators.NAME]``; its keys are the plugin's own, checked when the agent
+    #: loads it (docs/plugins.md).
+    accelerators: dict[str, PluginOptions] = attrs.Factory(dict)
 
     @property
     def state_path(self) -> Path:

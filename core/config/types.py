@@ -23,6 +23,8 @@ LocalPath = NewType("LocalPath", str)
 AccessKey = NewType("AccessKey", str)
 SecretKey = NewType("SecretKey", str)
 PluginOptions = NewType("PluginOptions", dict)  # type: ignore[type-arg]
+#: A number of bytes written as ``"16GiB"``, ``"512MiB"``, ``"4096"`` or an integer.
+ByteSize = NewType("ByteSize", int)
 
 ACCESS_KEY_RE = re.compile(r"^[A-Z0-9]{20}$")
 SECRET_KEY_RE = re.compile(r"^[A-Za-z0-9_\-/+=]{40}$")
@@ -30,6 +32,7 @@ SECRET_KEY_RE = re.compile(r"^[A-Za-z0-9_\-/+=]{40}$")
 STORAGE_HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MiB = 1024 * 1024
 GiB = 1024 * MiB
+BYTE_UNITS = {"": 1, "B": 1, "KiB": 1024, "MiB": MiB, "GiB": GiB, "TiB": 1024 * GiB}
 
 DEFAULT_BIND = "127.0.0.1:8081"
 

@@ -32,6 +32,7 @@ from crucible.db.queries.vfolders import VFolder
 from crucible.graphql.loader import Fetcher, Loader, group
 from crucible.kernels.catalog import split_ref
 from crucible.protocol.stats import KernelStats
+from crucible.sessions.resources import GPU_SLOTS
 from crucible.usage import Period
 
 MiB = 1024 * 1024
@@ -73,8 +74,10 @@ def kernel_object(kernel: Kernel) -> dict[str, Any]:
         "service_ports": [port.to_api() for port in kernel.service_ports],
         "mem_slot": int(_slot(slots, "mem") // MiB),
         "cpu_slot": _slot(slots, "cpu"),
-        "gpu_slot": _slot(slots, "cuda.device", "cuda.shares", "gpu"),
+        "gpu_slot": _slot(slots, *GPU_SLOTS),
         "tpu_slot": _slot(slots, "tpu.device", "tpu"),
+        "occupied_slots": dict(slots),
+        "devices": kernel.device_stats,
         "num_queries": kernel.num_queries,
         **stats,
         "_access_key": kernel.access_key,
@@ -92,11 +95,14 @@ def agent_object(agent: Agent) -> dict[str, Any]:
         "lost_at": agent.lost_at,
         "mem_slots": int(_slot(available, "mem") // MiB),
         "cpu_slots": _slot(available, "cpu"),
-        "gpu_slots": _slot(available, "cuda.device", "cuda.shares", "gpu"),
+        "gpu_slots": _slot(available, *GPU_SLOTS),
         "tpu_slots": _slot(available, "tpu.device", "tpu"),
+        "available_slots": dict(available),
+        "occupied_slots": {**agent.used_slots, "cpu": agent.used_cpu, "mem": agent.used_mem},
         "used_mem_slots": int(agent.used_mem // MiB),
         "used_cpu_slots": agent.used_cpu,
-        "used_gpu_slots": 0.0,
+        "used_gpu_slots": _slot(agent.used_slots, *GPU_SLOTS),
+        "devices": agent.last_stat.get("devices") or [],
         "used_tpu_slots": 0.0,
         "cpu_cur_pct": _slot(agent.last_stat, "cpu_pct", "cpu_cur_pct"),
         "mem_cur_bytes": agent.mem_cur,

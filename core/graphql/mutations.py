@@ -25,6 +25,7 @@ _POLICY_FIELDS = (
     "max_memory_bytes",
     "max_vfolder_count",
     "max_vfolder_size_bytes",
+    "max_gpu_slots",
 )
 
 
@@ -140,6 +141,7 @@ async def create_resource_policy(loader: Loader, arguments: dict[str, Any]) -> d
         max_memory_bytes=props.get("max_memory_bytes"),
         max_vfolder_count=props.get("max_vfolder_count"),
         max_vfolder_size_bytes=props.get("max_vfolder_size_bytes"),
+        max_gpu_slots=props.get("max_gpu_slots"),
     )
     loader.statements += 1
     if await ctx.policies.create(policy) is None:

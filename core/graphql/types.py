@@ -69,8 +69,15 @@ def _kernel_fields() -> dict[str, GraphQLField]:
         "service_ports": GraphQLField(JSONStringScalar),
         "mem_slot": GraphQLField(GraphQLInt, description="MiB"),
         "cpu_slot": GraphQLField(GraphQLFloat, description="cores"),
-        "gpu_slot": GraphQLField(GraphQLFloat),
+        "gpu_slot": GraphQLField(GraphQLFloat, description="GPUs: whole devices or shares"),
         "tpu_slot": GraphQLField(GraphQLFloat),
+        "occupied_slots": GraphQLField(
+            JSONStringScalar, description="every slot it holds: cpu, mem (bytes), cuda.*"
+        ),
+        "devices": GraphQLField(
+            JSONStringScalar,
+            description="the accelerator devices it holds, as last reported (as Agent.devices)",
+        ),
         "num_queries": GraphQLField(BigIntScalar),
         "cpu_used": GraphQLField(BigIntScalar, description="ms"),
         "mem_max_bytes": GraphQLField(BigIntScalar),
@@ -157,8 +164,19 @@ Agent = GraphQLObjectType(
         "lost_at": GraphQLField(DateTimeScalar),
         "mem_slots": GraphQLField(GraphQLInt, description="MiB"),
         "cpu_slots": GraphQLField(GraphQLFloat),
-        "gpu_slots": GraphQLField(GraphQLFloat),
+        "gpu_slots": GraphQLField(GraphQLFloat, description="GPUs: whole devices or shares"),
         "tpu_slots": GraphQLField(GraphQLFloat),
+        "available_slots": GraphQLField(
+            JSONStringScalar, description="every slot it offers: cpu, mem (bytes), cuda.*"
+        ),
+        "occupied_slots": GraphQLField(
+            JSONStringScalar, description="every slot its live kernels hold"
+        ),
+        "devices": GraphQLField(
+            JSONStringScalar,
+            description="its accelerator devices at the last heartbeat: plugin, device_id, "
+            "mem_total_bytes, mem_used_bytes, utilization_pct",
+        ),
         "used_mem_slots": GraphQLField(GraphQLInt, description="MiB"),
         "used_cpu_slots": GraphQLField(GraphQLFloat),
         "used_gpu_slots": GraphQLField(GraphQLFloat),
@@ -196,6 +214,7 @@ UsageRecord = GraphQLObjectType(
         "sessions_started": GraphQLField(BigIntScalar),
         "executions": GraphQLField(BigIntScalar),
         "cpu_time_ms": GraphQLField(BigIntScalar),
+        "gpu_time_ms": GraphQLField(BigIntScalar),
         "mem_peak_bytes": GraphQLField(BigIntScalar),
         "mem_avg_bytes": GraphQLField(BigIntScalar),
         "storage_bytes": GraphQLField(BigIntScalar),
@@ -211,6 +230,7 @@ ResourcePolicy = GraphQLObjectType(
         "max_memory_bytes": GraphQLField(BigIntScalar),
         "max_vfolder_count": GraphQLField(GraphQLInt),
         "max_vfolder_size_bytes": GraphQLField(BigIntScalar),
+        "max_gpu_slots": GraphQLField(GraphQLFloat),
         "created_at": GraphQLField(DateTimeScalar),
     },
 )
@@ -238,6 +258,7 @@ ResourcePolicyInput = GraphQLInputObjectType(
         "max_memory_bytes": GraphQLInputField(BigIntScalar),
         "max_vfolder_count": GraphQLInputField(GraphQLInt),
         "max_vfolder_size_bytes": GraphQLInputField(BigIntScalar),
+        "max_gpu_slots": GraphQLInputField(GraphQLFloat),
     },
 )
 

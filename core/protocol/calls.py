@@ -170,6 +170,9 @@ class CreateKernel(AgentCall[KernelCreated]):
     mounts: tuple[Mount, ...]
     #: The owner's: the agent shares its execution slots fairly between access keys.
     access_key: str
+    #: Accelerator slots placement reserved (e.g. ``{"cuda.device": 1}``): the agent
+    #: allocates devices for them, or refuses the call with nothing allocated.
+    accelerator_slots: dict[str, float] = attrs.Factory(dict)
 
 
 @agent_call("destroy_kernel")

@@ -24,6 +24,9 @@ class ErrorKind(enum.StrEnum):
     INVALID_INPUT = "agent-invalid-input"
     #: No such live kernel on this agent.
     KERNEL_NOT_FOUND = "kernel-not-found"
+    #: The agent has not the accelerator devices a new kernel asks for (nothing was
+    #: allocated).
+    INSUFFICIENT_RESOURCES = "agent-insufficient-resources"
     #: The kernel's run queue is full (the manager answers 429).
     QUEUE_FULL = "execution-queue-full"
     #: Session files (``crucible.agent.files``): a path the agent refuses, a limit

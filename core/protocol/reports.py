@@ -25,13 +25,29 @@ class ImageEntry:
 
 
 @attrs.frozen
+class DeviceReport:
+    """One accelerator device of the agent now (`crucible.hookspecs.accelerator`)."""
+
+    #: The plugin that has it (``cuda``, ``mock``) and its id there.
+    plugin: str
+    device_id: str
+    mem_total_bytes: int
+    #: None where the device cannot tell.
+    mem_used_bytes: int | None
+    utilization_pct: float | None
+
+
+@attrs.frozen
 class AgentInfo:
     id: str
     #: The protocol version the agent speaks (`crucible.protocol.version.VERSION`).
     version: int
-    #: Resource slots the agent offers in all: ``cpu`` (cores), ``mem`` (bytes).
+    #: Resource slots the agent offers in all: ``cpu`` (cores), ``mem`` (bytes), and
+    #: those of its accelerator plugins (``cuda.device``, ``cuda.shares``...).
     capacity: dict[str, float]
     images: tuple[ImageEntry, ...]
+    #: Its accelerator devices' latest figures (refreshed with the kernels' stats).
+    devices: tuple[DeviceReport, ...] = ()
 
 
 @attrs.frozen
@@ -39,6 +55,8 @@ class KernelReport:
     kernel_id: str
     #: The latest sample; None until the first one is taken.
     stats: KernelStats | None
+    #: The latest figures of the accelerator devices it holds (a shared device whole).
+    devices: tuple[DeviceReport, ...] = ()
 
 
 @attrs.frozen

@@ -13,6 +13,8 @@ from typing import Final
 
 #: 2: bounded frames (issue 9). 3: typed messages (`crucible.protocol.calls` and the
 #: modules beside it); file calls one per step; error kinds under ``"kind"``.
-#: 4: byte streams (`crucible.protocol.streams`: ``open_stream``, ``"type": "stream"``)
-#:    and service ports (``KernelCreated.service_ports``, ``start_service``).
+#: 4: byte streams (`crucible.protocol.streams`: ``open_stream``, ``"type": "stream"``),
+#:    service ports (``KernelCreated.service_ports``, ``start_service``),
+#:    accelerator slots (``CreateKernel.accelerator_slots``, in the heartbeat's capacity;
+#:    the ``agent-insufficient-resources`` error kind).
 VERSION: Final = 4

@@ -124,6 +124,12 @@ class AgentCalls:
                     environ=environ,
                     mounts=mounts,
                     access_key=session.access_key,
+                    # What placement reserved beside cores and memory: the GPUs.
+                    accelerator_slots={
+                        slot: float(amount)
+                        for slot, amount in session.occupied_slots.items()
+                        if slot not in ("cpu", "mem")
+                    },
                 ),
                 timeout=self.settings.create_timeout,
             )

@@ -8,8 +8,10 @@ import attrs
 from crucible.db.pool import Database
 from crucible.db.queries import kernels
 from crucible.db.queries import pending as queue_rows
+from crucible.db.queries.kernels import Kernel
 from crucible.protocol.stats import KernelStats
 from crucible.sessions.events import SessionEvents
+from crucible.sessions.resources import GPU_SLOTS
 from crucible.usage import record_session_end
 
 
@@ -39,5 +41,16 @@ class EndRecorder:
             # Room freed (or a waiter's session gone): every manager's queue may move.
             await queue_rows.notify_queue_changed(self.db)
             self.events.publish(session_id, "terminated", reason)
-            if ended.last_stat is not None:
-                await record_session_end(self.db, ended.access_key, ended.last_stat)
+            await record_session_end(
+                self.db, ended.access_key, ended.last_stat, gpu_time_ms=_gpu_time_ms(ended)
+            )
+
+
+def _gpu_time_ms(kernel: Kernel) -> int:
+    """The GPUs `kernel` held (whole devices or shares) times how long it lived, in
+    milliseconds of one GPU."""
+    gpus = sum(float(kernel.occupied_slots.get(slot, 0)) for slot in GPU_SLOTS)
+    if not gpus or kernel.terminated_at is None:
+        return 0
+    lived = (kernel.terminated_at - kernel.created_at).total_seconds()
+    return round(gpus * max(0.0, lived) * 1000)

@@ -21,7 +21,7 @@ import trio
 from crucible import errors
 from crucible.config import SessionsConfig
 from crucible.db.pool import Database
-from crucible.db.queries import kernels
+from crucible.db.queries import agents, kernels
 from crucible.kernels.service_ports import ServicePort, find_service
 from crucible.keypairs import Keypair
 from crucible.protocol.calls import AgentCall, Execute, ExecuteMode, ExecutionResult
@@ -35,7 +35,7 @@ from crucible.sessions.model import Session
 from crucible.sessions.mounts import SessionMounts, as_call_mounts
 from crucible.sessions.placement import Placement, SessionRequest
 from crucible.sessions.requests import check_token
-from crucible.sessions.resources import resolve_resources
+from crucible.sessions.resources import requested_gpus, resolve_resources
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,9 @@ class SessionLifecycle:
         resource fields of `creation_config` are read here.
         """
         image, labels = await resolve_image(self.db, lang)
-        resources = resolve_resources(creation_config, labels, self.settings)
+        # Which kind of GPU slot the request becomes depends on what agents have.
+        room = await agents.most_free(self.db) if requested_gpus(creation_config) else {}
+        resources = resolve_resources(creation_config, labels, self.settings, room)
         resolved_mounts = await self.mounts.resolve(keypair, token, mounts)
         request = SessionRequest(keypair, token, lang, image, tag, dict(environ), resources)
         session, created = await self.placement.place(request)

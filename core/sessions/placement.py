@@ -61,6 +61,7 @@ class Placement:
                 live=load.sessions,
                 used_cpu=load.cpu,
                 used_mem=load.mem,
+                used_gpu=load.gpu,
                 wanted=resources,
             )
             agents = await self.queue.candidates(conn)

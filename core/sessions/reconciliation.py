@@ -18,6 +18,7 @@ import trio
 from crucible.cluster.notices import AgentNotice, AgentsLost, EventReported, HeartbeatRecorded
 from crucible.db.pool import Database
 from crucible.db.queries import kernels
+from crucible.protocol import codec
 from crucible.protocol.reports import AgentEvent, Heartbeat, KernelTerminated
 from crucible.sessions.agent_calls import AgentCalls
 from crucible.sessions.endings import EndRecorder
@@ -74,6 +75,8 @@ class Reconciler:
 
     async def reconcile(self, agent_id: str, heartbeat: Heartbeat) -> None:
         reported = {k.kernel_id: k.stats for k in heartbeat.kernels if k.kernel_id}
+        # The figures of the accelerator devices each holds, stored beside its stats.
+        devices = {k.kernel_id: codec.unstructure(k.devices) for k in heartbeat.kernels}
         known = {k.id: k for k in await kernels.placements_on_agent(self.db, agent_id, reported)}
         stat_updates = [
             (kid, stats)
@@ -81,7 +84,7 @@ class Reconciler:
             if stats is not None and kid in known and known[kid].status != "TERMINATED"
         ]
         if stat_updates:
-            await kernels.set_stats(self.db, stat_updates)
+            await kernels.set_stats(self.db, stat_updates, devices)
             # One sample per live kernel per heartbeat: the daily average memory (usage).
             await record_memory_samples(
                 self.db,

@@ -50,3 +50,26 @@ def test_a_bind_address_taken_is_a_config_error(
     (line,) = [line for line in err.splitlines() if line.startswith(str(path))]
     assert line.startswith(f"{path}: manager.bind: cannot listen on {bind} (")
     assert "in use" in line
+
+
+@pytest.mark.parametrize(
+    ("tables", "problem"),
+    [
+        ('[agent]\naccelerators = ["gpux"]\n', "agent.accelerators: no accelerator plugin named"),
+        (
+            '[agent]\naccelerators = ["mock"]\n[accelerators.mock]\nmode = "half"\n',
+            "accelerators.mock.mode: ",
+        ),
+    ],
+)
+def test_an_accelerator_refused_at_start_is_a_config_error(
+    tables: str, problem: str, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config_file
+    with path.open("a", encoding="utf-8") as toml:
+        toml.write(tables)
+    assert main(["up", "--config", str(path), "--bind", "127.0.0.1:0"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith(str(path))]
+    assert line.startswith(f"{path}: {problem}")

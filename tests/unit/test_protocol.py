@@ -36,6 +36,7 @@ EXCHANGES: list[tuple[calls.AgentCall[Any], object]] = [
             {"A": "é", "EMPTY": ""},
             (calls.Mount("/srv/f", "/home/work/f", True),),
             "AKIAIOSFODNN7EXAMPLE",
+            {"cuda.device": 1.0},
         ),
         calls.KernelCreated("c0ffee", (ServicePort("jupyter", "http", 8080),)),
     ),
@@ -112,8 +113,12 @@ def test_reports_cross_the_wire_unchanged() -> None:
         reports.AgentInfo(
             "agent-1",
             VERSION,
-            {"cpu": 4.0, "mem": 8e9},
+            {"cpu": 4.0, "mem": 8e9, "cuda.shares": 2.0},
             (reports.ImageEntry("crucible/kernel-c:latest", "sha256:1", {"crucible.lang": "c"}),),
+            (
+                reports.DeviceReport("cuda", "GPU-1", 80 << 30, 1 << 30, 12.5),
+                reports.DeviceReport("mock", "0", 16 << 30, None, None),
+            ),
         ),
         (reports.KernelReport(K, STATS), reports.KernelReport("k2", None)),
     )

@@ -30,6 +30,8 @@ class Agent(Row):
     used_mem: float
     #: The memory its kernels used at their last report, bytes.
     mem_cur: float
+    #: What its live kernels hold of every slot (``cpu``, ``mem``, ``cuda.device``...).
+    used_slots: dict[str, float] = attrs.Factory(dict)
 
     @classmethod
     def converted(cls, row: Any) -> dict[str, Any]:
@@ -40,13 +42,16 @@ class Agent(Row):
             "used_cpu": float(row["used_cpu"]),
             "used_mem": float(row["used_mem"]),
             "mem_cur": float(row["mem_cur"]),
+            "used_slots": {
+                str(k): float(v) for k, v in (from_jsonb(row["used_slots"]) or {}).items()
+            },
         }
 
 
 _WITH_LOAD = """
     SELECT a.id, a.status, a.region, a.addr, a.first_contact, a.lost_at, a.available_slots,
            a.images, a.last_stat, coalesce(u.cpu, 0) AS used_cpu, coalesce(u.mem, 0) AS used_mem,
-           coalesce(u.mem_cur, 0) AS mem_cur
+           coalesce(u.mem_cur, 0) AS mem_cur, coalesce(s.used, '{}') AS used_slots
     FROM agents a LEFT JOIN (
         SELECT agent_id,
                sum((occupied_slots->>'cpu')::numeric) AS cpu,
@@ -55,6 +60,16 @@ _WITH_LOAD = """
         FROM kernels WHERE status <> 'TERMINATED' AND agent_id IS NOT NULL
         GROUP BY agent_id
     ) u ON u.agent_id = a.id
+    LEFT JOIN (
+        SELECT agent_id, jsonb_object_agg(slot, total) AS used
+        FROM (
+            SELECT k.agent_id, e.key AS slot, sum(e.value::numeric) AS total
+            FROM kernels k, jsonb_each_text(k.occupied_slots) e
+            WHERE k.status <> 'TERMINATED' AND k.agent_id IS NOT NULL
+            GROUP BY 1, 2
+        ) per_slot
+        GROUP BY agent_id
+    ) s ON s.agent_id = a.id
 """
 
 
@@ -66,21 +81,25 @@ async def record_heartbeat(
     version: str,
     capacity: Mapping[str, float],
     images: Sequence[Any],
+    devices: Sequence[Any] = (),
 ) -> None:
-    """The agent is alive at `addr` now, with this capacity and these images."""
+    """The agent is alive at `addr` now, with this capacity, these images and these
+    accelerator devices (kept in ``last_stat``, ``{"devices": [...]}``)."""
     await ex.execute(
         """INSERT INTO agents (id, status, addr, version, available_slots, images,
-                               last_heartbeat, lost_at)
-           VALUES ($1, 'ALIVE', $2, $3, $4::jsonb, $5::jsonb, now(), NULL)
+                               last_stat, last_heartbeat, lost_at)
+           VALUES ($1, 'ALIVE', $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, now(), NULL)
            ON CONFLICT (id) DO UPDATE SET
                status = 'ALIVE', addr = EXCLUDED.addr, version = EXCLUDED.version,
                available_slots = EXCLUDED.available_slots, images = EXCLUDED.images,
+               last_stat = coalesce(agents.last_stat, '{}') || EXCLUDED.last_stat,
                last_heartbeat = now(), lost_at = NULL""",
         agent_id,
         addr,
         version,
         to_jsonb(dict(capacity)),
         to_jsonb(images),
+        to_jsonb({"devices": list(devices)}),
     )
 
 
@@ -99,6 +118,16 @@ async def alive_images(ex: Executor) -> list[list[dict[str, Any]]]:
     """The images of every live agent, agent by agent (ordered by id)."""
     rows = await ex.fetch("SELECT images FROM agents WHERE status = 'ALIVE' ORDER BY id")
     return [from_jsonb(row["images"]) or [] for row in rows]
+
+
+async def most_free(ex: Executor) -> dict[str, float]:
+    """Every resource slot some alive agent offers, and the most one of them has free."""
+    best: dict[str, float] = {}
+    for agent in await with_status(ex, "ALIVE"):
+        for slot, total in agent.available_slots.items():
+            free = float(total) - agent.used_slots.get(slot, 0.0)
+            best[slot] = max(best.get(slot, free), free)
+    return best
 
 
 async def with_status(ex: Executor, status: str | None) -> list[Agent]:

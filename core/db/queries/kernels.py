@@ -4,7 +4,7 @@ plus its workers (``role``), addressed by the client's token (``sess_id``)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,11 @@ COLUMNS = (
 )
 
 
+def _devices_of(stat: Any) -> list[dict[str, Any]]:
+    devices = stat.get("devices") if isinstance(stat, dict) else None
+    return [d for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
+
+
 @attrs.frozen
 class Kernel(Row):
     """One ``kernels`` row; the lifecycle calls a master kernel's row a session."""
@@ -58,6 +63,8 @@ class Kernel(Row):
     terminated_at: datetime | None
     #: The apps its image declares (spec 9), as the agent reported them at creation.
     service_ports: tuple[ServicePort, ...]
+    #: The accelerator devices it holds, as last reported (`DeviceReport` objects).
+    device_stats: list[dict[str, Any]] = attrs.Factory(list)
 
     @classmethod
     def converted(cls, row: Any) -> dict[str, Any]:
@@ -66,8 +73,9 @@ class Kernel(Row):
             "token": row["sess_id"],
             "environ": from_jsonb(row["environ"]) or {},
             "occupied_slots": from_jsonb(row["occupied_slots"]) or {},
-            "last_stat": KernelStats.from_stored(from_jsonb(row["last_stat"])),
+            "last_stat": KernelStats.from_stored(stat := from_jsonb(row["last_stat"])),
             "service_ports": service_ports_from_api(from_jsonb(row["service_ports"]) or []),
+            "device_stats": _devices_of(stat),
         }
 
     @property
@@ -77,15 +85,17 @@ class Kernel(Row):
 
 @attrs.frozen
 class KeypairLoad(Row):
-    """What one access key's live kernels hold: sessions, cores, bytes."""
+    """What one access key's live kernels hold: sessions, cores, bytes, GPUs (whole
+    devices and shares together)."""
 
     sessions: int
     cpu: float
     mem: int
+    gpu: float = 0.0
 
     @classmethod
     def converted(cls, row: Any) -> dict[str, Any]:
-        return {"cpu": float(row["cpu"]), "mem": int(row["mem"])}
+        return {"cpu": float(row["cpu"]), "mem": int(row["mem"]), "gpu": float(row["gpu"])}
 
 
 @attrs.frozen
@@ -215,7 +225,10 @@ async def keypair_load(ex: Executor, access_key: str) -> KeypairLoad:
         await ex.fetchrow(
             """SELECT count(*) FILTER (WHERE role = 'master') AS sessions,
                       coalesce(sum((occupied_slots->>'cpu')::numeric), 0) AS cpu,
-                      coalesce(sum((occupied_slots->>'mem')::numeric), 0) AS mem
+                      coalesce(sum((occupied_slots->>'mem')::numeric), 0) AS mem,
+                      coalesce(sum(coalesce((occupied_slots->>'cuda.device')::numeric, 0)
+                                   + coalesce((occupied_slots->>'cuda.shares')::numeric, 0)),
+                               0) AS gpu
                FROM kernels WHERE access_key = $1 AND status <> 'TERMINATED'""",
             access_key,
         )
@@ -261,11 +274,24 @@ async def placements_on_agent(
     return Placement.from_rows(rows)
 
 
-async def set_stats(ex: Executor, stats: Sequence[tuple[str, KernelStats]]) -> None:
-    """Store the latest ``(kernel id, stats)`` of each kernel."""
+async def set_stats(
+    ex: Executor,
+    stats: Sequence[tuple[str, KernelStats]],
+    devices: Mapping[str, Sequence[Any]] | None = None,
+) -> None:
+    """Store the latest ``(kernel id, stats)`` of each kernel, with the figures of the
+    accelerator devices it holds (`devices` by kernel id) under ``"devices"``."""
+    held = devices or {}
+
+    def stored(kernel_id: str, values: KernelStats) -> str:
+        figures = held.get(kernel_id)
+        if not figures:
+            return to_jsonb(values.as_dict())
+        return to_jsonb({**values.as_dict(), "devices": list(figures)})
+
     await ex.executemany(
         "UPDATE kernels SET last_stat = $2::jsonb WHERE id = $1::uuid",
-        [(kernel_id, to_jsonb(values.as_dict())) for kernel_id, values in stats],
+        [(kernel_id, stored(kernel_id, values)) for kernel_id, values in stats],
     )
 
 

@@ -21,6 +21,7 @@ _NAMES = (
     "max_memory_bytes",
     "max_vfolder_count",
     "max_vfolder_size_bytes",
+    "max_gpu_slots",
     "created_at",
 )
 _COLUMNS = ", ".join(_NAMES)
@@ -42,10 +43,15 @@ class ResourcePolicy(Row):
     max_vfolder_count: int | None
     max_vfolder_size_bytes: int | None
     created_at: datetime | None = None
+    #: GPUs (whole devices or shares) one session may get, and all live ones together.
+    max_gpu_slots: float | None = None
 
     @classmethod
     def converted(cls, row: Any) -> dict[str, Any]:
-        return {"max_cpu_cores": _optional_float(row["max_cpu_cores"])}
+        return {
+            "max_cpu_cores": _optional_float(row["max_cpu_cores"]),
+            "max_gpu_slots": _optional_float(row["max_gpu_slots"]),
+        }
 
     @classmethod
     def from_config(cls, name: str, config: ResourcePolicyConfig) -> ResourcePolicy:
@@ -57,12 +63,15 @@ class ResourcePolicy(Row):
             max_memory_bytes=config.max_memory_bytes or None,
             max_vfolder_count=config.max_vfolder_count or None,
             max_vfolder_size_bytes=config.max_vfolder_size_bytes or None,
+            max_gpu_slots=config.max_gpu_slots or None,
         )
 
 
 def _column_value(column: str, value: Any) -> Any:
     if column == "max_cpu_cores" and value is not None:
         return Decimal(str(round(float(value), 3)))
+    if column == "max_gpu_slots" and value is not None:
+        return Decimal(str(round(float(value), 2)))
     return value
 
 
@@ -71,8 +80,8 @@ def _values(policy: ResourcePolicy) -> tuple[Any, ...]:
 
 
 _INSERT = """INSERT INTO resource_policies (name, max_concurrent_sessions, max_cpu_cores,
-                 max_memory_bytes, max_vfolder_count, max_vfolder_size_bytes)
-             VALUES ($1, $2, $3, $4, $5, $6)"""
+                 max_memory_bytes, max_vfolder_count, max_vfolder_size_bytes, max_gpu_slots)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"""
 
 
 async def get(ex: Executor, name: str) -> ResourcePolicy | None:
@@ -113,7 +122,8 @@ async def upsert(ex: Executor, policy: ResourcePolicy) -> ResourcePolicy:
                 max_cpu_cores = EXCLUDED.max_cpu_cores,
                 max_memory_bytes = EXCLUDED.max_memory_bytes,
                 max_vfolder_count = EXCLUDED.max_vfolder_count,
-                max_vfolder_size_bytes = EXCLUDED.max_vfolder_size_bytes
+                max_vfolder_size_bytes = EXCLUDED.max_vfolder_size_bytes,
+                max_gpu_slots = EXCLUDED.max_gpu_slots
             RETURNING {_COLUMNS}""",
         *_values(policy),
     )

@@ -34,6 +34,8 @@ class UsageDelta:
     mem_sample_sum: int = 0
     mem_samples: int = 0
     storage_bytes: int = 0
+    #: Milliseconds of one whole GPU (half a GPU for 2 s: 1000).
+    gpu_time_ms: int = 0
 
 
 _DELTA_FIELDS = tuple(field.name for field in attrs.fields(UsageDelta))[1:]
@@ -50,6 +52,7 @@ class UsageRecord(Row):
     mem_peak_bytes: int
     mem_avg_bytes: int
     storage_bytes: int
+    gpu_time_ms: int = 0
 
 
 async def add(ex: Executor, deltas: Sequence[UsageDelta]) -> None:
@@ -61,14 +64,14 @@ async def add(ex: Executor, deltas: Sequence[UsageDelta]) -> None:
     await ex.execute(
         """INSERT INTO usage_daily AS u (access_key, day, sessions_started, executions,
                                          cpu_time_ms, mem_peak_bytes, mem_sample_sum,
-                                         mem_samples, storage_bytes)
+                                         mem_samples, storage_bytes, gpu_time_ms)
            SELECT d.access_key, current_date, sum(d.sessions_started), sum(d.executions),
                   sum(d.cpu_time_ms), max(d.mem_peak_bytes), sum(d.mem_sample_sum),
-                  sum(d.mem_samples), max(d.storage_bytes)
+                  sum(d.mem_samples), max(d.storage_bytes), sum(d.gpu_time_ms)
            FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
-                       $6::bigint[], $7::bigint[], $8::bigint[])
+                       $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
                 AS d(access_key, sessions_started, executions, cpu_time_ms, mem_peak_bytes,
-                     mem_sample_sum, mem_samples, storage_bytes)
+                     mem_sample_sum, mem_samples, storage_bytes, gpu_time_ms)
            GROUP BY d.access_key
            ON CONFLICT (access_key, day) DO UPDATE SET
                sessions_started = u.sessions_started + EXCLUDED.sessions_started,
@@ -77,7 +80,8 @@ async def add(ex: Executor, deltas: Sequence[UsageDelta]) -> None:
                mem_peak_bytes = greatest(u.mem_peak_bytes, EXCLUDED.mem_peak_bytes),
                mem_sample_sum = u.mem_sample_sum + EXCLUDED.mem_sample_sum,
                mem_samples = u.mem_samples + EXCLUDED.mem_samples,
-               storage_bytes = greatest(u.storage_bytes, EXCLUDED.storage_bytes)""",
+               storage_bytes = greatest(u.storage_bytes, EXCLUDED.storage_bytes),
+               gpu_time_ms = u.gpu_time_ms + EXCLUDED.gpu_time_ms""",
         [delta.access_key for delta in deltas],
         *([getattr(delta, name) for delta in deltas] for name in _DELTA_FIELDS),
     )
@@ -100,7 +104,8 @@ def _report_sql(period: Period) -> str:
                max(mem_peak_bytes) AS mem_peak_bytes,
                coalesce(round(sum(mem_sample_sum) / nullif(sum(mem_samples), 0)), 0)::bigint
                    AS mem_avg_bytes,
-               max(storage_bytes) AS storage_bytes
+               max(storage_bytes) AS storage_bytes,
+               sum(gpu_time_ms)::bigint AS gpu_time_ms
         FROM usage_daily
         WHERE ($1::text[] IS NULL OR access_key = ANY($1::text[]))
           AND day BETWEEN $2::date AND $3::date

@@ -300,3 +300,26 @@ async def test_policy_refuses_sessions_beyond_it(manager: Harness) -> None:
             "/kernel/create", json={"lang": "python", "clientSessionToken": "fourth"}
         )
     assert "memory" in assert_problem(response, 412, "quota-exceeded")["detail"]
+
+
+@pytest.mark.manager_config({"resource_policies": {"gpu": {"max_gpu_slots": 1.5}}})
+async def test_a_policy_caps_gpus(manager: Harness) -> None:
+    admin = manager.as_admin()
+    query = '{ resource_policy(name: "NAME") { max_gpu_slots } }'
+    gpu = data_of(await gql(admin, query.replace("NAME", "gpu")))
+    assert gpu == {"resource_policy": {"max_gpu_slots": 1.5}}
+    create = (
+        'mutation { create_resource_policy(name: "gpus", props: {max_gpu_slots: 0.25}) '
+        "{ ok msg } }"
+    )
+    assert data_of(await gql(admin, create))["create_resource_policy"]["ok"] is True
+    assert data_of(await gql(admin, query.replace("NAME", "gpus")))["resource_policy"] == {
+        "max_gpu_slots": 0.25
+    }
+    modify = 'mutation { modify_resource_policy(name: "gpus", props: {max_gpu_slots: -1}) { ok } }'
+    assert data_of(await gql(admin, modify))["modify_resource_policy"]["ok"] is False
+    clear = 'mutation { modify_resource_policy(name: "gpus", props: {max_gpu_slots: null}) { ok } }'
+    assert data_of(await gql(admin, clear))["modify_resource_policy"]["ok"] is True
+    assert data_of(await gql(admin, query.replace("NAME", "gpus")))["resource_policy"] == {
+        "max_gpu_slots": None
+    }
