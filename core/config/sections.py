@@ -240,6 +240,10 @@ class SessionsConfig:
     stream_flush_interval: PositiveFloat = PositiveFloat(0.2)
     #: Seconds between writes of sessions' last activity and execution counts.
     activity_flush_interval: PositiveFloat = PositiveFloat(1.0)
+    #: Seconds a running session found for an execute is used from memory before its
+    #: row is read again (0: read it every time), and how many sessions are held.
+    live_cache_ttl: NonNegativeFloat = NonNegativeFloat(2.0)
+    live_cache_entries: PositiveInt = PositiveInt(10000)
     #: A manager marks an agent lost after this many seconds without a heartbeat; it
     #: looks for such agents every `lost_scan_interval` seconds.
     agent_lost_after: PositiveFloat = PositiveFloat(15.0)

@@ -9,6 +9,7 @@ from crucible.db.pool import Database
 from crucible.db.queries import kernels
 from crucible.protocol.stats import KernelStats
 from crucible.sessions.events import SessionEvents
+from crucible.sessions.live import LiveSessionCache
 from crucible.usage import record_session_end
 
 
@@ -17,6 +18,8 @@ class EndRecorder:
     db: Database
     #: Where ``terminated`` goes out to the session's event streams.
     events: SessionEvents
+    #: Sessions held for calls: an ended one is forgotten there.
+    live: LiveSessionCache
 
     async def record(
         self,
@@ -34,6 +37,7 @@ class EndRecorder:
             reason if status == "TERMINATED" else f"{status.lower()}: {reason}",
             stats,
         )
+        self.live.forget(session_id)
         if ended is not None:
             self.events.publish(session_id, "terminated", reason)
             if ended.last_stat is not None:
