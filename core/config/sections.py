@@ -56,6 +56,12 @@ class ManagerConfig:
     #: Seconds ``crucible up`` waits for its local agent's first heartbeat (which says
     #: what images there are) before it prints the client's keys.
     local_agent_timeout: PositiveFloat = PositiveFloat(30.0)
+    #: ``crucible up`` runs its agent in a process of its own (both cores busy); off,
+    #: in the manager's process. Seconds that process may take to start (it recovers
+    #: kernels first) and to stop before it is killed.
+    local_agent_process: bool = True
+    local_agent_start_timeout: PositiveFloat = PositiveFloat(120.0)
+    local_agent_stop_timeout: PositiveFloat = PositiveFloat(15.0)
 
 
 @attrs.frozen
