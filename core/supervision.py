@@ -58,10 +58,7 @@ async def supervise(
                 attempt = 0
             delay = delays[min(attempt, len(delays) - 1)]
             log.error(
-                "%s failed (%s); restarting it in %.1f s",
-                name,
-                describe(group),
-                delay,
+                "%s failed (%s); restarting it in %.1f s", name, describe(group), delay,
                 exc_info=group,
             )
         await trio.sleep(delay)

@@ -80,7 +80,8 @@ def bounded_list(
         raise errors.InvalidAPIParameters(f"{_name(field)} must be {qualifier}.")
     if len(value) > max_items:
         raise errors.InvalidAPIParameters(
-            f"{_name(field)} has {len(value)} entries; the limit is {max_items}{_key(limit_key)}."
+            f"{_name(field)} has {len(value)} entries; the limit is {max_items}"
+            f"{_key(limit_key)}."
         )
     return value
 

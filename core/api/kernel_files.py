@@ -147,7 +147,9 @@ async def download(token: str) -> Response:
     session = await _session(token)
     sessions = manager_context().sessions
     # Every path and limit is checked before the status line goes out.
-    await sessions.file_call(session, DownloadCheck(session.id, tuple(files)), bad_path_status=404)
+    await sessions.file_call(
+        session, DownloadCheck(session.id, tuple(files)), bad_path_status=404
+    )
     writer = MultipartWriter()
 
     async def parts() -> AsyncIterator[bytes]:

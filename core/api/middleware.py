@@ -22,7 +22,9 @@ Send = Any
 _LEGACY_GROUPS: dict[int, frozenset[str]] = {
     1: frozenset({"kernel", "auth", "authorize"}),
     **{
-        n: frozenset({"kernel", "auth", "authorize", "folders", "admin", "stream", "manager"})
+        n: frozenset(
+            {"kernel", "auth", "authorize", "folders", "admin", "stream", "manager"}
+        )
         for n in (2, 3, 4)
     },
 }

@@ -116,7 +116,9 @@ def _extended_value(value: str) -> str:
     if not (sep and sep2):
         raise errors.InvalidAPIParameters("A malformed filename* parameter.")
     if charset.lower() not in EXTENDED_CHARSETS:
-        raise errors.InvalidAPIParameters("A filename* parameter must be in UTF-8 or ISO-8859-1.")
+        raise errors.InvalidAPIParameters(
+            "A filename* parameter must be in UTF-8 or ISO-8859-1."
+        )
     try:
         return unquote(encoded, encoding=charset or "utf-8", errors="strict")
     except UnicodeDecodeError:
@@ -175,7 +177,9 @@ class MultipartReader:
     may take long, a stalled one may not hold its staging (or a folder's write lock).
     """
 
-    def __init__(self, body: AsyncIterable[bytes], boundary: bytes, *, idle_timeout: float) -> None:
+    def __init__(
+        self, body: AsyncIterable[bytes], boundary: bytes, *, idle_timeout: float
+    ) -> None:
         self._body = aiter(body)
         self._delimiter = b"\r\n--" + boundary
         self._idle_timeout = idle_timeout

@@ -57,3 +57,4 @@ def register_error_handlers(app: Quart) -> None:
         # The traceback goes to the log, never to the client.
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
         return problem_response(errors.InternalServerError())
+

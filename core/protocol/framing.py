@@ -219,7 +219,9 @@ class Reassembler:
                 reason = f"a message of {total} bytes exceeds the link's limit of {limit} bytes"
                 return self._refuse(message_id, flags, ref, TOO_LARGE, reason)
             if len(self._partial) >= self._limits.max_partial_messages:
-                reason = f"more than {self._limits.max_partial_messages} messages in flight at once"
+                reason = (
+                    f"more than {self._limits.max_partial_messages} messages in flight at once"
+                )
                 return self._refuse(message_id, flags, ref, BUSY, reason)
             partial = _Partial(ref, total)
             self._partial[message_id] = partial
