@@ -7,6 +7,7 @@ decides what a failure means.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -148,7 +149,17 @@ def body_hash(hash_name: str, version: str, body: bytes = b"") -> str:
 
 
 def signing_key(secret_key: str, date: datetime, host: str, hash_name: str = "sha256") -> bytes:
-    k1 = hmac.new(secret_key.encode(), date.strftime("%Y%m%d").encode(), hash_name).digest()
+    return _day_key(secret_key, date.strftime("%Y%m%d"), host, hash_name)
+
+
+#: Keys derived per (secret, day, host): a busy client signs every request of a day
+#: with one of them, and deriving it anew was two HMACs of every request's share.
+SIGNING_KEY_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=SIGNING_KEY_CACHE_SIZE)
+def _day_key(secret_key: str, day: str, host: str, hash_name: str) -> bytes:
+    k1 = hmac.new(secret_key.encode(), day.encode(), hash_name).digest()
     return hmac.new(k1, host.encode(), hash_name).digest()
 
 

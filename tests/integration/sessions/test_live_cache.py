@@ -58,17 +58,24 @@ async def two_managers(
                     nursery.cancel_scope.cancel()
 
 
-async def test_a_session_ended_through_another_manager_is_not_run(
-    two_managers: TwoManagers,
-) -> None:
+async def _held_by_a_ended_by_b(two_managers: TwoManagers) -> str:
+    """A session created and run through A (which holds it then), destroyed through B."""
     a, b = two_managers.a, two_managers.b
     token = new_token()
     assert (await create(a.client, token)).status_code == 201
     await execute(a.client, token, "x = 41")
-    held = a.server.components.sessions.live
-    assert len(held) == 1  # A holds it now
-
+    assert len(a.server.components.sessions.live) == 1
     assert (await b.request("DELETE", f"/kernel/{token}")).status_code == 200
+    return token
+
+
+async def test_a_session_ended_through_another_manager_is_not_run(
+    two_managers: TwoManagers,
+) -> None:
+    a = two_managers.a
+    token = await _held_by_a_ended_by_b(two_managers)
+    held = a.server.components.sessions.live
+    assert len(held) == 1  # A still holds it: nobody told it
     gone = await a.client.post(f"/kernel/{token}", json={"mode": "query", "code": "print(x)"})
     assert gone.status_code == 404, gone.text
     assert gone.json()["type"].endswith("/kernel-not-found")
@@ -79,10 +86,7 @@ async def test_a_token_used_again_through_another_manager_runs_in_the_new_sessio
     two_managers: TwoManagers,
 ) -> None:
     a, b = two_managers.a, two_managers.b
-    token = new_token()
-    assert (await create(a.client, token)).status_code == 201
-    await execute(a.client, token, "x = 41")
-    assert (await b.request("DELETE", f"/kernel/{token}")).status_code == 200
+    token = await _held_by_a_ended_by_b(two_managers)
     assert (await create(b, token)).json()["created"] is True
     # A still holds the first session: its agent refuses it, A reads the row again.
     results = await execute(a.client, token, "print('x' in globals())")
