@@ -95,7 +95,7 @@ async def _kill_agent_under_load(server: RunningCrucible) -> None:
     (agent,) = agent_processes(pid)
     async with signed_client(server) as client:
         tokens = [await new_session(client, f"state{i}") for i in range(4)]
-        done, seen = trio.Event(), []
+        done, seen = trio.Event(), list[int]()
         async with trio.open_nursery() as nursery:
             for token in tokens:
                 nursery.start_soon(_load, client, token, done, seen)

@@ -26,7 +26,7 @@ def no_lenient_parser(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(raw: str) -> datetime:
         raise AssertionError(f"the lenient parser was asked for {raw!r}")
 
-    monkeypatch.setattr(auth.date_parser, "parse", refuse)
+    monkeypatch.setattr(date_parser, "parse", refuse)  # the module auth reads it from
 
 
 @given(DATES)
