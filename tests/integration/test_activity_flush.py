@@ -1,5 +1,6 @@
-"""The batched execute counters (`crucible.sessions.activity`) against the real schema:
-written when the manager stops, and kept, not dropped, when a write fails."""
+"""The batched per-request counters (`crucible.sessions.activity`, the keypairs' usage in
+`crucible.keypairs.KeypairCache`) against the real schema: written when the manager
+stops, and kept, not dropped, when a write fails."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import trio
 
 from crucible.db.pool import Database
 from crucible.db.queries import kernels
-from crucible.keypairs import KeypairRepository
+from crucible.keypairs import KeypairCache, KeypairRepository
 from crucible.sessions.activity import ActivityRecorder
 
 TIMEOUT = 20
@@ -84,3 +85,23 @@ async def test_a_failed_write_keeps_its_counts_for_the_next_flush(
         await recorder.flush()
         await recorder.flush()  # nothing left: nothing written twice
         assert await _counts(db, session) == (3, 3)
+
+
+async def test_keypair_usage_survives_a_failed_write(
+    db: Database, keypairs: KeypairRepository
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        key = (await keypairs.create("usage@test")).access_key
+        failing = KeypairRepository(_FailingOnce(db))  # type: ignore[arg-type]
+        cache = KeypairCache(failing, ttl=60, flush_interval=3600)
+        for _ in range(2):
+            cache.record_use(key)
+        await cache.flush()  # fails
+        cache.record_use(key)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(cache.run)
+            nursery.cancel_scope.cancel()  # the stop's flush writes what is kept
+        row = await db.fetchrow(
+            "SELECT num_queries, last_used FROM keypairs WHERE access_key = $1", key
+        )
+        assert row["num_queries"] == 3 and row["last_used"] is not None
