@@ -7,11 +7,12 @@ decides what a failure means.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import attrs
 from dateutil import parser as date_parser
@@ -22,6 +23,20 @@ EMPTY_BODY_HASH_SINCE = "v4.20181215"
 DEFAULT_SIGNED_CONTENT_TYPE = "application/octet-stream"
 _VERSION_RE = re.compile(r"^v\d+\.\d{8}$")
 _COMPACT_DATE_RE = re.compile(r"^(\d{8})T(\d{2}):?(\d{2}):?(\d{2})Z?$")
+#: What the official client sends (spec 2.3): ISO 8601 extended form, the fraction left
+#: out when microseconds are 0; a zone of Z or ±HH:MM, or none (UTC).
+_ISO_DATE_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?"
+    r"(Z|[+-]\d{2}:\d{2})?$"
+)
+#: RFC 1123, the docs' alternative: ``Thu, 20 Dec 2018 01:23:45 GMT``.
+_RFC1123_DATE_RE = re.compile(
+    r"^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) "
+    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$"
+)
+_MONTHS = {
+    name: n for n, name in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)
+}
 
 
 class MalformedAuthorization(ValueError):
@@ -74,14 +89,15 @@ def parse_request_date(raw: str) -> datetime:
     """Parse a Date header leniently: ISO 8601, RFC 1123 or ``YYYYmmddTHHMMSSZ``.
 
     A value without a zone is UTC. Raises ValueError when nothing sensible comes out.
+    The forms the spec names are read exactly, without `dateutil` (a third of
+    authentication's cost on every request when it parsed them all); anything else
+    still goes to the lenient parser the spec asks for.
     """
     raw = raw.strip()
     if not raw or len(raw) > 64:
         raise ValueError("empty or over-long date")
-    if match := _COMPACT_DATE_RE.match(raw):
-        day, hh, mm, ss = match.groups()
-        parsed = datetime.strptime(f"{day}{hh}{mm}{ss}", "%Y%m%d%H%M%S")
-    else:
+    parsed = _parse_exact_date(raw)
+    if parsed is None:
         try:
             parsed = date_parser.parse(raw)
         except (ValueError, OverflowError) as exc:
@@ -89,6 +105,32 @@ def parse_request_date(raw: str) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed
+
+
+def _parse_exact_date(raw: str) -> datetime | None:
+    """`raw` in one of the spec's three forms, or None when it is in none of them.
+
+    A value in a known form with an impossible field (month 13) raises ValueError
+    rather than going on to the lenient parser, which could read it some other way.
+    """
+    if match := _ISO_DATE_RE.match(raw):
+        year, month, day, hh, mm, ss, fraction, zone = match.groups()
+        tz = UTC
+        if zone and zone != "Z":
+            sign = -1 if zone[0] == "-" else 1
+            tz = timezone(sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
+        micro = int(fraction.ljust(6, "0")) if fraction else 0
+        return datetime(
+            int(year), int(month), int(day), int(hh), int(mm), int(ss), micro, tzinfo=tz
+        )
+    if match := _RFC1123_DATE_RE.match(raw):
+        day, month_name, year, hh, mm, ss = match.groups()
+        month = _MONTHS[month_name]
+        return datetime(int(year), month, int(day), int(hh), int(mm), int(ss), tzinfo=UTC)
+    if match := _COMPACT_DATE_RE.match(raw):
+        day, hh, mm, ss = match.groups()
+        return datetime.strptime(f"{day}{hh}{mm}{ss}", "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    return None
 
 
 def normalize_content_type(header: str | None) -> str:
@@ -107,7 +149,17 @@ def body_hash(hash_name: str, version: str, body: bytes = b"") -> str:
 
 
 def signing_key(secret_key: str, date: datetime, host: str, hash_name: str = "sha256") -> bytes:
-    k1 = hmac.new(secret_key.encode(), date.strftime("%Y%m%d").encode(), hash_name).digest()
+    return _day_key(secret_key, date.strftime("%Y%m%d"), host, hash_name)
+
+
+#: Keys derived per (secret, day, host): a busy client signs every request of a day
+#: with one of them, and deriving it anew was two HMACs of every request's share.
+SIGNING_KEY_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=SIGNING_KEY_CACHE_SIZE)
+def _day_key(secret_key: str, day: str, host: str, hash_name: str) -> bytes:
+    k1 = hmac.new(secret_key.encode(), day.encode(), hash_name).digest()
     return hmac.new(k1, host.encode(), hash_name).digest()
 
 

@@ -64,12 +64,32 @@ def _run_with_database(config: Config, job: Callable[[KeypairRepository], Awaita
 
 def cmd_up(args: argparse.Namespace, config: Config) -> int:
     from crucible.daemon import serve_manager
+    from crucible.local_agent import agent_argv
+
+    # The agent's process reads the same configuration this one did.
+    options = [f"--config={args.config}"] if getattr(args, "config", None) else []
+    if getattr(args, "state_dir", None):
+        options.append(f"--state-dir={args.state_dir}")
+
+    def agent_command(urls: list[str]) -> list[str]:
+        return agent_argv(sys.argv[0], options, urls)
 
     trio.run(
         lambda: serve_manager(
-            config, with_agent=True, print_keys=True, keep_sessions=args.keep_sessions
+            config,
+            with_agent=True,
+            print_keys=True,
+            keep_sessions=args.keep_sessions,
+            agent_command=agent_command,
         )
     )
+    return 0
+
+
+def cmd_up_agent(args: argparse.Namespace, config: Config) -> int:
+    from crucible.daemon import serve_local_agent
+
+    trio.run(serve_local_agent, config, list(args.manager_url))
     return 0
 
 
@@ -178,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave sessions running on stop (the next start recovers them)",
     )
     up.set_defaults(func=cmd_up)
+
+    # Not listed: the agent process `crucible up` starts (crucible.local_agent).
+    up_agent = sub.add_parser("up-agent")
+    _add_common(up_agent)
+    up_agent.add_argument("--manager-url", action="append", required=True)
+    up_agent.set_defaults(func=cmd_up_agent)
 
     manager = sub.add_parser("manager", help="run the manager alone (for a cluster)")
     _add_common(manager, bind=True)

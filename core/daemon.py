@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from crucible.config import Config
 from crucible.db import open_database
 from crucible.db.pool import Database
 from crucible.keypairs import Keypair, KeypairRepository
+from crucible.local_agent import READY, run_agent_process
 from crucible.manager.components import open_manager
 from crucible.manager.server import Endpoint, ManagerServer
 from crucible.protocol.auth import load_or_create_secret
@@ -115,9 +116,19 @@ def _hand_over_keys(
 
 
 async def serve_manager(
-    config: Config, *, with_agent: bool, print_keys: bool, keep_sessions: bool = False
+    config: Config,
+    *,
+    with_agent: bool,
+    print_keys: bool,
+    keep_sessions: bool = False,
+    agent_command: Callable[[list[str]], list[str]] | None = None,
 ) -> None:
-    """Run a manager (and, for ``crucible up``, a local agent) until SIGINT/SIGTERM."""
+    """Run a manager (and, for ``crucible up``, a local agent) until SIGINT/SIGTERM.
+
+    `agent_command` gives the argv of the local agent's process for the manager URLs
+    (`crucible.local_agent`); without it, or with ``manager.local_agent_process``
+    off, the agent runs in this process.
+    """
     secret = load_or_create_secret(config.cluster.secret, config.state_path)
     async with trio_asyncio.open_loop(), open_database(config) as db:
         keypair = await _bootstrap_admin(config, db)
@@ -128,6 +139,7 @@ async def serve_manager(
                     await _serve(
                         nursery, stop, server, keypair,
                         with_agent=with_agent, print_keys=print_keys, keep_sessions=keep_sessions,
+                        agent_command=agent_command,
                     )  # fmt: skip
 
 
@@ -140,6 +152,7 @@ async def _serve(
     with_agent: bool,
     print_keys: bool,
     keep_sessions: bool,
+    agent_command: Callable[[list[str]], list[str]] | None,
 ) -> None:
     config, components = server.config, server.components
     restarting = _supervisor(config)
@@ -148,10 +161,20 @@ async def _serve(
     endpoint: Endpoint = await nursery.start(restarting, "the manager", server.run)
     agent_scope = trio.CancelScope()
     if with_agent:
-        from crucible.agent.daemon import run_agent  # needs Docker; cluster managers don't
-
         urls = list(config.agent.manager_urls) or [_local_manager_url(endpoint)]
-        agent = ("the agent", run_agent, config, urls, components.cluster_secret)
+        agent: tuple[Any, ...]
+        if agent_command is not None and config.manager.local_agent_process:
+            manager = config.manager
+            run = functools.partial(
+                run_agent_process,
+                start_timeout=manager.local_agent_start_timeout,
+                stop_timeout=manager.local_agent_stop_timeout,
+            )
+            agent = ("the agent process", run, agent_command(urls))
+        else:
+            from crucible.agent.daemon import run_agent  # needs Docker; cluster managers don't
+
+            agent = ("the agent", run_agent, config, urls, components.cluster_secret)
         await nursery.start(_scoped, agent_scope, restarting, *agent)
         # Announce only once sessions can be placed: the agent's first heartbeat
         # carries the images that `lang` resolves against.
@@ -176,6 +199,37 @@ async def _scoped(
 ) -> None:
     with scope:
         await fn(*args, task_status=task_status)
+
+
+async def serve_local_agent(config: Config, manager_urls: list[str]) -> None:
+    """The agent process of ``crucible up`` (`crucible.local_agent`): like `serve_agent`,
+    but it says on stdout when it has started, and stops when its stdin closes (the
+    manager's process asks it to, or is gone)."""
+    from crucible.agent.daemon import run_agent
+
+    secret = load_or_create_secret(config.cluster.secret, config.state_path)
+    async with trio.open_nursery() as nursery:
+        async with _open_stop_signals(nursery.cancel_scope) as stop:
+            await nursery.start(
+                _supervisor(config), "the agent", run_agent, config, manager_urls, secret
+            )
+            ready = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+            with ready:
+                ready.write(READY)
+            # Nothing else goes to the pipe the parent stopped reading.
+            os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+            nursery.start_soon(_set_on_eof, stop)
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+
+
+async def _set_on_eof(event: trio.Event) -> None:
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    async with stdin:
+        while await stdin.receive_some(256):
+            pass
+    log.info("the manager's process closed the agent's stdin: stopping")
+    event.set()
 
 
 async def serve_agent(config: Config) -> None:

@@ -183,8 +183,13 @@ class KeypairCache:
         try:
             await self.repo.record_usage(counts)
         except Exception:
-            # Usage counters are bookkeeping: losing one flush must not take the API down.
-            log.exception("could not record keypair usage for %d keys", len(counts))
+            # Usage counters are bookkeeping: a failed flush must not take the API down,
+            # and what it could not write (one statement: all or nothing) is kept for
+            # the next one, so a crash loses at most one interval's counts.
+            log.exception("could not record keypair usage for %d keys; kept", len(counts))
+            for key, (n, last_used) in counts.items():
+                self._usage[key] += n
+                self._last_used[key] = max(last_used, self._last_used.get(key, last_used))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Flush usage counters periodically; flush once more when cancelled."""

@@ -138,9 +138,9 @@ async def execute(token: str) -> dict[str, Any]:
         raise errors.InvalidAPIParameters(f"'runId' is required with mode '{mode}'.")
     # Only batch runs read options; a query's are ignored, as the client sends none.
     options = batch_options(body.get("options"), limits) if mode == "batch" else {}
-    session = await _session(token)
-    result = await ctx.sessions.execute(
-        session,
+    result = await ctx.sessions.execute_live(
+        current_keypair().access_key,
+        token,
         run_id=run_id or new_run_id(),
         mode=mode,
         code=code,

@@ -56,6 +56,12 @@ class ManagerConfig:
     #: Seconds ``crucible up`` waits for its local agent's first heartbeat (which says
     #: what images there are) before it prints the client's keys.
     local_agent_timeout: PositiveFloat = PositiveFloat(30.0)
+    #: ``crucible up`` runs its agent in a process of its own (both cores busy); off,
+    #: in the manager's process. Seconds that process may take to start (it recovers
+    #: kernels first) and to stop before it is killed.
+    local_agent_process: bool = True
+    local_agent_start_timeout: PositiveFloat = PositiveFloat(120.0)
+    local_agent_stop_timeout: PositiveFloat = PositiveFloat(15.0)
 
 
 @attrs.frozen
@@ -249,6 +255,10 @@ class SessionsConfig:
     stream_flush_interval: PositiveFloat = PositiveFloat(0.2)
     #: Seconds between writes of sessions' last activity and execution counts.
     activity_flush_interval: PositiveFloat = PositiveFloat(1.0)
+    #: Seconds a running session found for an execute is used from memory before its
+    #: row is read again (0: read it every time), and how many sessions are held.
+    live_cache_ttl: NonNegativeFloat = NonNegativeFloat(2.0)
+    live_cache_entries: PositiveInt = PositiveInt(10000)
     #: A manager marks an agent lost after this many seconds without a heartbeat; it
     #: looks for such agents every `lost_scan_interval` seconds.
     agent_lost_after: PositiveFloat = PositiveFloat(15.0)

@@ -31,6 +31,7 @@ from crucible.sessions.endings import EndRecorder
 from crucible.sessions.event_relay import EventRelay
 from crucible.sessions.events import SessionEvents
 from crucible.sessions.lifecycle import SessionLifecycle
+from crucible.sessions.live import LiveSessionCache
 from crucible.sessions.mounts import SessionMounts
 from crucible.sessions.pending import PendingQueue
 from crucible.sessions.placement import Placement
@@ -107,7 +108,10 @@ async def open_manager(
         )
         vfolders = VFolderService(db, hosts, config.storage.default_host, config.limits)
         events = SessionEvents()
-        endings = EndRecorder(db, events)
+        live = LiveSessionCache(
+            db, ttl=settings.live_cache_ttl, max_entries=settings.live_cache_entries
+        )
+        endings = EndRecorder(db, events, live)
         calls = AgentCalls(agents, endings, settings)
         activity = ActivityRecorder(db, interval=settings.activity_flush_interval)
         queue = PendingQueue(
@@ -129,6 +133,7 @@ async def open_manager(
             endings=endings,
             activity=activity,
             events=events,
+            live=live,
         )
         with notice_send, notice_receive:
             yield ManagerComponents(

@@ -11,6 +11,7 @@ from crucible.db.queries import pending as queue_rows
 from crucible.db.queries.kernels import Kernel
 from crucible.protocol.stats import KernelStats
 from crucible.sessions.events import SessionEvents
+from crucible.sessions.live import LiveSessionCache
 from crucible.sessions.resources import GPU_SLOTS
 from crucible.usage import record_session_end
 
@@ -20,6 +21,8 @@ class EndRecorder:
     db: Database
     #: Where ``terminated`` goes out to the session's event streams.
     events: SessionEvents
+    #: Sessions held for calls: an ended one is forgotten there.
+    live: LiveSessionCache
 
     async def record(
         self,
@@ -37,6 +40,7 @@ class EndRecorder:
             reason if status == "TERMINATED" else f"{status.lower()}: {reason}",
             stats,
         )
+        self.live.forget(session_id)
         if ended is not None:
             # Room freed (or a waiter's session gone): every manager's queue may move.
             await queue_rows.notify_queue_changed(self.db)

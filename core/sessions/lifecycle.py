@@ -31,6 +31,7 @@ from crucible.sessions.agent_calls import AgentCalls
 from crucible.sessions.endings import EndRecorder
 from crucible.sessions.events import SessionEvents
 from crucible.sessions.images import resolve_image
+from crucible.sessions.live import LiveSessionCache
 from crucible.sessions.model import Session
 from crucible.sessions.mounts import SessionMounts, as_call_mounts
 from crucible.sessions.placement import Placement, SessionRequest
@@ -56,6 +57,8 @@ class SessionLifecycle:
     activity: ActivityRecorder
     #: The sessions' event streams (``/stream/kernel/:id/events``).
     events: SessionEvents
+    #: Running sessions held for the calls on them (`crucible.sessions.live`).
+    live: LiveSessionCache
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -72,6 +75,15 @@ class SessionLifecycle:
         """Why `session` ended, if it has (its row says so); None while it lives."""
         ended = await kernels.ended_among(self.db, [session.id])
         return ended[0][1] if ended else None
+
+    async def get_live_held(self, access_key: str, token: str) -> tuple[Session, bool]:
+        """`get_live` through the cache: the session, and whether it came from memory
+        (then only its agent can say it still exists; see `execute_live`)."""
+        check_token(token, "kernelId")
+        session, held = await self.live.get(access_key, token)
+        if session is None:
+            raise errors.KernelNotFound(f"No live session {token!r}.")
+        return session, held
 
     async def count_live(self) -> int:
         return await kernels.count_live_sessions(self.db)
@@ -155,6 +167,33 @@ class SessionLifecycle:
             await self.endings.record(session.id, "exec-timeout")
         return result
 
+    async def execute_live(
+        self,
+        access_key: str,
+        token: str,
+        *,
+        run_id: str,
+        mode: ExecuteMode,
+        code: str,
+        options: dict[str, Any],
+    ) -> ExecutionResult:
+        """`execute` on session `token`, found through the cache.
+
+        A held session whose agent no longer has its kernel may have been ended (and
+        its token used again) through another manager: the entry is forgotten and the
+        row read afresh. Nothing ran (the agent had no kernel to run it on), so the
+        call is made once more on what the row says now.
+        """
+        session, held = await self.get_live_held(access_key, token)
+        try:
+            return await self.execute(session, run_id=run_id, mode=mode, code=code, options=options)
+        except errors.KernelNotFound:
+            if not held:
+                raise
+        self.live.forget(session.id)
+        session = await self.get_live(access_key, token)
+        return await self.execute(session, run_id=run_id, mode=mode, code=code, options=options)
+
     async def cancel_run(self, session: Session, run_id: str) -> None:
         """Stop run `run_id` of `session`, whose client went away (best effort)."""
         await self.calls.cancel_run(session, run_id)
@@ -195,6 +234,7 @@ class SessionLifecycle:
     async def restart(self, session: Session) -> None:
         self.activity.touch(session.id, session.access_key)
         await kernels.mark_restarting(self.db, session.id)
+        self.live.forget(session.id)
         try:
             restarted = await self.calls.restart_kernel(attrs.evolve(session, status="RUNNING"))
         except errors.KernelRestartFailed:
@@ -208,6 +248,7 @@ class SessionLifecycle:
     async def destroy(self, session: Session, reason: str = "user-requested") -> KernelStats | None:
         """End a session; returns its last stats. Never leaves it half-ended."""
         await kernels.mark_terminating(self.db, session.id)
+        self.live.forget(session.id)
         stats = session.last_stat
         try:
             stats = await self.calls.destroy_kernel(session, reason) or stats
