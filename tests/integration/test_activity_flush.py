@@ -9,7 +9,7 @@ from typing import Any
 import trio
 
 from crucible.db.pool import Database
-from crucible.db.queries import kernels
+from crucible.db.queries import kernels, pending
 from crucible.keypairs import KeypairCache, KeypairRepository
 from crucible.sessions.activity import ActivityRecorder
 
@@ -19,10 +19,12 @@ TIMEOUT = 20
 async def _session(db: Database, keypairs: KeypairRepository) -> kernels.Kernel:
     owner = (await keypairs.create("activity@test")).access_key
     await db.execute("INSERT INTO agents (id, addr) VALUES ('agent-a', 'tcp://127.0.0.1:1')")
-    return await kernels.insert_session(
-        db, token="tok", access_key=owner, agent_id="agent-a", image="python", lang="python",
+    queued = await pending.insert_pending(
+        db, token="tok", access_key=owner, image="python", lang="python",
         tag=None, environ={}, slots={"cpu": 1.0},
     )  # fmt: skip
+    assert await pending.assign(db, [(queued.id, "agent-a")]) == [queued.id]
+    return queued
 
 
 async def _counts(db: Database, session: kernels.Kernel) -> tuple[int, int]:

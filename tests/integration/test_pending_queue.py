@@ -26,6 +26,7 @@ from crucible.plugin_manager import load_agent_selector, load_scheduler
 from crucible.resource_policies import ResourcePolicyStore
 from crucible.sessions.endings import EndRecorder
 from crucible.sessions.events import SessionEvents
+from crucible.sessions.live import LiveSessionCache
 from crucible.sessions.model import Session
 from crucible.sessions.pending import PendingQueue
 from crucible.sessions.placement import Placement, SessionRequest
@@ -67,7 +68,7 @@ async def manager_queue(
         scheduler=load_scheduler(scheduler),
         selector=load_agent_selector("dispersed"),
         agents=directory,
-        endings=EndRecorder(db, SessionEvents()),
+        endings=EndRecorder(db, SessionEvents(), LiveSessionCache(db, ttl=0, max_entries=1)),
         pending_timeout=pending_timeout,
         recheck_interval=30.0,  # long: a pass must come from a notification, not a tick
         head_block_timeout=head_block_timeout,

@@ -22,7 +22,7 @@ def row(token: str, status: str = "RUNNING", ident: str | None = None) -> kernel
         id=ident or f"id-{token}", token=token, role="master", access_key="AK", agent_id="a1",
         container_id="c", status=status, status_info=None, image="python", lang="python",
         tag=None, environ={}, occupied_slots={}, num_queries=0, last_stat=None,
-        created_at=NOW, last_active=NOW, terminated_at=None,
+        created_at=NOW, last_active=NOW, terminated_at=None, service_ports=(),
     )  # fmt: skip
 
 
