@@ -26,7 +26,8 @@ from testlib.signing import Credentials
 
 TIMEOUT = 60
 SETTINGS: dict[str, Any] = {
-    "sessions": {"exec_flush_interval": 1.0, "agent_lost_after": 6.0},
+    # An over-ask waits in the queue this long (spec: then 503 instance-not-available).
+    "sessions": {"exec_flush_interval": 1.0, "agent_lost_after": 6.0, "pending_timeout": 1.5},
     "agent": {"heartbeat_interval": 1.0},
 }
 SHOW_DEVICES = (
@@ -172,11 +173,13 @@ async def test_sessions_get_whole_devices_until_none_is_left(discrete: GPUCluste
     held = {json.loads(by_token[t]["devices"])[0]["device_id"] for t in (first, second)}
     assert held == {"0", "1"}
 
-    # No device left: refused at once, nothing half-made.
+    # No device left: the session waits in the queue, then fails; nothing half-made.
     with trio.fail_after(TIMEOUT):
+        started = trio.current_time()
         refused = await create(discrete.harness.client, new_token(), instanceGPUs="1")
     assert refused.status_code == 503, refused.text
-    assert "1 free cuda.device" in refused.json()["detail"]
+    assert trio.current_time() - started >= 1.5
+    assert "within 1.5 s" in refused.json()["detail"]
     assert discrete.agent.accelerators.free_slots() == {"cuda.device": 0.0}
 
     # A session without GPUs sees none.
