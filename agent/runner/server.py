@@ -14,6 +14,7 @@ from typing import Any
 
 from . import framing
 from .channel import FramedSocket
+from .environ import checked_environ
 from .flow import Flow
 from .jobs import Job, PythonQueryJob, batch_job, compile_and_run_job
 from .languages import Recipe, get_recipe
@@ -259,6 +260,8 @@ class Runner:
             self._on_complete(message)
         elif op == "ping":
             self.send({"op": "pong", "req_id": message.get("req_id")})
+        elif op == "environ":
+            self._on_environ(message)
         else:
             self.error(f"unknown op {op!r}")
 
@@ -286,6 +289,14 @@ class Runner:
             return
         self.queue.append(message)
         self._start_next()
+
+    def _on_environ(self, message: dict[str, Any]) -> None:
+        """A warm pool's kernel, claimed by a session: its environment, for every
+        process started for the user from now on (the live interpreter too)."""
+        environ = checked_environ(message.get("environ"))
+        os.environ.update(environ)
+        if self._child is not None and self._child.alive:
+            self._child.update_environ(environ)
 
     def _on_kill(self, message: dict[str, Any]) -> None:
         """End run `run_id` for good (its owner cancelled it and it outlived the

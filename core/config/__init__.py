@@ -11,6 +11,7 @@ from crucible.config.checks import (
     worst_case_result_bytes,
 )
 from crucible.config.loader import ConfigError, config_from_dict, deep_merge, load_config
+from crucible.config.pool import UP_POOL_SIZES, PoolConfig
 from crucible.config.sections import (
     AgentConfig,
     AuthConfig,
@@ -48,6 +49,7 @@ from crucible.config.types import (
 __all__ = [
     "ACCESS_KEY_RE",
     "SECRET_KEY_RE",
+    "UP_POOL_SIZES",
     "AgentConfig",
     "AuthConfig",
     "BootstrapConfig",
@@ -65,6 +67,7 @@ __all__ = [
     "NonNegativeFloat",
     "NonNegativeInt",
     "PluginOptions",
+    "PoolConfig",
     "PositiveFloat",
     "PositiveInt",
     "RateLimitConfig",
