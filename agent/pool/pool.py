@@ -303,9 +303,10 @@ class WarmPool:
         """A ready kernel of `info.image` made into kernel `info`, or None (the caller
         takes the cold path): none is ready, or making it fit failed."""
         kernels = self.ready.get(info.image)
+        if kernels is None:
+            return None  # not an image the pool keeps
         if not kernels:
-            if self._config.sizes:
-                self._missed += 1
+            self._missed += 1
             return None
         kernel = kernels.pop()
         self._wake.set()  # refill in the background

@@ -78,6 +78,25 @@ def kernel_start() -> str:
     return "cold"
 
 
+def cold_and_pooled() -> tuple[Any, Any]:
+    """Fixtures that run each test of a module twice, on cold and on pooled kernels:
+    ``kernel_start, pooled_kernels_claimed = cold_and_pooled()`` in the module. The
+    second checks that the pooled run really claimed its kernels from the pool."""
+
+    @pytest.fixture(params=["cold", "pooled"])
+    def kernel_start(request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    @pytest.fixture(autouse=True)
+    async def pooled_kernels_claimed(cluster: Cluster, kernel_start: str) -> AsyncIterator[None]:
+        yield
+        if kernel_start == "pooled":
+            status = cluster.agent.pool.status()
+            assert status.claims >= 1 and status.misses == 0, status
+
+    return kernel_start, pooled_kernels_claimed
+
+
 async def wait_for_pool(agent: Agent, ready: int) -> None:
     """Until `ready` kernels of the agent's pool are ready."""
     with trio.fail_after(60):
