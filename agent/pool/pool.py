@@ -125,6 +125,8 @@ class WarmPool:
         self._retry_at: dict[str, float] = {}
         self._limiter = trio.CapacityLimiter(self._config.refill_concurrency)
         self._wake = trio.Event()
+        #: Set when no kernel is starting any more (the first fill is over).
+        self._settled = trio.Event()
         self._claimed = 0
         self._missed = 0
         self._nursery: trio.Nursery | None = None
@@ -173,12 +175,16 @@ class WarmPool:
                 self._nursery = nursery
                 # Staging mounts a crashed agent left behind (never removed recursively).
                 await trio.to_thread.run_sync(mounts.sweep_stages, self._stage_root)
+                await self.check()
+                with trio.move_on_after(self._config.start_timeout):
+                    if self.status().starting:
+                        await self._settled.wait()
                 task_status.started()
                 while True:
-                    await self.check()
                     with trio.move_on_after(self._config.check_interval):
                         await self._wake.wait()
                     self._wake = trio.Event()
+                    await self.check()
         finally:
             with trio.CancelScope(shield=True) as scope:
                 scope.deadline = trio.current_time() + self._agent.docker_timeout
@@ -237,6 +243,8 @@ class WarmPool:
             return
         finally:
             self._starting[image] -= 1
+            if not any(self._starting.values()):
+                self._settled.set()
         self.ready.setdefault(image, []).append(kernel)
         assert self._nursery is not None
         self._nursery.start_soon(self._watch, kernel)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import attrs
 
-from crucible.config.types import GiB, NonNegativeInt, PositiveFloat, PositiveInt
+from crucible.config.types import GiB, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 
 @attrs.frozen
@@ -23,6 +23,9 @@ class PoolConfig:
     min_host_available_bytes: NonNegativeInt = NonNegativeInt(1 * GiB)
     #: Pooled kernels started at once when the pool refills.
     refill_concurrency: PositiveInt = PositiveInt(1)
+    #: Seconds the agent waits at start for the pool to fill before it registers with
+    #: its managers, so that the first sessions find it warm; 0: no wait.
+    start_timeout: NonNegativeFloat = NonNegativeFloat(30.0)
     #: Seconds between looks at the pool (what is missing, the host's memory).
     check_interval: PositiveFloat = PositiveFloat(2.0)
     #: Seconds to wait after a pooled kernel failed to start before trying again.

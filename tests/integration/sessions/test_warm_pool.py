@@ -35,9 +35,14 @@ async def test_a_session_claims_a_pooled_kernel_and_the_pool_refills(cluster: Cl
     assert response.status_code == 201, response.text
     assert pool.status().claims == 1
     (supervisor,) = cluster.agent.kernels.values()
-    code = "import os, socket\nprint(6*7, os.environ['GREETING'], sorted(os.listdir('.')))"
+    # A clean /home/work and /tmp, and the host name a cold kernel has (its container's).
+    code = (
+        "import os, socket\n"
+        "print(6*7, os.environ['GREETING'], os.listdir('.'), os.listdir('/tmp'))\n"
+        "print(socket.gethostname())"
+    )
     out = stream_text(await execute(cluster.client, token, code))
-    assert out == "42 hello pool []\n"
+    assert out == f"42 hello pool [] []\n{supervisor.container_id[:12]}\n"
     # What a claimed kernel's environment holds reaches processes it starts too.
     shell = stream_text(
         await execute(cluster.client, token, "import os; os.system('echo $GREETING')")
