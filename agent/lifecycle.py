@@ -166,7 +166,9 @@ class KernelLifecycle:
         if kernel_id in self.kernels:
             raise AgentCallError(f"kernel {kernel_id} already exists", ErrorKind.INVALID_INPUT)
         image = call.image
-        labels = await self._driver.image_labels(image)
+        # A pooled kernel of the image knows its labels: no engine call on the warm path.
+        pooled_labels = self._pool.image_labels(image) if self._pool is not None else None
+        labels = pooled_labels or await self._driver.image_labels(image)
         lang = labels.get(LABEL_LANG)
         if not lang:
             raise AgentCallError(f"{image} is not a Crucible kernel image", ErrorKind.INVALID_INPUT)
@@ -179,7 +181,9 @@ class KernelLifecycle:
             mem=call.mem,
             environ=dict(call.environ),
             kernel_dir=self.kernels_root / kernel_id.replace("-", "")[:16],
-            mounts=await trio.to_thread.run_sync(vfolder_mounts, call.mounts),
+            mounts=await trio.to_thread.run_sync(vfolder_mounts, call.mounts)
+            if call.mounts
+            else (),
             access_key=call.access_key,
         )
         claimed = await self._pool.claim(info) if self._pool is not None else None

@@ -386,10 +386,14 @@ class DockerDriver:
 
     async def image_labels(self, ref: str) -> dict[str, str]:
         """The labels of one local image; `ImageNotFound` if it is not there."""
+        return (await self.image_identity(ref))[1]
+
+    async def image_identity(self, ref: str) -> tuple[str, dict[str, str]]:
+        """The id and the labels of one local image; `ImageNotFound` if it is not there."""
         raw = await self._call(
             f"inspect image {ref}", lambda: self._api.inspect_image(ref), subject="image"
         )
-        return dict(dig(raw, "Config", "Labels") or {})
+        return str(raw.get("Id", "")), dict(dig(raw, "Config", "Labels") or {})
 
     # -- engine ---------------------------------------------------------------------------
 

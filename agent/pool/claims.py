@@ -3,7 +3,9 @@
 A pooled container's labels were written when it was made, before any session existed,
 and labels never change: so the agent records each claim in its own state directory
 (``<state>/agent/claims``, root's, mode 0700), one file per container, written
-atomically (a fresh file, fsynced, renamed into place). A restarted agent reads the
+atomically (a fresh file renamed into place). Not fsynced: what it guards against is
+the agent's own end (a crash, a kill -9), after which the page cache still holds the
+file; a host that goes down takes the kernel containers with it. A restarted agent reads the
 record to supervise the kernel again as the session it serves; a pooled container
 without one was never claimed and is discarded.
 """
@@ -54,7 +56,6 @@ class ClaimRecords:
         fd = os.open(temporary, flags, 0o600)
         try:
             os.write(fd, data)
-            os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temporary, path)

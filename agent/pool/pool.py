@@ -65,6 +65,9 @@ class PooledKernel:
     container_id: str
     runner: RunnerConnection
     hello: dict[str, Any]
+    #: The image it runs (its id, and its labels), as it was when the kernel started.
+    image_id: str
+    image_labels: dict[str, str]
     #: The watch on the idle runner (`WarmPool._watch`), and its end.
     watch: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     unwatched: trio.Event = attrs.field(factory=trio.Event)
@@ -202,6 +205,11 @@ class WarmPool:
             # Dropped from the configuration (or the image is gone): not needed.
             for kernel in self.ready.pop(image):
                 await self._discard(kernel)
+        current = {entry.ref: entry.id for entry in self._images()}
+        for kernels in self.ready.values():
+            for kernel in [k for k in kernels if current.get(k.info.image) != k.image_id]:
+                # Its tag names a newer image now (rebuilt): a cold kernel would get that.
+                await self._discard(kernel)
         assert self._nursery is not None
         now = trio.current_time()
         headroom = available - floor
@@ -250,7 +258,7 @@ class WarmPool:
         self._nursery.start_soon(self._watch, kernel)
 
     async def _start(self, image: str) -> PooledKernel:
-        labels = await self._driver.image_labels(image)
+        image_id, labels = await self._driver.image_identity(image)
         slot = f"{SLOT_PREFIX}{secrets.token_hex(6)}"
         info = KernelInfo(
             kernel_id=slot,
@@ -286,7 +294,7 @@ class WarmPool:
                 await self._release(info)
             raise
         log.info("warm pool: %s ready (%s)", slot, image)
-        return PooledKernel(info, container_id, runner, hello)
+        return PooledKernel(info, container_id, runner, hello, image_id, labels)
 
     async def _watch(self, kernel: PooledKernel) -> None:
         """Wait on the idle runner: it says nothing until its session does, so a word
@@ -306,6 +314,11 @@ class WarmPool:
         kernel.unwatched.set()
 
     # -- claiming -------------------------------------------------------------------------
+
+    def image_labels(self, image: str) -> dict[str, str] | None:
+        """The labels of `image` when a kernel of it is ready (no engine call needed)."""
+        kernels = self.ready.get(image)
+        return dict(kernels[-1].image_labels) if kernels else None
 
     async def claim(self, info: KernelInfo) -> Claimed | None:
         """A ready kernel of `info.image` made into kernel `info`, or None (the caller
@@ -341,7 +354,7 @@ class WarmPool:
 
     async def _fit(self, kernel: PooledKernel, info: KernelInfo) -> None:
         """Make the pooled kernel the session's: its limits, vfolders, environment,
-        claim record and name."""
+        claim record (and, in the background, its name)."""
         container_id = kernel.container_id
         if (info.cpu, info.mem) != (kernel.info.cpu, kernel.info.mem):
             await self._driver.update_limits(
@@ -360,7 +373,16 @@ class WarmPool:
             # (the interpreter it started ahead included), before any run: messages on
             # the socket are handled in order.
             await kernel.runner.send({"op": "environ", "environ": dict(info.environ)})
-        await self._driver.rename(container_id, f"{CONTAINER_NAME_PREFIX}{info.kernel_id}")
+        # Named as a cold kernel is, off the create's path: the name is for operators
+        # (``docker ps``); nothing finds a kernel by it.
+        assert self._nursery is not None
+        self._nursery.start_soon(self._rename, container_id, info.kernel_id)
+
+    async def _rename(self, container_id: str, kernel_id: str) -> None:
+        try:
+            await self._driver.rename(container_id, f"{CONTAINER_NAME_PREFIX}{kernel_id}")
+        except DockerError as exc:  # e.g. the session ended meanwhile
+            log.info("warm pool: could not rename %s: %s", container_id[:12], exc)
 
     # -- removing -------------------------------------------------------------------------
 

@@ -48,8 +48,12 @@ async def test_a_session_claims_a_pooled_kernel_and_the_pool_refills(cluster: Cl
         await execute(cluster.client, token, "import os; os.system('echo $GREETING')")
     )
     assert shell == "hello pool\n"
-    raw = await _inspect(supervisor.container_id)
-    assert raw["Name"] == f"/{CONTAINER_NAME_PREFIX}{supervisor.info.kernel_id}"
+    # Renamed as a cold kernel is named (in the background).
+    with trio.fail_after(10):
+        while (raw := await _inspect(supervisor.container_id))["Name"] != (
+            f"/{CONTAINER_NAME_PREFIX}{supervisor.info.kernel_id}"
+        ):
+            await trio.sleep(0.1)
     labels = raw["Config"]["Labels"]  # type: ignore[index]
     assert LABEL_POOL in labels and labels[LABEL_KERNEL_ID].startswith("pool-")
     # The claim is recorded for a restarted agent; the pool is back to its size.
