@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 import trio
@@ -23,7 +23,7 @@ from crucible.agent.docker.errors import DockerError
 from crucible.agent.kernel.supervisor import KernelSupervisor
 from crucible.config import Config
 from crucible.kernels.contract import LABEL_LANG
-from crucible.protocol.reports import AgentInfo, Heartbeat, ImageEntry, KernelReport
+from crucible.protocol.reports import AgentInfo, Heartbeat, ImageEntry, KernelReport, PoolReport
 from crucible.protocol.stats import KernelStats
 from crucible.protocol.version import VERSION
 
@@ -60,12 +60,18 @@ class Heartbeats:
     agent_id: str = attrs.field(kw_only=True)
     capacity: dict[str, float] = attrs.field(kw_only=True)
     _interval: float = attrs.field(kw_only=True)
+    #: What the warm pool holds now (`crucible.agent.pool.pool.WarmPool.status`).
+    _pool: Callable[[], PoolReport | None] = attrs.field(default=lambda: None, kw_only=True)
     images: tuple[ImageEntry, ...] = attrs.field(default=(), init=False)
 
     def heartbeat(self) -> Heartbeat:
         return Heartbeat(
             agent=AgentInfo(
-                id=self.agent_id, version=VERSION, capacity=self.capacity, images=self.images
+                id=self.agent_id,
+                version=VERSION,
+                capacity=self.capacity,
+                images=self.images,
+                pool=self._pool(),
             ),
             kernels=tuple(
                 KernelReport(kernel_id, sup.last_stats)

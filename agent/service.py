@@ -67,6 +67,7 @@ class Agent:
             agent_id=self.id,
             capacity=self.capacity,
             interval=config.agent.heartbeat_interval,
+            pool=lambda: self.pool.status() if config.pool.sizes else None,
         )
         #: Kernels started ahead of time (`crucible.agent.pool`); empty without
         #: ``[pool] sizes``.

@@ -49,6 +49,7 @@ from crucible.config import Config
 from crucible.errors import ImageNotFound
 from crucible.kernels.catalog import ImageEntry, resolve_lang
 from crucible.kernels.contract import CONTAINER_NAME_PREFIX, LABEL_LANG
+from crucible.protocol.reports import PoolReport
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +83,6 @@ class Claimed:
     info: KernelInfo
     container_id: str
     runner: AcceptedRunner
-
-
-@attrs.frozen
-class PoolStatus:
-    """What the heartbeat and the metrics say of the pool."""
-
-    #: Ready kernels per image reference.
-    ready: dict[str, int]
-    starting: int
-    memory_bytes: int
-    claims: int
-    misses: int
 
 
 class WarmPool:
@@ -145,8 +134,8 @@ class WarmPool:
         """Memory the pool holds (ready and starting kernels, at their limit)."""
         return (self.size + sum(self._starting.values())) * self.kernel_memory
 
-    def status(self) -> PoolStatus:
-        return PoolStatus(
+    def status(self) -> PoolReport:
+        return PoolReport(
             ready={image: len(kernels) for image, kernels in self.ready.items() if kernels},
             starting=sum(self._starting.values()),
             memory_bytes=self.memory_bytes,

@@ -79,6 +79,7 @@ class AgentDirectory:
             version=str(info.version),
             capacity=info.capacity,
             images=codec.unstructure(info.images),
+            warm_pool=codec.unstructure(info.pool) if info.pool is not None else None,
         )
         if agent_id not in self._reported:
             self._reported.add(agent_id)

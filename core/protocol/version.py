@@ -13,4 +13,4 @@ from typing import Final
 
 #: 2: bounded frames (issue 9). 3: typed messages (`crucible.protocol.calls` and the
 #: modules beside it); file calls one per step; error kinds under ``"kind"``.
-VERSION: Final = 3
+VERSION: Final = 4

@@ -105,6 +105,7 @@ def test_reports_cross_the_wire_unchanged() -> None:
             VERSION,
             {"cpu": 4.0, "mem": 8e9},
             (reports.ImageEntry("crucible/kernel-c:latest", "sha256:1", {"crucible.lang": "c"}),),
+            reports.PoolReport({"crucible/kernel-c:latest": 2}, 1, 3 * 2**29, 5, 1),
         ),
         (reports.KernelReport(K, STATS), reports.KernelReport("k2", None)),
     )
@@ -154,7 +155,7 @@ async def test_frames_carry_the_protocol_version() -> None:
         with trio.fail_after(5):
             await link.send(codec.event_message(reports.KernelTerminated(K, "self-terminated")))
         nursery.cancel_scope.cancel()
-    assert HEADER.unpack_from(sent[0])[0] == VERSION == 3
+    assert HEADER.unpack_from(sent[0])[0] == VERSION == 4
 
 
 def params_of(call: calls.AgentCall[Any], **changes: object) -> dict[str, Any]:

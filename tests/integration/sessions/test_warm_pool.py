@@ -145,3 +145,35 @@ async def pool_containers(cluster: Cluster) -> list[str]:
     with trio.fail_after(30):
         done = await trio.run_process(argv, capture_stdout=True)
     return done.stdout.decode().split()
+
+
+POOL_QUERY = (
+    "query($id: String!) { agent(agent_id: $id) { warm_pool_ready warm_pool_starting "
+    "warm_pool_mem_bytes warm_pool_claims warm_pool_misses } }"
+)
+
+
+async def test_the_pool_is_visible_in_the_heartbeat_and_graphql(cluster: Cluster) -> None:
+    report = cluster.agent.heartbeat().agent.pool
+    assert report is not None
+    assert report.ready == {"crucible/kernel-python:3.11": POOLED_KERNELS}
+    assert report.memory_bytes == POOLED_KERNELS * cluster.config.sessions.default_memory_bytes
+    token = new_token()
+    assert (await create(cluster.client, token)).status_code == 201
+    admin = cluster.harness.as_admin()
+    expected = {
+        "warm_pool_ready": POOLED_KERNELS,
+        "warm_pool_starting": 0,
+        "warm_pool_mem_bytes": float(report.memory_bytes),
+        "warm_pool_claims": 1,
+        "warm_pool_misses": 0,
+    }
+    with trio.fail_after(30):  # a heartbeat after the claim and the refill
+        while True:
+            response = await admin.post(
+                "/admin/graphql", json={"query": POOL_QUERY, "variables": {"id": cluster.agent.id}}
+            )
+            assert response.status_code == 200, response.text
+            if response.json()["agent"] == expected:
+                break
+            await trio.sleep(0.2)
