@@ -65,7 +65,7 @@ class ClaimRecords:
         is unreadable, which makes it unusable all the same)."""
         try:
             fd = os.open(self._path(container_id), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except (FileNotFoundError, ValueError):
+        except (OSError, ValueError):  # none, or not a plain file (ELOOP: a link)
             return None
         try:
             with os.fdopen(fd, "rb") as file:

@@ -47,9 +47,9 @@ from crucible.agent.pool.claims import ClaimRecords
 from crucible.agent.pool.memory import AvailableMemory, host_available_bytes
 from crucible.config import Config
 from crucible.errors import ImageNotFound
-from crucible.kernels.catalog import ImageEntry, resolve_lang
+from crucible.kernels.catalog import resolve_lang
 from crucible.kernels.contract import CONTAINER_NAME_PREFIX, LABEL_LANG
-from crucible.protocol.reports import PoolReport
+from crucible.protocol.reports import ImageEntry, PoolReport
 
 log = logging.getLogger(__name__)
 
