@@ -167,7 +167,7 @@ class WarmPool:
                 self._nursery = nursery
                 # Staging mounts a crashed agent left behind (never removed recursively).
                 await trio.to_thread.run_sync(mounts.sweep_stages, self._stage_root)
-                await self.check()
+                await self._check_logged()
                 with trio.move_on_after(self._config.start_timeout):
                     if self.status().starting:
                         await self._settled.wait()
@@ -176,11 +176,19 @@ class WarmPool:
                     with trio.move_on_after(self._config.check_interval):
                         await self._wake.wait()
                     self._wake = trio.Event()
-                    await self.check()
+                    await self._check_logged()
         finally:
             with trio.CancelScope(shield=True) as scope:
                 scope.deadline = trio.current_time() + self._agent.docker_timeout
                 await self.discard_all()
+
+    async def _check_logged(self) -> None:
+        # The pool is a convenience: whatever goes wrong with it must not take the
+        # agent (and its sessions) down; the next look tries again.
+        try:
+            await self.check()
+        except Exception:
+            log.exception("warm pool: the look at the pool failed")
 
     async def check(self) -> None:
         """One look: shrink under memory pressure, else start what is missing."""
@@ -195,7 +203,7 @@ class WarmPool:
             for kernel in self.ready.pop(image):
                 await self._discard(kernel)
         current = {entry.ref: entry.id for entry in self._images()}
-        for kernels in self.ready.values():
+        for kernels in list(self.ready.values()):
             for kernel in [k for k in kernels if current.get(k.info.image) != k.image_id]:
                 # Its tag names a newer image now (rebuilt): a cold kernel would get that.
                 await self._discard(kernel)
@@ -234,8 +242,8 @@ class WarmPool:
         try:
             async with self._limiter:
                 kernel = await self._start(image)
-        except (DockerError, OSError, RunnerGone, trio.TooSlowError) as exc:
-            log.warning("warm pool: could not start a kernel of %s: %s", image, exc)
+        except Exception as exc:  # any failure: this kernel is not made, the agent goes on
+            log.warning("warm pool: could not start a kernel of %s: %r", image, exc)
             self._retry_at[image] = trio.current_time() + self._config.retry_delay
             return
         finally:
