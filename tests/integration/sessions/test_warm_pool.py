@@ -177,3 +177,22 @@ async def test_the_pool_is_visible_in_the_heartbeat_and_graphql(cluster: Cluster
             if response.json()["agent"] == expected:
                 break
             await trio.sleep(0.2)
+
+
+async def test_a_claimed_kernel_restarts_with_its_files_folders_and_environment(
+    cluster: Cluster,
+) -> None:
+    client = cluster.client
+    assert (await client.post("/folders", json={"name": "data", "host": []})).status_code == 201
+    token = new_token()
+    response = await create(client, token, mounts=["data"], environ={"KEPT": "yes"})
+    assert response.status_code == 201, response.text
+    assert cluster.agent.pool.status().claims == 1
+    code = "open('keep.txt', 'w').write('kept')\nopen('data/f.txt', 'w').write('in the folder')"
+    await execute(client, token, code)
+    assert (await client.request("PATCH", f"/kernel/{token}")).status_code == 204
+    code = (
+        "import os\nprint(open('keep.txt').read(), open('data/f.txt').read(), os.environ['KEPT'])"
+    )
+    assert stream_text(await execute(client, token, code)) == "kept in the folder yes\n"
+    assert (await client.request("DELETE", f"/kernel/{token}")).status_code == 200
