@@ -16,6 +16,7 @@ from crucible.agent.docker.driver import DockerDriver
 from crucible.agent.execution.queue import QueueFull
 from crucible.agent.files.paths import FileOpError
 from crucible.agent.files.service import FileService
+from crucible.agent.kernel.services import ServiceFailed, UnknownService
 from crucible.agent.kernel.supervisor import KernelGone, KernelSupervisor
 from crucible.config import AgentConfig
 from crucible.protocol.calls import (
@@ -32,6 +33,8 @@ from crucible.protocol.calls import (
     KernelLogs,
     ListKernels,
     RunCancelled,
+    ServiceStarted,
+    StartService,
 )
 from crucible.protocol.failures import ErrorKind
 from crucible.protocol.file_calls import FILE_CALLS, FileCall
@@ -69,6 +72,7 @@ class KernelCalls:
         table.add(Complete, self.complete)
         table.add(GetLogs, self.logs)
         table.add(ListKernels, self.list_kernels)
+        table.add(StartService, self.start_service)
         for kind in FILE_CALLS:
             table.add(kind, self.file_call)
 
@@ -98,6 +102,21 @@ class KernelCalls:
         timeout = self._config.complete_timeout
         items = await supervisor.complete(call.code, call.options, timeout=timeout)
         return Completions(tuple(items))
+
+    async def start_service(self, call: StartService) -> ServiceStarted:
+        """Start an app of the kernel (spec 9) unless it runs; answer once it accepts."""
+        supervisor = live_kernel(self._kernels, call.kernel_id)
+        try:
+            port, started = await supervisor.start_service(
+                call.name, timeout=self._config.service_start_timeout
+            )
+        except UnknownService as exc:
+            raise AgentCallError(str(exc), ErrorKind.APP_NOT_FOUND) from exc
+        except ServiceFailed as exc:
+            raise AgentCallError(str(exc), ErrorKind.SERVICE_START_FAILED) from exc
+        except KernelGone as exc:
+            raise AgentCallError(f"the kernel is gone: {exc}", ErrorKind.KERNEL_NOT_FOUND) from exc
+        return ServiceStarted(port, started)
 
     async def logs(self, call: GetLogs) -> KernelLogs:
         supervisor = live_kernel(self._kernels, call.kernel_id)

@@ -23,6 +23,7 @@ from crucible.agent.docker.errors import DockerError
 from crucible.agent.kernel.supervisor import KernelSupervisor
 from crucible.config import Config
 from crucible.kernels.contract import LABEL_LANG
+from crucible.kernels.service_ports import ServicePortError, image_service_ports
 from crucible.protocol.reports import AgentInfo, Heartbeat, ImageEntry, KernelReport, PoolReport
 from crucible.protocol.stats import KernelStats
 from crucible.protocol.version import VERSION
@@ -84,6 +85,7 @@ class Heartbeats:
         self.images = tuple(
             ImageEntry(ref=tag, id=image.id, labels=dict(image.labels))
             for image in images
+            if _offerable(image.tags, image.labels)
             for tag in image.tags
         )
         return self.images
@@ -108,3 +110,14 @@ class Heartbeats:
             except* DockerError:
                 # The refreshes run in a nursery: Docker's failures come as a group.
                 log.warning("could not refresh kernel statistics", exc_info=True)
+
+
+def _offerable(tags: tuple[str, ...], labels: Mapping[str, str]) -> bool:
+    """Whether an image may be offered: one whose service-port declaration (spec 9) is
+    bad is not (a session of it would offer apps that cannot be reached)."""
+    try:
+        image_service_ports(labels)
+    except ServicePortError as exc:
+        log.warning("not offering image %s: %s", ", ".join(tags) or "(untagged)", exc)
+        return False
+    return True

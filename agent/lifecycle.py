@@ -30,7 +30,7 @@ from crucible.agent.kernel.runner_link import RunnerListener, RunnerSource
 from crucible.agent.kernel.supervisor import KernelSupervisor
 from crucible.agent.pool.claims import ClaimRecords
 from crucible.agent.pool.pool import WarmPool
-from crucible.config import AgentConfig
+from crucible.config import AgentConfig, StreamsConfig
 from crucible.kernels.contract import (
     LABEL_AGENT_ID,
     LABEL_KERNEL_ID,
@@ -38,6 +38,7 @@ from crucible.kernels.contract import (
     LABEL_LANG,
     LABEL_POOL,
 )
+from crucible.kernels.service_ports import ServicePortError, image_service_ports
 from crucible.protocol.calls import (
     CallTable,
     CreateKernel,
@@ -61,6 +62,8 @@ class RunLimits:
     output: OutputLedger
     limits: ExecLimits
     slots: FairSlots
+    #: The bounds of the kernels' terminals and tunnels.
+    streams: StreamsConfig = attrs.Factory(StreamsConfig)
 
 
 @attrs.define(eq=False)
@@ -172,6 +175,11 @@ class KernelLifecycle:
         lang = labels.get(LABEL_LANG)
         if not lang:
             raise AgentCallError(f"{image} is not a Crucible kernel image", ErrorKind.INVALID_INPUT)
+        try:
+            service_ports = image_service_ports(labels)
+        except ServicePortError as exc:
+            message = f"{image} declares bad service ports: {exc}"
+            raise AgentCallError(message, ErrorKind.INVALID_INPUT) from exc
         info = KernelInfo(
             kernel_id=kernel_id,
             image=image,
@@ -185,6 +193,7 @@ class KernelLifecycle:
             if call.mounts
             else (),
             access_key=call.access_key,
+            service_ports=service_ports,
         )
         claimed = await self._pool.claim(info) if self._pool is not None else None
         if claimed is not None:
@@ -196,9 +205,9 @@ class KernelLifecycle:
             )
             if supervisor.terminated_reason is not None:
                 raise AgentCallError(_start_failure("start", supervisor))
-            return KernelCreated(claimed.container_id)
+            return KernelCreated(claimed.container_id, service_ports=service_ports)
         await sandbox.prepare_scratch(info.kernel_dir, size_bytes=self._config.scratch_size_bytes)
-        return KernelCreated(await self._start(info, "start"))
+        return KernelCreated(await self._start(info, "start"), service_ports=service_ports)
 
     async def restart_kernel(self, call: RestartKernel) -> KernelRestarted:
         old = live_kernel(self.kernels, call.kernel_id)
@@ -261,6 +270,7 @@ class KernelLifecycle:
             connect_timeout=timeout,
             limits=self._runs.limits,
             slots=self._runs.slots,
+            stream_config=self._runs.streams,
         )
         self.kernels[info.kernel_id] = supervisor
         await self._nursery.start(_run_kernel, supervisor)

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import logging
 import traceback
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import trio
@@ -30,6 +31,8 @@ from trio_websocket import (
 
 from crucible.agent.calls import AgentCallError
 from crucible.agent.events import EventSink
+from crucible.agent.kernel.supervisor import KernelSupervisor
+from crucible.agent.streams import LinkStreams
 from crucible.config import Config
 from crucible.exc_groups import describe
 from crucible.protocol import codec
@@ -47,6 +50,7 @@ from crucible.protocol.framing import (
     Refused,
 )
 from crucible.protocol.reports import AgentEvent, Heartbeat
+from crucible.protocol.streams import OpenStream
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +66,15 @@ LINK_DOWN = (
     LinkClosed,
 )
 
+
 class LinkedAgent(Protocol):
     """What a link needs of the agent it serves."""
 
     id: str
     config: Config
+
+    @property
+    def kernels(self) -> Mapping[str, KernelSupervisor]: ...
 
     def heartbeat(self) -> Heartbeat: ...
 
@@ -111,6 +119,7 @@ class ManagerLink:
         #: Seconds before each new attempt after consecutive failures (the last repeats).
         self._reconnect_delays = dialling.manager_reconnect_delays
         self._link: FramedLink | None = None
+        self._streams: LinkStreams | None = None
         #: Whether the current attempt got as far as a working link.
         self._linked = False
         self.connected = trio.Event()
@@ -150,8 +159,12 @@ class ManagerLink:
         ) as ws:
             link = FramedLink(_WebSocketFrames(ws), self.limits)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(link.serve, functools.partial(self._deliver, nursery))
+                streams = LinkStreams(
+                    self.agent.kernels, self.agent.config.streams, link.send, nursery
+                )
+                nursery.start_soon(link.serve, functools.partial(self._deliver, nursery, streams))
                 self._link = link
+                self._streams = streams
                 self.agent.add_event_sink(self.send)
                 try:
                     await link.send(codec.heartbeat_message(self.agent.heartbeat()))
@@ -163,8 +176,10 @@ class ManagerLink:
                         task_status.started()
                     await self._heartbeats(link)
                 finally:
+                    streams.close_all()
                     self.agent.remove_event_sink(self.send)
                     self._link = None
+                    self._streams = None
                     self.connected = trio.Event()
 
     async def send(self, event: AgentEvent) -> None:
@@ -183,13 +198,20 @@ class ManagerLink:
             except MessageTooLarge as exc:
                 log.error("a heartbeat was not sent: %s", exc)
 
-    def _deliver(self, nursery: trio.Nursery, delivery: Delivery) -> None:
+    def _deliver(self, nursery: trio.Nursery, streams: LinkStreams, delivery: Delivery) -> None:
         if isinstance(delivery, Refused):
             log.warning("refused a message from %s: %s", self.url, delivery.reason)
             if delivery.ref:
                 failure = CallFailure(delivery.kind, delivery.reason)
                 reply = codec.error_message(delivery.ref, failure)
                 nursery.start_soon(self._reply, delivery.ref, reply)
+            return
+        if codec.is_stream(delivery.message):
+            # In order and at once, never a task each: the stream's window bounds it.
+            try:
+                streams.deliver(codec.read_stream(delivery.message))
+            except codec.ProtocolError as exc:
+                log.warning("dropped a stream message from %s: %s", self.url, exc)
             return
         nursery.start_soon(self._answer, delivery.message, delivery.ref)
 
@@ -206,6 +228,11 @@ class ManagerLink:
             return
         call_id, call = incoming.id, incoming.call
         try:
+            if isinstance(call, OpenStream) and self._streams is not None:
+                # A stream belongs to the link it was opened on.
+                answer = codec.result_message(call_id, await self._streams.open(call))
+                await self._reply(ref, answer)
+                return
             handler = self.agent.calls().handler(call)
             if handler is None:
                 refusal = f"this agent takes no {call.method} calls"

@@ -83,7 +83,7 @@ class Agent:
             config.agent,
             driver,
             self.containers,
-            RunLimits(self.output, self.exec_limits, self.run_slots),
+            RunLimits(self.output, self.exec_limits, self.run_slots, config.streams),
             kernels=self.kernels,
             kernels_root=self.kernels_root,
             emit=self._events.emit,

@@ -98,6 +98,9 @@ class WebSocket:
     def send_text(self, text: str) -> None:
         self._send_frame(_OP_TEXT, text.encode())
 
+    def send_binary(self, data: bytes) -> None:
+        self._send_frame(_OP_BINARY, data)
+
     def _fill(self) -> None:
         if self._quickack:
             # Linux leaves quick-ACK mode on its own: ask again before every read, so each

@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     from crucible.agent.images.cli import register as register_images  # lazy: keeps startup light
 
     register_images(sub)
+    from crucible.tunnel_client import register as register_app
+
+    register_app(sub)
     return parser
 
 

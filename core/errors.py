@@ -243,6 +243,13 @@ class KernelExecutionFailed(AgentError):
     title = "Executing user code failed."
 
 
+class ServiceStartFailed(AgentError):
+    """A session's app (spec 9 service ports) did not come up (spec 5.5: a 500)."""
+
+    type_suffix = "service-start-failed"
+    title = "The app did not start in the session."
+
+
 class ServiceUnavailable(ProblemError):
     status = 503
     type_suffix = "service-unavailable"

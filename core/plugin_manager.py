@@ -17,6 +17,7 @@ from crucible.hookspecs.markers import PROJECT_NAME
 #: Entry-point group per plugin kind, and the hookspec module that defines the kind.
 PLUGIN_KINDS: dict[str, tuple[str, ModuleType]] = {
     "scheduler": ("crucible.schedulers", scheduler_spec),
+    "agent_selector": ("crucible.agent_selectors", scheduler_spec),
     "storage": ("crucible.storage", storage_spec),
 }
 
@@ -51,6 +52,18 @@ def load_scheduler(name: str, *extra_plugins: object) -> scheduler_spec.Schedule
     except KeyError:
         known = ", ".join(sorted(schedulers)) or "none"
         raise PluginNotFound(f"no scheduler plugin named {name!r} (installed: {known})") from None
+
+
+def load_agent_selector(name: str, *extra_plugins: object) -> scheduler_spec.AgentSelector:
+    manager = create_plugin_manager("agent_selector", *extra_plugins)
+    selectors: dict[str, scheduler_spec.AgentSelector] = {
+        s.name: s for offered in manager.hook.crucible_agent_selectors() for s in offered
+    }
+    try:
+        return selectors[name]
+    except KeyError:
+        known = ", ".join(sorted(selectors)) or "none"
+        raise PluginNotFound(f"no agent selector named {name!r} (installed: {known})") from None
 
 
 def load_storage_backends(*extra_plugins: object) -> dict[str, storage_spec.StorageBackend]:

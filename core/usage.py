@@ -10,7 +10,7 @@ layer reports through `record_storage`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from crucible.db.pool import Executor
 from crucible.db.queries import usage_daily
@@ -24,7 +24,7 @@ __all__ = [
     "record_executions",
     "record_memory_samples",
     "record_session_end",
-    "record_session_start",
+    "record_session_starts",
     "record_storage",
 ]
 
@@ -32,8 +32,9 @@ __all__ = [
 MAX_RANGE_DAYS = 3660
 
 
-async def record_session_start(ex: Executor, access_key: str) -> None:
-    await usage_daily.add(ex, [UsageDelta(access_key, sessions_started=1)])
+async def record_session_starts(ex: Executor, access_keys: Iterable[str]) -> None:
+    """Count a session started for each of `access_keys` (a key twice: two sessions)."""
+    await usage_daily.add(ex, [UsageDelta(key, sessions_started=1) for key in access_keys])
 
 
 async def record_session_end(ex: Executor, access_key: str, stats: KernelStats) -> None:

@@ -48,6 +48,11 @@ from crucible.kernels.contract import (
     WORK_UID,
     WORK_USER,
 )
+from crucible.kernels.service_ports import (
+    LABEL_SERVICE_PORTS,
+    ServicePort,
+    format_service_ports,
+)
 
 #: Bump when the builder's *handling* of a recipe changes in a way that alters the image
 #: (e.g. how the rootfs is trimmed), so that existing images are seen as stale.
@@ -148,6 +153,11 @@ class LangRecipe:
     env: tuple[tuple[str, str], ...] = ()
     #: Shell commands run before apt-get, in the same layer.
     setup: tuple[str, ...] = ()
+    #: spec 9 ``ai.backend.service-ports``: the apps the image offers (checked here, so
+    #: a recipe with a bad declaration is refused before anything is built).
+    service_ports: tuple[ServicePort, ...] = attrs.field(
+        default=(), validator=lambda _i, _a, v: format_service_ports(v)
+    )
 
     @property
     def repository(self) -> str:
@@ -171,6 +181,11 @@ class LangRecipe:
             LABEL_KIND: KIND_KERNEL,
             LABEL_LANG: self.lang,
             LABEL_ALIASES: ",".join(self.aliases),
+            **(
+                {LABEL_SERVICE_PORTS: format_service_ports(self.service_ports)}
+                if self.service_ports
+                else {}
+            ),
             **dict(self.extra_labels),
         }
 
@@ -268,6 +283,11 @@ def lang_recipe(language: Language, suite: str) -> LangRecipe | None:
         pip_packages=language.pip_packages,
         env=language.env,
         setup=language.setup,
+        # ServicePortError (a ValueError) on a bad declaration: refused at build time.
+        service_ports=tuple(
+            ServicePort(service.name, service.protocol, service.port)
+            for service in language.recipe.services
+        ),
     )
 
 

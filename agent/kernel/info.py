@@ -11,6 +11,8 @@ from pathlib import Path
 
 import attrs
 
+from crucible.kernels.service_ports import ServicePort
+
 
 @attrs.frozen
 class KernelInfo:
@@ -29,6 +31,9 @@ class KernelInfo:
     mounts: tuple[tuple[str, str, bool], ...] = ()
     #: The owner's access key: the agent shares execution slots fairly between keys.
     access_key: str = ""
+    #: The apps its image declares (spec 9 ``ai.backend.service-ports``), read when the
+    #: kernel was made: what ``start_service`` may start.
+    service_ports: tuple[ServicePort, ...] = ()
 
     @property
     def ipc_dir(self) -> Path:
@@ -50,6 +55,7 @@ def info_to_label(info: KernelInfo) -> str:
             "kernel_dir": str(info.kernel_dir),
             "mounts": [list(m) for m in info.mounts],
             "access_key": info.access_key,
+            "service_ports": [[p.name, p.protocol, p.port] for p in info.service_ports],
         }
     )
 
@@ -71,4 +77,8 @@ def info_from_label(text: str) -> KernelInfo:
             (str(source), str(target), bool(ro)) for source, target, ro in data.get("mounts", [])
         ),
         access_key=str(data.get("access_key", "")),
+        service_ports=tuple(
+            ServicePort(str(name), str(protocol), int(port))
+            for name, protocol, port in data.get("service_ports", [])
+        ),
     )

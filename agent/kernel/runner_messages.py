@@ -17,6 +17,7 @@ import attrs
 import trio
 
 from crucible.agent.execution.output import Handover, Run
+from crucible.agent.kernel.services import ServiceRequests
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +105,12 @@ class RunnerMessages:
         completions: CompletionRequests,
         *,
         on_finished: Callable[[Run, int], None],
+        services: ServiceRequests | None = None,
     ) -> None:
         self.kernel_id = kernel_id
         self._runs = runs
         self._completions = completions
+        self._services = services or ServiceRequests()
         self._on_finished = on_finished
 
     def handle(self, message: dict[str, Any]) -> None:
@@ -131,6 +134,8 @@ class RunnerMessages:
             self._on_finished(run, code)
         elif op == "completion":
             self._completions.answer(str(message.get("req_id")), message.get("items"))
+        elif op == "service":
+            self._services.answer(message)
         elif op == "error":
             log.warning("kernel %s: runner error: %s", self.kernel_id, message.get("message"))
 

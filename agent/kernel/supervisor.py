@@ -37,6 +37,10 @@ from crucible.agent.kernel.runner_messages import (
     RunnerMessages,
     reported_run,
 )
+from crucible.agent.kernel.services import ServiceRequests
+from crucible.agent.kernel.streams import KernelStreams
+from crucible.config import StreamsConfig
+from crucible.kernels.service_ports import ServicePort
 from crucible.protocol.calls import ExecutionResult
 from crucible.protocol.stats import KernelStats
 
@@ -66,6 +70,7 @@ class KernelSupervisor:
     _connect_timeout: float = attrs.field(kw_only=True)
     _limits: ExecLimits | None = attrs.field(default=None, kw_only=True)
     _slots: FairSlots | None = attrs.field(default=None, kw_only=True)
+    _stream_config: StreamsConfig = attrs.field(factory=StreamsConfig, kw_only=True)
     terminated_reason: str | None = attrs.field(default=None, init=False)
     #: Set once the runner dialled in.
     connected: trio.Event = attrs.field(factory=trio.Event, init=False)
@@ -75,8 +80,11 @@ class KernelSupervisor:
     _runner: RunnerConnection | None = attrs.field(default=None, init=False)
     _runs: dict[str, Run] = attrs.field(factory=dict, init=False)
     _completions: CompletionRequests = attrs.field(factory=CompletionRequests, init=False)
+    _services: ServiceRequests = attrs.field(factory=ServiceRequests, init=False)
     _dispatch: RunDispatcher = attrs.field(init=False)
     _messages: RunnerMessages = attrs.field(init=False)
+    #: Its terminal and tunnel connections (`crucible.agent.kernel.streams`).
+    streams: KernelStreams = attrs.field(init=False)
     _cancel_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
     _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
 
@@ -91,10 +99,24 @@ class KernelSupervisor:
             end_kernel=self._end_kernel,
         )
 
+    @streams.default
+    def _kernel_streams(self) -> KernelStreams:
+        config = self._stream_config
+        return KernelStreams(
+            self.info.kernel_id,
+            max_streams=config.max_per_kernel,
+            window=config.window_bytes,
+            chunk=config.chunk_bytes,
+        )
+
     @_messages.default
     def _message_reader(self) -> RunnerMessages:
         return RunnerMessages(
-            self.info.kernel_id, self._runs, self._completions, on_finished=self._run_finished
+            self.info.kernel_id,
+            self._runs,
+            self._completions,
+            on_finished=self._run_finished,
+            services=self._services,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -117,6 +139,7 @@ class KernelSupervisor:
                 await self._died("runner-unreachable")
                 return
             self._dispatch.connected(self._runner)
+            self.streams.connected(self._runner.send)
             adopted = self._adopt(reported_run(hello))
             self.connected.set()
             task_status.started()
@@ -127,6 +150,7 @@ class KernelSupervisor:
                     await self._pump_runner()
                     nursery.cancel_scope.cancel()
             finally:
+                self.streams.close_all("the kernel's runner is gone")
                 with trio.CancelScope(shield=True):
                     await self._runner.aclose()
             # The socket closed: the container is dead or dying.
@@ -184,6 +208,8 @@ class KernelSupervisor:
                     run.hand_over(Handover("finished", KERNEL_DIED_EXIT_CODE))
         self._dispatch.clear()
         self._completions.close()
+        self.streams.close_all(f"the session ended ({self.terminated_reason or 'terminated'})")
+        self._services.close()
 
     # -- runner messages ------------------------------------------------------------------
 
@@ -195,7 +221,11 @@ class KernelSupervisor:
             except RunnerGone as exc:
                 log.info("kernel %s: runner gone (%s)", self.info.kernel_id, exc)
                 return
-            self._messages.handle(message)
+            op = message.get("op")
+            if isinstance(op, str) and (op.startswith("stream-") or op == "service-started"):
+                self.streams.handle(message)
+            else:
+                self._messages.handle(message)
 
     def _run_finished(self, run: Run, exit_code: int) -> None:
         self._dispatch.finished(run)
@@ -273,3 +303,12 @@ class KernelSupervisor:
         self._check_alive()
         assert self._runner is not None
         return await self._completions.request(self._runner.send, code, options, timeout=timeout)
+
+    async def start_service(self, name: str, *, timeout: float) -> tuple[ServicePort, bool]:
+        """Start the kernel's app `name` unless it runs; once it accepts, its port and
+        whether this call started it (`crucible.agent.kernel.services`)."""
+        self._check_alive()
+        assert self._runner is not None
+        return await self._services.start(
+            self._runner.send, self.info.service_ports, name, timeout=timeout
+        )

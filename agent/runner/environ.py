@@ -6,7 +6,8 @@ again that it is names and values it can put in a process's environment.
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Protocol
 
 
 def checked_environ(value: Any) -> dict[str, str]:
@@ -21,3 +22,18 @@ def checked_environ(value: Any) -> dict[str, str]:
             raise ValueError(f"not an environment entry: {name!r}")
         environ[name] = text
     return environ
+
+
+class _Child(Protocol):
+    alive: bool
+
+    def update_environ(self, environ: dict[str, str]) -> None: ...
+
+
+def apply_environ(value: Any, child: _Child | None) -> None:
+    """A warm pool's kernel, claimed by a session: its environment `value`, for every
+    process started for the user from now on (the live interpreter `child` too)."""
+    environ = checked_environ(value)
+    os.environ.update(environ)
+    if child is not None and child.alive:
+        child.update_environ(environ)

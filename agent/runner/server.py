@@ -13,14 +13,16 @@ import traceback
 from typing import Any
 
 from . import framing
+from .byte_streams import RunnerStreams
 from .channel import FramedSocket
-from .environ import checked_environ
+from .environ import apply_environ
 from .flow import Flow
 from .jobs import Job, PythonQueryJob, batch_job, compile_and_run_job
 from .languages import Recipe, get_recipe
 from .loop import Loop, Timer
 from .pyproc import PythonChild
 from .reaper import Reaper, become_reaper, forbid_inspection
+from .services import ServiceStarter
 
 #: 2: the runner dials the agent; ``hello`` names the run in progress.
 PROTOCOL = 2
@@ -86,6 +88,9 @@ class Runner:
         self._dial_timer: Timer | None = None
         self._signals = -1
         self._reap_timer: Timer | None = None
+        #: The terminal and tunnel connections (byte_streams.py).
+        self.streams = RunnerStreams(self.loop, self.flow, self.reaper, self.send, workdir)
+        self.services = ServiceStarter(self.loop, self.reaper, recipe, workdir, self.send)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -106,6 +111,7 @@ class Runner:
             self.close()
 
     def close(self) -> None:
+        self.services.stop_all()
         if self.job is not None:
             self.job.kill()
         if self._child is not None:
@@ -134,6 +140,7 @@ class Runner:
 
     def _reap(self) -> None:
         self._reap_timer = None
+        self.services.collect()
         self.reaper.reap_orphans()
 
     # -- the agent connection ---------------------------------------------------------------
@@ -199,6 +206,8 @@ class Runner:
     def _on_conn_closed(self, conn: FramedSocket) -> None:
         if self.conn is conn:
             self.conn = None
+            # Streams belong to the agent connection that opened them.
+            self.streams.close_all()
             if self._dial_timer is None:
                 self._dial_timer = self.loop.call_later(self._dial_delay, self.dial)
 
@@ -258,10 +267,14 @@ class Runner:
             self._on_kill(message)
         elif op == "complete":
             self._on_complete(message)
+        elif isinstance(op, str) and op.startswith("stream-"):
+            self.streams.handle(message)
+        elif op == "start_service":
+            self.services.request(message)
         elif op == "ping":
             self.send({"op": "pong", "req_id": message.get("req_id")})
         elif op == "environ":
-            self._on_environ(message)
+            apply_environ(message.get("environ"), self._child)
         else:
             self.error(f"unknown op {op!r}")
 
@@ -289,14 +302,6 @@ class Runner:
             return
         self.queue.append(message)
         self._start_next()
-
-    def _on_environ(self, message: dict[str, Any]) -> None:
-        """A warm pool's kernel, claimed by a session: its environment, for every
-        process started for the user from now on (the live interpreter too)."""
-        environ = checked_environ(message.get("environ"))
-        os.environ.update(environ)
-        if self._child is not None and self._child.alive:
-            self._child.update_environ(environ)
 
     def _on_kill(self, message: dict[str, Any]) -> None:
         """End run `run_id` for good (its owner cancelled it and it outlived the

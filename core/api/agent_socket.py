@@ -25,10 +25,13 @@ from crucible.exc_groups import describe
 from crucible.protocol import codec, framing
 from crucible.protocol.auth import HEADER_AGENT_ID, HEADER_DATE, HEADER_SIGNATURE, verify_agent
 from crucible.protocol.reports import Heartbeat
+from crucible.protocol.streams import STREAM_OPS
 
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("agent_socket", __name__)
+
+STREAM_MESSAGES = tuple(STREAM_OPS.values())
 
 
 class _QuartFrames:
@@ -114,6 +117,8 @@ def _deliver(
         return
     if isinstance(message, (codec.IncomingResult, codec.IncomingError)):
         link.on_reply(message)
+    elif isinstance(message, STREAM_MESSAGES):
+        link.streams.deliver(message, nursery)
     elif isinstance(message, Heartbeat):
         nursery.start_soon(_logged, agent_id, directory.record_heartbeat, agent_id, addr, message)
     else:

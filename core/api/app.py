@@ -14,6 +14,8 @@ from crucible.api import (
     kernel_files,
     kernel_streams,
     manager_status,
+    terminal,
+    tunnels,
     version,
 )
 from crucible.api.context import EXTENSION_KEY
@@ -33,6 +35,8 @@ BLUEPRINTS = (
     kernel.blueprint,
     kernel_files.blueprint,
     kernel_streams.blueprint,
+    terminal.blueprint,
+    tunnels.blueprint,
     agent_socket.blueprint,
     folders.blueprint,
     admin.blueprint,

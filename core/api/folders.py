@@ -43,6 +43,16 @@ async def _folder(name: str, permission: str) -> tuple[VFolderService, Access]:
     return service, await service.get(current_keypair(), name, permission)
 
 
+async def _folder_request(
+    name: str, permission: str
+) -> tuple[VFolderService, Access, dict[str, Any]]:
+    """`_folder`, and the request's JSON body (read first: a bad body is a 400 whoever
+    asks)."""
+    body = await json_body()
+    service, access = await _folder(name, permission)
+    return service, access, body
+
+
 def _summary(access: Access) -> dict[str, Any]:
     folder = access.folder
     return {
@@ -158,8 +168,7 @@ async def delete(name: str) -> tuple[str, int]:
 @blueprint.route("/folders/<name>/files", methods=["GET"])
 @authenticated
 async def list_files(name: str) -> dict[str, Any]:
-    body = await json_body()
-    service, access = await _folder(name, "ro")
+    service, access, body = await _folder_request(name, "ro")
     entries = await service.list_files(access, body.get("path"))
     return {"files": json.dumps([_file_entry(e) for e in entries])}
 
@@ -183,8 +192,7 @@ async def upload(name: str) -> tuple[str, int]:
 @blueprint.route("/folders/<name>/mkdir", methods=["POST"])
 @authenticated
 async def mkdir(name: str) -> tuple[str, int]:
-    body = await json_body()
-    service, access = await _folder(name, "rw")
+    service, access, body = await _folder_request(name, "rw")
     await service.mkdir(access, body.get("path"))
     return "", 201
 
@@ -192,9 +200,8 @@ async def mkdir(name: str) -> tuple[str, int]:
 @blueprint.route("/folders/<name>/delete_files", methods=["DELETE"])
 @authenticated
 async def delete_files(name: str) -> dict[str, Any]:
-    body = await json_body()
+    service, access, body = await _folder_request(name, "rd")
     recursive = optional_bool(body, "recursive", False)
-    service, access = await _folder(name, "rd")
     await service.delete_files(access, body.get("files"), recursive)
     return {}
 
@@ -243,8 +250,7 @@ async def _multipart_gzip(
 @blueprint.route("/folders/<name>/download", methods=["GET"])
 @authenticated
 async def download(name: str) -> Response:
-    body = await json_body()
-    service, access = await _folder(name, "ro")
+    service, access, body = await _folder_request(name, "ro")
     files = await service.download_readers(access, body.get("files"))
     writer = MultipartWriter()
     total = sum(reader.size for _, reader in files)

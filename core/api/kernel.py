@@ -72,7 +72,11 @@ async def create() -> tuple[dict[str, Any], int]:
         mounts=mounts,
         creation_config=config,
     )
-    return {"kernelId": session.token, "created": created, "servicePorts": []}, 201
+    return {
+        "kernelId": session.token,
+        "created": created,
+        "servicePorts": [port.to_api() for port in session.service_ports],
+    }, 201
 
 
 @blueprint.route("/kernel/<token>", methods=["GET"])
@@ -93,6 +97,8 @@ async def info(token: str) -> dict[str, Any]:
         "maxCpuCredit": -1,
         "idle": -1,
         "memoryUsed": stats.mem_cur_bytes // 1024,
+        # Not in spec 4.3's table; the same list as the create call's (spec 4.2).
+        "servicePorts": [port.to_api() for port in session.service_ports],
     }
 
 

@@ -1,4 +1,5 @@
-"""``/stream/kernel/:id/...``: WebSocket execution and session events (spec 5.2, 5.4)."""
+"""``/stream/kernel/:id/...``: WebSocket execution and session events (spec 5.2, 5.4);
+the terminal and the app tunnels are `crucible.api.terminal` and `crucible.api.tunnels`."""
 
 from __future__ import annotations
 
@@ -105,20 +106,18 @@ async def stream_execute(token: str) -> None:
 @blueprint.websocket("/stream/kernel/<token>/events")
 async def stream_events(token: str) -> None:
     session = await _authenticated_session(token)
-    with manager_context().sessions.events.open_subscription(session.id) as events:
+    sessions = manager_context().sessions
+    with sessions.events.open_subscription(session.id) as events:
         await websocket.accept()
+        # It may have ended (on another manager) between the lookup and the subscription:
+        # then its end was published to nobody here. Said once, whichever way it came.
+        reason = await sessions.ended_reason(session)
+        if reason is not None:
+            await _send({"name": "terminated", "reason": reason})
+            await websocket.close(1000)
+            return
         async for event in events:
             await _send(event)
             if event["name"] == "terminated":
                 break
     await websocket.close(1000)
-
-
-@blueprint.websocket("/stream/kernel/<token>/pty")
-@blueprint.websocket("/stream/kernel/<token>/httpproxy")
-@blueprint.websocket("/stream/kernel/<token>/tcpproxy")
-async def stream_not_implemented(token: str) -> None:
-    """Terminals and service proxies (spec 5.3, 5.5) are not offered yet: say so plainly
-    (503 not-implemented, spec 1.7) rather than a 404 that reads like a wrong URL."""
-    await _authenticated_session(token)
-    raise errors.NotImplementedYet("Terminals and service proxies are not available yet.")

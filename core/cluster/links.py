@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import trio
 
+from crucible.cluster.streams import AgentStreams, LinkStream, open_call
 from crucible.protocol import codec
 from crucible.protocol.calls import AgentCall
 from crucible.protocol.codec import IncomingError, IncomingResult, ProtocolError
@@ -55,6 +56,23 @@ class AgentLink:
         self._ids = itertools.count(1)
         self._pending: dict[int, trio.MemorySendChannel[Answer]] = {}
         self.closed = False
+        #: Terminals and tunnels open on this link (`crucible.cluster.streams`).
+        self.streams = AgentStreams(agent_id, link.send)
+
+    async def open_stream(
+        self, *, window: int, chunk_bytes: int, timeout: float, **fields: Any
+    ) -> LinkStream:
+        """Open a stream (`crucible.protocol.streams.OpenStream`'s `fields`); raises
+        what `call` raises, the stream forgotten."""
+        stream = self.streams.new(window=window, chunk_bytes=chunk_bytes)
+        try:
+            reply = await self.call(open_call(stream, **fields), timeout=timeout)
+        except BaseException:
+            self.streams.forget(stream)
+            stream.flow.end("not opened")
+            raise
+        self.streams.opened(stream, reply)
+        return stream
 
     async def call(self, call: AgentCall[R], *, timeout: float) -> R:
         """Make `call` of the agent and return its reply; the whole call (sending
@@ -99,6 +117,7 @@ class AgentLink:
 
     def close(self) -> None:
         self.closed = True
+        self.streams.close_all("the agent's link went down")
         for channel in self._pending.values():
             channel.close()
         self._pending.clear()

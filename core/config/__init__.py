@@ -31,6 +31,7 @@ from crucible.config.sections import (
     SessionsConfig,
     StorageConfig,
     StorageHostConfig,
+    StreamsConfig,
     SupervisionConfig,
 )
 
@@ -76,6 +77,7 @@ __all__ = [
     "SessionsConfig",
     "StorageConfig",
     "StorageHostConfig",
+    "StreamsConfig",
     "SupervisionConfig",
     "config_from_dict",
     "deep_merge",

@@ -177,6 +177,9 @@ class AgentConfig:
     #: Seconds a code completion call may take before it answers nothing (the runner
     #: itself gives the interpreter 3 s of it).
     complete_timeout: PositiveFloat = PositiveFloat(5.0)
+    #: Seconds a kernel's app (spec 9 service ports: Jupyter...) may take to accept
+    #: connections once started on demand; one that does not is stopped.
+    service_start_timeout: PositiveFloat = PositiveFloat(60.0)
     #: Seconds a new container's runner may take to dial the agent, and how long a
     #: restarted agent waits for the runners of the kernels it recovers.
     runner_start_timeout: PositiveFloat = PositiveFloat(30.0)
@@ -250,6 +253,15 @@ class SessionsConfig:
     create_timeout: PositiveFloat = PositiveFloat(120.0)
     agent_call_timeout: PositiveFloat = PositiveFloat(30.0)
     execute_call_margin: PositiveFloat = PositiveFloat(10.0)
+    #: Seconds a manager waits for an agent to start a session's app (keep it above the
+    #: agents' agent.service_start_timeout, so that their clearer error arrives first).
+    service_call_timeout: PositiveFloat = PositiveFloat(90.0)
+    #: Session events across managers (PostgreSQL LISTEN/NOTIFY): seconds between checks
+    #: of the listening connection, and between attempts after a failure; how many
+    #: outgoing events may wait while the database is unreachable.
+    event_relay_check_interval: PositiveFloat = PositiveFloat(5.0)
+    event_relay_retry_interval: PositiveFloat = PositiveFloat(1.0)
+    event_relay_queue: PositiveInt = PositiveInt(1000)
     #: Seconds the agent may take to acknowledge the cancellation of a run whose client
     #: went away (waited for while the request ends, so keep it short).
     cancel_timeout: PositiveFloat = PositiveFloat(5.0)
@@ -258,12 +270,46 @@ class SessionsConfig:
     missing_kernel_grace: PositiveFloat = PositiveFloat(30.0)
     #: Seconds ``crucible up`` may spend ending its sessions when it stops.
     shutdown_destroy_timeout: PositiveFloat = PositiveFloat(30.0)
+    #: Seconds a new session that fits no agent waits in the queue (PENDING) before
+    #: its create fails with 503 instance-not-available.
+    pending_timeout: PositiveFloat = PositiveFloat(30.0)
+    #: Seconds between safety passes over the queue: placement re-runs as soon as
+    #: capacity frees (a session ends, an agent joins), this only covers a missed
+    #: notification between managers.
+    pending_recheck_interval: PositiveFloat = PositiveFloat(10.0)
+
+
+@attrs.frozen
+class StreamsConfig:
+    #: Terminals and app tunnels (spec 5.3, 5.5; docs/internals.md, "Byte streams"):
+    #: bytes each side of a stream may have in flight per direction before the other
+    #: grants more (so a flood holds at most this much in the manager and the agent),
+    #: and the largest piece one stream message carries.
+    window_bytes: PositiveInt = PositiveInt(512 * 1024)
+    chunk_bytes: PositiveInt = PositiveInt(64 * 1024)
+    #: Streams (terminal clients and tunnel connections) one kernel may have open.
+    max_per_kernel: PositiveInt = PositiveInt(32)
+    #: Seconds a new tunnel waits for its service to accept a connection (it is being
+    #: started) before it is closed with code 1014.
+    service_wait_timeout: PositiveFloat = PositiveFloat(30.0)
+    #: Seconds one WebSocket send to a client may take: a client that stops reading is
+    #: disconnected after this, so it cannot stall a terminal others share.
+    client_send_timeout: PositiveFloat = PositiveFloat(10.0)
+    #: Seconds the kernel may take to open a stream (the terminal's shell started).
+    open_timeout: PositiveFloat = PositiveFloat(10.0)
 
 
 @attrs.frozen
 class SchedulerConfig:
-    #: Name of the scheduler plugin (entry-point group ``crucible.schedulers``).
+    #: Name of the scheduler plugin (entry-point group ``crucible.schedulers``):
+    #: ``fifo``, ``lifo``, ``drf`` built in.
     name: str = "fifo"
+    #: Name of the agent selector (group ``crucible.agent_selectors``): ``dispersed``,
+    #: ``concentrated``, ``round-robin`` built in.
+    agent_selector: str = "dispersed"
+    #: Seconds the head of a head-of-line queue (``fifo``) that fits no agent may keep
+    #: the sessions behind it waiting; after that they are placed past it.
+    head_block_timeout: PositiveFloat = PositiveFloat(10.0)
 
 
 @attrs.frozen
@@ -386,6 +432,7 @@ class Config:
     cluster: ClusterConfig = attrs.Factory(ClusterConfig)
     agent: AgentConfig = attrs.Factory(AgentConfig)
     sessions: SessionsConfig = attrs.Factory(SessionsConfig)
+    streams: StreamsConfig = attrs.Factory(StreamsConfig)
     scheduler: SchedulerConfig = attrs.Factory(SchedulerConfig)
     images: ImagesConfig = attrs.Factory(ImagesConfig)
     storage: StorageConfig = attrs.Factory(StorageConfig)

@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
 import asyncpg
+import attrs
 import trio
 import triopg
 from asyncpg.exceptions import _base as asyncpg_base
@@ -82,9 +83,12 @@ class Executor(Protocol):
 class Database:
     """A connection pool with a timeout on every statement."""
 
-    def __init__(self, pool: Any, command_timeout: float) -> None:
+    def __init__(self, pool: Any, command_timeout: float, dsn: str = "") -> None:
         self._pool = pool
         self.command_timeout = command_timeout
+        #: Where the pool connects: a listener (`listen` below) opens its own
+        #: connection there, so that holding it does not take one from the pool.
+        self.dsn = dsn
 
     @asynccontextmanager
     async def open_connection(self) -> AsyncIterator[Connection]:
@@ -140,7 +144,74 @@ async def open_pool(
         )
         pool = await pool_cm.__aenter__()
     try:
-        yield Database(pool, command_timeout)
+        yield Database(pool, command_timeout, dsn)
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(command_timeout):
             await pool_cm.__aexit__(None, None, None)
+
+
+# -- a connection that LISTENs ----------------------------------------------------------
+#
+# Notifications arrive on whatever connection listens, so a listener does not borrow one
+# from the pool (it would hold it for ever): it connects to the pool's DSN itself.
+# asyncpg says nothing when such an idle connection dies, so its holder checks it
+# (`Listening.check`) and, when that fails, listens again: notifications sent in between
+# are lost, which the holder must make up for (`crucible.sessions.event_relay`).
+
+#: The ``application_name`` of listening connections.
+LISTENER_NAME = "crucible-listener"
+#: The round trip `Listening.check` makes.
+PING = "SELECT 1"
+
+
+@attrs.frozen
+class Listening:
+    """One listening connection: its notifications' payloads, in order; ``None`` in
+    their place means some were dropped (more arrived than `listen`'s `buffer` held)."""
+
+    _conn: Any
+    _receive: trio.MemoryReceiveChannel[Any]
+    _timeout: float
+
+    async def receive(self) -> str | None:
+        payload = await self._receive.receive()
+        return payload if isinstance(payload, str) else None
+
+    async def check(self) -> None:
+        """A round trip on the connection: raises when it is gone (or too slow)."""
+        with trio.fail_after(self._timeout):
+            await self._conn.fetchval(PING)
+
+
+@asynccontextmanager
+async def listen(db: Database, channel: str, *, buffer: int) -> AsyncIterator[Listening]:
+    """LISTEN on `channel` on a new connection to `db`'s server, for the block's duration.
+
+    Raises what the connection raises (OSError, the driver's errors, `trio.TooSlowError`).
+    """
+    with trio.fail_after(db.command_timeout):
+        conn = triopg.connect(
+            db.dsn,
+            timeout=db.command_timeout,
+            # So an operator can tell it apart in pg_stat_activity.
+            server_settings={"application_name": LISTENER_NAME},
+        )
+        await conn.__aenter__()
+    try:
+        with trio.fail_after(db.command_timeout):
+            listening = conn.listen(channel, max_buffer_size=buffer)
+            receive = await listening.__aenter__()
+        try:
+            yield Listening(conn, receive, db.command_timeout)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(db.command_timeout):
+                try:
+                    await listening.__aexit__(None, None, None)
+                except Exception as exc:  # the connection is gone: nothing to undo
+                    log.debug("unlisten failed: %r", exc)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(db.command_timeout):
+            try:
+                await conn.close()
+            except Exception as exc:
+                log.debug("closing the listening connection failed: %r", exc)

@@ -70,7 +70,7 @@ def kernel_object(kernel: Kernel) -> dict[str, Any]:
         "terminated_at": kernel.terminated_at,
         "agent": kernel.agent_id,
         "container_id": kernel.container_id,
-        "service_ports": [],
+        "service_ports": [port.to_api() for port in kernel.service_ports],
         "mem_slot": int(_slot(slots, "mem") // MiB),
         "cpu_slot": _slot(slots, "cpu"),
         "gpu_slot": _slot(slots, "cuda.device", "cuda.shares", "gpu"),

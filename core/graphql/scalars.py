@@ -24,50 +24,14 @@ def _serialize_uuid(value: Any) -> str:
     return str(uuid.UUID(str(value)))
 
 
-def _read(value: Any, read: Callable[[str], T], *, expected: str, unreadable: str) -> T:
-    """``read(value)`` of a string `value`; the error says `expected` for anything but
-    a string, `unreadable` (formatted with the value) for what `read` refuses."""
-    if not isinstance(value, str):
-        raise GraphQLError(expected)
-    try:
-        return read(value)
-    except ValueError:
-        raise GraphQLError(unreadable.format(value=value)) from None
-
-
-def _parse_uuid(value: Any) -> str:
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        raise GraphQLError(f"Not a UUID: {value!r}.") from None
-
-
 def _serialize_datetime(value: Any) -> str:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     return str(value)
 
 
-def _parse_datetime(value: Any) -> datetime:
-    return _read(
-        value,
-        datetime.fromisoformat,
-        expected="A DateTime must be an ISO 8601 string.",
-        unreadable="Not an ISO 8601 date/time: {value!r}.",
-    )
-
-
 def _serialize_json(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
-
-
-def _parse_json(value: Any) -> Any:
-    return _read(
-        value,
-        json.loads,
-        expected="A JSONString must be a string.",
-        unreadable="Not valid JSON text.",
-    )
 
 
 def _serialize_bigint(value: Any) -> int:
@@ -99,31 +63,50 @@ def _parse_bigint_literal(node: ValueNode, _variables: Any = None) -> int:
 
 
 def _string_scalar(
-    name: str, serialize: Callable[[Any], str], parse: Callable[[Any], T], description: str
+    name: str,
+    serialize: Callable[[Any], str],
+    read: Callable[[str], T],
+    description: str,
+    *,
+    unreadable: str,
 ) -> GraphQLScalarType:
-    """A scalar written as a string: `parse` reads a variable's value and a literal's
-    text; a literal of another kind is an error."""
+    """A scalar written as a string: `read` turns a variable's value or a literal's text
+    into the value; what it refuses (``ValueError``) is the error `unreadable` (formatted
+    with the text), and a value or literal of another kind is an error too."""
+
+    def parse_value(value: Any) -> T:
+        if not isinstance(value, str):
+            raise GraphQLError(f"A {name} must be a string.")
+        try:
+            return read(value)
+        except ValueError:
+            raise GraphQLError(unreadable.format(value=value)) from None
 
     def parse_literal(node: ValueNode, _variables: Any = None) -> T:
         if not isinstance(node, StringValueNode):
             raise GraphQLError(f"A {name} must be a string.")
-        return parse(node.value)
+        return parse_value(node.value)
 
     return GraphQLScalarType(
         name,
         serialize=serialize,
-        parse_value=parse,
+        parse_value=parse_value,
         parse_literal=parse_literal,
         description=description,
     )
 
 
-UUIDScalar = _string_scalar("UUID", _serialize_uuid, _parse_uuid, "8-4-4-4-12 hexadecimal string.")
+UUIDScalar = _string_scalar(
+    "UUID", _serialize_uuid, lambda text: str(uuid.UUID(text)), "8-4-4-4-12 hexadecimal string.",
+    unreadable="Not a UUID: {value!r}.",
+)
 DateTimeScalar = _string_scalar(
-    "DateTime", _serialize_datetime, _parse_datetime, "ISO 8601 date/time string."
+    "DateTime", _serialize_datetime, datetime.fromisoformat, "ISO 8601 date/time string.",
+    unreadable="Not an ISO 8601 date/time: {value!r}.",
 )
 JSONStringScalar = _string_scalar(
-    "JSONString", _serialize_json, _parse_json, "JSON text in a string."
+    "JSONString", _serialize_json, json.loads, "JSON text in a string.",
+    unreadable="Not valid JSON text.",
 )
 BigIntScalar = GraphQLScalarType(
     "BigInt",

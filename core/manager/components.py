@@ -22,15 +22,17 @@ from crucible.db.pool import Database
 from crucible.graphql import GraphQLService
 from crucible.keypairs import KeypairCache, KeypairRepository
 from crucible.manager.status import ManagerStatusStore
-from crucible.plugin_manager import load_scheduler
+from crucible.plugin_manager import load_agent_selector, load_scheduler
 from crucible.ratelimit import RateLimiter
 from crucible.resource_policies import ResourcePolicyStore
 from crucible.sessions.activity import ActivityRecorder
 from crucible.sessions.agent_calls import AgentCalls
 from crucible.sessions.endings import EndRecorder
+from crucible.sessions.event_relay import EventRelay
 from crucible.sessions.events import SessionEvents
 from crucible.sessions.lifecycle import SessionLifecycle
 from crucible.sessions.mounts import SessionMounts
+from crucible.sessions.pending import PendingQueue
 from crucible.sessions.placement import Placement
 from crucible.sessions.reaper import IdleReaper
 from crucible.sessions.reconciliation import Reconciler
@@ -57,10 +59,15 @@ class ManagerComponents:
     #: The session lifecycle the API drives (create, execute, destroy...).
     sessions: SessionLifecycle
     #: Background duties of the sessions, which `ManagerServer` runs: activity
-    #: flushes, the reconciliation of agents' reports, the idle reaper.
+    #: flushes, the reconciliation of agents' reports, the idle reaper, the
+    #: pending queue's passes.
     activity: ActivityRecorder
     reconciler: Reconciler
     reaper: IdleReaper
+    #: The sessions waiting for room, and the passes that place them.
+    queue: PendingQueue
+    #: Session events to and from the other managers on the database (spec 5.4).
+    event_relay: EventRelay
     #: The admin GraphQL API, over the services above.
     graphql: GraphQLService
 
@@ -79,6 +86,7 @@ async def open_manager(
     bad plugin name or storage host is a `ConfigError`, raised before anything runs.
     """
     scheduler = load_scheduler(config.scheduler.name)
+    selector = load_agent_selector(config.scheduler.agent_selector)
     settings = config.sessions
     # The agent directory hands what agents report to the reconciler on this channel.
     notice_send, notice_receive = trio.open_memory_channel[AgentNotice](0)
@@ -102,10 +110,20 @@ async def open_manager(
         endings = EndRecorder(db, events)
         calls = AgentCalls(agents, endings, settings)
         activity = ActivityRecorder(db, interval=settings.activity_flush_interval)
+        queue = PendingQueue(
+            db=db,
+            scheduler=scheduler,
+            selector=selector,
+            agents=agents,
+            endings=endings,
+            pending_timeout=settings.pending_timeout,
+            recheck_interval=settings.pending_recheck_interval,
+            head_block_timeout=config.scheduler.head_block_timeout,
+        )
         sessions = SessionLifecycle(
             db=db,
             settings=settings,
-            placement=Placement(db, scheduler, policies, agents),
+            placement=Placement(db, policies, queue),
             mounts=SessionMounts(db, vfolders, endings),
             calls=calls,
             endings=endings,
@@ -131,7 +149,15 @@ async def open_manager(
                     notices=notice_receive,
                     calls=calls,
                     endings=endings,
+                    queue=queue,
                     missing_kernel_grace=settings.missing_kernel_grace,
+                ),
+                event_relay=EventRelay(
+                    db=db,
+                    events=events,
+                    retry_interval=settings.event_relay_retry_interval,
+                    check_interval=settings.event_relay_check_interval,
+                    queue=settings.event_relay_queue,
                 ),
                 reaper=IdleReaper(
                     db=db,
@@ -139,5 +165,6 @@ async def open_manager(
                     idle_timeout=settings.idle_timeout,
                     interval=settings.reap_interval,
                 ),
+                queue=queue,
                 graphql=GraphQLService(config, db, keypairs, keypair_cache, status, policies),
             )

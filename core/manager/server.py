@@ -84,6 +84,8 @@ class ManagerServer:
             await background.start(parts.reconciler.run)
             await background.start(parts.agents.run_lost_detector)
             await background.start(parts.reaper.run)
+            await background.start(parts.queue.run)
+            await background.start(parts.event_relay.run)
             await background.start(
                 parts.vfolders.run_usage_recorder, self.config.storage.usage_record_interval
             )

@@ -4,6 +4,7 @@
   `VERSION`);
 * `auth`: how an agent proves it belongs to the cluster when it dials a manager;
 * `calls`, `file_calls`: one frozen attrs class per call and per reply;
+* `streams`: byte streams on the link (terminals, app tunnels) and their credit;
 * `reports`: heartbeats (agent info, images, per-kernel stats) and kernel events;
 * `stats`: `KernelStats`, the one stats shape of agent, wire, database and API;
 * `failures`: the error reply and its kinds;
@@ -20,4 +21,5 @@ from __future__ import annotations
 # The file calls register themselves on import; any use of the protocol comes through
 # here first, so every call is known to the codec whichever module was imported.
 from crucible.protocol import file_calls as file_calls
+from crucible.protocol import streams as streams
 from crucible.protocol.version import VERSION as VERSION

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 
 import attrs
 
+from crucible.kernels.service_ports import ServicePort
 from crucible.protocol.stats import KernelStats
 
 R = TypeVar("R")
@@ -82,6 +83,8 @@ class Done:
 @attrs.frozen
 class KernelCreated:
     container_id: str
+    #: The apps the kernel's image declares (spec 9), the session's ``servicePorts``.
+    service_ports: tuple[ServicePort, ...] = ()
 
 
 @attrs.frozen
@@ -232,3 +235,25 @@ class GetLogs(AgentCall[KernelLogs]):
 @attrs.frozen
 class ListKernels(AgentCall[KernelList]):
     pass
+
+
+@attrs.frozen
+class ServiceStarted:
+    """The app accepts connections on ``127.0.0.1:service.port`` inside the container."""
+
+    service: ServicePort
+    #: True when this call started it (or joined its start); false: it was running.
+    started: bool
+
+
+@agent_call("start_service")
+@attrs.frozen
+class StartService(AgentCall[ServiceStarted]):
+    """Start the kernel's app `name` (spec 9 service ports) unless it runs, and answer
+    once it accepts, within ``agent.service_start_timeout``. Error kinds:
+    ``app-not-found`` (the image declares no such app, or it is a ``pty`` one),
+    ``service-start-failed`` (it exited, or did not accept in time: it is then stopped,
+    and the next call starts it afresh), ``kernel-not-found``."""
+
+    kernel_id: str
+    name: str

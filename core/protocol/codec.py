@@ -14,6 +14,7 @@ The envelopes (docs/internals.md)::
     {"type": "error", "id": N, "error": {"kind", "title", "exception"}}      agent → manager
     {"type": "heartbeat", "agent": {...}, "kernels": [...]}                 agent → manager
     {"type": "event", "name": "kernel_terminated", ...the event's fields}   agent → manager
+    {"type": "stream", "op": "data", "stream": N, ...}                      both ways
 
 A result's shape is the reply class of its call, which only the caller knows: it stays
 raw in `IncomingResult` until `read_result` structures it.
@@ -40,6 +41,7 @@ from cattrs.gen import make_dict_structure_fn
 from crucible.protocol.calls import CALLS, AgentCall, reply_type
 from crucible.protocol.failures import CallFailure
 from crucible.protocol.reports import EVENTS, AgentEvent, Heartbeat
+from crucible.protocol.streams import STREAM_OPS, StreamMessage, op_of
 
 T = TypeVar("T")
 
@@ -230,7 +232,7 @@ class IncomingError:
     failure: CallFailure
 
 
-FromAgent = IncomingResult | IncomingError | Heartbeat | AgentEvent
+FromAgent = IncomingResult | IncomingError | Heartbeat | AgentEvent | StreamMessage
 
 
 def result_message(call_id: int, reply: object) -> dict[str, Any]:
@@ -264,6 +266,8 @@ def read_from_agent(message: dict[str, Any]) -> FromAgent:
             return IncomingResult(call_id, body["result"])
         failure = structure(body["error"], CallFailure, "an error reply", call_id=call_id)
         return IncomingError(call_id, failure)
+    if kind == "stream":
+        return read_stream(message)
     if kind == "heartbeat":
         return structure(body, Heartbeat, "a heartbeat")
     if kind == "event":
@@ -278,3 +282,24 @@ def read_from_agent(message: dict[str, Any]) -> FromAgent:
 def read_result(result: IncomingResult, call: AgentCall[T]) -> T:
     """The reply to `call` that `result` carries; `ProtocolError` if it does not fit."""
     return structure(result.result, reply_type(call), f"the reply to {call.method}")
+
+
+# -- envelopes: streams, both ways ----------------------------------------------------------
+
+
+def stream_message(message: StreamMessage) -> dict[str, Any]:
+    return {"type": "stream", "op": op_of(message), **unstructure(message)}
+
+
+def is_stream(message: dict[str, Any]) -> bool:
+    return message.get("type") == "stream"
+
+
+def read_stream(message: dict[str, Any]) -> StreamMessage:
+    """A stream message (either way); `ProtocolError` for one that does not fit."""
+    body = {key: value for key, value in message.items() if key not in ("type", "op")}
+    op = message.get("op")
+    cls = STREAM_OPS.get(op) if isinstance(op, str) else None
+    if cls is None:
+        raise ProtocolError(f"a stream message of unknown op {op!r}")
+    return structure(body, cls, f"a stream {op} message")

@@ -31,11 +31,19 @@ class ErrorKind(enum.StrEnum):
     INVALID_PATH = "invalid-path"
     TOO_LARGE = "too-large"
     FILE_NOT_FOUND = "file-not-found"
+    #: ``start_service``: the kernel's image declares no such app (or not one to start);
+    #: the app did not come up (exited, or did not accept in time).
+    APP_NOT_FOUND = "app-not-found"
+    SERVICE_START_FAILED = "service-start-failed"
     #: Framing refusals (`crucible.protocol.framing`): a message over the receiver's
     #: limit, one that is no JSON object, one too many in flight at once.
     MESSAGE_TOO_LARGE = "message-too-large"
     MALFORMED_MESSAGE = "malformed-message"
     LINK_BUSY = "link-busy"
+    #: Streams (`crucible.protocol.streams`): the service did not accept the
+    #: connection in time; the kernel has as many streams open as it may.
+    SERVICE_REFUSED = "service-refused"
+    TOO_MANY_STREAMS = "too-many-streams"
 
 
 @attrs.frozen

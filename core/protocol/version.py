@@ -13,4 +13,7 @@ from typing import Final
 
 #: 2: bounded frames (issue 9). 3: typed messages (`crucible.protocol.calls` and the
 #: modules beside it); file calls one per step; error kinds under ``"kind"``.
-VERSION: Final = 4
+#: 4: byte streams (`crucible.protocol.streams`: ``open_stream``, ``"type": "stream"``)
+#:    and service ports (``KernelCreated.service_ports``, ``start_service``).
+#: 5: the agent's warm pool in its heartbeat (``AgentInfo.pool``, `reports.PoolReport`).
+VERSION: Final = 5

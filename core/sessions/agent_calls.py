@@ -34,6 +34,8 @@ from crucible.protocol.calls import (
     KernelRestarted,
     Mount,
     RestartKernel,
+    ServiceStarted,
+    StartService,
 )
 from crucible.protocol.failures import ErrorKind
 from crucible.protocol.stats import KernelStats
@@ -222,6 +224,23 @@ class AgentCalls:
     async def logs(self, session: Session) -> str:
         logs = await self.call(session, GetLogs(session.id), errors.KernelExecutionFailed)
         return logs.logs
+
+    async def start_service(self, session: Session, name: str) -> ServiceStarted:
+        """Start `session`'s app `name` unless it runs (agent ``start_service``); answers
+        once it accepts. An app the image does not declare is a 404 ``app-not-found``;
+        one that does not come up a 500 ``service-start-failed`` saying why."""
+        try:
+            return await self.call(
+                session,
+                StartService(session.id, name),
+                errors.ServiceStartFailed,
+                timeout=self.settings.service_call_timeout,
+            )
+        except errors.ServiceStartFailed as exc:
+            cause = exc.__cause__
+            if isinstance(cause, AgentCallFailed) and cause.kind == ErrorKind.APP_NOT_FOUND:
+                raise errors.AppNotFound(cause.title) from cause
+            raise
 
     # -- session files (spec 4.9-4.11) ----------------------------------------------------
 

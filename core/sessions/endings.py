@@ -7,6 +7,7 @@ import attrs
 
 from crucible.db.pool import Database
 from crucible.db.queries import kernels
+from crucible.db.queries import pending as queue_rows
 from crucible.protocol.stats import KernelStats
 from crucible.sessions.events import SessionEvents
 from crucible.usage import record_session_end
@@ -35,6 +36,8 @@ class EndRecorder:
             stats,
         )
         if ended is not None:
+            # Room freed (or a waiter's session gone): every manager's queue may move.
+            await queue_rows.notify_queue_changed(self.db)
             self.events.publish(session_id, "terminated", reason)
             if ended.last_stat is not None:
                 await record_session_end(self.db, ended.access_key, ended.last_stat)

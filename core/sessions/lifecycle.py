@@ -3,10 +3,10 @@ destroy; a session's state of record is its ``kernels`` row, the agents hold the
 containers.
 
 This facade orders the steps and keeps the row's status; each step is a room of its
-own: which image (`images`), which agent (`placement`), the folders mounted
-(`mounts`), what is said to the agent and what its failures mean (`agent_calls`), how
-an end is recorded (`endings`). What agents report is reconciled apart
-(`reconciliation`), idle sessions are reaped apart (`reaper`).
+own: which image (`images`), which agent (`placement`; the `pending` queue while none
+has room), the folders mounted (`mounts`), what is said to the agent and what its
+failures mean (`agent_calls`), how an end is recorded (`endings`). What agents report
+is reconciled apart (`reconciliation`), idle sessions are reaped apart (`reaper`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from crucible import errors
 from crucible.config import SessionsConfig
 from crucible.db.pool import Database
 from crucible.db.queries import kernels
+from crucible.kernels.service_ports import ServicePort, find_service
 from crucible.keypairs import Keypair
 from crucible.protocol.calls import AgentCall, Execute, ExecuteMode, ExecutionResult
 from crucible.protocol.stats import KernelStats
@@ -67,6 +68,11 @@ class SessionLifecycle:
             raise errors.KernelNotFound(f"No live session {token!r}.")
         return session
 
+    async def ended_reason(self, session: Session) -> str | None:
+        """Why `session` ended, if it has (its row says so); None while it lives."""
+        ended = await kernels.ended_among(self.db, [session.id])
+        return ended[0][1] if ended else None
+
     async def count_live(self) -> int:
         return await kernels.count_live_sessions(self.db)
 
@@ -100,6 +106,9 @@ class SessionLifecycle:
                     f"Session {token!r} exists with image {session.lang!r}."
                 )
             return session, False
+        if session.status == "PENDING":
+            # No agent has room yet: wait in the queue (or fail with 503 after a while).
+            session = await self.placement.queue.await_placement(session)
         if resolved_mounts:
             await self.mounts.attach(session, resolved_mounts)
         try:
@@ -116,7 +125,9 @@ class SessionLifecycle:
             with trio.CancelScope(shield=True), trio.move_on_after(grace):
                 await self.destroy(session, "creation-cancelled")
             raise
-        running = await kernels.mark_running(self.db, session.id, kernel.container_id)
+        running = await kernels.mark_running(
+            self.db, session.id, kernel.container_id, service_ports=kernel.service_ports
+        )
         if running is None:  # destroyed while it was being created
             raise errors.KernelCreationFailed("The session was terminated while starting.")
         return running, True
@@ -157,6 +168,22 @@ class SessionLifecycle:
     async def logs(self, session: Session) -> str:
         self.activity.touch(session.id, session.access_key)
         return await self.calls.logs(session)
+
+    async def start_service(self, session: Session, name: str) -> ServicePort:
+        """Start `session`'s app `name` (spec 9) unless it runs, and wait (bounded by
+        ``agent.service_start_timeout``) until it accepts connections inside the
+        container: what a tunnel (spec 5.5) awaits before it connects. `AppNotFound`
+        for a name the session's image does not declare (or a ``pty`` one),
+        `ServiceStartFailed` (500) for one that does not come up."""
+        declared = find_service(session.service_ports, name)
+        if declared is None:
+            offered = ", ".join(port.name for port in session.service_ports) or "none"
+            raise errors.AppNotFound(
+                f"Session {session.token!r} offers no app {name!r} ({offered})."
+            )
+        # Not counted here: the tunnel's handshake that asks for it is (spec 5.6).
+        started = await self.calls.start_service(session, name)
+        return started.service
 
     async def file_call(self, session: Session, call: AgentCall[R], *, bad_path_status: int) -> R:
         """A session-files call (spec 4.9-4.11; see `AgentCalls.file_call`)."""

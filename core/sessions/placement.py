@@ -1,27 +1,23 @@
-"""Where a new session runs: the agent the scheduler picks among those with room, under
-the keypair's resource policy, decided under a cluster-wide advisory lock so that two
-managers never overbook an agent or a keypair's concurrency limit."""
+"""Where a new session runs: it joins the pending queue, and a placement pass
+(`crucible.sessions.pending`) puts it on the agent the scheduler and the agent selector
+choose among those with room, under the keypair's resource policy, all under the
+cluster-wide placement lock so that two managers never overbook an agent or a
+keypair's concurrency limit. A session no agent could ever hold is refused at once."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
 
 import attrs
 
 from crucible import errors
-from crucible.cluster.directory import AgentDirectory
-from crucible.db.pool import Database, Executor
-from crucible.db.queries import agents as agent_rows
+from crucible.db.pool import Database
 from crucible.db.queries import kernels, locks
-from crucible.hookspecs.scheduler import AgentCapacity, PendingSession, Scheduler
+from crucible.db.queries import pending as queue_rows
 from crucible.keypairs import Keypair
 from crucible.resource_policies import ResourcePolicyStore, cap, check_session_quota
 from crucible.sessions.model import Session
+from crucible.sessions.pending import PLACEMENT_LOCK_ID, PendingQueue
 from crucible.sessions.resources import Resources
-from crucible.usage import record_session_start
-
-#: pg_advisory_xact_lock key serialising placement decisions cluster-wide.
-PLACEMENT_LOCK_ID = 0x43525550  # "CRUP"
+from crucible.sessions.scheduling import never_fits
 
 
 @attrs.frozen
@@ -40,23 +36,22 @@ class SessionRequest:
 @attrs.frozen
 class Placement:
     db: Database
-    #: The plugin that picks among the agents with room (``[scheduler] name``).
-    scheduler: Scheduler
     #: The keypairs' caps, the same store the admin API changes.
     policies: ResourcePolicyStore
-    #: Only agents linked to this manager are candidates: it must talk to them.
-    agents: AgentDirectory
+    #: The queue a new session joins, and whose pass places it.
+    queue: PendingQueue
 
     async def place(self, request: SessionRequest) -> tuple[Session, bool]:
-        """The keypair's live session of that token (``created`` False), or a new one,
-        PREPARING on the agent chosen for it (its start counted in the usage)."""
+        """The keypair's live session of that token (``created`` False), or a new one:
+        PREPARING on the agent chosen for it when one has room now, else PENDING."""
         keypair = request.keypair
         async with self.db.transaction() as conn:
             await locks.hold(conn, PLACEMENT_LOCK_ID)
             existing = await kernels.live_session(conn, keypair.access_key, request.token)
             if existing is not None:
                 return existing, False
-            # The keypair's resource policy caps this session and the keypair's total.
+            # The keypair's resource policy caps this session and the keypair's total
+            # (its pending sessions count: the queue is no way around a cap).
             policy = await self.policies.for_keypair(conn, keypair.access_key)
             resources = cap(policy, request.resources)
             load = await kernels.keypair_load(conn, keypair.access_key)
@@ -68,44 +63,23 @@ class Placement:
                 used_mem=load.mem,
                 wanted=resources,
             )
-            capacities = await self._capacities(conn, request.image)
-            pending = PendingSession(
-                kernel_id=request.token,
-                access_key=keypair.access_key,
-                requested=resources.slots(),
-                requested_at=datetime.now(UTC),
-            )
-            choice = self.scheduler.pick_agent(pending, capacities)
-            if choice is None:
-                raise errors.InstanceNotAvailable(
-                    f"No agent has {resources.cpu} free cores and {resources.mem} free bytes."
-                )
-            session = await kernels.insert_session(
+            agents = await self.queue.candidates(conn)
+            why = never_fits(resources.slots(), [a for a in agents if a.offers(request.image)])
+            if why is not None:
+                raise errors.InstanceNotAvailable(f"The session can never be placed: {why}.")
+            session = await queue_rows.insert_pending(
                 conn,
                 token=request.token,
                 access_key=keypair.access_key,
-                agent_id=choice.agent_id,
                 image=request.image,
                 lang=request.lang,
                 tag=request.tag,
                 environ=request.environ,
                 slots=resources.slots(),
             )
-            await record_session_start(conn, keypair.access_key)
-            return session, True
-
-    async def _capacities(self, conn: Executor, image: str) -> list[AgentCapacity]:
-        capacities = []
-        for agent in await agent_rows.with_status(conn, "ALIVE"):
-            if agent.id not in self.agents.links:
-                continue  # this manager could not talk to it
-            if image not in {i["ref"] for i in agent.images}:
-                continue
-            capacities.append(
-                AgentCapacity(
-                    agent_id=agent.id,
-                    available={k: float(v) for k, v in agent.available_slots.items()},
-                    occupied={"cpu": agent.used_cpu, "mem": agent.used_mem},
-                )
-            )
-        return capacities
+            # The new session takes its turn in the scheduler's order, like any other.
+            placed = await self.queue.place_waiting(conn, agents)
+            current = await queue_rows.by_id(conn, session.id)
+        self.queue.announce(placed)
+        assert current is not None
+        return current, True

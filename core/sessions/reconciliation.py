@@ -21,6 +21,7 @@ from crucible.db.queries import kernels
 from crucible.protocol.reports import AgentEvent, Heartbeat, KernelTerminated
 from crucible.sessions.agent_calls import AgentCalls
 from crucible.sessions.endings import EndRecorder
+from crucible.sessions.pending import PendingQueue
 from crucible.usage import record_memory_samples
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class Reconciler:
     #: Removes the kernels an agent runs for nobody.
     calls: AgentCalls
     endings: EndRecorder
+    #: Told what each agent offers: a new agent or more room may place a waiting session.
+    queue: PendingQueue
     #: A running kernel its agent does not list ends only when older than this: a
     #: create may be in flight.
     missing_kernel_grace: float
@@ -49,6 +52,7 @@ class Reconciler:
         # odd) is a missed heartbeat, not a reason to stop reconciling.
         try:
             if isinstance(notice, HeartbeatRecorded):
+                self.queue.agent_reported(notice.agent_id, notice.heartbeat.agent.capacity)
                 await self.reconcile(notice.agent_id, notice.heartbeat)
             elif isinstance(notice, EventReported):
                 await self.on_event(notice.agent_id, notice.event)

@@ -54,7 +54,11 @@ def call(args: argparse.Namespace) -> dict[str, Any]:
                 return {"status": 200, "body": session.Kernel.hello()}
             if args.command == "create-session":
                 kernel = session.Kernel.get_or_create(args.lang, client_token="compat-probe")
-                body = {"kernelId": kernel.kernel_id, "created": kernel.created}
+                body = {
+                    "kernelId": kernel.kernel_id,
+                    "created": kernel.created,
+                    "servicePorts": kernel.service_ports,
+                }
                 return {"status": 201, "body": body}
             with Request(session, args.method, args.path).fetch() as resp:
                 return {"status": resp.status, "body": resp.json()}

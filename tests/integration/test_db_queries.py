@@ -6,7 +6,7 @@ import attrs
 import trio
 
 from crucible.db.pool import Database
-from crucible.db.queries import kernels, usage_daily
+from crucible.db.queries import kernels, pending, usage_daily
 from crucible.db.queries.usage_daily import UsageDelta
 from crucible.keypairs import KeypairRepository
 from crucible.protocol.stats import KernelStats
@@ -70,16 +70,37 @@ async def test_kernel_rows_carry_typed_values(db: Database, keypairs: KeypairRep
     with trio.fail_after(TIMEOUT):
         owner = (await keypairs.create("rows@test")).access_key
         await db.execute("INSERT INTO agents (id, addr) VALUES ('agent-q', 'tcp://127.0.0.1:1')")
-        made = await kernels.insert_session(
+        queued = await pending.insert_pending(
             db,
             token="tok",
             access_key=owner,
-            agent_id="agent-q",
             image="crucible/kernel-python:3.11",
             lang="python",
             tag=None,
             environ={"A": "1"},
             slots={"cpu": 1.0, "mem": 1024.0},
+        )
+        assert (queued.status, queued.agent_id) == ("PENDING", None)
+        assert await pending.assign(db, [(queued.id, "agent-q")]) == [queued.id]
+        assert await pending.assign(db, [(queued.id, "agent-q")]) == []  # placed once only
+        made = await pending.by_id(db, queued.id)
+        assert made is not None and made.agent_id == "agent-q"
+        assert await pending.occupied_by_agent(db) == {"agent-q": {"cpu": 1.0, "mem": 1024.0}}
+        # Any slot name counts; what is not a number (a plugin's note) is no room taken.
+        await db.execute(
+            """UPDATE kernels SET occupied_slots = occupied_slots
+                   || '{"cuda.shares": 0.5, "cuda.ids": ["0"]}'::jsonb WHERE id = $1::uuid""",
+            queued.id,
+        )
+        assert (await pending.occupied_by_key(db))[owner] == {
+            "cpu": 1.0,
+            "mem": 1024.0,
+            "cuda.shares": 0.5,
+        }
+        await db.execute(
+            "UPDATE kernels SET occupied_slots = $2::jsonb WHERE id = $1::uuid",
+            queued.id,
+            '{"cpu": 1.0, "mem": 1024.0}',
         )
         assert (made.status, made.role, made.environ, made.last_stat) == (
             "PREPARING",

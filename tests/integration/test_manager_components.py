@@ -62,7 +62,11 @@ async def test_each_component_is_built_once_and_handed_to_its_users(
         # The session rooms are handed their collaborators; they build none themselves.
         assert parts.sessions.mounts.vfolders is parts.vfolders
         assert parts.sessions.calls.agents is parts.agents
-        assert parts.sessions.placement.agents is parts.agents
+        # One pending queue: placement fills it, the reconciler and the server drive it.
+        assert parts.sessions.placement.queue is parts.queue
+        assert parts.queue.agents is parts.agents
+        assert parts.queue.endings is parts.sessions.endings
+        assert parts.reconciler.queue is parts.queue
         assert parts.sessions.activity is parts.activity
         assert parts.reconciler.calls is parts.sessions.calls
         assert parts.reconciler.endings is parts.sessions.endings

@@ -53,6 +53,7 @@ class FakeAgent:
     def __init__(self, config: Config) -> None:
         self.id = "fake-agent"
         self.config = config
+        self.kernels: dict[str, Any] = {}
         self.sinks: list[EventSink] = []
         self.handlers = CallTable()
         self.handlers.add(GetLogs, self.echo)

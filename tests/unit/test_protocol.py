@@ -9,7 +9,8 @@ import attrs
 import pytest
 import trio
 
-from crucible.protocol import VERSION, calls, codec, reports
+from crucible.kernels.service_ports import ServicePort
+from crucible.protocol import VERSION, calls, codec, reports, streams
 from crucible.protocol import file_calls as files
 from crucible.protocol.failures import CallFailure, ErrorKind
 from crucible.protocol.framing import (
@@ -36,7 +37,7 @@ EXCHANGES: list[tuple[calls.AgentCall[Any], object]] = [
             (calls.Mount("/srv/f", "/home/work/f", True),),
             "AKIAIOSFODNN7EXAMPLE",
         ),
-        calls.KernelCreated("c0ffee"),
+        calls.KernelCreated("c0ffee", (ServicePort("jupyter", "http", 8080),)),
     ),
     (calls.DestroyKernel(K, "user-requested"), calls.KernelDestroyed(STATS)),
     (calls.DestroyKernel(K, "orphan"), calls.KernelDestroyed(None)),
@@ -56,6 +57,10 @@ EXCHANGES: list[tuple[calls.AgentCall[Any], object]] = [
     (calls.Complete(K, "pri", {"row": 0}), calls.Completions(("print", "private"))),
     (calls.GetLogs(K), calls.KernelLogs("line\n")),
     (calls.ListKernels(), calls.KernelList((K,))),
+    (
+        calls.StartService(K, "jupyter"),
+        calls.ServiceStarted(ServicePort("jupyter", "http", 8080), True),
+    ),
     (files.UploadBegin(K), files.UploadBegun("u1")),
     (files.UploadFile(K, "u1", "sub/a.txt"), calls.Done()),
     (files.UploadData(K, "u1", "aGk="), calls.Done()),
@@ -72,6 +77,10 @@ EXCHANGES: list[tuple[calls.AgentCall[Any], object]] = [
         files.DownloadChecked((files.ArchiveEntry("/a", "a", 2),)),
     ),
     (files.DownloadArchive(K, "a.txt"), files.Archive("/home/work/a.txt", "a.txt", 2, "dGFy")),
+    (
+        streams.OpenStream(K, 7, "tcp", 0, 0, 8080, 30.0, 262144),
+        streams.StreamOpened(262144),
+    ),
 ]
 
 
@@ -155,7 +164,7 @@ async def test_frames_carry_the_protocol_version() -> None:
         with trio.fail_after(5):
             await link.send(codec.event_message(reports.KernelTerminated(K, "self-terminated")))
         nursery.cancel_scope.cancel()
-    assert HEADER.unpack_from(sent[0])[0] == VERSION == 4
+    assert HEADER.unpack_from(sent[0])[0] == VERSION == 5
 
 
 def params_of(call: calls.AgentCall[Any], **changes: object) -> dict[str, Any]:
@@ -243,3 +252,10 @@ def test_stored_stats_are_read_leniently() -> None:
     odd = {"cpu_used": 1.9, "mem_cur_bytes": None, "net_rx_bytes": True, "extra": 5}
     assert KernelStats.from_stored(odd) == KernelStats(cpu_used=1)
     assert attrs.asdict(KernelStats()) == KernelStats().as_dict()
+
+
+def test_a_bad_service_port_in_a_reply_is_refused_with_the_reason() -> None:
+    call = calls.StartService(K, "jupyter")
+    result = {"service": {"name": "jupyter", "protocol": "http", "port": 2001}, "started": True}
+    with pytest.raises(codec.ProtocolError, match="reserved"):
+        codec.read_result(codec.IncomingResult(1, result), call)

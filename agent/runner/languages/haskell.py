@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from .schema import Language, Limits, Recipe, words
+from .schema import SLOW_START, Language, Recipe, words
 
 KEYWORDS = words(
     "case class data default deriving do else foreign if import in infix "
@@ -45,6 +45,6 @@ HASKELL = Language(
     packages=("ghc",),
     aliases=("ghc",),
     # GHC compiles slowly; runghc of a snippet takes a few seconds.
-    limits=Limits(cores=4, memory="2g", timeout=60),
+    limits=SLOW_START,
     version_command=("sh", "-c", "ghc --numeric-version | cut -d. -f1,2"),
 )

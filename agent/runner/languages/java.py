@@ -7,7 +7,7 @@ import os
 import re
 import shlex
 
-from .schema import Language, Limits, Recipe, words
+from .schema import SLOW_START, Language, Recipe, words
 
 KEYWORDS = words(
     "abstract boolean break byte case catch char class continue default do "
@@ -58,7 +58,7 @@ JAVA = Language(
     setup=("mkdir -p /usr/share/man/man1",),
     aliases=("openjdk",),
     # The JVM and javac start slowly; a cold compile-and-run takes seconds.
-    limits=Limits(cores=4, memory="2g", timeout=60),
+    limits=SLOW_START,
     # The JVM sizes its GC and JIT thread pools from the host's cores.
     corecount="JAVA_CPU_COUNT",
     version_command=(

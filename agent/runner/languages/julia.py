@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .schema import Language, Limits, script, words
+from .schema import SLOW_START, Language, script, words
 
 KEYWORDS = words(
     "abstract baremodule begin break catch const continue do else elseif end "
@@ -17,7 +17,7 @@ JULIA = Language(
     suite="bullseye",
     packages=("julia",),
     # Julia compiles on first use: even a small snippet takes a few seconds.
-    limits=Limits(cores=4, memory="2g", timeout=60),
+    limits=SLOW_START,
     corecount="JULIA_NUM_THREADS,OPENBLAS_NUM_THREADS",
     version_command=(
         "julia",

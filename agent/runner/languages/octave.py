@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .schema import BLAS_THREADS, Language, Limits, script, words
+from .schema import BLAS_THREADS, SLOW_START, Language, script, words
 
 KEYWORDS = words(
     "break case catch continue do else elseif end endfor endfunction endif "
@@ -22,7 +22,7 @@ OCTAVE = Language(
     script("octave", "octave-cli --norc --quiet", "m", wrap=_wrap_octave, keywords=KEYWORDS),
     packages=("octave",),
     aliases=("matlab",),
-    limits=Limits(cores=4, memory="2g", timeout=60),
+    limits=SLOW_START,
     corecount=BLAS_THREADS,
     version_command=(
         "octave-cli",

@@ -7,10 +7,50 @@ a program per snippet: the interpreter child is Python 3 code.
 
 from __future__ import annotations
 
-from .schema import BLAS_THREADS, Language, Limits, Recipe, run_main, script, words
+from .schema import BLAS_THREADS, Language, Limits, Recipe, Service, run_main, script, words
 
 #: Backend.AI's Python kernels run main.py; a lone script is an obvious second guess.
 _python_exec = run_main("python3", "main.py", pattern="*.py")
+
+#: Jupyter Notebook (Debian's python3-notebook), started on demand. No token and no
+#: password: it listens on 127.0.0.1 inside a container without a network, so only the
+#: session's tunnels (spec 5.5, signed, the owner's) reach it. Remote access is allowed
+#: because the Host header is whatever name the user's end of the tunnel has. XSRF checks
+#: stay on, so a web page in the user's browser cannot drive it: REST clients send the
+#: ``_xsrf`` cookie back as ``X-XSRFToken``. Its notebook kernel is the system Python of
+#: the image, the session's own. Jupyter's own files go to a private /tmp directory.
+JUPYTER = Service(
+    name="jupyter",
+    protocol="http",
+    port=8080,
+    command=(
+        "python3", "-m", "notebook",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        "--port={port}",
+        "--port-retries=0",
+        "--notebook-dir={workdir}",
+        "--NotebookApp.token=",
+        "--NotebookApp.password=",
+        "--NotebookApp.allow_remote_access=True",
+    ),
+    env=(
+        ("JUPYTER_RUNTIME_DIR", "{state}/runtime"),
+        ("JUPYTER_CONFIG_DIR", "{state}/config"),
+        ("JUPYTER_DATA_DIR", "{state}/data"),
+        ("IPYTHONDIR", "{state}/ipython"),
+    ),
+)  # fmt: skip
+
+#: TensorBoard (from the TensorFlow wheel's dependencies), reading ``~/logs``.
+TENSORBOARD = Service(
+    name="tensorboard",
+    protocol="http",
+    port=6006,
+    command=(
+        "tensorboard", "--logdir={workdir}/logs", "--host=127.0.0.1", "--port={port}",
+    ),
+)  # fmt: skip
 
 
 def _version_of(python: str) -> tuple[str, ...]:
@@ -18,7 +58,7 @@ def _version_of(python: str) -> tuple[str, ...]:
 
 
 PYTHON = Language(
-    Recipe(name="python", query="python-repl", exec=_python_exec),
+    Recipe(name="python", query="python-repl", exec=_python_exec, services=(JUPYTER,)),
     # munkres and unicodedata2 satisfy alternatives in python3-fonttools' (a
     # matplotlib dependency) Depends whose first choices would pull in SciPy, its
     # compiler Pythran and python3-dev: ~600 MB that nobody asked for.
@@ -28,6 +68,7 @@ PYTHON = Language(
         "python3-matplotlib",
         "python3-munkres",
         "python3-unicodedata2",
+        "python3-notebook",
     ),
     aliases=("python3",),
     # 30 s per execution: an interactive sandbox, not a batch farm. Agents may
@@ -45,7 +86,9 @@ PYTHON = Language(
 # TensorFlow is not packaged by Debian, so its CPU wheel comes from PyPI, pinned to the
 # last release line that accepts Debian's NumPy 1.x (Keras 2 ships with it).
 PYTHON_ML = Language(
-    Recipe(name="python-ml", query="python-repl", exec=_python_exec),
+    Recipe(
+        name="python-ml", query="python-repl", exec=_python_exec, services=(JUPYTER, TENSORBOARD)
+    ),
     toolchain="python",
     only_suites=("bookworm",),
     packages=(
@@ -58,6 +101,7 @@ PYTHON_ML = Language(
         "python3-munkres",
         "python3-unicodedata2",
         "python3-torch",
+        "python3-notebook",
     ),
     pip_packages=("tensorflow-cpu==2.15.1",),
     also_named=("python-tensorflow", "python-pytorch"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .schema import BLAS_THREADS, Language, Limits, script, words
+from .schema import BLAS_THREADS, SLOW_START, Language, script, words
 
 KEYWORDS = words(
     "if else repeat while function for in next break TRUE FALSE NULL Inf NaN "
@@ -14,7 +14,7 @@ R = Language(
     script("r", "Rscript", "R", "main.r", keywords=KEYWORDS),
     packages=("r-base-core",),
     aliases=("R",),
-    limits=Limits(cores=4, memory="2g", timeout=60),
+    limits=SLOW_START,
     corecount=BLAS_THREADS,
     version_command=(
         "Rscript",

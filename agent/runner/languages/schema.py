@@ -37,6 +37,26 @@ BLAS_THREADS = "OPENBLAS_NUM_THREADS,OMP_NUM_THREADS"
 
 
 @dataclass(frozen=True)
+class Service:
+    """An app the kernel offers (spec 9 ``ai.backend.service-ports``): `name`, `protocol`
+    (``http``, ``tcp`` or ``pty``) and `port` go into the image's label; `command` is what
+    the runner's ``start_service`` runs (as the kernel user, in the working directory,
+    stdin on /dev/null) and must listen on ``127.0.0.1:port``; ``{port}`` and
+    ``{workdir}`` in its words are replaced. `env` is added to the kernel's environment;
+    ``{state}`` in its values is a private directory under /tmp for the service's own
+    files (runtime, config), so they do not land among the user's files."""
+
+    name: str
+    protocol: str
+    port: int
+    command: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+
+    def argv(self, workdir: str) -> list[str]:
+        return [word.format(port=self.port, workdir=workdir) for word in self.command]
+
+
+@dataclass(frozen=True)
 class Recipe:
     """How the runner runs one language; see the module docstring."""
 
@@ -56,6 +76,11 @@ class Recipe:
     #: Completion candidates for languages without a live interpreter to ask: keywords
     #: and common built-ins, offered when they extend the word before the cursor.
     keywords: tuple[str, ...] = ()
+    #: The apps the kernel offers (its image's ``ai.backend.service-ports``).
+    services: tuple[Service, ...] = ()
+
+    def service(self, name: str) -> Service | None:
+        return next((service for service in self.services if service.name == name), None)
 
     def batch_command(self, step: str, option: object, workdir: str) -> str | None:
         """The shell command for batch `step` given the client's option value.
@@ -104,6 +129,11 @@ class Limits:
     cores: int
     memory: str
     timeout: int
+
+
+#: Limits of runtimes that start slowly or compile on first use (a JVM, GHC, Julia, R,
+#: Octave): seconds of start-up before a snippet even runs, and room for it.
+SLOW_START = Limits(cores=4, memory="2g", timeout=60)
 
 
 @dataclass(frozen=True)

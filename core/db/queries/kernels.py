@@ -4,7 +4,7 @@ plus its workers (``role``), addressed by the client's token (``sess_id``)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,9 +12,11 @@ import attrs
 
 from crucible.db.pool import Executor
 from crucible.db.queries.columns import Row, from_jsonb, to_jsonb
+from crucible.kernels.service_ports import ServicePort, service_ports_from_api
 from crucible.protocol.stats import KernelStats
 
 LIVE_STATUSES = (
+    "PENDING",
     "PREPARING",
     "BUILDING",
     "RUNNING",
@@ -28,7 +30,7 @@ LIVE_STATUSES = (
 COLUMNS = (
     "id, sess_id, role, access_key, agent_id, container_id, status, status_info, image, lang, "
     "tag, environ, occupied_slots, num_queries, last_stat, created_at, last_active, "
-    "terminated_at"
+    "terminated_at, service_ports"
 )
 
 
@@ -54,6 +56,8 @@ class Kernel(Row):
     created_at: datetime
     last_active: datetime
     terminated_at: datetime | None
+    #: The apps its image declares (spec 9), as the agent reported them at creation.
+    service_ports: tuple[ServicePort, ...]
 
     @classmethod
     def converted(cls, row: Any) -> dict[str, Any]:
@@ -63,6 +67,7 @@ class Kernel(Row):
             "environ": from_jsonb(row["environ"]) or {},
             "occupied_slots": from_jsonb(row["occupied_slots"]) or {},
             "last_stat": KernelStats.from_stored(from_jsonb(row["last_stat"])),
+            "service_ports": service_ports_from_api(from_jsonb(row["service_ports"]) or []),
         }
 
     @property
@@ -107,44 +112,21 @@ async def live_session(ex: Executor, access_key: str, token: str) -> Kernel | No
     return Kernel.from_optional(row)
 
 
-async def insert_session(
+async def mark_running(
     ex: Executor,
+    kernel_id: str,
+    container_id: str | None,
     *,
-    token: str,
-    access_key: str,
-    agent_id: str,
-    image: str,
-    lang: str,
-    tag: str | None,
-    environ: Mapping[str, str],
-    slots: Mapping[str, float],
-) -> Kernel:
-    """A new master kernel, PREPARING on `agent_id`, with a fresh id."""
+    service_ports: Sequence[ServicePort] = (),
+) -> Kernel | None:
+    """PREPARING → RUNNING in `container_id`, offering `service_ports`; None when it is no
+    longer preparing."""
     row = await ex.fetchrow(
-        f"""INSERT INTO kernels (id, sess_id, access_key, agent_id, status, image, lang,
-                                 tag, environ, occupied_slots)
-            VALUES ($1, $2, $3, $4, 'PREPARING', $5, $6, $7, $8::jsonb, $9::jsonb)
-            RETURNING {COLUMNS}""",
-        uuid.uuid4(),
-        token,
-        access_key,
-        agent_id,
-        image,
-        lang,
-        tag,
-        to_jsonb(dict(environ)),
-        to_jsonb(dict(slots)),
-    )
-    return Kernel.from_row(row)
-
-
-async def mark_running(ex: Executor, kernel_id: str, container_id: str | None) -> Kernel | None:
-    """PREPARING → RUNNING in `container_id`; None when it is no longer preparing."""
-    row = await ex.fetchrow(
-        f"""UPDATE kernels SET status = 'RUNNING', container_id = $2
+        f"""UPDATE kernels SET status = 'RUNNING', container_id = $2, service_ports = $3::jsonb
             WHERE id = $1::uuid AND status = 'PREPARING' RETURNING {COLUMNS}""",
         kernel_id,
         container_id,
+        to_jsonb([port.to_api() for port in service_ports]),
     )
     return Kernel.from_optional(row)
 
@@ -294,3 +276,13 @@ async def live_on_agents(ex: Executor, agent_ids: Iterable[str]) -> list[str]:
         list(agent_ids),
     )
     return [row["id"] for row in rows]
+
+
+async def ended_among(ex: Executor, kernel_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """``(id, status_info)`` of those of `kernel_ids` that are terminated (or errored)."""
+    rows = await ex.fetch(
+        """SELECT id, status_info FROM kernels
+            WHERE id = ANY($1::uuid[]) AND status IN ('TERMINATED', 'ERROR')""",
+        [uuid.UUID(kernel_id) for kernel_id in kernel_ids],
+    )
+    return [(str(row["id"]), str(row["status_info"] or "")) for row in rows]

@@ -12,7 +12,10 @@ async def test_create_is_get_or_create(cluster: Cluster) -> None:
     token = new_token()
     first = await create(cluster.client, token)
     assert first.status_code == 201, first.text
-    assert first.json() == {"kernelId": token, "created": True, "servicePorts": []}
+    body = first.json()
+    assert body["kernelId"] == token and body["created"] is True
+    # The python image offers Jupyter (spec 9; tests/integration/sessions/test_service_ports.py).
+    assert [port["name"] for port in body["servicePorts"]] == ["jupyter"]
     again = await create(cluster.client, token, "python:latest")
     assert again.status_code == 201
     assert again.json()["created"] is False

@@ -82,12 +82,10 @@ async def test_events_report_termination(cluster: Cluster, session: str) -> None
     assert event == {"name": "terminated", "reason": "user-requested"}
 
 
-@pytest.mark.parametrize("kind", ["pty", "httpproxy?app=jupyter", "tcpproxy?app=ssh"])
-async def test_unoffered_streams_say_not_implemented(
-    cluster: Cluster, session: str, kind: str
-) -> None:
+@pytest.mark.parametrize("kind", ["httpproxy?app=nosuchapp", "tcpproxy?app=nosuchapp"])
+async def test_undeclared_apps_are_not_found(cluster: Cluster, session: str, kind: str) -> None:
     with pytest.raises(ConnectionRejected) as caught:
         async with open_stream(cluster, f"/stream/kernel/{session}/{kind}"):
             pass
-    assert caught.value.status_code == 503
-    assert json.loads(caught.value.body or b"{}")["type"].endswith("/not-implemented")
+    assert caught.value.status_code == 404
+    assert json.loads(caught.value.body or b"{}")["type"].endswith("/app-not-found")

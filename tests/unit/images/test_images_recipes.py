@@ -152,7 +152,7 @@ def test_setup_commands_share_the_apt_layer() -> None:
 #: rebuilds that image on every machine: make it on purpose, never as a side effect of
 #: moving code (the language definitions, the contract constants...).
 PINNED_HASHES = {
-    "python": "3ffa786328c278fb",
+    "python": "7a2326b9447a787c",
     "c": "c489928c02d002c4",
     "cpp": "b384a7c3dbfa65f1",
     "nodejs": "6b41f6c2945191f7",
@@ -162,7 +162,7 @@ PINNED_HASHES = {
     "r": "77d70cad95b7ba62",
     "octave": "0297698cd4c4590d",
     "haskell": "e1554422d4fe9576",
-    "python-ml": "f18c442aa49b74b5",
+    "python-ml": "e49075d8702ad7d8",
     "python-dl": "f32b8a18f8bd9712",
     "python2": "784bd9e5578f4233",
     "julia": "5ea074464db8b82d",
