@@ -32,6 +32,7 @@ from crucible.kernels.contract import (
     LABEL_KERNEL_ID,
     LABEL_KERNEL_INFO,
     LABEL_OWNER,
+    LABEL_POOL,
     LABEL_TIMEOUT,
     OWNER,
     RUNNER_DIR,
@@ -111,6 +112,17 @@ class ContainerPolicy:
             pids_limit=self._config.pids_limit,
             hardening=self.hardening,
             device_requests=devices.device_requests,
+        )
+
+    def pooled_spec(self, info: KernelInfo) -> ContainerSpec:
+        """A warm pool's kernel: labelled as pooled, its /home/work bind following the
+        mounts the agent adds on the host (vfolders at claim, `crucible.agent.pool.mounts`)."""
+        spec = self.spec(info)
+        work, *others = spec.binds
+        return attrs.evolve(
+            spec,
+            labels={**spec.labels, LABEL_POOL: info.image},
+            binds=(attrs.evolve(work, propagation="rslave"), *others),
         )
 
     def exec_timeout(self, labels: dict[str, str]) -> float:

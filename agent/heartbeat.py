@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 import trio
@@ -32,6 +32,7 @@ from crucible.protocol.reports import (
     Heartbeat,
     ImageEntry,
     KernelReport,
+    PoolReport,
 )
 from crucible.protocol.stats import KernelStats
 from crucible.protocol.version import VERSION
@@ -70,6 +71,8 @@ class Heartbeats:
     capacity: dict[str, float] = attrs.field(kw_only=True)
     _interval: float = attrs.field(kw_only=True)
     _accelerators: Accelerators = attrs.field(kw_only=True, factory=lambda: Accelerators([]))
+    #: What the warm pool holds now (`crucible.agent.pool.pool.WarmPool.status`).
+    _pool: Callable[[], PoolReport | None] = attrs.field(default=lambda: None, kw_only=True)
     images: tuple[ImageEntry, ...] = attrs.field(default=(), init=False)
     #: The accelerator devices' latest figures, by plugin.
     device_stats: dict[str, list[DeviceStats]] = attrs.field(factory=dict, init=False)
@@ -84,6 +87,7 @@ class Heartbeats:
                 devices=tuple(
                     _report(plugin, s) for plugin, stats in self.device_stats.items() for s in stats
                 ),
+                pool=self._pool(),
             ),
             kernels=tuple(
                 KernelReport(kernel_id, sup.last_stats, self._held_devices(sup.info.allocation))

@@ -27,10 +27,18 @@ from crucible.agent.execution.limits import ExecLimits, FairSlots
 from crucible.agent.execution.output import OutputLedger
 from crucible.agent.heartbeat import kernel_stats
 from crucible.agent.kernel.info import KernelInfo, info_from_label
-from crucible.agent.kernel.runner_link import RunnerListener
+from crucible.agent.kernel.runner_link import RunnerListener, RunnerSource
 from crucible.agent.kernel.supervisor import KernelSupervisor
+from crucible.agent.pool.claims import ClaimRecords
+from crucible.agent.pool.pool import WarmPool
 from crucible.config import AgentConfig, StreamsConfig
-from crucible.kernels.contract import LABEL_AGENT_ID, LABEL_KERNEL_ID, LABEL_KERNEL_INFO, LABEL_LANG
+from crucible.kernels.contract import (
+    LABEL_AGENT_ID,
+    LABEL_KERNEL_ID,
+    LABEL_KERNEL_INFO,
+    LABEL_LANG,
+    LABEL_POOL,
+)
 from crucible.kernels.service_ports import ServicePort, ServicePortError, image_service_ports
 from crucible.protocol.calls import (
     CallTable,
@@ -73,6 +81,10 @@ class KernelLifecycle:
     _emit: Callable[[AgentEvent], Awaitable[None]] = attrs.field(kw_only=True)
     #: The devices kernels hold: taken at create, given back when a kernel is removed.
     _accelerators: Accelerators = attrs.field(kw_only=True, factory=lambda: Accelerators([]))
+    #: Who a claimed pooled container serves (its labels are the pool slot's).
+    _claims: ClaimRecords = attrs.field(kw_only=True)
+    #: Kernels started ahead of time; None: every kernel takes the cold path.
+    _pool: WarmPool | None = attrs.field(default=None, kw_only=True)
     _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
 
     def add_to(self, table: CallTable) -> None:
@@ -98,6 +110,11 @@ class KernelLifecycle:
         async with trio.open_nursery() as nursery:
             for container in containers:
                 nursery.start_soon(self._recover_one, container)
+        # Claim records of containers that are gone.
+        live = {container.id for container in containers}
+        for container_id in await trio.to_thread.run_sync(self._claims.container_ids):
+            if container_id not in live:
+                await trio.to_thread.run_sync(self._claims.remove, container_id)
         # Scratch directories nobody owns any more (their containers are gone).
         owned = {s.info.kernel_dir for s in self.kernels.values()}
         for kernel_dir in list(self.kernels_root.iterdir()):
@@ -107,12 +124,21 @@ class KernelLifecycle:
     async def _recover_one(self, container: ContainerSummary) -> None:
         labels = container.labels
         kernel_id = labels.get(LABEL_KERNEL_ID, "")
-        try:
-            info = info_from_label(labels[LABEL_KERNEL_INFO])
-        except (KeyError, ValueError, TypeError):
-            log.warning("removing container %s with unreadable labels", container.id)
-            await self._remove_container(container.id)
-            return
+        if LABEL_POOL in labels:
+            # A pooled kernel: its session is in the claim record, if it was claimed.
+            claimed = await trio.to_thread.run_sync(self._claims.read, container.id)
+            if claimed is None:
+                log.info("discarding unclaimed pooled container %s", container.id[:12])
+                await self._remove_container(container.id)
+                return  # its scratch directory goes with the unowned ones
+            info, kernel_id = claimed, claimed.kernel_id
+        else:
+            try:
+                info = info_from_label(labels[LABEL_KERNEL_INFO])
+            except (KeyError, ValueError, TypeError):
+                log.warning("removing container %s with unreadable labels", container.id)
+                await self._remove_container(container.id)
+                return
         if info.kernel_dir.parent != self.kernels_root or info.kernel_dir.name in ("", ".", ".."):
             # Labelled with our id but kept elsewhere: not ours to touch.
             log.warning("ignoring container %s of another state directory", container.id[:12])
@@ -149,7 +175,9 @@ class KernelLifecycle:
         if kernel_id in self.kernels:
             raise AgentCallError(f"kernel {kernel_id} already exists", ErrorKind.INVALID_INPUT)
         image = call.image
-        labels = await self._driver.image_labels(image)
+        # A pooled kernel of the image knows its labels: no engine call on the warm path.
+        pooled_labels = self._pool.image_labels(image) if self._pool is not None else None
+        labels = pooled_labels or await self._driver.image_labels(image)
         lang = labels.get(LABEL_LANG)
         if not lang:
             raise AgentCallError(f"{image} is not a Crucible kernel image", ErrorKind.INVALID_INPUT)
@@ -189,11 +217,27 @@ class KernelLifecycle:
             mem=call.mem,
             environ=dict(call.environ),
             kernel_dir=self.kernels_root / kernel_id.replace("-", "")[:16],
-            mounts=await trio.to_thread.run_sync(vfolder_mounts, call.mounts),
+            mounts=await trio.to_thread.run_sync(vfolder_mounts, call.mounts)
+            if call.mounts
+            else (),
             access_key=call.access_key,
             service_ports=service_ports,
             allocation=allocation,
         )
+        # Devices go into a container's spec (device requests, environment) when it is
+        # made: a kernel holding any takes the cold path.
+        poolable = self._pool is not None and not any(allocation.values())
+        claimed = await self._pool.claim(info) if poolable and self._pool is not None else None
+        if claimed is not None:
+            supervisor = await self._supervise(
+                claimed.info,
+                claimed.container_id,
+                claimed.runner,
+                self._config.runner_start_timeout,
+            )
+            if supervisor.terminated_reason is not None:
+                raise AgentCallError(_start_failure("start", supervisor))
+            return KernelCreated(claimed.container_id, service_ports=service_ports)
         await sandbox.prepare_scratch(info.kernel_dir, size_bytes=self._config.scratch_size_bytes)
         return await self._start(info, "start")
 
@@ -204,6 +248,7 @@ class KernelLifecycle:
         del self.kernels[info.kernel_id]
         old.mark_terminated("restarting")
         await self._remove_container(old.container_id)
+        await trio.to_thread.run_sync(self._claims.remove, old.container_id)
         return KernelRestarted(await self._start(info, "restart"))
 
     async def destroy_kernel(self, call: DestroyKernel) -> KernelDestroyed:
@@ -246,7 +291,7 @@ class KernelLifecycle:
         return container_id, listener
 
     async def _supervise(
-        self, info: KernelInfo, container_id: str, listener: RunnerListener, timeout: float
+        self, info: KernelInfo, container_id: str, listener: RunnerSource, timeout: float
     ) -> KernelSupervisor:
         assert self._nursery is not None
         supervisor = KernelSupervisor(
@@ -298,6 +343,8 @@ class KernelLifecycle:
         except DockerError:
             pass
         await self._remove_container(supervisor.container_id)
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self._claims.remove, supervisor.container_id)
         await self._cleanup_kernel_dir(supervisor.info)
         # The container is gone: its devices are free for the next kernel.
         self._accelerators.free(supervisor.info.kernel_id)

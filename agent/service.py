@@ -26,6 +26,8 @@ from crucible.agent.files.service import FileService
 from crucible.agent.heartbeat import Heartbeats, detect_capacity
 from crucible.agent.kernel.supervisor import KernelSupervisor
 from crucible.agent.lifecycle import KernelLifecycle, RunLimits
+from crucible.agent.pool.claims import ClaimRecords
+from crucible.agent.pool.pool import WarmPool
 from crucible.config import Config
 from crucible.protocol.calls import CallTable
 from crucible.protocol.reports import Heartbeat
@@ -64,6 +66,26 @@ class Agent:
         #: What the agent holds of output nobody has collected yet, per session and in all.
         self.output = OutputLedger.from_config(config.agent)
         self.containers = ContainerPolicy(config.agent, self.id, self.accelerators)
+        claims = ClaimRecords(self.kernels_root.parent / "claims")
+        self.heartbeats = Heartbeats(
+            driver,
+            self.kernels,
+            agent_id=self.id,
+            capacity=self.capacity,
+            interval=config.agent.heartbeat_interval,
+            accelerators=self.accelerators,
+            pool=lambda: self.pool.status() if config.pool.sizes else None,
+        )
+        #: Kernels started ahead of time (`crucible.agent.pool`); empty without
+        #: ``[pool] sizes``.
+        self.pool = WarmPool(
+            config,
+            driver,
+            self.containers,
+            kernels_root=self.kernels_root,
+            images=lambda: self.heartbeats.images,
+            claims=claims,
+        )
         self.lifecycle = KernelLifecycle(
             config.agent,
             driver,
@@ -73,14 +95,8 @@ class Agent:
             kernels_root=self.kernels_root,
             emit=self._events.emit,
             accelerators=self.accelerators,
-        )
-        self.heartbeats = Heartbeats(
-            driver,
-            self.kernels,
-            agent_id=self.id,
-            capacity=self.capacity,
-            interval=config.agent.heartbeat_interval,
-            accelerators=self.accelerators,
+            claims=claims,
+            pool=self.pool,
         )
         self._calls = CallTable()
         self.lifecycle.add_to(self._calls)
@@ -95,6 +111,8 @@ class Agent:
         async with trio.open_nursery() as nursery:
             await self.heartbeats.refresh_images()
             await nursery.start(self.lifecycle.run)
+            # After recovery: it discards the pooled kernels a previous agent left.
+            await nursery.start(self.pool.run)
             nursery.start_soon(self.heartbeats.collect_forever)
             task_status.started()
 

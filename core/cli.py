@@ -14,7 +14,13 @@ import trio
 import trio_asyncio
 
 from crucible import __version__
-from crucible.config import Config, ConfigError, load_config, standalone_agent_problems
+from crucible.config import (
+    UP_POOL_SIZES,
+    Config,
+    ConfigError,
+    load_config,
+    standalone_agent_problems,
+)
 from crucible.db import open_database
 from crucible.keypairs import Keypair, KeypairNotFound, KeypairRepository
 
@@ -63,6 +69,7 @@ def _run_with_database(config: Config, job: Callable[[KeypairRepository], Awaita
 
 
 def cmd_up(args: argparse.Namespace, config: Config) -> int:
+    from crucible.agent.images.first_run import ensure_first_image
     from crucible.daemon import serve_manager
     from crucible.local_agent import agent_argv
 
@@ -73,6 +80,11 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
 
     def agent_command(urls: list[str]) -> list[str]:
         return agent_argv(sys.argv[0], options, urls)
+
+    if not args.no_build:
+        # A fresh machine: build the default image first, so that the server that
+        # comes up can run code (progress on stderr: stdout carries the keys).
+        trio.run(ensure_first_image, config)
 
     trio.run(
         lambda: serve_manager(
@@ -197,7 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave sessions running on stop (the next start recovers them)",
     )
-    up.set_defaults(func=cmd_up)
+    up.add_argument(
+        "--no-build",
+        action="store_true",
+        help="do not build the python kernel image when no kernel image exists",
+    )
+    # Unless the file says otherwise, `crucible up` keeps two Python kernels warm.
+    up.set_defaults(func=cmd_up, command_defaults={"pool": {"sizes": dict(UP_POOL_SIZES)}})
 
     # Not listed: the agent process `crucible up` starts (crucible.local_agent).
     up_agent = sub.add_parser("up-agent")
@@ -247,7 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     source = str(args.config) if args.config else "<defaults>"
     try:
-        config = load_config(args.config, _overrides(args))
+        config = load_config(
+            args.config, _overrides(args), command_defaults=getattr(args, "command_defaults", None)
+        )
         requires: Callable[[Config], list[str]] | None = getattr(args, "requires", None)
         if requires is not None and (problems := requires(config)):
             # What this command needs beyond a valid file, said the same way.

@@ -154,7 +154,13 @@ class DockerDriver:
                 # The Mounts API (unlike -v binds) fails when the source is missing
                 # instead of creating an empty root-owned directory on the host.
                 mounts=[
-                    docker.types.Mount(b.target, b.source, type="bind", read_only=b.read_only)
+                    docker.types.Mount(
+                        b.target,
+                        b.source,
+                        type="bind",
+                        read_only=b.read_only,
+                        propagation=b.propagation or None,
+                    )
                     for b in spec.binds
                 ],
                 ulimits=[
@@ -197,6 +203,28 @@ class DockerDriver:
                     await self.remove(container_id)
             raise
         return container_id
+
+    async def update_limits(
+        self, container: str, *, cpu_cores: float, memory_bytes: int, swap_bytes: int
+    ) -> None:
+        """Change a running container's CPU quota and memory limit (``docker update``)."""
+        api = self._api
+        body = {
+            # The SDK's update_container has no NanoCpus, and a container made with
+            # NanoCpus refuses a CpuQuota update: post the engine's own fields.
+            "NanoCpus": round(cpu_cores * 1_000_000_000),
+            "Memory": memory_bytes,
+            "MemorySwap": memory_bytes + swap_bytes,
+        }
+
+        def update() -> None:
+            url = api._url("/containers/{0}/update", container)
+            api._raise_for_status(api._post_json(url, data=body))
+
+        await self._call(f"update {container}", update)
+
+    async def rename(self, container: str, name: str) -> None:
+        await self._call(f"rename {container}", lambda: self._api.rename(container, name))
 
     async def inspect(self, container: str) -> ContainerState:
         """The container's state; `ContainerNotFound` if it does not exist."""
@@ -359,10 +387,14 @@ class DockerDriver:
 
     async def image_labels(self, ref: str) -> dict[str, str]:
         """The labels of one local image; `ImageNotFound` if it is not there."""
+        return (await self.image_identity(ref))[1]
+
+    async def image_identity(self, ref: str) -> tuple[str, dict[str, str]]:
+        """The id and the labels of one local image; `ImageNotFound` if it is not there."""
         raw = await self._call(
             f"inspect image {ref}", lambda: self._api.inspect_image(ref), subject="image"
         )
-        return dict(dig(raw, "Config", "Labels") or {})
+        return str(raw.get("Id", "")), dict(dig(raw, "Config", "Labels") or {})
 
     # -- engine ---------------------------------------------------------------------------
 

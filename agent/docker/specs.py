@@ -33,6 +33,9 @@ class BindMount:
     source: str = attrs.field()
     target: str
     read_only: bool = True
+    #: Mount propagation (``rslave``: mounts the agent adds under the source later show
+    #: up in the container, never the other way round); empty: Docker's default.
+    propagation: str = ""
 
     @source.validator
     def _absolute(self, _: attrs.Attribute[str], value: str) -> None:

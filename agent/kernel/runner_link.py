@@ -156,6 +156,28 @@ class RunnerListener:
         self._sock.close()
 
 
+class AcceptedRunner:
+    """A runner that has dialled in and been checked already (a warm pool's kernel):
+    stands in for its listener, so a supervisor takes it over as if it had just
+    accepted it."""
+
+    def __init__(self, conn: RunnerConnection, hello: dict[str, Any]) -> None:
+        self._conn = conn
+        self._hello = hello
+
+    async def accept(
+        self, container_id: str, *, timeout: float
+    ) -> tuple[RunnerConnection, dict[str, Any]]:
+        return self._conn, self._hello
+
+    def close(self) -> None:
+        """Nothing listens: the connection is the supervisor's now."""
+
+
+#: Where a supervisor gets its runner's connection from.
+RunnerSource = RunnerListener | AcceptedRunner
+
+
 async def _authenticate(sock: trio.socket.SocketType, container_id: str) -> None:
     pid, uid = peer_credentials(sock.fileno())
     pidfd = peer_pidfd(sock.fileno())

@@ -30,7 +30,7 @@ from crucible.agent.execution.output import (
 )
 from crucible.agent.kernel.dispatch import CANCELLED_EXIT_CODE, CANCELLED_NOTE, RunDispatcher
 from crucible.agent.kernel.info import KernelInfo
-from crucible.agent.kernel.runner_link import RunnerConnection, RunnerGone, RunnerListener
+from crucible.agent.kernel.runner_link import RunnerConnection, RunnerGone, RunnerSource
 from crucible.agent.kernel.runner_messages import (
     CompletionRequests,
     ReportedRun,
@@ -66,7 +66,7 @@ class KernelSupervisor:
     _on_terminated: TerminationCallback = attrs.field(kw_only=True)
     #: This session's share of the agent's memory for uncollected output.
     output: SessionOutput = attrs.field(kw_only=True)
-    _listener: RunnerListener = attrs.field(kw_only=True)
+    _listener: RunnerSource = attrs.field(kw_only=True)
     _connect_timeout: float = attrs.field(kw_only=True)
     _limits: ExecLimits | None = attrs.field(default=None, kw_only=True)
     _slots: FairSlots | None = attrs.field(default=None, kw_only=True)

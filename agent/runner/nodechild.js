@@ -107,6 +107,11 @@ async function handle(message) {
       items = [];
     }
     send({ op: 'completion', req_id: message.req_id, items: items.slice(0, 200) });
+  } else if (message.op === 'environ') {
+    // A warm pool's kernel, claimed: the session's environment from now on.
+    for (const [name, value] of Object.entries(message.environ || {})) {
+      process.env[name] = String(value);
+    }
   }
 }
 

@@ -14,7 +14,7 @@ Child → runner: ``{"op": "out", "stream": s, "text": t}``, ``{"op": "item", "i
 ``{"op": "input", "seq": n, "password": b}``, ``{"op": "done"}``,
 ``{"op": "completion", "req_id": r, "items": [...]}``.
 Runner → child: ``{"op": "exec", "code": c}``, ``{"op": "input", "seq": n, "text": t}``,
-``{"op": "complete", "req_id": r, "code": c}``.
+``{"op": "complete", "req_id": r, "code": c}``, ``{"op": "environ", "environ": {...}}``.
 """
 
 from __future__ import annotations
@@ -255,6 +255,10 @@ class Kernel:
                 _reap_leftovers()
                 self.run_cell(str(message.get("code") or ""))
                 self.channel.send({"op": "done"})
+            elif message.get("op") == "environ":
+                # A warm pool's kernel, claimed: the session's environment from now on
+                # (the runner checked it: names and values are strings).
+                os.environ.update(message.get("environ") or {})
 
     def run_cell(self, code: str) -> None:
         self._cells += 1

@@ -122,6 +122,9 @@ class PythonChild:
     def interrupt(self) -> None:
         self._killpg(signal.SIGINT)
 
+    def update_environ(self, environ: dict[str, str]) -> None:
+        self._ctl.send({"op": "environ", "environ": environ})
+
     def complete(self, req_id: str, code: str) -> None:
         self._ctl.send({"op": "complete", "req_id": req_id, "code": code})
 

@@ -15,6 +15,7 @@ from typing import Any
 from . import framing
 from .byte_streams import RunnerStreams
 from .channel import FramedSocket
+from .environ import apply_environ
 from .flow import Flow
 from .jobs import Job, PythonQueryJob, batch_job, compile_and_run_job
 from .languages import Recipe, get_recipe
@@ -272,6 +273,8 @@ class Runner:
             self.services.request(message)
         elif op == "ping":
             self.send({"op": "pong", "req_id": message.get("req_id")})
+        elif op == "environ":
+            apply_environ(message.get("environ"), self._child)
         else:
             self.error(f"unknown op {op!r}")
 

@@ -53,7 +53,7 @@ class ScratchDir:
         return self.root / "ipc"
 
 
-def _libc() -> ctypes.CDLL:
+def libc() -> ctypes.CDLL:
     # mount(2)/umount2(2) through libc rather than the mount(8) binary: exact errno values
     # to decide what is tolerable, and no dependency on util-linux's option parsing.
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -64,8 +64,8 @@ def _mount_tmpfs(target: Path, *, size_bytes: int, mode: int, uid: int, gid: int
     # ``size`` does not limit; one inode per 2 KiB of size is generous for source trees.
     nr_inodes = max(1024, size_bytes // 2048)
     data = f"size={size_bytes},nr_inodes={nr_inodes},mode={mode:o},uid={uid},gid={gid}"
-    libc = _libc()
-    rc = libc.mount(
+    lib = libc()
+    rc = lib.mount(
         b"crucible-scratch",
         os.fsencode(target),
         b"tmpfs",
@@ -79,13 +79,13 @@ def _mount_tmpfs(target: Path, *, size_bytes: int, mode: int, uid: int, gid: int
 
 def _umount(target: Path) -> None:
     """Unmount every tmpfs stacked on *target*; tolerate "not mounted" and "not there"."""
-    libc = _libc()
+    lib = libc()
     # A path can carry several stacked mounts (e.g. after a crash between mount and
     # bookkeeping); unmount until it is a plain directory again, with a bound.
     for _ in range(8):
         if not os.path.ismount(target):
             return
-        if libc.umount2(os.fsencode(target), _UMOUNT_NOFOLLOW) == 0:
+        if lib.umount2(os.fsencode(target), _UMOUNT_NOFOLLOW) == 0:
             continue
         err = ctypes.get_errno()
         if err in (errno.EINVAL, errno.ENOENT):
@@ -93,7 +93,7 @@ def _umount(target: Path) -> None:
         if err == errno.EBUSY:
             # Something on the host still holds it (a process with its cwd there);
             # detach lazily so the directory can go now and the memory when they leave.
-            if libc.umount2(os.fsencode(target), _MNT_DETACH | _UMOUNT_NOFOLLOW) == 0:
+            if lib.umount2(os.fsencode(target), _MNT_DETACH | _UMOUNT_NOFOLLOW) == 0:
                 continue
             err = ctypes.get_errno()
         raise ScratchError(err, f"umount {target}: {os.strerror(err)}")

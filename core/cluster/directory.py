@@ -80,6 +80,7 @@ class AgentDirectory:
             capacity=info.capacity,
             images=codec.unstructure(info.images),
             devices=codec.unstructure(info.devices),
+            warm_pool=codec.unstructure(info.pool) if info.pool is not None else None,
         )
         if agent_id not in self._reported:
             self._reported.add(agent_id)

@@ -17,6 +17,7 @@ from crucible.config.loader import (
     load_config,
     plugin_options,
 )
+from crucible.config.pool import UP_POOL_SIZES, PoolConfig
 from crucible.config.sections import (
     AgentConfig,
     AuthConfig,
@@ -55,6 +56,7 @@ from crucible.config.types import (
 __all__ = [
     "ACCESS_KEY_RE",
     "SECRET_KEY_RE",
+    "UP_POOL_SIZES",
     "AgentConfig",
     "AuthConfig",
     "BootstrapConfig",
@@ -72,6 +74,7 @@ __all__ = [
     "NonNegativeFloat",
     "NonNegativeInt",
     "PluginOptions",
+    "PoolConfig",
     "PositiveFloat",
     "PositiveInt",
     "RateLimitConfig",

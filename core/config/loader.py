@@ -87,8 +87,17 @@ def _with_local_hosts_resolved(config: Config) -> Config:
     return attrs.evolve(config, storage=attrs.evolve(config.storage, hosts=hosts))
 
 
-def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Read `path` (or nothing: all defaults), apply command-line `overrides`, validate."""
+def load_config(
+    path: Path | None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    command_defaults: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Read `path` (or nothing: all defaults), apply command-line `overrides`, validate.
+
+    `command_defaults` (``{table: {key: value}}``) are a command's own defaults, used
+    where the file does not set the key (``crucible up`` keeps a warm pool).
+    """
     data: dict[str, Any] = {}
     source = str(path) if path else "<defaults>"
     if path is not None:
@@ -98,4 +107,9 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
             raise ConfigError(source, [f"cannot read: {exc.strerror}"]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+    for table, keys in (command_defaults or {}).items():
+        section = data.setdefault(table, {})
+        if isinstance(section, dict):  # anything else is the converter's to refuse
+            for key, value in keys.items():
+                section.setdefault(key, value)
     return config_from_dict(deep_merge(data, overrides or {}), source=source)

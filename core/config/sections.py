@@ -10,6 +10,7 @@ from pathlib import Path
 
 import attrs
 
+from crucible.config.pool import PoolConfig
 from crucible.config.types import (
     DEFAULT_BIND,
     Delays,
@@ -456,6 +457,7 @@ class Config:
     storage: StorageConfig = attrs.Factory(StorageConfig)
     graphql: GraphQLConfig = attrs.Factory(GraphQLConfig)
     limits: LimitsConfig = attrs.Factory(LimitsConfig)
+    pool: PoolConfig = attrs.Factory(PoolConfig)
     #: Policies synced into the ``resource_policies`` table at start-up (TOML wins for
     #: the names it lists; policies made through the admin API are left alone).
     resource_policies: dict[str, ResourcePolicyConfig] = attrs.Factory(_default_resource_policies)

@@ -84,6 +84,18 @@ def kernel_object(kernel: Kernel) -> dict[str, Any]:
     }
 
 
+def warm_pool_fields(pool: dict[str, Any]) -> dict[str, Any]:
+    """An agent's warm pool as its GraphQL fields (zeros for an agent without one)."""
+    ready = pool.get("ready") or {}
+    return {
+        "warm_pool_ready": sum(int(n) for n in ready.values()),
+        "warm_pool_starting": int(pool.get("starting", 0)),
+        "warm_pool_mem_bytes": float(pool.get("memory_bytes", 0)),
+        "warm_pool_claims": int(pool.get("claims", 0)),
+        "warm_pool_misses": int(pool.get("misses", 0)),
+    }
+
+
 def agent_object(agent: Agent) -> dict[str, Any]:
     available = agent.available_slots
     return {
@@ -106,6 +118,7 @@ def agent_object(agent: Agent) -> dict[str, Any]:
         "used_tpu_slots": 0.0,
         "cpu_cur_pct": _slot(agent.last_stat, "cpu_pct", "cpu_cur_pct"),
         "mem_cur_bytes": agent.mem_cur,
+        **warm_pool_fields(agent.warm_pool),
     }
 
 

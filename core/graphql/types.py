@@ -183,6 +183,17 @@ Agent = GraphQLObjectType(
         "used_tpu_slots": GraphQLField(GraphQLFloat),
         "cpu_cur_pct": GraphQLField(GraphQLFloat),
         "mem_cur_bytes": GraphQLField(GraphQLFloat),
+        "warm_pool_ready": GraphQLField(
+            GraphQLInt, description="kernels its warm pool holds ready, all images"
+        ),
+        "warm_pool_starting": GraphQLField(GraphQLInt),
+        "warm_pool_mem_bytes": GraphQLField(
+            GraphQLFloat, description="memory the warm pool holds (at the kernels' limits)"
+        ),
+        "warm_pool_claims": GraphQLField(
+            GraphQLInt, description="creates served from the warm pool since the agent started"
+        ),
+        "warm_pool_misses": GraphQLField(GraphQLInt),
         "computations": _loaded(
             GraphQLList(Computation), "computations", itemgetter("id"), by_status=True
         ),

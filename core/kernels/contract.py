@@ -50,6 +50,10 @@ LABEL_KERNEL_ID: Final = "crucible.kernel-id"
 LABEL_AGENT_ID: Final = "crucible.agent-id"
 #: JSON: what the agent needs to supervise the kernel again (image, lang, limits...).
 LABEL_KERNEL_INFO: Final = "crucible.kernel-info"
+#: On a warm pool's kernels (the image they were started for): the kernel id label of
+#: such a container is its pool slot's; the session it serves is in the agent's claim
+#: record (`crucible.agent.pool.claims`).
+LABEL_POOL: Final = "crucible.pool"
 #: Kernel containers are named ``crucible-kernel-<kernel id>``.
 CONTAINER_NAME_PREFIX: Final = "crucible-kernel-"
 

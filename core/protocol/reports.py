@@ -38,6 +38,22 @@ class DeviceReport:
 
 
 @attrs.frozen
+class PoolReport:
+    """The agent's warm pool (`crucible.agent.pool`): kernels started ahead of time."""
+
+    #: Ready kernels per image reference.
+    ready: dict[str, int]
+    #: Kernels being started for it now.
+    starting: int
+    #: Memory it holds, each kernel counted at its memory limit, bytes.
+    memory_bytes: int
+    #: Creates that took a pooled kernel, and creates that found none (or none that
+    #: fitted) for an image it keeps, since the agent started.
+    claims: int
+    misses: int
+
+
+@attrs.frozen
 class AgentInfo:
     id: str
     #: The protocol version the agent speaks (`crucible.protocol.version.VERSION`).
@@ -48,6 +64,8 @@ class AgentInfo:
     images: tuple[ImageEntry, ...]
     #: Its accelerator devices' latest figures (refreshed with the kernels' stats).
     devices: tuple[DeviceReport, ...] = ()
+    #: Its warm pool; None from an agent that keeps none.
+    pool: PoolReport | None = None
 
 
 @attrs.frozen

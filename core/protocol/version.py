@@ -17,4 +17,5 @@ from typing import Final
 #:    service ports (``KernelCreated.service_ports``, ``start_service``),
 #:    accelerator slots (``CreateKernel.accelerator_slots``, in the heartbeat's capacity;
 #:    the ``agent-insufficient-resources`` error kind).
-VERSION: Final = 4
+#: 5: the agent's warm pool in its heartbeat (``AgentInfo.pool``, `reports.PoolReport`).
+VERSION: Final = 5

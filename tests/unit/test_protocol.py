@@ -119,6 +119,7 @@ def test_reports_cross_the_wire_unchanged() -> None:
                 reports.DeviceReport("cuda", "GPU-1", 80 << 30, 1 << 30, 12.5),
                 reports.DeviceReport("mock", "0", 16 << 30, None, None),
             ),
+            reports.PoolReport({"crucible/kernel-c:latest": 2}, 1, 3 * 2**29, 5, 1),
         ),
         (reports.KernelReport(K, STATS), reports.KernelReport("k2", None)),
     )
@@ -168,7 +169,7 @@ async def test_frames_carry_the_protocol_version() -> None:
         with trio.fail_after(5):
             await link.send(codec.event_message(reports.KernelTerminated(K, "self-terminated")))
         nursery.cancel_scope.cancel()
-    assert HEADER.unpack_from(sent[0])[0] == VERSION == 4
+    assert HEADER.unpack_from(sent[0])[0] == VERSION == 5
 
 
 def params_of(call: calls.AgentCall[Any], **changes: object) -> dict[str, Any]:

@@ -26,6 +26,9 @@ class Agent(Row):
     #: The images it has installed: ``{"ref", "id", "labels"}`` objects.
     images: list[dict[str, Any]]
     last_stat: dict[str, Any]
+    #: Its warm pool at the last heartbeat (`crucible.protocol.reports.PoolReport` as
+    #: JSON); empty when it keeps none.
+    warm_pool: dict[str, Any]
     used_cpu: float
     used_mem: float
     #: The memory its kernels used at their last report, bytes.
@@ -39,6 +42,7 @@ class Agent(Row):
             "available_slots": from_jsonb(row["available_slots"]) or {},
             "images": from_jsonb(row["images"]) or [],
             "last_stat": from_jsonb(row["last_stat"]) or {},
+            "warm_pool": from_jsonb(row["warm_pool"]) or {},
             "used_cpu": float(row["used_cpu"]),
             "used_mem": float(row["used_mem"]),
             "mem_cur": float(row["mem_cur"]),
@@ -50,8 +54,9 @@ class Agent(Row):
 
 _WITH_LOAD = """
     SELECT a.id, a.status, a.region, a.addr, a.first_contact, a.lost_at, a.available_slots,
-           a.images, a.last_stat, coalesce(u.cpu, 0) AS used_cpu, coalesce(u.mem, 0) AS used_mem,
-           coalesce(u.mem_cur, 0) AS mem_cur, coalesce(s.used, '{}') AS used_slots
+           a.images, a.last_stat, a.warm_pool, coalesce(u.cpu, 0) AS used_cpu,
+           coalesce(u.mem, 0) AS used_mem, coalesce(u.mem_cur, 0) AS mem_cur,
+           coalesce(s.used, '{}') AS used_slots
     FROM agents a LEFT JOIN (
         SELECT agent_id,
                sum((occupied_slots->>'cpu')::numeric) AS cpu,
@@ -82,24 +87,27 @@ async def record_heartbeat(
     capacity: Mapping[str, float],
     images: Sequence[Any],
     devices: Sequence[Any] = (),
+    warm_pool: Mapping[str, Any] | None = None,
 ) -> None:
-    """The agent is alive at `addr` now, with this capacity, these images and these
-    accelerator devices (kept in ``last_stat``, ``{"devices": [...]}``)."""
+    """The agent is alive at `addr` now, with this capacity, these images, these
+    accelerator devices (kept in ``last_stat``, ``{"devices": [...]}``) and this warm
+    pool."""
     await ex.execute(
         """INSERT INTO agents (id, status, addr, version, available_slots, images,
-                               last_stat, last_heartbeat, lost_at)
-           VALUES ($1, 'ALIVE', $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, now(), NULL)
+                               last_stat, warm_pool, last_heartbeat, lost_at)
+           VALUES ($1, 'ALIVE', $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7::jsonb, now(), NULL)
            ON CONFLICT (id) DO UPDATE SET
                status = 'ALIVE', addr = EXCLUDED.addr, version = EXCLUDED.version,
                available_slots = EXCLUDED.available_slots, images = EXCLUDED.images,
                last_stat = coalesce(agents.last_stat, '{}') || EXCLUDED.last_stat,
-               last_heartbeat = now(), lost_at = NULL""",
+               warm_pool = EXCLUDED.warm_pool, last_heartbeat = now(), lost_at = NULL""",
         agent_id,
         addr,
         version,
         to_jsonb(dict(capacity)),
         to_jsonb(images),
         to_jsonb({"devices": list(devices)}),
+        to_jsonb(dict(warm_pool or {})),
     )
 
 

@@ -66,9 +66,48 @@ CLUSTER_SETTINGS: dict[str, Any] = {
 }
 
 
+#: Pooled kernels a `kernel_start` = "pooled" cluster keeps ready.
+POOLED_KERNELS = 2
+
+
+@pytest.fixture
+def kernel_start() -> str:
+    """How the cluster's sessions start: "cold" (a container each) or "pooled" (claimed
+    from a warm pool of python kernels). A module that runs its tests both ways
+    overrides this fixture with ``params=["cold", "pooled"]``."""
+    return "cold"
+
+
+def cold_and_pooled() -> tuple[Any, Any]:
+    """Fixtures that run each test of a module twice, on cold and on pooled kernels:
+    ``kernel_start, pooled_kernels_claimed = cold_and_pooled()`` in the module. The
+    second checks that the pooled run really claimed its kernels from the pool."""
+
+    @pytest.fixture(params=["cold", "pooled"])
+    def kernel_start(request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    @pytest.fixture(autouse=True)
+    async def pooled_kernels_claimed(cluster: Cluster, kernel_start: str) -> AsyncIterator[None]:
+        yield
+        if kernel_start == "pooled":
+            status = cluster.agent.pool.status()
+            assert status.claims >= 1 and status.misses == 0, status
+
+    return kernel_start, pooled_kernels_claimed
+
+
+async def wait_for_pool(agent: Agent, ready: int) -> None:
+    """Until `ready` kernels of the agent's pool are ready."""
+    with trio.fail_after(60):
+        while agent.pool.size < ready:
+            await trio.sleep(0.05)
+
+
 @pytest.fixture
 async def cluster(
     docker_ready: None,
+    kernel_start: str,
     request: pytest.FixtureRequest,
     pg_dsn: str,
     short_state_dir: Path,
@@ -76,6 +115,9 @@ async def cluster(
 ) -> AsyncIterator[Cluster]:
     marker = request.node.get_closest_marker("manager_config")
     overrides: dict[str, Any] = marker.args[0] if marker else {}
+    if kernel_start == "pooled":
+        pool = {"sizes": {"python": POOLED_KERNELS}, **overrides.get("pool", {})}
+        overrides = {**overrides, "pool": pool}
     agent_id = f"test-{short_state_dir.name}"
     config = make_config(
         pg_dsn,
@@ -95,6 +137,9 @@ async def cluster(
                 # The first heartbeat (with the image list) must be in the database.
                 while not await db.fetchval("SELECT count(*) FROM agents WHERE id = $1", agent.id):
                     await trio.sleep(0.05)
+            if kernel_start == "pooled" and "pool" not in (marker.args[0] if marker else {}):
+                # (A test that changes [pool] waits for what it expects itself.)
+                await wait_for_pool(agent, POOLED_KERNELS)
             try:
                 yield Cluster(harness, agent, config)
             finally:

@@ -10,6 +10,12 @@ import trio
 
 from testlib.sessions import Cluster, execute, start_session, stream_text, try_each
 
+from .conftest import cold_and_pooled
+
+#: Every test runs on a cold kernel and on one claimed from the warm pool: the
+#: protections must hold the same for both (docs/security.md).
+kernel_start, pooled_kernels_claimed = cold_and_pooled()
+
 #: Short per-run limits keep the runaway cases quick.
 HOSTILE_SETTINGS = {"agent": {"max_exec_seconds": 6, "pids_limit": 64}}
 

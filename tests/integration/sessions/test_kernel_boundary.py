@@ -18,6 +18,12 @@ from crucible.keypairs import KeypairRepository
 from testlib.sessions import Cluster, execute, start_session, stream_text, try_each
 from testlib.signing import Credentials
 
+from .conftest import cold_and_pooled
+
+#: Every test runs on a cold kernel and on one claimed from the warm pool: the
+#: protections must hold the same for both (docs/security.md).
+kernel_start, pooled_kernels_claimed = cold_and_pooled()
+
 #: Replaces every socket name the ipc directory ever held with a symlink to TARGET
 #: (``{name}`` filled in per socket), and reports what happened.
 HIJACK = """

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
-from sessions.conftest import cluster, docker_ready, short_state_dir  # noqa: F401 (fixtures)
+from sessions.conftest import (  # noqa: F401 (fixtures)
+    cluster,
+    docker_ready,
+    kernel_start,
+    short_state_dir,
+)
 
 from crucible.keypairs import KeypairRepository
 from testlib.server import Harness

@@ -7,10 +7,15 @@ import os
 from pathlib import Path
 
 import trio
+from sessions.conftest import cold_and_pooled
 
 from testlib.sessions import Cluster, create, execute, new_token, stream_text
 
 from .folder_api import download, ls, names, parts, share, upload
+
+#: Every test runs on a cold kernel and on one claimed from the warm pool: the
+#: protections must hold the same for both (docs/security.md).
+kernel_start, pooled_kernels_claimed = cold_and_pooled()
 
 
 def folder_data(cluster: Cluster, folder_id: str) -> Path:
