@@ -237,7 +237,7 @@ class KernelLifecycle:
             )
             if supervisor.terminated_reason is not None:
                 raise AgentCallError(_start_failure("start", supervisor))
-            return KernelCreated(claimed.container_id, service_ports=service_ports)
+            return claimed.container_id
         await sandbox.prepare_scratch(info.kernel_dir, size_bytes=self._config.scratch_size_bytes)
         return await self._start(info, "start")
 
