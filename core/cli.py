@@ -69,9 +69,14 @@ def _run_with_database(config: Config, job: Callable[[KeypairRepository], Awaita
 
 
 def cmd_up(args: argparse.Namespace, config: Config) -> int:
+    from crucible.agent.accelerators import open_accelerators
     from crucible.agent.images.first_run import ensure_first_image
     from crucible.daemon import serve_manager
     from crucible.local_agent import agent_argv
+
+    # The agent's own process would refuse these (a plugin not installed, a table it
+    # rejects): say so here, before anything starts, as a problem of the file (exit 2).
+    open_accelerators(config)
 
     # The agent's process reads the same configuration this one did.
     options = [f"--config={args.config}"] if getattr(args, "config", None) else []

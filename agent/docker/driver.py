@@ -122,7 +122,8 @@ class DockerDriver:
             message = f"{what}: no answer from the engine within {seconds:g}s"
             raise errors.DockerTimeout(message) from exc
         except docker.errors.APIError as exc:
-            raise _translate_api_error(what, subject, exc) from exc
+            image_missing = isinstance(exc, docker.errors.ImageNotFound)
+            raise errors.from_api_error(what, subject, exc, image_missing=image_missing) from exc
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise errors.DockerUnavailable(f"{what}: {exc}") from exc
 
@@ -410,21 +411,6 @@ class DockerDriver:
             raise errors.DockerUnavailable(f"ping: {exc}") from exc
         if not ok:
             raise errors.DockerUnavailable("ping: unexpected answer")
-
-
-def _translate_api_error(what: str, subject: str, exc: Any) -> errors.DockerError:
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    detail = str(getattr(exc, "explanation", None) or exc)
-    message = f"{what}: {detail}"
-    if isinstance(exc, docker.errors.ImageNotFound):
-        return errors.ImageNotFound(message)
-    if status == 404 and subject == "image":
-        return errors.ImageNotFound(message)
-    if status == 404:
-        return errors.ContainerNotFound(message)
-    if status == 409:
-        return errors.ContainerConflict(message)
-    return errors.DockerError(message)
 
 
 @contextlib.asynccontextmanager

@@ -6,6 +6,8 @@ so no caller ever handles a ``docker`` or ``requests`` type (and none imports th
 
 from __future__ import annotations
 
+from typing import Any
+
 from crucible import errors
 
 
@@ -35,3 +37,18 @@ class ImageNotFound(DockerError, errors.ImageNotFound):
 
 class ContainerConflict(DockerError):
     """The engine reports a conflict, e.g. the container name is already in use."""
+
+
+def from_api_error(what: str, subject: str, exc: Any, *, image_missing: bool) -> DockerError:
+    """The agent's error for the SDK's API error `exc` of operation `what` on a `subject`
+    (``image`` or a container): by the engine's HTTP status; `image_missing` when the SDK
+    itself said no such image."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    message = f"{what}: {getattr(exc, 'explanation', None) or exc}"
+    if image_missing or (status == 404 and subject == "image"):
+        return ImageNotFound(message)
+    if status == 404:
+        return ContainerNotFound(message)
+    if status == 409:
+        return ContainerConflict(message)
+    return DockerError(message)
