@@ -1,5 +1,6 @@
-"""What the terminal and tunnel endpoints share: the session a handshake names, and the
-pump of a stream's bytes to the client's WebSocket (spec 5.3, 5.5, 5.6).
+"""What the terminal and tunnel endpoints share: the session a handshake names, the
+socket's life around one stream, and the pump of a stream's bytes to the client's
+WebSocket (spec 5.3, 5.5, 5.6).
 
 Failures before the upgrade are plain problem responses; after it, the socket closes.
 A client that takes longer than ``streams.client_send_timeout`` to take one message is
@@ -53,10 +54,23 @@ def session_streams() -> SessionStreams:
     return SessionStreams(ctx.sessions.calls, ctx.config.streams)
 
 
-def current_websocket() -> Websocket:
+def _current_websocket() -> Websocket:
     # The proxy resolves per task; the pumps run in tasks of their own.
     ws: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
     return ws
+
+
+async def serve_stream(
+    stream: LinkStream, serve: Callable[[Websocket], Awaitable[tuple[int, str]]]
+) -> None:
+    """Accept the upgrade and relay `stream` with `serve` (it returns the close code and
+    reason); the stream is closed whatever happens, then the socket."""
+    try:
+        await websocket.accept()
+        code, reason = await serve(_current_websocket())
+    finally:
+        await stream.aclose()
+    await websocket.close(code, reason[:120])
 
 
 async def pump_to_client(

@@ -16,6 +16,7 @@ import json
 import logging
 from typing import Any
 
+import attrs
 import trio
 from quart import Blueprint, websocket
 from quart.wrappers import Websocket
@@ -25,8 +26,8 @@ from crucible.api.context import manager_context
 from crucible.api.stream_pumps import (
     ClientTooSlow,
     count_client_message,
-    current_websocket,
     pump_to_client,
+    serve_stream,
     session_streams,
     stream_session,
 )
@@ -53,24 +54,19 @@ class _BadMessage(Exception):
     pass
 
 
+@attrs.define(eq=False)
 class TerminalClient:
     """One client's socket on the session's terminal; `stream` is replaced on restart."""
 
-    def __init__(
-        self,
-        ws: Websocket,
-        session: Session,
-        keypair: Keypair,
-        stream: LinkStream,
-        streams: SessionStreams,
-    ) -> None:
-        self.ws = ws
-        self.session = session
-        self.keypair = keypair
-        self.stream = stream
-        self.streams = streams
-        self.size = DEFAULT_SIZE
-        self._restarted: trio.Event | None = None
+    ws: Websocket
+    session: Session
+    keypair: Keypair
+    stream: LinkStream
+    streams: SessionStreams
+    #: The last size the client asked for: a restarted terminal opens with it.
+    size: tuple[int, int] = DEFAULT_SIZE
+    #: Set while a restart is under way: `_down` waits for the new stream.
+    _restarted: trio.Event | None = attrs.field(default=None, init=False)
 
     async def serve(self) -> tuple[int, str]:
         """Pump both ways until one side ends; the close code and reason."""
@@ -181,10 +177,6 @@ async def stream_pty(token: str) -> None:
     streams = session_streams()
     rows, cols = DEFAULT_SIZE
     stream = await streams.open_terminal(session, rows=rows, cols=cols)
-    try:
-        await websocket.accept()
-        client = TerminalClient(current_websocket(), session, keypair, stream, streams)
-        code, reason = await client.serve()
-    finally:
-        await stream.aclose()
-    await websocket.close(code, reason[:120])
+    await serve_stream(
+        stream, lambda ws: TerminalClient(ws, session, keypair, stream, streams).serve()
+    )

@@ -22,8 +22,8 @@ from crucible import errors
 from crucible.api.context import manager_context
 from crucible.api.stream_pumps import (
     ClientTooSlow,
-    current_websocket,
     pump_to_client,
+    serve_stream,
     session_streams,
     stream_session,
 )
@@ -83,12 +83,7 @@ async def _tunnel(token: str, protocol: str) -> None:
         await websocket.accept()
         await websocket.close(BAD_GATEWAY, exc.reason[:120])
         return
-    try:
-        await websocket.accept()
-        code, reason = await _relay(current_websocket(), stream)
-    finally:
-        await stream.aclose()
-    await websocket.close(code, reason[:120])
+    await serve_stream(stream, lambda ws: _relay(ws, stream))
 
 
 async def _relay(ws: Websocket, stream: LinkStream) -> tuple[int, str]:
