@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 from typing import Any
 
 import attrs
@@ -27,20 +26,18 @@ from crucible.api.stream_pumps import (
     ClientTooSlow,
     count_client_message,
     pump_to_client,
+    requested_service,
     serve_stream,
     session_streams,
     stream_session,
 )
 from crucible.cluster.streams import LinkStream
-from crucible.kernels.service_ports import find_service
 from crucible.keypairs import Keypair
 from crucible.protocol.stream_flow import StreamEnded
 from crucible.protocol.streams import valid_size
 from crucible.sessions.model import Session
 from crucible.sessions.streams import SessionStreams
 from crucible.validation import parse_json
-
-log = logging.getLogger(__name__)
 
 blueprint = Blueprint("terminal", __name__)
 
@@ -169,11 +166,7 @@ async def stream_pty(token: str) -> None:
     service = websocket.args.get("service")
     if service:
         # An image may declare several terminals; this one serves its `pty` ports.
-        found = find_service(session.service_ports, service)
-        if found is None:
-            raise errors.AppNotFound(f"The session offers no service {service!r}.")
-        if found.protocol != "pty":
-            raise errors.InvalidAPIParameters(f"Service {service!r} is no terminal.")
+        requested_service(session, service, "pty")
     streams = session_streams()
     rows, cols = DEFAULT_SIZE
     stream = await streams.open_terminal(session, rows=rows, cols=cols)
