@@ -23,15 +23,12 @@ from crucible.agent.kernel.runner_link import RunnerGone
 from crucible.agent.kernel.streams import KernelStreams, RunnerStream, StreamRefused
 from crucible.agent.kernel.supervisor import KernelSupervisor
 from crucible.config import StreamsConfig
-from crucible.protocol import codec
 from crucible.protocol.failures import ErrorKind
 from crucible.protocol.framing import LinkClosed
-from crucible.protocol.stream_flow import StreamEnded, StreamFlow, WindowExceeded
+from crucible.protocol.stream_end import SendMessage, StreamEnd
+from crucible.protocol.stream_flow import StreamEnded, StreamFlow
 from crucible.protocol.streams import (
     OpenStream,
-    StreamClose,
-    StreamCredit,
-    StreamData,
     StreamMessage,
     StreamOpened,
     StreamResize,
@@ -40,20 +37,16 @@ from crucible.protocol.streams import (
 
 log = logging.getLogger(__name__)
 
-SendToManager = Callable[[dict[str, Any]], Awaitable[None]]
 
-
-class _Relay:
+class _Relay(StreamEnd):
     """One stream: the manager's side (`flow`) and the kernel's (`runner`)."""
 
     def __init__(
-        self, call: OpenStream, runner: RunnerStream, send: SendToManager, config: StreamsConfig
+        self, call: OpenStream, runner: RunnerStream, send: SendMessage, config: StreamsConfig
     ) -> None:
-        self.id = call.stream
+        flow = StreamFlow(receive_window=config.window_bytes, send_credit=call.window)
+        super().__init__(call.stream, send, flow, chunk_bytes=config.chunk_bytes)
         self.runner = runner
-        self._send = send
-        self._chunk = config.chunk_bytes
-        self.flow = StreamFlow(receive_window=config.window_bytes, send_credit=call.window)
 
     async def run(self) -> None:
         try:
@@ -69,22 +62,16 @@ class _Relay:
         if manager_end is None:
             reason = runner_end.reason if runner_end else "closed by the agent"
             self.flow.end(reason)
-            refused = bool(runner_end and runner_end.refused)
-            with contextlib.suppress(LinkClosed):
-                await self._send(codec.stream_message(StreamClose(self.id, reason, refused)))
+            await self.tell_closed(reason, refused=bool(runner_end and runner_end.refused))
         if runner_end is None:
             with contextlib.suppress(RunnerGone):
                 await self.runner.close(manager_end.reason if manager_end else "closed")
 
     async def _down(self, scope: trio.CancelScope) -> None:
         """Kernel → manager."""
-
-        async def one(chunk: bytes) -> None:
-            await self._send(codec.stream_message(StreamData.of(self.id, chunk)))
-
         with contextlib.suppress(StreamEnded, LinkClosed, RunnerGone):
             while data := await self.runner.flow.receive():
-                await self.flow.send_all(data, self._chunk, one)
+                await self.send_bytes(data)
                 await self.runner.passed_on(len(data))
         scope.cancel()
 
@@ -93,9 +80,7 @@ class _Relay:
         with contextlib.suppress(StreamEnded, LinkClosed, RunnerGone):
             while data := await self.flow.receive():
                 await self.runner.send(data)
-                grant = self.flow.consumed(len(data))
-                if grant:
-                    await self._send(codec.stream_message(StreamCredit(self.id, grant)))
+                await self.grant_consumed(len(data))
         scope.cancel()
 
 
@@ -106,7 +91,7 @@ class LinkStreams:
         self,
         kernels: Mapping[str, KernelSupervisor],
         config: StreamsConfig,
-        send: SendToManager,
+        send: SendMessage,
         nursery: trio.Nursery,
     ) -> None:
         self._kernels = kernels
@@ -159,20 +144,12 @@ class LinkStreams:
         relay = self._relays.get(message.stream)
         if relay is None:
             return  # ended here; the manager's last messages cross ours
-        if isinstance(message, StreamData):
-            try:
-                relay.flow.take(message.payload())
-            except (ValueError, WindowExceeded) as exc:
-                log.warning("stream %d from the manager: %s", relay.id, exc)
-                relay.flow.end(f"the manager broke the stream: {exc}")
-        elif isinstance(message, StreamCredit):
-            if message.bytes > 0:
-                relay.flow.grant(message.bytes)
-        elif isinstance(message, StreamResize):
+        if isinstance(message, StreamResize):
             if valid_size(message.rows, message.cols):
                 self._nursery.start_soon(_quietly, relay.runner.resize, message.rows, message.cols)
-        elif isinstance(message, StreamClose):
-            relay.flow.end(message.reason)
+        elif (broken := relay.take(message)) is not None:
+            log.warning("stream %d from the manager: %s", relay.id, broken)
+            relay.flow.end(f"the manager broke the stream: {broken}")
 
     def close_all(self) -> None:
         for relay in self._relays.values():

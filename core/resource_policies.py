@@ -25,6 +25,7 @@ from crucible import errors
 from crucible.config import ResourcePolicyConfig
 from crucible.db.pool import Connection, Database
 from crucible.db.queries import keypairs, resource_policies
+from crucible.db.queries.kernels import KeypairLoad
 from crucible.db.queries.resource_policies import ResourcePolicy
 from crucible.sessions.resources import GPU_SLOTS, Resources
 
@@ -56,35 +57,29 @@ def cap(policy: ResourcePolicy, resources: Resources) -> Resources:
 
 
 def check_session_quota(
-    policy: ResourcePolicy,
-    *,
-    concurrency_limit: int,
-    live: int,
-    used_cpu: float,
-    used_mem: int,
-    wanted: Resources,
-    used_gpu: float = 0.0,
+    policy: ResourcePolicy, concurrency_limit: int, load: KeypairLoad, wanted: Resources
 ) -> None:
-    """Raise `QuotaExceeded` unless one more session of `wanted` fits under `policy`."""
+    """Raise `QuotaExceeded` unless one more session of `wanted` fits under `policy` and
+    the keypair's `concurrency_limit`, beside what its live sessions hold (`load`)."""
     limit = min(concurrency_limit, policy.max_concurrent_sessions)
-    if live >= limit:
+    if load.sessions >= limit:
         raise errors.QuotaExceeded(f"This keypair may run {limit} sessions at once.")
     # A small tolerance: slots are stored as floats rounded to thousandths.
-    if policy.max_cpu_cores is not None and used_cpu + wanted.cpu > policy.max_cpu_cores + 1e-6:
+    if policy.max_cpu_cores is not None and load.cpu + wanted.cpu > policy.max_cpu_cores + 1e-6:
         raise errors.QuotaExceeded(
             f"Resource policy {policy.name!r} allows {policy.max_cpu_cores:g} cores in total; "
-            f"{used_cpu:g} are in use."
+            f"{load.cpu:g} are in use."
         )
-    if policy.max_memory_bytes is not None and used_mem + wanted.mem > policy.max_memory_bytes:
+    if policy.max_memory_bytes is not None and load.mem + wanted.mem > policy.max_memory_bytes:
         raise errors.QuotaExceeded(
             f"Resource policy {policy.name!r} allows {policy.max_memory_bytes} bytes of memory "
-            f"in total; {used_mem} are in use."
+            f"in total; {load.mem} are in use."
         )
     cap_gpu = policy.max_gpu_slots
-    if cap_gpu is not None and wanted.gpu and used_gpu + wanted.gpu > cap_gpu + 1e-6:
+    if cap_gpu is not None and wanted.gpu and load.gpu + wanted.gpu > cap_gpu + 1e-6:
         raise errors.QuotaExceeded(
             f"Resource policy {policy.name!r} allows {cap_gpu:g} GPUs in total; "
-            f"{used_gpu:g} are in use."
+            f"{load.gpu:g} are in use."
         )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -135,17 +136,17 @@ class ByteStream:
         """Let go of the source (its descriptor, its terminal)."""
 
 
+@dataclasses.dataclass(eq=False)
 class RunnerStreams:
     """The open streams, and the ``stream-*`` messages of the agent."""
 
-    def __init__(self, loop: Loop, flow: Flow, reaper: Reaper, send: Send, workdir: str) -> None:
-        self.loop = loop
-        self.flow = flow
-        self.reaper = reaper
-        self.send = send
-        self.workdir = workdir
-        self._streams: dict[int, ByteStream] = {}
-        self._terminal: Any = None
+    loop: Loop
+    flow: Flow
+    reaper: Reaper
+    send: Send
+    workdir: str
+    _streams: dict[int, ByteStream] = dataclasses.field(default_factory=dict, init=False)
+    _terminal: Any = dataclasses.field(default=None, init=False)
 
     def forget(self, stream: ByteStream) -> None:
         if self._streams.get(stream.id) is stream:

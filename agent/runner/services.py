@@ -20,6 +20,7 @@ directory under /tmp. Its whole process tree is spared by the sweeps that end ea
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -71,26 +72,17 @@ class _Process:
         return bool(self.waiters)
 
 
+@dataclasses.dataclass(eq=False)
 class ServiceStarter:
     """The services of one kernel (`recipe`'s), answering through `send`."""
 
-    def __init__(
-        self,
-        loop: Loop,
-        reaper: Reaper,
-        recipe: Recipe,
-        workdir: str,
-        send: Send,
-        *,
-        state_root: str = STATE_ROOT,
-    ) -> None:
-        self._loop = loop
-        self._reaper = reaper
-        self._recipe = recipe
-        self._workdir = workdir
-        self._send = send
-        self._state_root = state_root
-        self._running: dict[str, _Process] = {}
+    loop: Loop
+    reaper: Reaper
+    recipe: Recipe
+    workdir: str
+    send: Send
+    state_root: str = dataclasses.field(default=STATE_ROOT, kw_only=True)
+    _running: dict[str, _Process] = dataclasses.field(default_factory=dict, init=False)
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -102,7 +94,7 @@ class ServiceStarter:
         if not isinstance(name, str):
             self._answer(req_id, str(name), False, "start_service needs a service name")
             return
-        service = self._recipe.service(name)
+        service = self.recipe.service(name)
         if service is None:
             # The image declares the port (the agent checked its label) but the recipe
             # has no start command: an image of the user's own whose app the user (or the
@@ -158,15 +150,15 @@ class ServiceStarter:
     # -- starting ---------------------------------------------------------------------------
 
     def _spawn(self, service: Service) -> _Process:
-        state = os.path.join(self._state_root, service.name)
+        state = os.path.join(self.state_root, service.name)
         os.makedirs(state, mode=0o700, exist_ok=True)
         env = dict(os.environ)
         env.update((key, value.format(state=state)) for key, value in service.env)
         log_path = os.path.join(state, "log")
         with open(log_path, "wb") as log:
             popen = subprocess.Popen(
-                service.argv(self._workdir),
-                cwd=self._workdir,
+                service.argv(self.workdir),
+                cwd=self.workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -174,8 +166,8 @@ class ServiceStarter:
                 start_new_session=True,
                 close_fds=True,
             )
-        self._reaper.own(popen.pid)
-        self._reaper.keep_tree(popen.pid)
+        self.reaper.own(popen.pid)
+        self.reaper.keep_tree(popen.pid)
         process = _Process(service, popen, log_path)
         self._running[service.name] = process
         return process
@@ -201,7 +193,7 @@ class ServiceStarter:
             why = f"service {name!r} did not accept connections on port {port} in time"
             self._fail_waiters(process, f"{why}; its output ends with:\n{self._log_tail(process)}")
             return
-        process.timer = self._loop.call_later(POLL_EVERY, lambda: self._poll(process, started))
+        process.timer = self.loop.call_later(POLL_EVERY, lambda: self._poll(process, started))
 
     def _fail_waiters(self, process: _Process, message: str) -> None:
         waiters, process.waiters = process.waiters, []
@@ -231,8 +223,8 @@ class ServiceStarter:
     def _ended(self, process: _Process) -> None:
         pid = process.popen.pid
         if process.popen.returncode is not None:
-            self._reaper.disown(pid)
-        self._reaper.release(pid)
+            self.reaper.disown(pid)
+        self.reaper.release(pid)
         if self._running.get(process.service.name) is process:
             del self._running[process.service.name]
 
@@ -249,8 +241,8 @@ class ServiceStarter:
     def _answer(
         self, req_id: str, name: str, ok: bool, message: str, started: bool = False
     ) -> None:
-        service = self._recipe.service(name)
-        self._send(
+        service = self.recipe.service(name)
+        self.send(
             {
                 "op": "service",
                 "req_id": req_id,

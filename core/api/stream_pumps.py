@@ -1,5 +1,6 @@
-"""What the terminal and tunnel endpoints share: the session a handshake names, and the
-pump of a stream's bytes to the client's WebSocket (spec 5.3, 5.5, 5.6).
+"""What the terminal and tunnel endpoints share: the session a handshake names and the
+service it asks for, the socket's life around one stream, and the pump of a stream's
+bytes to the client's WebSocket (spec 5.3, 5.5, 5.6).
 
 Failures before the upgrade are plain problem responses; after it, the socket closes.
 A client that takes longer than ``streams.client_send_timeout`` to take one message is
@@ -19,6 +20,7 @@ from crucible import errors
 from crucible.api.context import manager_context
 from crucible.api.guard import authenticate, count_message
 from crucible.cluster.streams import LinkStream
+from crucible.kernels.service_ports import ServicePort, find_service
 from crucible.keypairs import Keypair
 from crucible.sessions.model import Session
 from crucible.sessions.streams import SessionStreams
@@ -42,6 +44,25 @@ async def stream_session(token: str) -> tuple[Session, Keypair]:
     return session, keypair
 
 
+def requested_service(session: Session, name: str, protocol: str) -> ServicePort:
+    """The service `name` of `session`, which must speak `protocol` (404, else 400)."""
+    ports = session.service_ports
+    service = find_service(ports, name)
+    if service is None:
+        offered = ", ".join(port.name for port in ports) or "none"
+        raise errors.AppNotFound(f"The session offers no service {name!r} (it offers: {offered}).")
+    if service.protocol != protocol:
+        raise errors.InvalidAPIParameters(
+            f"Service {name!r} speaks {service.protocol}, not {protocol}"
+            + (
+                f": use /stream/kernel/:id/{service.protocol}proxy."
+                if service.protocol != "pty"
+                else ": open it with /stream/kernel/:id/pty?service=NAME."
+            )
+        )
+    return service
+
+
 def count_client_message(session: Session, keypair: Keypair) -> None:
     """A client message other than keystrokes: counted and rate-limited (spec 5.6)."""
     count_message(keypair)
@@ -53,10 +74,23 @@ def session_streams() -> SessionStreams:
     return SessionStreams(ctx.sessions.calls, ctx.config.streams)
 
 
-def current_websocket() -> Websocket:
+def _current_websocket() -> Websocket:
     # The proxy resolves per task; the pumps run in tasks of their own.
     ws: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
     return ws
+
+
+async def serve_stream(
+    stream: LinkStream, serve: Callable[[Websocket], Awaitable[tuple[int, str]]]
+) -> None:
+    """Accept the upgrade and relay `stream` with `serve` (it returns the close code and
+    reason); the stream is closed whatever happens, then the socket."""
+    try:
+        await websocket.accept()
+        code, reason = await serve(_current_websocket())
+    finally:
+        await stream.aclose()
+    await websocket.close(code, reason[:120])
 
 
 async def pump_to_client(

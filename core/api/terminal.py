@@ -13,9 +13,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 from typing import Any
 
+import attrs
 import trio
 from quart import Blueprint, websocket
 from quart.wrappers import Websocket
@@ -25,21 +25,19 @@ from crucible.api.context import manager_context
 from crucible.api.stream_pumps import (
     ClientTooSlow,
     count_client_message,
-    current_websocket,
     pump_to_client,
+    requested_service,
+    serve_stream,
     session_streams,
     stream_session,
 )
 from crucible.cluster.streams import LinkStream
-from crucible.kernels.service_ports import find_service
 from crucible.keypairs import Keypair
 from crucible.protocol.stream_flow import StreamEnded
 from crucible.protocol.streams import valid_size
 from crucible.sessions.model import Session
 from crucible.sessions.streams import SessionStreams
 from crucible.validation import parse_json
-
-log = logging.getLogger(__name__)
 
 blueprint = Blueprint("terminal", __name__)
 
@@ -53,24 +51,19 @@ class _BadMessage(Exception):
     pass
 
 
+@attrs.define(eq=False)
 class TerminalClient:
     """One client's socket on the session's terminal; `stream` is replaced on restart."""
 
-    def __init__(
-        self,
-        ws: Websocket,
-        session: Session,
-        keypair: Keypair,
-        stream: LinkStream,
-        streams: SessionStreams,
-    ) -> None:
-        self.ws = ws
-        self.session = session
-        self.keypair = keypair
-        self.stream = stream
-        self.streams = streams
-        self.size = DEFAULT_SIZE
-        self._restarted: trio.Event | None = None
+    ws: Websocket
+    session: Session
+    keypair: Keypair
+    stream: LinkStream
+    streams: SessionStreams
+    #: The last size the client asked for: a restarted terminal opens with it.
+    size: tuple[int, int] = DEFAULT_SIZE
+    #: Set while a restart is under way: `_down` waits for the new stream.
+    _restarted: trio.Event | None = attrs.field(default=None, init=False)
 
     async def serve(self) -> tuple[int, str]:
         """Pump both ways until one side ends; the close code and reason."""
@@ -173,18 +166,10 @@ async def stream_pty(token: str) -> None:
     service = websocket.args.get("service")
     if service:
         # An image may declare several terminals; this one serves its `pty` ports.
-        found = find_service(session.service_ports, service)
-        if found is None:
-            raise errors.AppNotFound(f"The session offers no service {service!r}.")
-        if found.protocol != "pty":
-            raise errors.InvalidAPIParameters(f"Service {service!r} is no terminal.")
+        requested_service(session, service, "pty")
     streams = session_streams()
     rows, cols = DEFAULT_SIZE
     stream = await streams.open_terminal(session, rows=rows, cols=cols)
-    try:
-        await websocket.accept()
-        client = TerminalClient(current_websocket(), session, keypair, stream, streams)
-        code, reason = await client.serve()
-    finally:
-        await stream.aclose()
-    await websocket.close(code, reason[:120])
+    await serve_stream(
+        stream, lambda ws: TerminalClient(ws, session, keypair, stream, streams).serve()
+    )

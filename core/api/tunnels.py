@@ -12,8 +12,6 @@ side: 1000; a client that stops reading: 1008.
 
 from __future__ import annotations
 
-import logging
-
 import trio
 from quart import Blueprint, websocket
 from quart.wrappers import Websocket
@@ -22,17 +20,17 @@ from crucible import errors
 from crucible.api.context import manager_context
 from crucible.api.stream_pumps import (
     ClientTooSlow,
-    current_websocket,
     pump_to_client,
+    requested_service,
+    serve_stream,
     session_streams,
     stream_session,
 )
 from crucible.cluster.streams import LinkStream
-from crucible.kernels.service_ports import ServicePort, find_service
+from crucible.kernels.service_ports import ServicePort
 from crucible.protocol.stream_flow import StreamEnded
+from crucible.sessions.model import Session
 from crucible.sessions.streams import ServiceRefused
-
-log = logging.getLogger(__name__)
 
 blueprint = Blueprint("tunnels", __name__)
 
@@ -52,43 +50,24 @@ async def tcp_proxy(token: str) -> None:
     await _tunnel(token, "tcp")
 
 
-async def _requested_service(token: str, protocol: str) -> tuple[object, ServicePort]:
+async def _requested_service(token: str, protocol: str) -> tuple[Session, ServicePort]:
     session, _ = await stream_session(token)
     args = websocket.args
     name = args.get("app") or args.get("service")
     if not name:
         raise errors.InvalidAPIParameters("Name the service with ?app=NAME.")
-    ports = session.service_ports
-    service = find_service(ports, name)
-    if service is None:
-        offered = ", ".join(port.name for port in ports) or "none"
-        raise errors.AppNotFound(f"The session offers no service {name!r} (it offers: {offered}).")
-    if service.protocol != protocol:
-        raise errors.InvalidAPIParameters(
-            f"Service {name!r} speaks {service.protocol}, not {protocol}"
-            + (
-                f": use /stream/kernel/:id/{service.protocol}proxy."
-                if service.protocol != "pty"
-                else ": open it with /stream/kernel/:id/pty?service=NAME."
-            )
-        )
-    return session, service
+    return session, requested_service(session, name, protocol)
 
 
 async def _tunnel(token: str, protocol: str) -> None:
     session, service = await _requested_service(token, protocol)
     try:
-        stream = await session_streams().open_tunnel(session, service)  # type: ignore[arg-type]
+        stream = await session_streams().open_tunnel(session, service)
     except ServiceRefused as exc:
         await websocket.accept()
         await websocket.close(BAD_GATEWAY, exc.reason[:120])
         return
-    try:
-        await websocket.accept()
-        code, reason = await _relay(current_websocket(), stream)
-    finally:
-        await stream.aclose()
-    await websocket.close(code, reason[:120])
+    await serve_stream(stream, lambda ws: _relay(ws, stream))
 
 
 async def _relay(ws: Websocket, stream: LinkStream) -> tuple[int, str]:

@@ -12,51 +12,36 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
-from crucible.protocol import codec
 from crucible.protocol.framing import LinkClosed
-from crucible.protocol.stream_flow import StreamEnded, StreamFlow, WindowExceeded
-from crucible.protocol.streams import (
-    OpenStream,
-    StreamClose,
-    StreamCredit,
-    StreamData,
-    StreamMessage,
-    StreamOpened,
-    StreamResize,
-)
+from crucible.protocol.stream_end import SendMessage, StreamEnd
+from crucible.protocol.stream_flow import StreamEnded, StreamFlow
+from crucible.protocol.streams import OpenStream, StreamMessage, StreamOpened, StreamResize
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-
-class LinkStream:
+class LinkStream(StreamEnd):
     """One open stream: `receive` what the kernel sent, `send` to it, `aclose`."""
 
     def __init__(
         self,
         stream_id: int,
-        send: Send,
+        send: SendMessage,
         *,
         window: int,
         chunk_bytes: int,
         on_closed: Callable[[LinkStream], None] = lambda stream: None,
     ) -> None:
-        self.id = stream_id
-        self._send = send
+        super().__init__(
+            stream_id, send, StreamFlow(receive_window=window), chunk_bytes=chunk_bytes
+        )
         self._on_closed = on_closed
-        self._chunk_bytes = chunk_bytes
-        self.flow = StreamFlow(receive_window=window)
         self.opened = False
-
-    @property
-    def ended(self) -> bool:
-        return self.flow.ending is not None
 
     async def receive(self) -> bytes:
         """The next bytes from the kernel; b"" at the end (see `ending`)."""
@@ -64,27 +49,21 @@ class LinkStream:
 
     async def passed_on(self, n: int) -> None:
         """`n` received bytes reached the client: the agent may send more."""
-        grant = self.flow.consumed(n)
-        if grant and not self.ended:
-            with contextlib.suppress(LinkClosed):
-                await self._send(codec.stream_message(StreamCredit(self.id, grant)))
+        with contextlib.suppress(LinkClosed):
+            await self.grant_consumed(n)
 
     async def send(self, data: bytes) -> None:
         """Send `data` to the kernel, within the agent's credit; `StreamEnded` once over."""
-
-        async def one(chunk: bytes) -> None:
-            try:
-                await self._send(codec.stream_message(StreamData.of(self.id, chunk)))
-            except LinkClosed as exc:
-                self.flow.end("the agent's link went down")
-                raise StreamEnded("the agent's link went down") from exc
-
-        await self.flow.send_all(data, self._chunk_bytes, one)
+        try:
+            await self.send_bytes(data)
+        except LinkClosed as exc:
+            self.flow.end("the agent's link went down")
+            raise StreamEnded("the agent's link went down") from exc
 
     async def resize(self, rows: int, cols: int) -> None:
         if not self.ended:
             with contextlib.suppress(LinkClosed):
-                await self._send(codec.stream_message(StreamResize(self.id, rows, cols)))
+                await self.tell(StreamResize(self.id, rows, cols))
 
     async def aclose(self, reason: str = "closed by the client") -> None:
         """End the stream here and tell the agent (once)."""
@@ -93,33 +72,23 @@ class LinkStream:
             return
         self.flow.end(reason)
         with trio.CancelScope(shield=True), trio.move_on_after(5):
-            with contextlib.suppress(LinkClosed):
-                await self._send(codec.stream_message(StreamClose(self.id, reason)))
+            await self.tell_closed(reason)
 
     def on_message(self, message: StreamMessage) -> bool:
         """A message of the agent's about this stream; False if it broke the rules
         (the caller closes the stream)."""
-        if isinstance(message, StreamData):
-            try:
-                self.flow.take(message.payload())
-            except (ValueError, WindowExceeded) as exc:
-                log.warning("stream %d: %s", self.id, exc)
-                return False
-        elif isinstance(message, StreamCredit):
-            if message.bytes <= 0:
-                return False
-            self.flow.grant(message.bytes)
-        elif isinstance(message, StreamClose):
-            self.flow.end(message.reason, refused=message.refused)
-        else:
+        if isinstance(message, StreamResize):
             return False  # a resize is the manager's to send
-        return True
+        broken = self.take(message)
+        if broken is not None:
+            log.warning("stream %d: %s", self.id, broken)
+        return broken is None
 
 
 class AgentStreams:
     """The streams open on one agent link."""
 
-    def __init__(self, agent_id: str, send: Send) -> None:
+    def __init__(self, agent_id: str, send: SendMessage) -> None:
         self.agent_id = agent_id
         self._send = send
         self._ids = itertools.count(1)

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from crucible import errors
+from crucible.db.queries.resource_policies import UPDATABLE
 from crucible.graphql.context import GraphQLContext
 from crucible.graphql.data import keypair_object
 from crucible.graphql.loader import Loader, Mutation
@@ -19,14 +20,8 @@ from crucible.resource_policies import ResourcePolicy
 
 log = logging.getLogger(__name__)
 
-_POLICY_FIELDS = (
-    "max_concurrent_sessions",
-    "max_cpu_cores",
-    "max_memory_bytes",
-    "max_vfolder_count",
-    "max_vfolder_size_bytes",
-    "max_gpu_slots",
-)
+#: A policy's caps, by their field names (the columns `update` may set).
+_POLICY_FIELDS = UPDATABLE
 
 
 def _context(loader: Loader) -> GraphQLContext:

@@ -64,10 +64,8 @@ Example (``plugins/accelerators/mock.py`` is a complete one)::
     def crucible_accelerator():
         return TPU()
 
-and in the plugin's pyproject.toml::
-
-    [project.entry-points."crucible.accelerators"]
-    tpu = "my_package.tpu"
+registered under ``crucible.accelerators`` in the plugin's pyproject.toml (see
+`crucible.hookspecs`).
 """
 
 from __future__ import annotations

@@ -68,10 +68,8 @@ Example: an in-memory host (``tests/testlib/memory_storage.py`` is a complete on
     def crucible_storage_backend():
         return MemoryBackend()
 
-and in the plugin's pyproject.toml::
-
-    [project.entry-points."crucible.storage"]
-    memory = "my_package.memory_storage"
+registered under ``crucible.storage`` in the plugin's pyproject.toml (see
+`crucible.hookspecs`).
 """
 
 from __future__ import annotations

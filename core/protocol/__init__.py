@@ -5,6 +5,7 @@
 * `auth`: how an agent proves it belongs to the cluster when it dials a manager;
 * `calls`, `file_calls`: one frozen attrs class per call and per reply;
 * `streams`: byte streams on the link (terminals, app tunnels) and their credit;
+  `stream_flow` and `stream_end` the flow control and one stream's end, both sides';
 * `reports`: heartbeats (agent info, images, per-kernel stats) and kernel events;
 * `stats`: `KernelStats`, the one stats shape of agent, wire, database and API;
 * `failures`: the error reply and its kinds;

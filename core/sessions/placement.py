@@ -55,15 +55,7 @@ class Placement:
             policy = await self.policies.for_keypair(conn, keypair.access_key)
             resources = cap(policy, request.resources)
             load = await kernels.keypair_load(conn, keypair.access_key)
-            check_session_quota(
-                policy,
-                concurrency_limit=keypair.concurrency_limit,
-                live=load.sessions,
-                used_cpu=load.cpu,
-                used_mem=load.mem,
-                used_gpu=load.gpu,
-                wanted=resources,
-            )
+            check_session_quota(policy, keypair.concurrency_limit, load, resources)
             agents = await self.queue.candidates(conn)
             why = never_fits(resources.slots(), [a for a in agents if a.offers(request.image)])
             if why is not None:

@@ -38,22 +38,26 @@ def by_room(
     return min(fitting, key=lambda a: (sign * free_fraction(a, session), a.agent_id), default=None)
 
 
-class DispersedSelector:
+class RoomSelector:
+    """The fitting agent with the most room (`most`) or the least (`by_room`)."""
+
+    name: str
+    most: bool
+
+    def select(
+        self, session: PendingSession, agents: Sequence[AgentCapacity]
+    ) -> AgentCapacity | None:
+        return by_room(session, agents, most=self.most)
+
+
+class DispersedSelector(RoomSelector):
     name = "dispersed"
-
-    def select(
-        self, session: PendingSession, agents: Sequence[AgentCapacity]
-    ) -> AgentCapacity | None:
-        return by_room(session, agents, most=True)
+    most = True
 
 
-class ConcentratedSelector:
+class ConcentratedSelector(RoomSelector):
     name = "concentrated"
-
-    def select(
-        self, session: PendingSession, agents: Sequence[AgentCapacity]
-    ) -> AgentCapacity | None:
-        return by_room(session, agents, most=False)
+    most = False
 
 
 class RoundRobinSelector:

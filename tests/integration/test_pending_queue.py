@@ -7,7 +7,7 @@ of a session no agent could ever hold, and two managers placing from one queue.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -35,6 +35,8 @@ from crucible.sessions.resources import Resources
 TIMEOUT = 30
 IMAGE = "crucible/kernel-python:test"
 GiB = 1024**3
+#: One agent that offers a single core.
+ONE_CORE = {"a1": 1.0}
 
 
 async def add_agent(db: Database, agent_id: str, cpu: float, mem: int = 8 * GiB) -> None:
@@ -80,13 +82,17 @@ async def manager_queue(
 
 
 @asynccontextmanager
-async def one_core(
-    db: Database, keypairs: KeypairRepository, **options: Any
+async def user_and_queue(
+    db: Database,
+    keypairs: KeypairRepository,
+    cores: Mapping[str, float] = ONE_CORE,
+    **options: Any,
 ) -> AsyncIterator[tuple[Keypair, PendingQueue, Placement]]:
-    """A user, and one manager's queue over one agent that offers a single core."""
+    """A user, and one manager's queue over agents that offer `cores` (by agent id)."""
     user = await keypairs.create("user@test")
-    await add_agent(db, "a1", cpu=1.0)
-    async with manager_queue(db, ["a1"], **options) as (queue, placement):
+    for agent_id, cpu in cores.items():
+        await add_agent(db, agent_id, cpu=cpu)
+    async with manager_queue(db, list(cores), **options) as (queue, placement):
         yield user, queue, placement
 
 
@@ -110,7 +116,7 @@ async def test_a_session_waits_then_runs_when_another_ends(
     db: Database, keypairs: KeypairRepository
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        async with one_core(db, keypairs) as (user, queue, placement):
+        async with user_and_queue(db, keypairs) as (user, queue, placement):
             first, created = await placement.place(request(user, "first", 1.0))
             assert created and first.status == "PREPARING" and first.agent_id == "a1"
             second, _ = await placement.place(request(user, "second", 1.0))
@@ -131,7 +137,7 @@ async def test_pending_timeout_is_503_and_leaves_nothing(
     db: Database, keypairs: KeypairRepository
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        async with one_core(db, keypairs, pending_timeout=0.5) as (user, queue, placement):
+        async with user_and_queue(db, keypairs, pending_timeout=0.5) as (user, queue, placement):
             await placement.place(request(user, "holder", 1.0))
             waiting, _ = await placement.place(request(user, "waiter", 1.0))
             with pytest.raises(errors.InstanceNotAvailable, match=r"within 0\.5 s"):
@@ -148,7 +154,7 @@ async def test_a_caller_gone_while_pending_ends_the_session(
     db: Database, keypairs: KeypairRepository
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        async with one_core(db, keypairs) as (user, queue, placement):
+        async with user_and_queue(db, keypairs) as (user, queue, placement):
             await placement.place(request(user, "holder", 1.0))
             waiting, _ = await placement.place(request(user, "waiter", 1.0))
             with trio.move_on_after(0.5):
@@ -164,10 +170,8 @@ async def test_a_session_no_agent_could_hold_is_refused_at_once(
     db: Database, keypairs: KeypairRepository
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        user = await keypairs.create("user@test")
-        await add_agent(db, "small", cpu=2.0)
-        await add_agent(db, "large", cpu=4.0)
-        async with manager_queue(db, ["small", "large"]) as (_, placement):
+        cores = {"small": 2.0, "large": 4.0}
+        async with user_and_queue(db, keypairs, cores) as (user, _, placement):
             with pytest.raises(errors.InstanceNotAvailable) as caught:
                 await placement.place(request(user, "huge", 6.0))
             assert "asks for 6 of 'cpu', the largest agent offers 4" in str(caught.value)
@@ -280,9 +284,8 @@ async def test_the_fifo_head_holds_the_queue_for_a_bounded_time(
     db: Database, keypairs: KeypairRepository
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        user = await keypairs.create("user@test")
-        await add_agent(db, "a1", cpu=2.0)
-        async with manager_queue(db, ["a1"], head_block_timeout=1.5) as (queue, placement):
+        opened = user_and_queue(db, keypairs, {"a1": 2.0}, head_block_timeout=1.5)
+        async with opened as (user, queue, placement):
             await placement.place(request(user, "holder", 1.0))
             big, _ = await placement.place(request(user, "big", 2.0))
             began = trio.current_time()

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
-from trio_websocket import WebSocketConnection, open_websocket_url
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from testlib.sessions import Cluster
 from testlib.signing import Credentials, websocket_headers
@@ -21,3 +22,13 @@ async def open_stream(
     url = cluster.harness.url.replace("http://", "ws://") + rel_url
     async with open_websocket_url(url, extra_headers=headers) as ws:
         yield ws
+
+
+async def close_code(ws: WebSocketConnection, *, timeout: float) -> int | None:
+    """Drop what the server still sends until it closes the socket; its close code."""
+    with trio.fail_after(timeout):
+        try:
+            while True:
+                await ws.get_message()
+        except ConnectionClosed as exc:
+            return exc.reason.code if exc.reason else None

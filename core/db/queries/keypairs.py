@@ -10,6 +10,7 @@ import attrs
 
 from crucible.db.pool import Executor
 from crucible.db.queries.columns import Row
+from crucible.db.queries.keyed import KeyedRows
 from crucible.db.statements import update_statement
 
 _COLUMNS = (
@@ -48,17 +49,15 @@ class Dependents(Row):
         return {"live_sessions": row["live"]}
 
 
+_BY_KEY = KeyedRows(Keypair, "keypairs", "access_key", _COLUMNS)
+
+
 async def get(ex: Executor, access_key: str) -> Keypair | None:
-    return Keypair.from_optional(
-        await ex.fetchrow(f"SELECT {_COLUMNS} FROM keypairs WHERE access_key = $1", access_key)
-    )
+    return await _BY_KEY.one(ex, access_key)
 
 
 async def by_keys(ex: Executor, access_keys: Sequence[str]) -> list[Keypair]:
-    rows = await ex.fetch(
-        f"SELECT {_COLUMNS} FROM keypairs WHERE access_key = ANY($1::text[])", list(access_keys)
-    )
-    return Keypair.from_rows(rows)
+    return await _BY_KEY.many(ex, access_keys)
 
 
 async def listing(

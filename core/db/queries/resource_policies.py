@@ -12,6 +12,7 @@ import attrs
 from crucible.config import ResourcePolicyConfig
 from crucible.db.pool import Executor
 from crucible.db.queries.columns import Row
+from crucible.db.queries.keyed import KeyedRows
 from crucible.db.statements import update_statement
 
 _NAMES = (
@@ -84,17 +85,15 @@ _INSERT = """INSERT INTO resource_policies (name, max_concurrent_sessions, max_c
              VALUES ($1, $2, $3, $4, $5, $6, $7)"""
 
 
+_BY_NAME = KeyedRows(ResourcePolicy, "resource_policies", "name", _COLUMNS)
+
+
 async def get(ex: Executor, name: str) -> ResourcePolicy | None:
-    return ResourcePolicy.from_optional(
-        await ex.fetchrow(f"SELECT {_COLUMNS} FROM resource_policies WHERE name = $1", name)
-    )
+    return await _BY_NAME.one(ex, name)
 
 
 async def by_names(ex: Executor, names: Sequence[str]) -> list[ResourcePolicy]:
-    rows = await ex.fetch(
-        f"SELECT {_COLUMNS} FROM resource_policies WHERE name = ANY($1::text[])", list(names)
-    )
-    return ResourcePolicy.from_rows(rows)
+    return await _BY_NAME.many(ex, names)
 
 
 async def listing(ex: Executor) -> list[ResourcePolicy]:

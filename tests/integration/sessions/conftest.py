@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import trio
 
-from crucible.agent.daemon import run_agent
 from crucible.agent.service import Agent
 from crucible.db.pool import Database
-from testlib.server import CLUSTER_SECRET, make_config, open_harness
+from testlib.agents import running_agents
+from testlib.server import make_config, open_harness
 from testlib.sessions import Cluster, removing_containers, start_session
 
 PYTHON_IMAGE_PREFIX = "crucible/kernel-python:"
@@ -129,23 +129,12 @@ async def cluster(
         },
     )
     async with removing_containers(agent_id):
-        async with open_harness(config, db) as harness, trio.open_nursery() as nursery:
-            url = harness.url.replace("http://", "ws://")
-            with trio.fail_after(30):
-                agent: Agent = await nursery.start(run_agent, config, [url], CLUSTER_SECRET)
-                await harness.server.components.agents.wait_linked(agent.id)
-                # The first heartbeat (with the image list) must be in the database.
-                while not await db.fetchval("SELECT count(*) FROM agents WHERE id = $1", agent.id):
-                    await trio.sleep(0.05)
-            if kernel_start == "pooled" and "pool" not in (marker.args[0] if marker else {}):
-                # (A test that changes [pool] waits for what it expects itself.)
-                await wait_for_pool(agent, POOLED_KERNELS)
-            try:
+        async with open_harness(config, db) as harness:
+            async with running_agents(harness, [config], timeout=30) as (agent,):
+                if kernel_start == "pooled" and "pool" not in (marker.args[0] if marker else {}):
+                    # (A test that changes [pool] waits for what it expects itself.)
+                    await wait_for_pool(agent, POOLED_KERNELS)
                 yield Cluster(harness, agent, config)
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(60):
-                    await harness.server.components.sessions.destroy_all()
-                nursery.cancel_scope.cancel()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from crucible.agent.service import Agent
 from crucible.config import Config
 from crucible.db.pool import Database
 from crucible.keypairs import KeypairRepository
+from testlib.agents import agents_nursery, heartbeats_recorded
 from testlib.server import CLUSTER_SECRET, Harness, make_config, open_harness
 from testlib.sessions import create, execute, new_token, removing_containers, stream_text
 from testlib.signing import Credentials
@@ -101,18 +102,12 @@ async def gpu_cluster(
         },
     )
     async with removing_containers(agent_id):
-        async with open_harness(config, db) as harness, trio.open_nursery() as nursery:
+        async with open_harness(config, db) as harness, agents_nursery(harness) as nursery:
             cluster = GPUCluster(harness, config, None, nursery)  # type: ignore[arg-type]
             await cluster.start_agent()
             with trio.fail_after(TIMEOUT):
-                while not await db.fetchval("SELECT count(*) FROM agents WHERE id = $1", agent_id):
-                    await trio.sleep(0.05)
-            try:
-                yield cluster
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(60):
-                    await harness.server.components.sessions.destroy_all()
-                nursery.cancel_scope.cancel()
+                await heartbeats_recorded(db, [agent_id])
+            yield cluster
 
 
 @pytest.fixture

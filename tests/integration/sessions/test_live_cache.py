@@ -11,10 +11,10 @@ import attrs
 import pytest
 import trio
 
-from crucible.agent.daemon import run_agent
 from crucible.db.pool import Database, Executor
 from crucible.db.queries import kernels
-from testlib.server import CLUSTER_SECRET, Harness, make_config, open_harness, running_manager
+from testlib.agents import running_agents
+from testlib.server import Harness, make_config, open_harness, running_manager
 from testlib.sessions import create, execute, new_token, removing_containers, stream_text
 from testlib.signing import SigningClient
 
@@ -41,21 +41,14 @@ async def two_managers(
     async with removing_containers(agent_id), open_harness(config, db) as a:
         async with running_manager(config, db) as (server_b, endpoint_b):
             b = SigningClient(endpoint_b.url, a.user)
-            urls = [url.replace("http://", "ws://") for url in (a.url, endpoint_b.url)]
-            async with trio.open_nursery() as nursery:
-                with trio.fail_after(30):
-                    agent = await nursery.start(run_agent, config, urls, CLUSTER_SECRET)
-                    for server in (a.server, server_b):
-                        await server.components.agents.wait_linked(agent.id)
-                    while not await db.fetchval("SELECT count(*) FROM agents"):
-                        await trio.sleep(0.05)
-                try:
+            try:
+                async with running_agents(
+                    a, [config], more_managers=[(server_b, endpoint_b.url)], timeout=30
+                ):
                     yield TwoManagers(a, b)
-                finally:
-                    with trio.CancelScope(shield=True), trio.move_on_after(60):
-                        await a.server.components.sessions.destroy_all()
-                        await b.aclose()
-                    nursery.cancel_scope.cancel()
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(60):
+                    await b.aclose()
 
 
 async def _held_by_a_ended_by_b(two_managers: TwoManagers) -> str:

@@ -16,10 +16,10 @@ import httpx
 import pytest
 import trio
 
-from crucible.agent.daemon import run_agent
 from crucible.agent.service import Agent
 from crucible.db.pool import Database
-from testlib.server import CLUSTER_SECRET, Harness, make_config, open_harness
+from testlib.agents import running_agents
+from testlib.server import Harness, make_config, open_harness
 from testlib.sessions import create, new_token, removing_containers
 
 from .conftest import CLUSTER_SETTINGS
@@ -61,22 +61,8 @@ async def two_agents(
             for config in configs:
                 await stack.enter_async_context(removing_containers(config.agent.id))
             harness = await stack.enter_async_context(open_harness(configs[0], db))
-            nursery = await stack.enter_async_context(trio.open_nursery())
-            url = harness.url.replace("http://", "ws://")
-            agents = []
-            with trio.fail_after(60):
-                for config in configs:
-                    agent: Agent = await nursery.start(run_agent, config, [url], CLUSTER_SECRET)
-                    agents.append(agent)
-                    await harness.server.components.agents.wait_linked(agent.id)
-                while await db.fetchval("SELECT count(*) FROM agents") < 2:
-                    await trio.sleep(0.05)
-            try:
-                yield TwoAgents(harness, agents)
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(60):
-                    await harness.server.components.sessions.destroy_all()
-                nursery.cancel_scope.cancel()
+            agents = await stack.enter_async_context(running_agents(harness, configs))
+            yield TwoAgents(harness, agents)
     finally:
         for state in dirs:
             shutil.rmtree(state, ignore_errors=True)

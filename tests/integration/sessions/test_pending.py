@@ -5,8 +5,11 @@ ever hold it; a client that goes away while waiting leaves nothing behind."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 import trio
@@ -43,20 +46,46 @@ async def containers_of(kernel_id: str) -> list[str]:
     return done.stdout.decode().split()
 
 
-@pytest.mark.manager_config(ONE_CORE)
-async def test_a_create_waits_in_the_queue_and_runs_when_room_frees(cluster: Cluster) -> None:
-    first, second = new_token(), new_token()
+@attrs.frozen
+class Waiting:
+    """A session holding the one core (`holder`), and a create waiting behind it."""
+
+    holder: str
+    waiter: str
+    #: The waiter's row while it was PENDING.
+    row: dict[str, Any]
+    #: The waiting create's answer, once it came.
+    answers: list[httpx.Response]
+    scope: trio.CancelScope
+
+    def hang_up(self) -> None:
+        """The waiting client goes away."""
+        self.scope.cancel()
+
+
+@asynccontextmanager
+async def waiting_behind_a_holder(cluster: Cluster) -> AsyncIterator[Waiting]:
+    """Create a one-core session, then a second one that waits (PENDING) in the queue;
+    the block ends once the waiting create has its answer, or has hung up."""
+    holder, waiter = new_token(), new_token()
     with trio.fail_after(TIMEOUT):
-        assert (await create(cluster.client, first, instanceCores="1")).status_code == 201
+        assert (await create(cluster.client, holder, instanceCores="1")).status_code == 201
     answers: list[httpx.Response] = []
     async with trio.open_nursery() as nursery:
 
-        async def create_second() -> None:
-            answers.append(await create(cluster.client, second, instanceCores="1"))
+        async def create_waiter() -> None:
+            answers.append(await create(cluster.client, waiter, instanceCores="1"))
 
-        nursery.start_soon(create_second)
-        waiting = await wait_status(cluster, second, "PENDING")
-        assert waiting["agent_id"] is None and not answers
+        nursery.start_soon(create_waiter)
+        row = await wait_status(cluster, waiter, "PENDING")
+        yield Waiting(holder, waiter, row, answers, nursery.cancel_scope)
+
+
+@pytest.mark.manager_config(ONE_CORE)
+async def test_a_create_waits_in_the_queue_and_runs_when_room_frees(cluster: Cluster) -> None:
+    async with waiting_behind_a_holder(cluster) as waiting:
+        first, second, answers = waiting.holder, waiting.waiter, waiting.answers
+        assert waiting.row["agent_id"] is None and not answers
         # The admin sees it waiting, with its status.
         with trio.fail_after(TIMEOUT):
             listing = await cluster.harness.as_admin().post(
@@ -102,17 +131,9 @@ async def test_pending_timeout_is_503_and_leaves_nothing(cluster: Cluster) -> No
 
 @pytest.mark.manager_config(ONE_CORE)
 async def test_a_client_gone_while_pending_leaves_nothing(cluster: Cluster) -> None:
-    holder, waiter = new_token(), new_token()
-    with trio.fail_after(TIMEOUT):
-        assert (await create(cluster.client, holder, instanceCores="1")).status_code == 201
-    async with trio.open_nursery() as nursery:
-
-        async def create_waiter() -> None:
-            await create(cluster.client, waiter, instanceCores="1")
-
-        nursery.start_soon(create_waiter)
-        await wait_status(cluster, waiter, "PENDING")
-        nursery.cancel_scope.cancel()  # the client hangs up
+    async with waiting_behind_a_holder(cluster) as waiting:
+        holder, waiter = waiting.holder, waiting.waiter
+        waiting.hang_up()
     ended = await wait_status(cluster, waiter, "TERMINATED")
     assert ended["status_info"] == "creation-cancelled"
     # Freeing the room now places nothing: the queue is empty.
@@ -138,17 +159,8 @@ async def test_a_session_no_agent_could_hold_is_refused_at_once(cluster: Cluster
 
 @pytest.mark.manager_config(ONE_CORE)
 async def test_a_waiting_session_can_be_terminated(cluster: Cluster) -> None:
-    holder, waiter = new_token(), new_token()
-    with trio.fail_after(TIMEOUT):
-        assert (await create(cluster.client, holder, instanceCores="1")).status_code == 201
-    answers: list[httpx.Response] = []
-    async with trio.open_nursery() as nursery:
-
-        async def create_waiter() -> None:
-            answers.append(await create(cluster.client, waiter, instanceCores="1"))
-
-        nursery.start_soon(create_waiter)
-        waiting = await wait_status(cluster, waiter, "PENDING")
+    async with waiting_behind_a_holder(cluster) as waiting:
+        holder, waiter, answers = waiting.holder, waiting.waiter, waiting.answers
         with trio.fail_after(TIMEOUT):
             ended = await cluster.client.request("DELETE", f"/kernel/{waiter}")
         assert ended.status_code == 200, ended.text
@@ -157,6 +169,6 @@ async def test_a_waiting_session_can_be_terminated(cluster: Cluster) -> None:
     assert answers[0].json()["type"].endswith("/kernel-creation-failed")
     assert "ended while it waited" in answers[0].json().get("detail", "")
     assert (await kernel_row(cluster, waiter) or {})["status"] == "TERMINATED"
-    assert await containers_of(waiting["id"]) == []
+    assert await containers_of(waiting.row["id"]) == []
     # The holder is untouched.
     assert stream_text(await execute(cluster.client, holder, "print('ok')")) == "ok\n"

@@ -8,10 +8,10 @@ import json
 import time
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import WebSocketConnection
 
 from testlib.sessions import Cluster
-from testlib.streams import open_stream
+from testlib.streams import close_code, open_stream
 
 
 async def send_keys(ws: WebSocketConnection, keys: str) -> None:
@@ -115,9 +115,4 @@ async def test_destroying_the_session_closes_the_terminal(
         await send_keys(ws, "echo up\n")
         await read_until(ws, "up")
         assert (await cluster.client.request("DELETE", f"/kernel/{session}")).status_code == 200
-        with trio.fail_after(20):
-            try:
-                while True:
-                    await ws.get_message()
-            except ConnectionClosed as exc:
-                assert exc.reason is not None and exc.reason.code == 1000
+        assert await close_code(ws, timeout=20) == 1000

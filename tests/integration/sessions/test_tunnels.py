@@ -18,7 +18,7 @@ from crucible.keypairs import KeypairRepository
 from crucible.tunnel_client import Tunnel, serve
 from testlib.sessions import Cluster, execute, start_session, stream_text
 from testlib.signing import Credentials
-from testlib.streams import open_stream
+from testlib.streams import close_code, open_stream
 from testlib.tunnel_image import START_SERVICES, ensure_tunnel_image
 
 FAST = {"streams": {"service_wait_timeout": 1.0, "client_send_timeout": 2.0}}
@@ -170,12 +170,7 @@ async def test_a_client_that_stops_reading_holds_one_window(
                 assert end.flow.buffered <= window
             await trio.sleep(4)
         # Dropped: what was under way comes, then the close (not a 1000).
-        with trio.fail_after(60):
-            try:
-                while True:
-                    await ws.get_message()
-            except ConnectionClosed as exc:
-                assert exc.reason is not None and exc.reason.code == 1008
+        assert await close_code(ws, timeout=60) == 1008
     assert not link.streams._streams
 
 

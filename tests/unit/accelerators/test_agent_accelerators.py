@@ -17,7 +17,6 @@ from crucible.agent.kernel.info import KernelInfo, info_from_label, info_to_labe
 from crucible.config import Config, ConfigError, NonNegativeInt, config_from_dict, plugin_options
 from crucible.config.types import ByteSize
 from crucible.hookspecs.accelerator import (
-    Accelerator,
     Allocation,
     AllocMap,
     ContainerSettings,
@@ -73,7 +72,7 @@ class TPUPlugin:
     name = "tpu"
     options_type = TPUOptions
 
-    def open(self, options: TPUOptions) -> Accelerator:
+    def open(self, options: TPUOptions) -> TPU:
         return TPU(options)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from crucible import errors
 from crucible.config import NonNegativeFloat, SessionsConfig
+from crucible.db.queries.kernels import KeypairLoad
 from crucible.resource_policies import ResourcePolicy, cap, check_session_quota
 from crucible.sessions.resources import (
     Resources,
@@ -113,13 +114,7 @@ def test_the_policy_caps_one_session_and_all_of_a_keys() -> None:
 
     def check(policy: ResourcePolicy, wanted: Resources, used_gpu: float) -> None:
         check_session_quota(
-            policy,
-            concurrency_limit=10,
-            live=1,
-            used_cpu=0.0,
-            used_mem=0,
-            wanted=wanted,
-            used_gpu=used_gpu,
+            policy, 10, KeypairLoad(sessions=1, cpu=0.0, mem=0, gpu=used_gpu), wanted
         )
 
     check(_policy(2.0), wanted, 0.5)
