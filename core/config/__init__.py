@@ -6,6 +6,7 @@ where it is declared), `converter` (strict structuring, readable errors), `check
 Secrets are kept out of reprs.
 """
 
+from crucible.config.agent import AgentConfig, ImagesConfig
 from crucible.config.checks import (
     standalone_agent_problems,
     worst_case_result_bytes,
@@ -19,14 +20,12 @@ from crucible.config.loader import (
 )
 from crucible.config.pool import UP_POOL_SIZES, PoolConfig
 from crucible.config.sections import (
-    AgentConfig,
     AuthConfig,
     BootstrapConfig,
     ClusterConfig,
     Config,
     DatabaseConfig,
     GraphQLConfig,
-    ImagesConfig,
     KeypairDefaultsConfig,
     LimitsConfig,
     LoggingConfig,

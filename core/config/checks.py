@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from crucible.config.sections import AgentConfig, Config
+from crucible.config.agent import AgentConfig
+from crucible.config.sections import Config
 from crucible.config.types import ACCESS_KEY_RE, SECRET_KEY_RE, STORAGE_HOST_NAME_RE, MiB
 
 #: JSON may escape one byte of stream text into six (``\u0001``); other items are
