@@ -244,7 +244,9 @@ def stop_and_check(proc: subprocess.Popen[str], state_dir: Path, log_path: Path)
     deadline = time.monotonic() + 2.0
     while _process_alive(postmaster) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _process_alive(postmaster), f"PostgreSQL (pid {postmaster}) outlived crucible"
+    assert not _process_alive(postmaster), (
+        f"PostgreSQL (pid {postmaster}) outlived crucible; log:\n{_tail(log_path)}"
+    )
     assert postmaster_pid(state_dir) is None, "postmaster.pid is still there: unclean stop"
 
 

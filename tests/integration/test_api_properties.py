@@ -34,6 +34,9 @@ tricky_text = st.sampled_from(
      "x" * 300_000, "python", "nosuchsession", "A=B", "ro", "rd", "😀", "\n"]
 )
 texts = st.one_of(any_text, tricky_text)
+#: Texts a client can put in a URL path: httpx refuses a URL over 64 KiB before sending,
+#: so the 300,000-character one would only test the client.
+path_texts = st.one_of(any_text, tricky_text.filter(lambda text: len(text) < 10_000))
 numbers = st.one_of(
     st.integers(),
     st.sampled_from([10**400, -(2**63) - 1, 2**63, 2**31, -1, 0]),
@@ -173,7 +176,7 @@ async def test_create_bodies(pg_dsn: str, tmp_path: Path, batch: list[bytes]) ->
 
 
 @EXAMPLES
-@given(batch=bodies(execute_bodies), token=st.one_of(st.just("nosuchsession"), texts))
+@given(batch=bodies(execute_bodies), token=st.one_of(st.just("nosuchsession"), path_texts))
 async def test_execute_bodies(
     pg_dsn: str, tmp_path: Path, batch: list[bytes], token: str
 ) -> None:
