@@ -128,12 +128,10 @@ async def execute(token: str) -> dict[str, Any]:
     mode = body.get("mode")
     if mode not in EXECUTE_MODES:
         raise errors.InvalidAPIParameters(f"'mode' must be one of {', '.join(EXECUTE_MODES)}.")
-    code = check_code(body.get("code"), limits)
     run_id = check_run_id(body.get("runId"))
     if mode == "complete":
-        options = complete_options(body.get("options"), limits)
-        session = await _session(token)
-        return {"result": await ctx.sessions.complete(session, code, options)}
+        return await _complete(token, body)
+    code = check_code(body.get("code"), limits)
     if mode in ("continue", "input") and not run_id:
         raise errors.InvalidAPIParameters(f"'runId' is required with mode '{mode}'.")
     # Only batch runs read options; a query's are ignored, as the client sends none.
@@ -152,12 +150,16 @@ async def execute(token: str) -> dict[str, Any]:
 @blueprint.route("/kernel/<token>/complete", methods=["POST"])
 @authenticated
 async def complete(token: str) -> dict[str, Any]:
-    limits = manager_context().config.limits
-    body = await json_body()
-    code = check_code(body.get("code"), limits)
-    options = complete_options(body.get("options"), limits)
+    return await _complete(token, await json_body())
+
+
+async def _complete(token: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Code completion (spec 4.8): ``/complete``, or execute's ``complete`` mode."""
+    ctx = manager_context()
+    code = check_code(body.get("code"), ctx.config.limits)
+    options = complete_options(body.get("options"), ctx.config.limits)
     session = await _session(token)
-    return {"result": await manager_context().sessions.complete(session, code, options)}
+    return {"result": await ctx.sessions.complete(session, code, options)}
 
 
 @blueprint.route("/kernel/<token>/interrupt", methods=["POST"])
