@@ -230,6 +230,8 @@ def running_crucible_up(
 def stop_and_check(proc: subprocess.Popen[str], state_dir: Path, log_path: Path) -> None:
     postmaster = postmaster_pid(state_dir)
     assert postmaster is not None, "the embedded PostgreSQL left no postmaster.pid"
+    # Whether crucible was still running when asked to stop (a failure below says).
+    before = proc.poll()
     proc.send_signal(signal.SIGINT)
     try:
         code = proc.wait(timeout=STOP_TIMEOUT)
@@ -245,7 +247,9 @@ def stop_and_check(proc: subprocess.Popen[str], state_dir: Path, log_path: Path)
     while _process_alive(postmaster) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _process_alive(postmaster), (
-        f"PostgreSQL (pid {postmaster}) outlived crucible; log:\n{_tail(log_path)}"
+        f"PostgreSQL (pid {postmaster}) outlived crucible (which had "
+        f"{'already exited with ' + str(before) if before is not None else 'run until SIGINT'});"
+        f" log:\n{_tail(log_path)}"
     )
     assert postmaster_pid(state_dir) is None, "postmaster.pid is still there: unclean stop"
 
