@@ -20,7 +20,7 @@ import pytest
 
 from crucible.agent.runner.languages.schema import Recipe, Service
 from crucible.agent.runner.loop import Loop
-from crucible.agent.runner.reaper import Reaper
+from crucible.agent.runner.reaper import Reaper, descendants, scan_processes
 from crucible.agent.runner.services import ServiceStarter, port_accepts
 
 DEADLINE = 20.0
@@ -39,6 +39,11 @@ class Harness:
         self.loop = Loop()
         self.answers: list[dict[str, Any]] = []
         self.reaper = Reaper()
+        # This process is pytest, not a runner: a sweep here would SIGKILL every child it
+        # already has (a session fixture's `crucible up`, whose exit status it would then
+        # reap, so its Popen reads 0). Those are not a run's leftovers: spare them.
+        for pid in descendants(scan_processes(), os.getpid()):
+            self.reaper.keep_tree(pid)
         self.starter = ServiceStarter(
             self.loop, self.reaper, recipe, str(workdir), self.answers.append, state_root=str(state)
         )
