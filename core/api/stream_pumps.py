@@ -20,6 +20,7 @@ from crucible import errors
 from crucible.api.context import manager_context
 from crucible.api.guard import authenticate, count_message
 from crucible.cluster.streams import LinkStream
+from crucible.config import ACCESS_KEY_RE
 from crucible.kernels.service_ports import ServicePort, find_service
 from crucible.keypairs import Keypair
 from crucible.sessions.model import Session
@@ -38,6 +39,8 @@ async def stream_session(token: str) -> tuple[Session, Keypair]:
     owner = websocket.args.get("owner_access_key") or keypair.access_key
     if owner != keypair.access_key and not keypair.is_admin:
         raise errors.KernelNotFound(f"No live session {token!r}.")
+    if not ACCESS_KEY_RE.match(owner):
+        raise errors.InvalidAPIParameters("'owner_access_key' is not an access key.")
     ctx = manager_context()
     session = await ctx.sessions.get_live(owner, token)
     ctx.sessions.activity.touch(session.id, session.access_key)

@@ -131,6 +131,9 @@ async def test_only_the_owner_or_an_admin_opens_a_tunnel(cluster: Cluster, serve
         await ws.send_message(b"GET / HTTP/1.0\r\n\r\n")
         data, _ = await read_all(ws)
     assert data.startswith(b"HTTP/1.0 200")
+    # An admin's owner is checked before the database sees it.
+    bad_owner = f"{path}&owner_access_key=%00not-a-key"
+    assert (await rejected(cluster, bad_owner, cluster.harness.admin))[0] == 400
 
 
 async def test_a_gone_session_is_not_found(cluster: Cluster, served: str) -> None:
