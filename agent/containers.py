@@ -48,27 +48,31 @@ _MOUNT_TARGET_RE = re.compile(rf"^{re.escape(WORK_DIR)}/[A-Za-z0-9_][A-Za-z0-9._
 MAX_VFOLDER_MOUNTS = 5
 
 
+@attrs.frozen
 class ContainerPolicy:
     """How this agent makes kernel containers: its hardening, limits and labels."""
 
-    def __init__(
-        self, config: AgentConfig, agent_id: str, accelerators: Accelerators | None = None
-    ) -> None:
-        self._config = config
-        self.agent_id = agent_id
-        self._accelerators = accelerators or Accelerators([])
-        self.hardening = attrs.evolve(
+    config: AgentConfig
+    agent_id: str
+    #: The devices a kernel's allocation names, and what its container needs to use them.
+    accelerators: Accelerators
+    hardening: sandbox.Hardening = attrs.field(init=False)
+
+    @hardening.default
+    def _hardening(self) -> sandbox.Hardening:
+        # A kernel writes its own container log: `[agent] container_log_*` bound it.
+        return attrs.evolve(
             sandbox.DEFAULT_HARDENING,
             log_options=(
-                ("max-size", str(config.container_log_max_bytes)),
-                ("max-file", str(config.container_log_files)),
+                ("max-size", str(self.config.container_log_max_bytes)),
+                ("max-file", str(self.config.container_log_files)),
             ),
         )
 
     def spec(self, info: KernelInfo) -> ContainerSpec:
         """The container of kernel `info`: the runner as its first process, with what
         its accelerator devices need (device requests, variables, read-only mounts)."""
-        devices = self._accelerators.container_settings(info.allocation)
+        devices = self.accelerators.container_settings(info.allocation)
         # The devices' variables win: a session cannot point itself at devices not its own
         # (the device requests decide what it can reach anyway).
         environ = {**BASE_ENVIRONMENT, **info.environ, **devices.environ}
@@ -106,10 +110,10 @@ class ContainerPolicy:
                 ),
                 *(BindMount(m.host_path, m.container_path, True) for m in devices.mounts),
             ),
-            tmpfs=(sandbox.tmp_mount(self._config.tmp_size_bytes),),
+            tmpfs=(sandbox.tmp_mount(self.config.tmp_size_bytes),),
             cpu_cores=info.cpu,
             memory_bytes=info.mem,
-            pids_limit=self._config.pids_limit,
+            pids_limit=self.config.pids_limit,
             hardening=self.hardening,
             device_requests=devices.device_requests,
         )
@@ -135,7 +139,7 @@ class ContainerPolicy:
 
     def cap_exec_timeout(self, limit: float) -> float:
         """`limit`, held to ``agent.max_exec_seconds``."""
-        cap = float(self._config.max_exec_seconds)
+        cap = float(self.config.max_exec_seconds)
         if cap and (limit == 0 or limit > cap):
             return cap
         return limit

@@ -22,7 +22,7 @@ from crucible.config import (
     standalone_agent_problems,
 )
 from crucible.db import open_database
-from crucible.keypairs import Keypair, KeypairNotFound, KeypairRepository
+from crucible.keypairs import Keypair, KeypairNotFound, KeypairRepository, NewKeypair
 
 EXIT_USAGE = 2
 
@@ -144,13 +144,14 @@ def _keypair_json(kp: Keypair, *, secret: bool) -> dict[str, Any]:
 
 def cmd_keypair_create(args: argparse.Namespace, config: Config) -> int:
     async def job(repo: KeypairRepository) -> int:
-        kp = await repo.create(
+        new = NewKeypair(
             args.user_id,
             is_admin=args.admin,
             is_active=not args.inactive,
             concurrency_limit=args.concurrency_limit or config.keypairs.concurrency_limit,
             rate_limit=args.rate_limit or config.ratelimit.default_keypair_limit,
         )
+        kp = await repo.create(new)
         if args.json:
             print(json.dumps(_keypair_json(kp, secret=True)))
         else:

@@ -12,13 +12,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 import trio_asyncio
 
 from crucible.config import Config
 from crucible.db import open_database
 from crucible.db.pool import Database
-from crucible.keypairs import Keypair, KeypairRepository
+from crucible.keypairs import Keypair, KeypairRepository, NewKeypair
 from crucible.local_agent import READY, run_agent_process
 from crucible.manager.components import open_manager
 from crucible.manager.server import Endpoint, ManagerServer
@@ -84,12 +85,19 @@ def _supervisor(config: Config) -> Service:
 
 async def _bootstrap_admin(config: Config, db: Database) -> Keypair:
     boot = config.bootstrap
-    keypair, created = await KeypairRepository(db).ensure_bootstrap_admin(
+    admin = NewKeypair(
         boot.user_id,
-        boot.access_key,
-        boot.secret_key,
+        is_admin=True,
         concurrency_limit=config.keypairs.concurrency_limit,
         rate_limit=config.ratelimit.default_keypair_limit,
+    )
+    # Keys the table leaves empty stay random.
+    if boot.access_key:
+        admin = attrs.evolve(admin, access_key=boot.access_key)
+    if boot.secret_key:
+        admin = attrs.evolve(admin, secret_key=boot.secret_key)
+    keypair, created = await KeypairRepository(db).ensure_bootstrap_admin(
+        admin, keys_given=bool(boot.access_key)
     )
     if created:
         log.info("created the bootstrap admin keypair %s", keypair.access_key)

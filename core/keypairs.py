@@ -11,13 +11,19 @@ from typing import Any
 import attrs
 import trio
 
-from crucible.auth import generate_access_key, generate_secret_key
 from crucible.db.pool import Database, Executor
 from crucible.db.queries import kernels, keypairs, usage_daily, vfolder_permissions
-from crucible.db.queries.keypairs import Keypair
+from crucible.db.queries.keypairs import Keypair, NewKeypair
 from crucible.periodic import flush_every
 
-__all__ = ["MAX_USER_ID_LENGTH", "Keypair", "KeypairCache", "KeypairNotFound", "KeypairRepository"]
+__all__ = [
+    "MAX_USER_ID_LENGTH",
+    "Keypair",
+    "KeypairCache",
+    "KeypairNotFound",
+    "KeypairRepository",
+    "NewKeypair",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,32 +48,9 @@ class KeypairRepository:
     async def list(self, *, user_id: str | None = None) -> list[Keypair]:
         return await keypairs.listing(self.db, user_id=user_id)
 
-    async def create(
-        self,
-        user_id: str,
-        *,
-        is_admin: bool = False,
-        is_active: bool = True,
-        concurrency_limit: int = 5,
-        rate_limit: int = 5000,
-        resource_policy: str = "default",
-        access_key: str | None = None,
-        secret_key: str | None = None,
-        on: Executor | None = None,
-    ) -> Keypair:
-        """A new keypair (random keys unless given), written on `on` (the caller's
-        transaction) or on its own."""
-        return await keypairs.insert(
-            self.db if on is None else on,
-            access_key=access_key or generate_access_key(),
-            secret_key=secret_key or generate_secret_key(),
-            user_id=user_id,
-            is_admin=is_admin,
-            is_active=is_active,
-            concurrency_limit=concurrency_limit,
-            rate_limit=rate_limit,
-            resource_policy=resource_policy,
-        )
+    async def create(self, new: NewKeypair, *, on: Executor | None = None) -> Keypair:
+        """Keypair `new`, written on `on` (the caller's transaction) or on its own."""
+        return await keypairs.insert(self.db if on is None else on, new)
 
     async def update(self, access_key: str, changes: dict[str, Any]) -> Keypair | None:
         """Set the given columns (is_active, is_admin, resource_policy, concurrency_limit,
@@ -101,39 +84,24 @@ class KeypairRepository:
         return keypair
 
     async def ensure_bootstrap_admin(
-        self,
-        user_id: str,
-        access_key: str = "",
-        secret_key: str = "",
-        *,
-        concurrency_limit: int = 5,
-        rate_limit: int = 5000,
+        self, admin: NewKeypair, *, keys_given: bool
     ) -> tuple[Keypair, bool]:
-        """Return the bootstrap admin keypair, creating it on first start.
+        """Return the bootstrap admin keypair, creating it (as `admin`) on first start.
 
-        With explicit keys (the ``[bootstrap]`` table) that keypair is created if missing;
-        otherwise the oldest active admin keypair is reused, or a random one is made.
-        Returns ``(keypair, created)``.
+        With `keys_given` (the ``[bootstrap]`` table names them) `admin`'s keys are that
+        keypair, created if missing; otherwise the oldest active admin keypair is reused,
+        or `admin` is made. Returns ``(keypair, created)``.
         """
         async with self.db.transaction() as conn:
             # Serialise concurrent first starts so only one admin is invented.
             await keypairs.lock_table(conn)
-            if access_key:
-                found = await keypairs.get(conn, access_key)
+            if keys_given:
+                found = await keypairs.get(conn, admin.access_key)
             else:
                 found = await keypairs.oldest_active_admin(conn)
             if found is not None:
                 return found, False
-            created = await self.create(
-                user_id,
-                is_admin=True,
-                concurrency_limit=concurrency_limit,
-                rate_limit=rate_limit,
-                access_key=access_key,
-                secret_key=secret_key,
-                on=conn,
-            )
-            return created, True
+            return await self.create(admin, on=conn), True
 
     async def record_usage(self, counts: dict[str, tuple[int, datetime]]) -> None:
         await keypairs.record_usage(self.db, counts)

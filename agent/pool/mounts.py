@@ -20,50 +20,20 @@ yet. Needs root (CAP_SYS_ADMIN) on the host.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
 
-from crucible.agent.sandbox.scratch import ScratchError, libc
-
-_MS_RDONLY: Final = 0x1
-_MS_NOSUID: Final = 0x2
-_MS_NODEV: Final = 0x4
-_MS_REMOUNT: Final = 0x20
-_MS_BIND: Final = 0x1000
-_MS_MOVE: Final = 0x2000
-_MS_PRIVATE: Final = 1 << 18
-_MS_SHARED: Final = 1 << 20
-_MNT_DETACH: Final = 0x2
-_UMOUNT_NOFOLLOW: Final = 0x8
-
-
-def _mount(source: str | None, target: str, flags: int) -> None:
-    rc = libc().mount(
-        None if source is None else os.fsencode(source),
-        os.fsencode(target),
-        None,
-        ctypes.c_ulong(flags),
-        None,
-    )
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise ScratchError(err, f"mount {source} on {target}: {os.strerror(err)}")
+from crucible.agent.sandbox.mounting import MountFlag, UnmountFlag, mount, unmount
 
 
 def _detach(target: str) -> None:
-    if libc().umount2(os.fsencode(target), _MNT_DETACH | _UMOUNT_NOFOLLOW) != 0:
-        err = ctypes.get_errno()
-        if err not in (errno.EINVAL, errno.ENOENT):
-            raise ScratchError(err, f"umount {target}: {os.strerror(err)}")
+    unmount(target, UnmountFlag.DETACH | UnmountFlag.NOFOLLOW)
 
 
 def share(work: Path) -> None:
     """Make the tmpfs at `work` a shared mount (its container's bind then follows it)."""
-    _mount(None, str(work), _MS_SHARED)
+    mount(None, str(work), MountFlag.SHARED)
 
 
 def attach(work: Path, stage: Path, mounts: Sequence[tuple[str, str, bool]]) -> None:
@@ -74,9 +44,9 @@ def attach(work: Path, stage: Path, mounts: Sequence[tuple[str, str, bool]]) -> 
     if not mounts:
         return
     stage.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _mount(str(stage), str(stage), _MS_BIND)
+    mount(str(stage), str(stage), MountFlag.BIND)
     try:
-        _mount(None, str(stage), _MS_PRIVATE)
+        mount(None, str(stage), MountFlag.PRIVATE)
         work_fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             for source, target, read_only in mounts:
@@ -94,17 +64,18 @@ def attach(work: Path, stage: Path, mounts: Sequence[tuple[str, str, bool]]) -> 
 def _attach_one(work_fd: int, stage: Path, source: str, name: str, read_only: bool) -> None:
     staged = stage / name
     staged.mkdir(mode=0o755)
-    _mount(source, str(staged), _MS_BIND)
+    mount(source, str(staged), MountFlag.BIND)
     try:
         if read_only:
-            _mount(None, str(staged), _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
+            remount = MountFlag.BIND | MountFlag.REMOUNT | MountFlag.RDONLY
+            mount(None, str(staged), remount | MountFlag.NOSUID | MountFlag.NODEV)
         os.mkdir(name, 0o755, dir_fd=work_fd)
         point = os.open(
             name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=work_fd
         )
         try:
             # The mount point by descriptor: the path is never looked up again.
-            _mount(str(staged), f"/proc/self/fd/{point}", _MS_MOVE)
+            mount(str(staged), f"/proc/self/fd/{point}", MountFlag.MOVE)
         finally:
             os.close(point)
     except BaseException:

@@ -19,9 +19,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from .context import RunnerContext
 from .flow import Flow
-from .loop import Loop
-from .reaper import Reaper
 
 #: The most bytes one ``stream-data`` message carries.
 CHUNK = 64 * 1024
@@ -29,8 +28,6 @@ CHUNK = 64 * 1024
 WINDOW = 512 * 1024
 #: Terminal sizes taken (larger ones are refused).
 MAX_ROWS = MAX_COLS = 1000
-
-Send = Callable[[dict[str, Any]], None]
 
 
 class ReadGate:
@@ -54,13 +51,13 @@ class ReadGate:
                 self._waiting = True
                 flow.wait(self._resume)
         if fd != self._fd and self._fd >= 0:
-            self._streams.loop.remove_reader(self._fd)
+            self._streams.ctx.loop.remove_reader(self._fd)
             self._fd = -1
         if ready and self._fd < 0:
-            self._streams.loop.add_reader(fd, self._on_readable)
+            self._streams.ctx.loop.add_reader(fd, self._on_readable)
             self._fd = fd
         elif not ready and self._fd >= 0:
-            self._streams.loop.remove_reader(self._fd)
+            self._streams.ctx.loop.remove_reader(self._fd)
             self._fd = -1
 
     def forget(self) -> None:
@@ -87,7 +84,7 @@ class ByteStream:
 
     def emit(self, data: bytes) -> None:
         self.credit -= len(data)
-        self.streams.send(
+        self.streams.ctx.send(
             {"op": "stream-data", "stream": self.id, "data": base64.b64encode(data).decode()}
         )
 
@@ -115,7 +112,7 @@ class ByteStream:
         self._uncredited += n
         if self._uncredited >= WINDOW // 4 or (not self.inbuf and self._uncredited):
             grant, self._uncredited = self._uncredited, 0
-            self.streams.send({"op": "stream-credit", "stream": self.id, "bytes": grant})
+            self.streams.ctx.send({"op": "stream-credit", "stream": self.id, "bytes": grant})
 
     def resize(self, rows: int, cols: int) -> None:
         """Only a terminal has a size."""
@@ -130,7 +127,7 @@ class ByteStream:
         self.streams.forget(self)
         if tell:
             message = {"op": "stream-closed", "stream": self.id, "reason": reason}
-            self.streams.send({**message, "refused": refused})
+            self.streams.ctx.send({**message, "refused": refused})
 
     def release(self) -> None:
         """Let go of the source (its descriptor, its terminal)."""
@@ -140,11 +137,8 @@ class ByteStream:
 class RunnerStreams:
     """The open streams, and the ``stream-*`` messages of the agent."""
 
-    loop: Loop
+    ctx: RunnerContext
     flow: Flow
-    reaper: Reaper
-    send: Send
-    workdir: str
     _streams: dict[int, ByteStream] = dataclasses.field(default_factory=dict, init=False)
     _terminal: Any = dataclasses.field(default=None, init=False)
 
@@ -192,7 +186,7 @@ class RunnerStreams:
     def _open(self, stream_id: int, message: dict[str, Any]) -> None:
         kind, window = message.get("kind"), message.get("window")
         if stream_id in self._streams or not isinstance(window, int) or window <= 0:
-            self.send({"op": "stream-closed", "stream": stream_id, "reason": "a bad stream-open"})
+            self._refuse(stream_id, "a bad stream-open")
             return
         stream: ByteStream
         if kind == "pty":
@@ -204,16 +198,19 @@ class RunnerStreams:
 
             port, wait = message.get("port"), message.get("wait")
             if not isinstance(port, int) or not isinstance(wait, (int, float)):
-                self.send({"op": "stream-closed", "stream": stream_id, "reason": "a bad port"})
+                self._refuse(stream_id, "a bad port")
                 return
             stream = TcpStream(self, stream_id, window, port, float(wait))
         else:
-            self.send({"op": "stream-closed", "stream": stream_id, "reason": f"no kind {kind!r}"})
+            self._refuse(stream_id, f"no kind {kind!r}")
             return
         self._streams[stream_id] = stream
 
+    def _refuse(self, stream_id: int, reason: str) -> None:
+        self.ctx.send({"op": "stream-closed", "stream": stream_id, "reason": reason})
+
     def opened(self, stream: ByteStream) -> None:
-        self.send({"op": "stream-opened", "stream": stream.id, "window": WINDOW})
+        self.ctx.send({"op": "stream-opened", "stream": stream.id, "window": WINDOW})
 
     def close_all(self) -> None:
         for stream in list(self._streams.values()):

@@ -15,6 +15,7 @@ from typing import Any
 from . import framing
 from .byte_streams import RunnerStreams
 from .channel import FramedSocket
+from .context import RunnerContext
 from .environ import apply_environ
 from .flow import Flow
 from .jobs import Job, PythonQueryJob, batch_job, compile_and_run_job
@@ -88,9 +89,9 @@ class Runner:
         self._dial_timer: Timer | None = None
         self._signals = -1
         self._reap_timer: Timer | None = None
-        #: The terminal and tunnel connections (byte_streams.py).
-        self.streams = RunnerStreams(self.loop, self.flow, self.reaper, self.send, workdir)
-        self.services = ServiceStarter(self.loop, self.reaper, recipe, workdir, self.send)
+        context = RunnerContext(self.loop, self.reaper, workdir, self.send)
+        self.streams = RunnerStreams(context, self.flow)  # the terminal's and tunnels' streams
+        self.services = ServiceStarter(context, recipe)
 
     # -- lifecycle ------------------------------------------------------------------------
 

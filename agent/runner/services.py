@@ -26,12 +26,12 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from typing import Any
 
+from .context import RunnerContext
 from .languages.schema import Recipe, Service
-from .loop import Loop, Timer
-from .reaper import Reaper, descendants, scan_processes
+from .loop import Timer
+from .reaper import descendants, scan_processes
 
 #: Where each service's private files (its log, what `Service.env` names ``{state}``) go.
 STATE_ROOT = "/tmp/.crucible-services"
@@ -42,8 +42,6 @@ MIN_TIMEOUT = 0.1
 MAX_TIMEOUT = 600.0
 #: How much of a failed service's output its error message quotes.
 LOG_TAIL_BYTES = 2000
-
-Send = Callable[[dict[str, Any]], None]
 
 
 def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
@@ -74,14 +72,11 @@ class _Process:
 
 @dataclasses.dataclass(eq=False)
 class ServiceStarter:
-    """The services of one kernel (`recipe`'s), answering through `send`."""
+    """The services of one kernel (`recipe`'s), answering through the context's `send`."""
 
-    loop: Loop
-    reaper: Reaper
+    ctx: RunnerContext
     recipe: Recipe
-    workdir: str
-    send: Send
-    state_root: str = dataclasses.field(default=STATE_ROOT, kw_only=True)
+    state_root: str = STATE_ROOT
     _running: dict[str, _Process] = dataclasses.field(default_factory=dict, init=False)
 
     # -- requests ---------------------------------------------------------------------------
@@ -157,8 +152,8 @@ class ServiceStarter:
         log_path = os.path.join(state, "log")
         with open(log_path, "wb") as log:
             popen = subprocess.Popen(
-                service.argv(self.workdir),
-                cwd=self.workdir,
+                service.argv(self.ctx.workdir),
+                cwd=self.ctx.workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -166,8 +161,8 @@ class ServiceStarter:
                 start_new_session=True,
                 close_fds=True,
             )
-        self.reaper.own(popen.pid)
-        self.reaper.keep_tree(popen.pid)
+        self.ctx.reaper.own(popen.pid)
+        self.ctx.reaper.keep_tree(popen.pid)
         process = _Process(service, popen, log_path)
         self._running[service.name] = process
         return process
@@ -193,7 +188,7 @@ class ServiceStarter:
             why = f"service {name!r} did not accept connections on port {port} in time"
             self._fail_waiters(process, f"{why}; its output ends with:\n{self._log_tail(process)}")
             return
-        process.timer = self.loop.call_later(POLL_EVERY, lambda: self._poll(process, started))
+        process.timer = self.ctx.loop.call_later(POLL_EVERY, lambda: self._poll(process, started))
 
     def _fail_waiters(self, process: _Process, message: str) -> None:
         waiters, process.waiters = process.waiters, []
@@ -223,8 +218,8 @@ class ServiceStarter:
     def _ended(self, process: _Process) -> None:
         pid = process.popen.pid
         if process.popen.returncode is not None:
-            self.reaper.disown(pid)
-        self.reaper.release(pid)
+            self.ctx.reaper.disown(pid)
+        self.ctx.reaper.release(pid)
         if self._running.get(process.service.name) is process:
             del self._running[process.service.name]
 
@@ -242,7 +237,7 @@ class ServiceStarter:
         self, req_id: str, name: str, ok: bool, message: str, started: bool = False
     ) -> None:
         service = self.recipe.service(name)
-        self.send(
+        self.ctx.send(
             {
                 "op": "service",
                 "req_id": req_id,

@@ -75,7 +75,7 @@ class TerminalStream(ByteStream):
 class Terminal:
     def __init__(self, streams: RunnerStreams) -> None:
         self.streams = streams
-        self.loop = streams.loop
+        self.loop = streams.ctx.loop
         self.clients: list[TerminalStream] = []
         self.fd = -1
         self.pid = 0
@@ -108,21 +108,21 @@ class Terminal:
 
     def spawn(self) -> None:
         self._respawn_timer = None
-        env = shell_environment(dict(os.environ), self.streams.workdir)
+        env = shell_environment(dict(os.environ), self.streams.ctx.workdir)
         pid, fd = pty.fork()
         if pid == 0:  # the child: becomes the shell, or exits
             try:
                 signal.set_wakeup_fd(-1)
                 for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
                     signal.signal(signum, signal.SIG_DFL)
-                os.chdir(self.streams.workdir)
+                os.chdir(self.streams.ctx.workdir)
                 os.execvpe("bash", ["-bash"], env)
             finally:
                 os._exit(127)
         self.pid, self.fd = pid, fd
         self._started_at = time.monotonic()
-        self.streams.reaper.own(pid)
-        self.streams.reaper.keep_tree(pid)
+        self.streams.ctx.reaper.own(pid)
+        self.streams.ctx.reaper.keep_tree(pid)
         os.set_blocking(fd, False)
         self._apply_size()
         self._writing = False
@@ -152,8 +152,8 @@ class Terminal:
             os.close(self.fd)
         if self.pid:
             self._exited()
-            self.streams.reaper.release(self.pid)
-            self.streams.reaper.disown(self.pid)
+            self.streams.ctx.reaper.release(self.pid)
+            self.streams.ctx.reaper.disown(self.pid)
         self.fd, self.pid = -1, 0
         if self._check_timer is not None:
             self._check_timer.cancel()

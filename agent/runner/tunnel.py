@@ -48,13 +48,13 @@ class TcpStream(ByteStream):
             self._established()
         elif code in (errno.EINPROGRESS, errno.EAGAIN):
             self._writing = True
-            self.streams.loop.add_writer(sock.fileno(), self._connect_done)
+            self.streams.ctx.loop.add_writer(sock.fileno(), self._connect_done)
         else:
             self._failed(code)
 
     def _connect_done(self) -> None:
         assert self.sock is not None
-        self.streams.loop.remove_writer(self.sock.fileno())
+        self.streams.ctx.loop.remove_writer(self.sock.fileno())
         self._writing = False
         code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code == 0:
@@ -67,7 +67,7 @@ class TcpStream(ByteStream):
         self.sock.close()
         self.sock = None
         if code == errno.ECONNREFUSED and time.monotonic() < self._deadline:
-            self._timer = self.streams.loop.call_later(RETRY_EVERY, self._attempt)
+            self._timer = self.streams.ctx.loop.call_later(RETRY_EVERY, self._attempt)
             return
         what = (
             "refused"
@@ -113,7 +113,7 @@ class TcpStream(ByteStream):
             except (BlockingIOError, InterruptedError):
                 if not self._writing:
                     self._writing = True
-                    self.streams.loop.add_writer(self.sock.fileno(), self._writable)
+                    self.streams.ctx.loop.add_writer(self.sock.fileno(), self._writable)
                 return
             except OSError as exc:
                 self.close(f"the service's connection broke ({exc.strerror})")
@@ -121,7 +121,7 @@ class TcpStream(ByteStream):
             self.written(n)
         if self._writing:
             self._writing = False
-            self.streams.loop.remove_writer(self.sock.fileno())
+            self.streams.ctx.loop.remove_writer(self.sock.fileno())
 
     def _writable(self) -> None:
         self.write_input()
@@ -131,6 +131,6 @@ class TcpStream(ByteStream):
             self._timer.cancel()
         if self.sock is not None:
             self._gate.forget()
-            self.streams.loop.forget(self.sock.fileno())
+            self.streams.ctx.loop.forget(self.sock.fileno())
             self.sock.close()
             self.sock = None

@@ -9,7 +9,9 @@ released here as well, because its limits are part of the same containment story
 * `seccomp`: the syscall filter (`SECCOMP_PROFILE`) and why it is a deny list;
 * `hardening`: `Hardening`, what every container gets (`DEFAULT_HARDENING`), and the
   ``/tmp`` tmpfs (`tmp_mount`);
-* `scratch`: `prepare_scratch`, `release_scratch` and `scratch_usage_bytes`.
+* `scratch`: `prepare_scratch`, `release_scratch` and `scratch_usage_bytes`;
+* `mounting`: mount(2) and umount2(2) with their flags, for the scratch space and the
+  warm pool's folder mounts (`crucible.agent.pool.mounts`).
 
 Containment layers, outermost first (each one assumes the others may fail):
 

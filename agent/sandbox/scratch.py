@@ -7,28 +7,21 @@ beside it is the agent's alone. Needs root (CAP_SYS_ADMIN) on the host.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 import shutil
 from pathlib import Path
-from typing import Final
 
 import attrs
 import trio
 
+from crucible.agent.sandbox.mounting import MountError, MountFlag, UnmountFlag, mount, unmount
 from crucible.kernels.contract import WORK_GID, WORK_UID
 
-_MS_NOSUID: Final = 0x2
-_MS_NODEV: Final = 0x4
-_MNT_DETACH: Final = 0x2
-#: umount2: never follow a symbolic link in the last component.
-_UMOUNT_NOFOLLOW: Final = 0x8
 
-
-class ScratchError(OSError):
-    """Preparing or releasing a scratch directory failed (mount/umount errors)."""
+class ScratchError(MountError):
+    """Releasing a scratch directory failed: it stays mounted (mount errors are
+    `MountError`)."""
 
 
 @attrs.frozen
@@ -53,50 +46,31 @@ class ScratchDir:
         return self.root / "ipc"
 
 
-def libc() -> ctypes.CDLL:
-    # mount(2)/umount2(2) through libc rather than the mount(8) binary: exact errno values
-    # to decide what is tolerable, and no dependency on util-linux's option parsing.
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
 def _mount_tmpfs(target: Path, *, size_bytes: int, mode: int, uid: int, gid: int) -> None:
     # nr_inodes bounds the kernel memory a kernel can pin by creating empty files, which
     # ``size`` does not limit; one inode per 2 KiB of size is generous for source trees.
     nr_inodes = max(1024, size_bytes // 2048)
     data = f"size={size_bytes},nr_inodes={nr_inodes},mode={mode:o},uid={uid},gid={gid}"
-    lib = libc()
-    rc = lib.mount(
-        b"crucible-scratch",
-        os.fsencode(target),
-        b"tmpfs",
-        ctypes.c_ulong(_MS_NOSUID | _MS_NODEV),
-        data.encode(),
-    )
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise ScratchError(err, f"mount tmpfs on {target}: {os.strerror(err)}")
+    flags = MountFlag.NOSUID | MountFlag.NODEV
+    mount("crucible-scratch", str(target), flags, fstype="tmpfs", data=data)
 
 
 def _umount(target: Path) -> None:
     """Unmount every tmpfs stacked on *target*; tolerate "not mounted" and "not there"."""
-    lib = libc()
     # A path can carry several stacked mounts (e.g. after a crash between mount and
     # bookkeeping); unmount until it is a plain directory again, with a bound.
     for _ in range(8):
         if not os.path.ismount(target):
             return
-        if lib.umount2(os.fsencode(target), _UMOUNT_NOFOLLOW) == 0:
-            continue
-        err = ctypes.get_errno()
-        if err in (errno.EINVAL, errno.ENOENT):
-            return
-        if err == errno.EBUSY:
+        try:
+            if not unmount(str(target)):
+                return
+        except MountError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
             # Something on the host still holds it (a process with its cwd there);
             # detach lazily so the directory can go now and the memory when they leave.
-            if lib.umount2(os.fsencode(target), _MNT_DETACH | _UMOUNT_NOFOLLOW) == 0:
-                continue
-            err = ctypes.get_errno()
-        raise ScratchError(err, f"umount {target}: {os.strerror(err)}")
+            unmount(str(target), UnmountFlag.DETACH | UnmountFlag.NOFOLLOW)
     raise ScratchError(errno.EBUSY, f"umount {target}: still mounted after 8 unmounts")
 
 

@@ -18,7 +18,7 @@ from crucible.api.flow_control import raise_body_limit
 from crucible.api.guard import authenticated, current_keypair, requires_running
 from crucible.api.multipart import MultipartReader, MultipartWriter, attachment, boundary_of
 from crucible.hookspecs.storage import FileEntry, FileReader
-from crucible.vfolders.repository import Access
+from crucible.vfolders.repository import Access, VFolder
 from crucible.vfolders.service import VFolderService
 
 blueprint = Blueprint("folders", __name__)
@@ -53,12 +53,14 @@ async def _folder_request(
     return service, access, body
 
 
+def _identity(folder: VFolder) -> dict[str, Any]:
+    """What names a folder in every answer about it (spec 6)."""
+    return {"name": folder.name, "id": folder.id, "host": folder.host}
+
+
 def _summary(access: Access) -> dict[str, Any]:
-    folder = access.folder
     return {
-        "name": folder.name,
-        "id": folder.id,
-        "host": folder.host,
+        **_identity(access.folder),
         "is_owner": access.is_owner,
         "permission": access.permission,
     }
@@ -90,7 +92,7 @@ async def list_folders() -> Response:
 async def create() -> tuple[dict[str, Any], int]:
     body = await json_body()
     folder = await _service().create(current_keypair(), body.get("name"), body.get("host"))
-    return {"id": folder.id, "name": folder.name, "host": folder.host}, 201
+    return _identity(folder), 201
 
 
 @blueprint.route("/folders/invitations/list", methods=["GET"])

@@ -15,7 +15,7 @@ from crucible.db.queries.resource_policies import UPDATABLE
 from crucible.graphql.context import GraphQLContext
 from crucible.graphql.data import keypair_object
 from crucible.graphql.loader import Loader, Mutation
-from crucible.keypairs import MAX_USER_ID_LENGTH
+from crucible.keypairs import MAX_USER_ID_LENGTH, NewKeypair
 from crucible.resource_policies import ResourcePolicy
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ async def create_keypair(loader: Loader, arguments: dict[str, Any]) -> dict[str,
         return {**failed, "msg": problem}
     loader.statements += 1
     try:
-        keypair = await ctx.keypairs.create(
+        new = NewKeypair(
             user_id,
             is_active=props.get("is_active", True) is not False,
             is_admin=bool(props.get("is_admin")),
@@ -64,6 +64,7 @@ async def create_keypair(loader: Loader, arguments: dict[str, Any]) -> dict[str,
             rate_limit=_or(props.get("rate_limit"), ctx.config.ratelimit.default_keypair_limit),
             resource_policy=props.get("resource_policy") or "default",
         )
+        keypair = await ctx.keypairs.create(new)
     except errors.UnstorableValue:
         raise  # a NUL or the like in the input: the request is at fault, a 400
     except Exception:

@@ -10,14 +10,14 @@ import trio
 
 from crucible.db.pool import Database
 from crucible.db.queries import kernels, pending
-from crucible.keypairs import KeypairCache, KeypairRepository
+from crucible.keypairs import KeypairCache, KeypairRepository, NewKeypair
 from crucible.sessions.activity import ActivityRecorder
 
 TIMEOUT = 20
 
 
 async def _session(db: Database, keypairs: KeypairRepository) -> kernels.Kernel:
-    owner = (await keypairs.create("activity@test")).access_key
+    owner = (await keypairs.create(NewKeypair("activity@test"))).access_key
     await db.execute("INSERT INTO agents (id, addr) VALUES ('agent-a', 'tcp://127.0.0.1:1')")
     queued = await pending.insert_pending(
         db, token="tok", access_key=owner, image="python", lang="python",
@@ -93,7 +93,7 @@ async def test_keypair_usage_survives_a_failed_write(
     db: Database, keypairs: KeypairRepository
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        key = (await keypairs.create("usage@test")).access_key
+        key = (await keypairs.create(NewKeypair("usage@test"))).access_key
         failing = KeypairRepository(_FailingOnce(db))  # type: ignore[arg-type]
         cache = KeypairCache(failing, ttl=60, flush_interval=3600)
         for _ in range(2):

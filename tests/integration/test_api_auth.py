@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 
-from crucible.keypairs import KeypairRepository
+from crucible.keypairs import KeypairRepository, NewKeypair
 from testlib.problems import assert_problem
 from testlib.server import Harness
 from testlib.signing import OMIT, Credentials, client_date
@@ -280,7 +280,7 @@ async def test_step7_wrong_secret(manager: Harness) -> None:
 
 
 async def test_step8_inactive_keypair(manager: Harness, keypairs: KeypairRepository) -> None:
-    kp = await keypairs.create("sleeper@test", is_active=False)
+    kp = await keypairs.create(NewKeypair("sleeper@test", is_active=False))
     response = await auth_test(manager, creds=Credentials(kp.access_key, kp.secret_key))
     body = assert_problem(response, 401, "auth-failed")
     assert "inactive" in body["detail"]
@@ -327,7 +327,7 @@ async def test_steps_fail_in_order(
 async def test_stale_date_beats_inactive_key(
     manager: Harness, keypairs: KeypairRepository
 ) -> None:
-    kp = await keypairs.create("sleeper@test", is_active=False)
+    kp = await keypairs.create(NewKeypair("sleeper@test", is_active=False))
     response = await auth_test(
         manager,
         creds=Credentials(kp.access_key, kp.secret_key),
@@ -339,7 +339,7 @@ async def test_stale_date_beats_inactive_key(
 async def test_wrong_signature_on_inactive_key_is_401(
     manager: Harness, keypairs: KeypairRepository
 ) -> None:
-    kp = await keypairs.create("sleeper@test", is_active=False)
+    kp = await keypairs.create(NewKeypair("sleeper@test", is_active=False))
     response = await auth_test(manager, creds=Credentials(kp.access_key, manager.user.secret_key))
     body = assert_problem(response, 401, "auth-failed")
     # The signature is checked first: nobody learns that the key exists but is inactive.

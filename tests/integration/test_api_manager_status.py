@@ -11,7 +11,7 @@ from quart import Blueprint
 from crucible.api.guard import authenticated, requires_running
 from crucible.config import Config
 from crucible.db.pool import Database
-from crucible.keypairs import KeypairRepository
+from crucible.keypairs import KeypairRepository, NewKeypair
 from crucible.manager.status import ManagerStatus, ManagerStatusStore
 from testlib.problems import assert_problem
 from testlib.server import Harness, running_manager
@@ -110,7 +110,7 @@ async def gated_view() -> dict[str, str]:
 async def test_requires_running_gate(
     manager_config: Config, db: Database, keypairs: KeypairRepository
 ) -> None:
-    admin = await keypairs.create("admin@test", is_admin=True)
+    admin = await keypairs.create(NewKeypair("admin@test", is_admin=True))
     creds = Credentials(admin.access_key, admin.secret_key)
     with trio.fail_after(TIMEOUT):
         async with running_manager(manager_config, db, blueprints=(gated,)) as (server, ep):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from crucible.keypairs import KeypairRepository
+from crucible.keypairs import KeypairRepository, NewKeypair
 from testlib.problems import assert_problem
 from testlib.server import Harness
 from testlib.signing import Credentials
@@ -14,7 +14,7 @@ TIMEOUT = 10
 
 
 async def test_keypair_limit_exhaustion(manager: Harness, keypairs: KeypairRepository) -> None:
-    kp = await keypairs.create("hasty@test", rate_limit=3)
+    kp = await keypairs.create(NewKeypair("hasty@test", rate_limit=3))
     creds = Credentials(kp.access_key, kp.secret_key)
     with trio.fail_after(TIMEOUT):
         for remaining in (2, 1, 0):

@@ -16,7 +16,7 @@ from crucible.config import config_from_dict
 from crucible.db import open_database
 from crucible.db.migrations import Migration, bundled_migrations, migrate
 from crucible.db.pool import Database
-from crucible.keypairs import KeypairCache, KeypairRepository
+from crucible.keypairs import KeypairCache, KeypairRepository, NewKeypair
 from testlib.database import open_test_pool, with_database_name
 from testlib.server import Harness
 from testlib.signing import Credentials
@@ -114,7 +114,7 @@ async def test_failed_requests_are_not_recorded_as_usage(
 
 
 async def test_cache_flushes_on_cancel(db: Database, keypairs: KeypairRepository) -> None:
-    kp = await keypairs.create("flush@test")
+    kp = await keypairs.create(NewKeypair("flush@test"))
     cache = KeypairCache(keypairs, ttl=1.0, flush_interval=3600)
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
@@ -127,7 +127,7 @@ async def test_cache_flushes_on_cancel(db: Database, keypairs: KeypairRepository
 
 
 async def test_cache_sees_changes_made_through_it_at_once(keypairs: KeypairRepository) -> None:
-    kp = await keypairs.create("cached@test")
+    kp = await keypairs.create(NewKeypair("cached@test"))
     cache = KeypairCache(keypairs, ttl=3600, flush_interval=3600)
     with trio.fail_after(TIMEOUT):
         assert (await cache.get(kp.access_key)) == kp
@@ -144,7 +144,11 @@ async def test_bootstrap_admin_is_created_once(keypairs: KeypairRepository) -> N
         results: list[Any] = []
 
         async def boot() -> None:
-            results.append(await keypairs.ensure_bootstrap_admin("admin@boot"))
+            results.append(
+                await keypairs.ensure_bootstrap_admin(
+                    NewKeypair("admin@boot", is_admin=True), keys_given=False
+                )
+            )
 
         async with trio.open_nursery() as nursery:
             for _ in range(3):
@@ -157,9 +161,10 @@ async def test_bootstrap_admin_is_created_once(keypairs: KeypairRepository) -> N
 
 async def test_bootstrap_admin_with_explicit_keys(keypairs: KeypairRepository) -> None:
     ak, sk = "AKIABOOTSTRAP0000000", "s" * 40
-    kp, created = await keypairs.ensure_bootstrap_admin("admin@boot", ak, sk)
+    admin = NewKeypair("admin@boot", is_admin=True, access_key=ak, secret_key=sk)
+    kp, created = await keypairs.ensure_bootstrap_admin(admin, keys_given=True)
     assert created and kp.access_key == ak and kp.secret_key == sk
-    again, created = await keypairs.ensure_bootstrap_admin("admin@boot", ak, sk)
+    again, created = await keypairs.ensure_bootstrap_admin(admin, keys_given=True)
     assert not created and again == kp
 
 
@@ -177,7 +182,7 @@ async def test_embedded_database_survives_restart(private_dir: Path, asyncio_loo
     config = config_from_dict({"state_dir": str(tmp_path / "s")})
     with trio.fail_after(60):
         async with open_database(config) as first:
-            kp = await KeypairRepository(first).create("durable@test")
+            kp = await KeypairRepository(first).create(NewKeypair("durable@test"))
         async with open_database(config) as second:
             stored = await KeypairRepository(second).get(kp.access_key)
             assert await migrate(second) == []

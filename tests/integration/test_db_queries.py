@@ -8,7 +8,7 @@ import trio
 from crucible.db.pool import Database
 from crucible.db.queries import kernels, pending, usage_daily
 from crucible.db.queries.usage_daily import UsageDelta
-from crucible.keypairs import KeypairRepository
+from crucible.keypairs import KeypairRepository, NewKeypair
 from crucible.protocol.stats import KernelStats
 from crucible.usage import record_memory_samples, record_session_end
 
@@ -29,8 +29,8 @@ async def test_one_upsert_adds_counters_and_keeps_peaks(
     db: Database, keypairs: KeypairRepository
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        one = (await keypairs.create("one@test")).access_key
-        two = (await keypairs.create("two@test")).access_key
+        one = (await keypairs.create(NewKeypair("one@test"))).access_key
+        two = (await keypairs.create(NewKeypair("two@test"))).access_key
         # Two deltas of one key in one statement: merged, not a "cannot affect row a
         # second time" error.
         await usage_daily.add(
@@ -68,7 +68,7 @@ async def test_one_upsert_adds_counters_and_keeps_peaks(
 
 async def test_kernel_rows_carry_typed_values(db: Database, keypairs: KeypairRepository) -> None:
     with trio.fail_after(TIMEOUT):
-        owner = (await keypairs.create("rows@test")).access_key
+        owner = (await keypairs.create(NewKeypair("rows@test"))).access_key
         await db.execute("INSERT INTO agents (id, addr) VALUES ('agent-q', 'tcp://127.0.0.1:1')")
         queued = await pending.insert_pending(
             db,

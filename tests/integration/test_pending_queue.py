@@ -21,7 +21,7 @@ from crucible.cluster.notices import AgentNotice
 from crucible.db.pool import Database
 from crucible.db.queries import agents as agent_rows
 from crucible.db.queries import pending as queue_rows
-from crucible.keypairs import Keypair, KeypairRepository
+from crucible.keypairs import Keypair, KeypairRepository, NewKeypair
 from crucible.plugin_manager import load_agent_selector, load_scheduler
 from crucible.resource_policies import ResourcePolicyStore
 from crucible.sessions.endings import EndRecorder
@@ -89,7 +89,7 @@ async def user_and_queue(
     **options: Any,
 ) -> AsyncIterator[tuple[Keypair, PendingQueue, Placement]]:
     """A user, and one manager's queue over agents that offer `cores` (by agent id)."""
-    user = await keypairs.create("user@test")
+    user = await keypairs.create(NewKeypair("user@test"))
     for agent_id, cpu in cores.items():
         await add_agent(db, agent_id, cpu=cpu)
     async with manager_queue(db, list(cores), **options) as (queue, placement):
@@ -183,7 +183,7 @@ async def test_two_managers_share_one_queue_without_double_placement(
     db: Database, keypairs: KeypairRepository
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        user = await keypairs.create("user@test", concurrency_limit=100)
+        user = await keypairs.create(NewKeypair("user@test", concurrency_limit=100))
         await add_agent(db, "a1", cpu=2.0)
         await add_agent(db, "a2", cpu=2.0)
         ids = []
@@ -251,8 +251,8 @@ async def test_the_configured_scheduler_picks_who_goes_next(
     db: Database, keypairs: KeypairRepository, scheduler: str, expected: str
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        heavy = await keypairs.create("heavy@test", concurrency_limit=10)
-        light = await keypairs.create("light@test", concurrency_limit=10)
+        heavy = await keypairs.create(NewKeypair("heavy@test", concurrency_limit=10))
+        light = await keypairs.create(NewKeypair("light@test", concurrency_limit=10))
         await add_agent(db, "a1", cpu=3.0)
         async with manager_queue(db, ["a1"], scheduler=scheduler) as (queue, placement):
             # The heavy key holds two of three cores; one core is left.

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from crucible.agent.runner.context import RunnerContext
 from crucible.agent.runner.languages.schema import Recipe, Service
 from crucible.agent.runner.loop import Loop
 from crucible.agent.runner.reaper import Reaper, descendants, scan_processes
@@ -44,9 +45,8 @@ class Harness:
         # reap, so its Popen reads 0). Those are not a run's leftovers: spare them.
         for pid in descendants(scan_processes(), os.getpid()):
             self.reaper.keep_tree(pid)
-        self.starter = ServiceStarter(
-            self.loop, self.reaper, recipe, str(workdir), self.answers.append, state_root=str(state)
-        )
+        context = RunnerContext(self.loop, self.reaper, str(workdir), self.answers.append)
+        self.starter = ServiceStarter(context, recipe, state_root=str(state))
         self.recipe = recipe
 
     def ask(self, name: str, *, timeout: float = 10.0, req_id: str = "r") -> None:

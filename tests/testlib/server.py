@@ -14,7 +14,7 @@ from quart import Blueprint
 
 from crucible.config import Config, config_from_dict, deep_merge
 from crucible.db.pool import Database
-from crucible.keypairs import KeypairRepository
+from crucible.keypairs import KeypairRepository, NewKeypair
 from crucible.manager.components import open_manager
 from crucible.manager.server import Endpoint, ManagerServer
 from testlib.database import open_test_pool, reset
@@ -101,8 +101,8 @@ async def open_harness(
 ) -> AsyncIterator[Harness]:
     """A manager on `db` with an admin and a user keypair, and a client for the user."""
     repo = KeypairRepository(db)
-    admin_kp = await repo.create("admin@test", is_admin=True)
-    user_kp = await repo.create("user@test")
+    admin_kp = await repo.create(NewKeypair("admin@test", is_admin=True))
+    user_kp = await repo.create(NewKeypair("user@test"))
     admin = Credentials(admin_kp.access_key, admin_kp.secret_key)
     user = Credentials(user_kp.access_key, user_kp.secret_key)
     async with running_manager(config, db, **options) as (server, endpoint):

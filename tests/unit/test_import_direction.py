@@ -7,6 +7,8 @@ lazily, inside a function, counts too.
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,3 +93,17 @@ def test_the_runner_imports_only_the_standard_library(path: Path) -> None:
     for name in _imports(path):
         top = name.split(".")[0]
         assert top in sys.stdlib_module_names or top in PYSITE, f"{path.name}: {name}"
+
+
+def test_the_runner_needs_no_python_newer_than_3_9() -> None:
+    # The syntax check above misses library calls: a dataclasses.field(kw_only=...) parsed
+    # fine and stopped every runner of the bullseye images (python3 3.9) at import.
+    vermin = shutil.which("vermin", path=str(Path(sys.executable).parent))
+    assert vermin is not None, "vermin is one of the test extras"
+    found = subprocess.run(
+        [vermin, "--target=3.9-", "--violations", "--no-tips", "--no-parse-comments", str(RUNNER)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert found.returncode == 0, found.stdout + found.stderr

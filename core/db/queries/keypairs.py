@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from crucible.auth import generate_access_key, generate_secret_key
 from crucible.db.pool import Executor
 from crucible.db.queries.columns import Row
 from crucible.db.queries.keyed import KeyedRows
@@ -34,6 +35,21 @@ class Keypair(Row):
     num_queries: int
     last_used: datetime | None
     created_at: datetime
+
+
+@attrs.frozen
+class NewKeypair:
+    """A keypair to create: what the caller says, the rest as a new tenant gets it
+    (random keys unless given)."""
+
+    user_id: str
+    is_admin: bool = attrs.field(default=False, kw_only=True)
+    is_active: bool = attrs.field(default=True, kw_only=True)
+    concurrency_limit: int = attrs.field(default=5, kw_only=True)
+    rate_limit: int = attrs.field(default=5000, kw_only=True)
+    resource_policy: str = attrs.field(default="default", kw_only=True)
+    access_key: str = attrs.field(factory=generate_access_key, kw_only=True)
+    secret_key: str = attrs.field(factory=generate_secret_key, kw_only=True, repr=False)
 
 
 @attrs.frozen
@@ -98,30 +114,13 @@ async def count_under_policy(ex: Executor, policy: str) -> int:
     )
 
 
-async def insert(
-    ex: Executor,
-    *,
-    access_key: str,
-    secret_key: str,
-    user_id: str,
-    is_admin: bool,
-    is_active: bool,
-    concurrency_limit: int,
-    rate_limit: int,
-    resource_policy: str,
-) -> Keypair:
+async def insert(ex: Executor, new: NewKeypair) -> Keypair:
+    # The columns are NewKeypair's fields, by name.
+    values = attrs.asdict(new)
+    placeholders = ", ".join(f"${n}" for n in range(1, len(values) + 1))
     row = await ex.fetchrow(
-        f"""INSERT INTO keypairs (access_key, secret_key, user_id, is_admin, is_active,
-                                  concurrency_limit, rate_limit, resource_policy)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_COLUMNS}""",
-        access_key,
-        secret_key,
-        user_id,
-        is_admin,
-        is_active,
-        concurrency_limit,
-        rate_limit,
-        resource_policy,
+        f"INSERT INTO keypairs ({', '.join(values)}) VALUES ({placeholders}) RETURNING {_COLUMNS}",
+        *values.values(),
     )
     return Keypair.from_row(row)
 

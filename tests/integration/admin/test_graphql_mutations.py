@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 import pytest
 import trio
 
-from crucible.keypairs import KeypairRepository
+from crucible.keypairs import KeypairRepository, NewKeypair
 from testlib.problems import assert_problem
 from testlib.server import Harness
 from testlib.signing import Credentials
@@ -74,7 +74,7 @@ async def test_create_keypair_refusals_are_ok_false(manager: Harness) -> None:
 
 async def test_modify_and_delete_keypair(manager: Harness) -> None:
     admin = manager.as_admin()
-    victim = await KeypairRepository(manager.db).create("victim@test")
+    victim = await KeypairRepository(manager.db).create(NewKeypair("victim@test"))
     modify = (
         "mutation($ak: String!, $props: KeyPairInput!) "
         "{ modify_keypair(access_key: $ak, props: $props) { ok msg } }"
@@ -116,7 +116,7 @@ async def test_statement_count_is_constant(manager: Harness) -> None:
     counts = []
     for extra in (1, 20):
         for i in range(extra):
-            kp = await repo.create(f"n{extra}-{i}@test")
+            kp = await repo.create(NewKeypair(f"n{extra}-{i}@test"))
             for j in range(3):
                 await insert_session(
                     manager.db, kp.access_key, f"s{extra}-{i}-{j}", agent_id="agent-1"
@@ -270,7 +270,7 @@ async def test_policies_from_toml_and_mutations(manager: Harness) -> None:
 async def test_policy_refuses_sessions_beyond_it(manager: Harness) -> None:
     """The policy's caps apply at creation (no agent needed: the quota check comes first)."""
     repo = KeypairRepository(manager.db)
-    kp = await repo.create("tiny@test", concurrency_limit=10, resource_policy="tiny")
+    kp = await repo.create(NewKeypair("tiny@test", concurrency_limit=10, resource_policy="tiny"))
     client = manager.client.with_credentials(Credentials(kp.access_key, kp.secret_key))
     await insert_agent(manager.db)
     await insert_session(manager.db, kp.access_key, "first-one", agent_id="agent-1")

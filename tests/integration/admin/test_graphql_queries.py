@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from crucible.keypairs import KeypairRepository
+from crucible.keypairs import KeypairRepository, NewKeypair
 from testlib.problems import assert_problem
 from testlib.server import Harness
 from testlib.signing import Credentials
@@ -91,8 +91,8 @@ async def test_keypair_sdk_default_fields_and_version_aliases(manager: Harness) 
 
 
 async def test_keypairs_g6_g7(manager: Harness, keypairs: KeypairRepository) -> None:
-    numeric = await keypairs.create("123")
-    inactive = await keypairs.create("user@test", is_active=False)
+    numeric = await keypairs.create(NewKeypair("123"))
+    inactive = await keypairs.create(NewKeypair("user@test", is_active=False))
     admin = manager.as_admin()
     everyone = data_of(await gql(admin, G6, {"is_active": None}))["keypairs"]
     assert {kp["access_key"] for kp in everyone} == {
@@ -299,7 +299,7 @@ async def test_owner_cannot_use_admin_fields(
 
 
 async def test_owner_isolation_through_nested_fields(manager: Harness) -> None:
-    other = await KeypairRepository(manager.db).create("other@test")
+    other = await KeypairRepository(manager.db).create(NewKeypair("other@test"))
     await insert_session(manager.db, other.access_key, "not-yours")
     await insert_session(manager.db, other.access_key + "", "not-yours-either", role="worker")
     await insert_session(manager.db, manager.user.access_key, "yours")

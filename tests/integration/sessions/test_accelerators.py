@@ -19,7 +19,7 @@ from crucible.agent.daemon import run_agent
 from crucible.agent.service import Agent
 from crucible.config import Config
 from crucible.db.pool import Database
-from crucible.keypairs import KeypairRepository
+from crucible.keypairs import KeypairRepository, NewKeypair
 from testlib.agents import agents_nursery, heartbeats_recorded
 from testlib.server import CLUSTER_SECRET, Harness, make_config, open_harness
 from testlib.sessions import create, execute, new_token, removing_containers, stream_text
@@ -278,9 +278,8 @@ async def test_a_policy_caps_a_keys_gpus(
     policies = {"resource_policies": {"one-gpu": {"max_gpu_slots": 1.0}}}
     mock = {"devices": 2, "mode": "fractional"}
     async with gpu_cluster(pg_dsn, short_state_dir, db, mock, policies) as cluster:
-        kp = await KeypairRepository(db).create(
-            "gpu@test", concurrency_limit=5, resource_policy="one-gpu"
-        )
+        new = NewKeypair("gpu@test", concurrency_limit=5, resource_policy="one-gpu")
+        kp = await KeypairRepository(db).create(new)
         client = cluster.harness.client.with_credentials(Credentials(kp.access_key, kp.secret_key))
         # One session is capped to the policy's GPU...
         capped = new_token()

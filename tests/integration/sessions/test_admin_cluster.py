@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from crucible.keypairs import KeypairRepository
+from crucible.keypairs import KeypairRepository, NewKeypair
 from testlib.sessions import Cluster, agent_containers, create, new_token
 from testlib.signing import Credentials
 
@@ -63,7 +63,7 @@ async def test_freeze_with_force_kill_destroys_running_sessions(cluster: Cluster
 )
 async def test_policy_caps_a_real_session(cluster: Cluster) -> None:
     repo = KeypairRepository(cluster.harness.db)
-    kp = await repo.create("half@test", concurrency_limit=5, resource_policy="half")
+    kp = await repo.create(NewKeypair("half@test", concurrency_limit=5, resource_policy="half"))
     client = cluster.client.with_credentials(Credentials(kp.access_key, kp.secret_key))
     token = new_token()
     response = await create(client, token, instanceCores="2", instanceMemory=1.0)

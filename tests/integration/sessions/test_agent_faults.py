@@ -13,7 +13,7 @@ import attrs
 import trio
 
 from crucible.db.pool import Database
-from crucible.keypairs import KeypairRepository
+from crucible.keypairs import KeypairRepository, NewKeypair
 from testlib.processes import (
     crucible_process,
     free_port,
@@ -71,7 +71,7 @@ async def _faults(
         state_dir, pg_dsn, port, agent_id, secret=SECRET, agent_extra=agent_extra
     )
     log = state_dir / "processes.log"
-    kp = await KeypairRepository(db).create("fault@test")
+    kp = await KeypairRepository(db).create(NewKeypair("fault@test"))
     async with removing_containers(agent_id):
         with crucible_process("manager", "--config", str(config), log=log):
             creds = Credentials(kp.access_key, kp.secret_key)

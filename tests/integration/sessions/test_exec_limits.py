@@ -9,7 +9,7 @@ import json
 import pytest
 import trio
 
-from crucible.keypairs import KeypairRepository
+from crucible.keypairs import KeypairRepository, NewKeypair
 from testlib.problems import assert_problem
 from testlib.sessions import (
     Cluster,
@@ -74,7 +74,7 @@ FLOOD_RUN = "import time\ntime.sleep(0.6)"
 @pytest.mark.manager_config({"agent": {"concurrent_runs": 2}})
 async def test_a_flooding_tenant_does_not_starve_another(cluster: Cluster) -> None:
     flooded = [await start_session(cluster.client) for _ in range(5)]
-    keypair = await KeypairRepository(cluster.harness.db).create("tenant-b@test")
+    keypair = await KeypairRepository(cluster.harness.db).create(NewKeypair("tenant-b@test"))
     tenant_b = cluster.client.with_credentials(Credentials(keypair.access_key, keypair.secret_key))
     own = await start_session(tenant_b)
     await execute(tenant_b, own, "print(0)")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from crucible.keypairs import KeypairRepository
+from crucible.keypairs import KeypairRepository, NewKeypair
 from testlib.sessions import Cluster, execute, start_session, stream_text, try_each
 from testlib.signing import Credentials
 
@@ -63,7 +63,7 @@ async def test_a_planted_socket_symlink_cannot_wire_a_restart_to_another_tenant(
     cluster: Cluster, form: str
 ) -> None:
     repo = KeypairRepository(cluster.harness.db)
-    victim_kp = await repo.create("victim@test")
+    victim_kp = await repo.create(NewKeypair("victim@test"))
     victim = cluster.client.with_credentials(
         Credentials(victim_kp.access_key, victim_kp.secret_key)
     )

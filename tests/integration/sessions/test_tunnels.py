@@ -14,7 +14,7 @@ import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection
 from wsproto import frame_protocol
 
-from crucible.keypairs import KeypairRepository
+from crucible.keypairs import KeypairRepository, NewKeypair
 from crucible.tunnel_client import Tunnel, serve
 from testlib.sessions import Cluster, execute, start_session, stream_text
 from testlib.signing import Credentials
@@ -120,7 +120,7 @@ async def test_bad_tunnel_requests(cluster: Cluster, served: str) -> None:
 
 
 async def test_only_the_owner_or_an_admin_opens_a_tunnel(cluster: Cluster, served: str) -> None:
-    other_kp = await KeypairRepository(cluster.harness.db).create("other@test")
+    other_kp = await KeypairRepository(cluster.harness.db).create(NewKeypair("other@test"))
     other = Credentials(other_kp.access_key, other_kp.secret_key)
     path = f"/stream/kernel/{served}/httpproxy?app=web"
     assert await rejected(cluster, path, other) == (404, "kernel-not-found")

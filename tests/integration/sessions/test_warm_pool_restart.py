@@ -11,7 +11,7 @@ import trio
 
 from crucible.db.pool import Database
 from crucible.kernels.contract import LABEL_POOL
-from crucible.keypairs import KeypairRepository
+from crucible.keypairs import KeypairRepository, NewKeypair
 from testlib.processes import (
     crucible_process,
     free_port,
@@ -55,7 +55,7 @@ async def test_a_restarted_agent_recovers_claimed_and_discards_unclaimed_kernels
     )
     log = short_state_dir / "processes.log"
     claims = short_state_dir / "agent" / "claims"
-    kp = await KeypairRepository(db).create("pool@test")
+    kp = await KeypairRepository(db).create(NewKeypair("pool@test"))
     async with removing_containers(agent_id):
         with crucible_process("manager", "--config", str(config), log=log):
             creds = Credentials(kp.access_key, kp.secret_key)

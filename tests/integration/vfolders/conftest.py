@@ -12,7 +12,7 @@ from sessions.conftest import (  # noqa: F401 (fixtures)
     short_state_dir,
 )
 
-from crucible.keypairs import KeypairRepository
+from crucible.keypairs import KeypairRepository, NewKeypair
 from testlib.server import Harness
 from testlib.signing import Credentials, SigningClient
 
@@ -25,7 +25,7 @@ def make_user(manager: Harness, keypairs: KeypairRepository) -> MakeUser:
     """``await make_user("bob@test")`` → a client signing as a new keypair of that user."""
 
     async def make(user_id: str) -> SigningClient:
-        kp = await keypairs.create(user_id)
+        kp = await keypairs.create(NewKeypair(user_id))
         return manager.client.with_credentials(Credentials(kp.access_key, kp.secret_key))
 
     return make
