@@ -17,7 +17,7 @@ import trio
 
 from crucible.agent.accelerators import Accelerators
 from crucible.agent.calls import KernelCalls
-from crucible.agent.containers import ContainerPolicy
+from crucible.agent.containers import ContainerPolicy, compile_runner
 from crucible.agent.docker.driver import DockerDriver
 from crucible.agent.events import EventSink, EventSinks
 from crucible.agent.execution.limits import ExecLimits, FairSlots
@@ -105,6 +105,7 @@ class Agent:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Find the accelerators' devices, recover kernels (and the devices they hold),
         then supervise them until cancelled (containers stay up)."""
+        await trio.to_thread.run_sync(compile_runner)
         await self.accelerators.discover()
         self.capacity.update(self.accelerators.capacity())
         await self.heartbeats.refresh_devices()

@@ -6,9 +6,8 @@ Standard library only (Python 3.9+).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from .loop import Loop
 from .reaper import Reaper
@@ -17,8 +16,7 @@ from .reaper import Reaper
 Send = Callable[[dict[str, Any]], None]
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class RunnerContext:
+class RunnerContext(NamedTuple):
     loop: Loop
     #: Owns every process the runner starts for the user (runs, the terminal, apps).
     reaper: Reaper

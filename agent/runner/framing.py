@@ -15,6 +15,10 @@ from typing import Any
 
 #: The agent refuses bigger frames, and so do we: a frame this large is a bug or an attack.
 MAX_FRAME_BYTES = 16 * 1024 * 1024
+#: Frame limit of the runner's private channel to its Python child (pychild.py); the
+#: runner splits output for the agent anyway. Here, not in pychild: the runner should
+#: not import the child's modules to learn it.
+CHANNEL_MAX_FRAME = 64 * 1024 * 1024
 
 HEADER = struct.Struct(">I")
 

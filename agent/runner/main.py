@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) == 2 and args[0] == "--python-child":
         importlib.import_module(f"{package}.pychild").main(int(args[1]))
         return 0
-    server = importlib.import_module(f"{package}.server")
-    result: int = server.serve(args)
+    startup = importlib.import_module(f"{package}.startup")
+    result: int = startup.serve(args)
     return result
 
 

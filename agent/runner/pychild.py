@@ -38,9 +38,8 @@ import types
 from typing import Any
 
 from . import framing
+from .framing import CHANNEL_MAX_FRAME
 
-#: Frame limit of the private channel; the runner splits output for the agent anyway.
-CHANNEL_MAX_FRAME = 64 * 1024 * 1024
 #: Output is cut into pieces of this many characters...
 PIECE = 32 * 1024
 #: ...and a writer blocks while this much is waiting to be sent (bounded memory).

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 from . import framing
 from .channel import FramedSocket
 from .flow import Flow
+from .framing import CHANNEL_MAX_FRAME
 from .loop import Loop
-from .pychild import CHANNEL_MAX_FRAME
 from .reaper import Reaper
 from .streams import OutputStream
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import collections
 import os
 import signal
@@ -10,20 +9,22 @@ import socket
 import sys
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import framing
-from .byte_streams import RunnerStreams
 from .channel import FramedSocket
 from .context import RunnerContext
 from .environ import apply_environ
 from .flow import Flow
 from .jobs import Job, PythonQueryJob, batch_job, compile_and_run_job
-from .languages import Recipe, get_recipe
+from .languages import Recipe
 from .loop import Loop, Timer
 from .pyproc import PythonChild
 from .reaper import Reaper, become_reaper, forbid_inspection
-from .services import ServiceStarter
+
+if TYPE_CHECKING:
+    from .byte_streams import RunnerStreams
+    from .services import ServiceStarter
 
 #: 2: the runner dials the agent; ``hello`` names the run in progress.
 PROTOCOL = 2
@@ -89,9 +90,11 @@ class Runner:
         self._dial_timer: Timer | None = None
         self._signals = -1
         self._reap_timer: Timer | None = None
-        context = RunnerContext(self.loop, self.reaper, workdir, self.send)
-        self.streams = RunnerStreams(context, self.flow)  # the terminal's and tunnels' streams
-        self.services = ServiceStarter(context, recipe)
+        self._context = RunnerContext(self.loop, self.reaper, workdir, self.send)
+        #: The terminal's and tunnels' streams, and the apps: made when first asked for
+        #: (importing them would slow every kernel's start for what few runs use).
+        self._streams: RunnerStreams | None = None
+        self._services: ServiceStarter | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -111,8 +114,23 @@ class Runner:
         finally:
             self.close()
 
+    def streams(self) -> RunnerStreams:
+        if self._streams is None:
+            from .byte_streams import RunnerStreams
+
+            self._streams = RunnerStreams(self._context, self.flow)
+        return self._streams
+
+    def services(self) -> ServiceStarter:
+        if self._services is None:
+            from .services import ServiceStarter
+
+            self._services = ServiceStarter(self._context, self.recipe)
+        return self._services
+
     def close(self) -> None:
-        self.services.stop_all()
+        if self._services is not None:
+            self._services.stop_all()
         if self.job is not None:
             self.job.kill()
         if self._child is not None:
@@ -141,7 +159,8 @@ class Runner:
 
     def _reap(self) -> None:
         self._reap_timer = None
-        self.services.collect()
+        if self._services is not None:
+            self._services.collect()
         self.reaper.reap_orphans()
 
     # -- the agent connection ---------------------------------------------------------------
@@ -208,7 +227,8 @@ class Runner:
         if self.conn is conn:
             self.conn = None
             # Streams belong to the agent connection that opened them.
-            self.streams.close_all()
+            if self._streams is not None:
+                self._streams.close_all()
             if self._dial_timer is None:
                 self._dial_timer = self.loop.call_later(self._dial_delay, self.dial)
 
@@ -269,9 +289,9 @@ class Runner:
         elif op == "complete":
             self._on_complete(message)
         elif isinstance(op, str) and op.startswith("stream-"):
-            self.streams.handle(message)
+            self.streams().handle(message)
         elif op == "start_service":
-            self.services.request(message)
+            self.services().request(message)
         elif op == "ping":
             self.send({"op": "pong", "req_id": message.get("req_id")})
         elif op == "environ":
@@ -416,35 +436,3 @@ class Runner:
 
 def _finished(run_id: str, exit_code: int) -> dict[str, Any]:
     return {"op": "finished", "run_id": run_id, "exit_code": exit_code}
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="crucible-runner", description=__doc__)
-    parser.add_argument("--lang", required=True, help="recipe name (image label crucible.lang)")
-    parser.add_argument("--socket", required=True, help="the agent's unix socket to dial")
-    parser.add_argument(
-        "--workdir", default=WORK_DIR, help=f"where user code runs (default {WORK_DIR})"
-    )
-    return parser.parse_args(argv)
-
-
-def serve(argv: list[str]) -> int:
-    """Run the runner until it is told to stop."""
-    args = parse_args(argv)
-    workdir = os.path.abspath(args.workdir)
-    os.makedirs(workdir, exist_ok=True)
-    os.chdir(workdir)
-    recipe = get_recipe(args.lang)
-    if recipe.query == "none":
-        log(f"language {args.lang!r}: batch mode only (no query recipe)")
-
-    def _stop(signum: int, frame: object) -> None:
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, _stop)
-    runner = Runner(recipe, os.path.abspath(args.socket), workdir)
-    try:
-        runner.run()
-    except (SystemExit, KeyboardInterrupt):
-        pass
-    return 0

@@ -22,7 +22,6 @@ from crucible import errors
 from crucible.config import SessionsConfig
 from crucible.db.pool import Database
 from crucible.db.queries import agents, kernels
-from crucible.kernels.service_ports import ServicePort, find_service
 from crucible.keypairs import Keypair
 from crucible.protocol.calls import AgentCall, Execute, ExecuteMode, ExecutionResult
 from crucible.protocol.stats import KernelStats
@@ -209,22 +208,6 @@ class SessionLifecycle:
     async def logs(self, session: Session) -> str:
         self.activity.touch(session.id, session.access_key)
         return await self.calls.logs(session)
-
-    async def start_service(self, session: Session, name: str) -> ServicePort:
-        """Start `session`'s app `name` (spec 9) unless it runs, and wait (bounded by
-        ``agent.service_start_timeout``) until it accepts connections inside the
-        container: what a tunnel (spec 5.5) awaits before it connects. `AppNotFound`
-        for a name the session's image does not declare (or a ``pty`` one),
-        `ServiceStartFailed` (500) for one that does not come up."""
-        declared = find_service(session.service_ports, name)
-        if declared is None:
-            offered = ", ".join(port.name for port in session.service_ports) or "none"
-            raise errors.AppNotFound(
-                f"Session {session.token!r} offers no app {name!r} ({offered})."
-            )
-        # Not counted here: the tunnel's handshake that asks for it is (spec 5.6).
-        started = await self.calls.start_service(session, name)
-        return started.service
 
     async def file_call(self, session: Session, call: AgentCall[R], *, bad_path_status: int) -> R:
         """A session-files call (spec 4.9-4.11; see `AgentCalls.file_call`)."""

@@ -25,8 +25,7 @@ import os
 import re
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 # `Optional`/`Union` rather than `X | None`: this alias is evaluated at runtime, and
 # images run Python 3.9.
@@ -36,8 +35,7 @@ Default = Union[str, None, Callable[[str], Optional[str]]]
 BLAS_THREADS = "OPENBLAS_NUM_THREADS,OMP_NUM_THREADS"
 
 
-@dataclass(frozen=True)
-class Service:
+class Service(NamedTuple):
     """An app the kernel offers (spec 9 ``ai.backend.service-ports``): `name`, `protocol`
     (``http``, ``tcp`` or ``pty``) and `port` go into the image's label; `command` is what
     the runner's ``start_service`` runs (as the kernel user, in the working directory,
@@ -56,8 +54,7 @@ class Service:
         return [word.format(port=self.port, workdir=workdir) for word in self.command]
 
 
-@dataclass(frozen=True)
-class Recipe:
+class Recipe(NamedTuple):
     """How the runner runs one language; see the module docstring."""
 
     name: str
@@ -121,8 +118,7 @@ class Recipe:
         return [word for word in self.keywords if word.startswith(prefix) and word != prefix]
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     """The spec 9 limits of an image: ``ai.backend.maxcores``, ``ai.backend.maxmem``, and
     ``ai.backend.timeout`` (seconds per execution; agents may enforce less)."""
 
@@ -136,8 +132,7 @@ class Limits:
 SLOW_START = Limits(cores=4, memory="2g", timeout=60)
 
 
-@dataclass(frozen=True)
-class Language:
+class Language(NamedTuple):
     """One language, defined once: how the runner runs it (`recipe`) and, in the other
     fields, what its kernel image holds (``crucible.agent.images`` builds it).
 

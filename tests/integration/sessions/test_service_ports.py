@@ -18,6 +18,7 @@ import pytest
 import trio
 
 from crucible import errors
+from crucible.api.stream_pumps import requested_service
 from crucible.kernels.service_ports import ServicePort
 from testlib.sessions import Cluster, create, execute, new_token, start_session, stream_text
 
@@ -138,12 +139,12 @@ async def test_a_crashed_service_starts_again_on_the_next_request(cluster: Clust
         "import socket\nheld = socket.socket()\nheld.bind(('127.0.0.1', 8080))",
     )
     with trio.fail_after(START_TIMEOUT), pytest.raises(errors.ServiceStartFailed) as failed:
-        await sessions.start_service(session, "jupyter")
+        await sessions.calls.start_service(session, "jupyter")
     assert "exited" in str(failed.value) and failed.value.status == 500
     # Freed, the next request starts it.
     await execute(cluster.client, token, "held.close()")
     with trio.fail_after(START_TIMEOUT):
-        assert (await sessions.start_service(session, "jupyter")).port == 8080
+        assert (await sessions.calls.start_service(session, "jupyter")).service.port == 8080
     # Killed from inside the session (user code may), it is started again when asked.
     # (Waiting until it has exited: a dying process still holds its listening socket.)
     kill = (
@@ -179,7 +180,7 @@ async def test_an_undeclared_app_is_app_not_found(cluster: Cluster) -> None:
     _, (_, session) = await new_session(cluster)
     sessions = cluster.harness.server.components.sessions
     with pytest.raises(errors.AppNotFound, match="jupyter"):
-        await sessions.start_service(session, "tensorboard")
+        requested_service(session, "tensorboard", "http")
     # The agent says so too, for a name the manager's row would not stop.
     with pytest.raises(errors.AppNotFound):
         await sessions.calls.start_service(session, "nope")
@@ -191,7 +192,7 @@ async def test_a_service_too_slow_to_start_is_a_bounded_clear_error(cluster: Clu
     sessions = cluster.harness.server.components.sessions
     started = trio.current_time()
     with trio.fail_after(30), pytest.raises(errors.ServiceStartFailed) as failed:
-        await sessions.start_service(session, "jupyter")
+        await sessions.calls.start_service(session, "jupyter")
     assert "did not accept connections on port 8080 in time" in str(failed.value)
     assert trio.current_time() - started < 10
 
@@ -207,7 +208,7 @@ async def test_tensorboard_serves_in_the_ml_image(cluster: Cluster) -> None:
     sessions = cluster.harness.server.components.sessions
     session = await sessions.get_live(cluster.harness.user.access_key, token)
     with trio.fail_after(START_TIMEOUT):
-        assert (await sessions.start_service(session, "tensorboard")).port == 6006
+        assert (await sessions.calls.start_service(session, "tensorboard")).service.port == 6006
     results = await execute(
         cluster.client,
         token,

@@ -4,8 +4,6 @@ before anything is built."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from crucible.agent.images.recipes import lang_recipe, lang_recipes
@@ -57,8 +55,6 @@ def test_jupyter_is_bound_inside_the_container_without_a_token() -> None:
 def test_a_bad_declaration_is_refused_at_build_time(
     services: tuple[Service, ...], why: str
 ) -> None:
-    language = dataclasses.replace(
-        PYTHON, recipe=dataclasses.replace(PYTHON.recipe, services=services)
-    )
+    language = PYTHON._replace(recipe=PYTHON.recipe._replace(services=services))
     with pytest.raises(ServicePortError, match=why):
         lang_recipe(language, "bookworm")
