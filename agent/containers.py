@@ -9,7 +9,6 @@ hardening and the limits of its configuration.
 from __future__ import annotations
 
 import compileall
-import contextlib
 import os
 import re
 from pathlib import Path
@@ -54,10 +53,10 @@ def compile_runner() -> None:
     this it compiles every runner module from source at each container start: about a
     third of the runner's start-up on a small host. Images whose Python is this one's
     version (the bookworm ones: 3.11) read these files; the others compile as before.
-    A directory the agent may not write (a read-only install) is left as it is.
+    A directory the agent may not write (a read-only install) is left as it is
+    (`compileall` skips what it cannot write; `quiet=2` keeps that out of the log).
     """
-    with contextlib.suppress(OSError):
-        compileall.compile_dir(RUNNER_HOST_DIR, quiet=2)
+    compileall.compile_dir(RUNNER_HOST_DIR, quiet=2)
 
 _MOUNT_TARGET_RE = re.compile(rf"^{re.escape(WORK_DIR)}/[A-Za-z0-9_][A-Za-z0-9._-]{{0,63}}$")
 MAX_VFOLDER_MOUNTS = 5

@@ -119,7 +119,9 @@ class KernelLifecycle:
         owned = {s.info.kernel_dir for s in self.kernels.values()}
         for kernel_dir in list(self.kernels_root.iterdir()):
             if kernel_dir not in owned:
-                await sandbox.release_scratch(kernel_dir)
+                # One that will not go (a host process still in it) must not stop the
+                # recovery of the rest: it is tried again at the next start.
+                await _release_kernel_dir(kernel_dir)
 
     async def _recover_one(self, container: ContainerSummary) -> None:
         labels = container.labels
@@ -165,7 +167,7 @@ class KernelLifecycle:
             self._accelerators.free(info.kernel_id)
         log.info("removing dead kernel container %s", container.id[:12])
         await self._remove_container(container.id)
-        await self._cleanup_kernel_dir(info)
+        await _release_kernel_dir(info.kernel_dir)
         await self._emit(KernelTerminated(kernel_id, "agent-restarted"))
 
     # -- calls ----------------------------------------------------------------------------
@@ -266,7 +268,7 @@ class KernelLifecycle:
         try:
             container_id, listener = await self._start_container(info)
         except (DockerError, OSError) as exc:
-            await self._cleanup_kernel_dir(info)
+            await _release_kernel_dir(info.kernel_dir)
             self._accelerators.free(info.kernel_id)
             if action == "restart":
                 await self._emit(KernelTerminated(info.kernel_id, "restart-failed"))
@@ -345,7 +347,7 @@ class KernelLifecycle:
         await self._remove_container(supervisor.container_id)
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(self._claims.remove, supervisor.container_id)
-        await self._cleanup_kernel_dir(supervisor.info)
+        await _release_kernel_dir(supervisor.info.kernel_dir)
         # The container is gone: its devices are free for the next kernel.
         self._accelerators.free(supervisor.info.kernel_id)
         return stats
@@ -357,12 +359,14 @@ class KernelLifecycle:
             except DockerError:
                 log.warning("could not remove container %s", container_id, exc_info=True)
 
-    async def _cleanup_kernel_dir(self, info: KernelInfo) -> None:
-        with trio.CancelScope(shield=True):
-            try:
-                await sandbox.release_scratch(info.kernel_dir)
-            except OSError:
-                log.warning("could not release %s", info.kernel_dir, exc_info=True)
+
+async def _release_kernel_dir(kernel_dir: Path) -> None:
+    """Unmount and remove a kernel's directory; a failure is logged, never raised."""
+    with trio.CancelScope(shield=True):
+        try:
+            await sandbox.release_scratch(kernel_dir)
+        except OSError:
+            log.warning("could not release %s", kernel_dir, exc_info=True)
 
 
 async def _run_kernel(

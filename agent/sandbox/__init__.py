@@ -41,9 +41,9 @@ from crucible.agent.sandbox.hardening import (
     Ulimit,
     tmp_mount,
 )
+from crucible.agent.sandbox.mounting import MountError
 from crucible.agent.sandbox.scratch import (
     ScratchDir,
-    ScratchError,
     prepare_scratch,
     release_scratch,
     scratch_usage_bytes,
@@ -61,8 +61,8 @@ __all__ = [
     "QUOTA_ESCAPING_IOCTLS",
     "SECCOMP_PROFILE",
     "Hardening",
+    "MountError",
     "ScratchDir",
-    "ScratchError",
     "TmpfsMount",
     "Ulimit",
     "prepare_scratch",

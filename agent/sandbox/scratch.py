@@ -19,11 +19,6 @@ from crucible.agent.sandbox.mounting import MountError, MountFlag, UnmountFlag, 
 from crucible.kernels.contract import WORK_GID, WORK_UID
 
 
-class ScratchError(MountError):
-    """Releasing a scratch directory failed: it stays mounted (mount errors are
-    `MountError`)."""
-
-
 @attrs.frozen
 class ScratchDir:
     """The host side of one kernel's storage.
@@ -71,7 +66,7 @@ def _umount(target: Path) -> None:
             # Something on the host still holds it (a process with its cwd there);
             # detach lazily so the directory can go now and the memory when they leave.
             unmount(str(target), UnmountFlag.DETACH | UnmountFlag.NOFOLLOW)
-    raise ScratchError(errno.EBUSY, f"umount {target}: still mounted after 8 unmounts")
+    raise MountError(errno.EBUSY, f"umount {target}: still mounted after 8 unmounts")
 
 
 def _check_root(root: Path) -> Path:
@@ -117,7 +112,7 @@ def _release_sync(root: Path, remove: bool) -> None:
         # never delete through a mount into someone else's files.
         for path in (scratch.work, scratch.ipc):
             if os.path.ismount(path):
-                raise ScratchError(errno.EBUSY, f"{path} is still a mount point")
+                raise MountError(errno.EBUSY, f"{path} is still a mount point")
         shutil.rmtree(root)
 
 

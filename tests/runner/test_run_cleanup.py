@@ -166,20 +166,30 @@ tree = subprocess.Popen(["sh", "-c", "sleep 100 & sleep 100 & wait"])
 parent = "import subprocess, time; subprocess.Popen(['sleep', '100']); time.sleep(100)"
 alone = subprocess.Popen([sys.executable, "-c", parent])
 loose = subprocess.Popen(["sleep", "100"])
-time.sleep(0.5)
+# Until every sleep has started (a loaded machine may take a while to start them).
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    table = scan_processes()
+    if len(descendants(table, tree.pid)) >= 2 and descendants(table, alone.pid):
+        break
+    time.sleep(0.05)
 for proc in (tree, alone, loose):
     reaper.own(proc.pid)
 reaper.keep_tree(tree.pid)
 reaper.keep(alone.pid)
 killed = reaper.sweep()
-time.sleep(0.2)
+deadline = time.monotonic() + 20
+while loose.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.05)
 print(killed, tree.poll() is None, alone.poll() is None, loose.poll() is not None)
 table = scan_processes()
 print(len([p for p in descendants(table, tree.pid) if table[p][1] != "Z"]))
 reaper.release(tree.pid)
 reaper.release(alone.pid)
 reaper.sweep()
-time.sleep(0.2)
+deadline = time.monotonic() + 20
+while None in (tree.poll(), alone.poll()) and time.monotonic() < deadline:
+    time.sleep(0.05)
 print(tree.poll() is not None, alone.poll() is not None)
 """
 
@@ -190,7 +200,7 @@ def test_kept_roots_survive_sweeps_until_released(tmp_path: Path) -> None:
         [sys.executable, "-c", KEPT_ROOTS, str(runner_dir)],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=90,
     )
     assert done.returncode == 0, done.stderr
     # killed: the kept process's sleep and the loose sleep; the tree's two sleeps live.

@@ -114,14 +114,17 @@ async def count_under_policy(ex: Executor, policy: str) -> int:
     )
 
 
+#: The columns `insert` writes: NewKeypair's fields, by name.
+_NEW_COLUMNS = tuple(field.name for field in attrs.fields(NewKeypair))
+_INSERT = (
+    f"INSERT INTO keypairs ({', '.join(_NEW_COLUMNS)})"
+    f" VALUES ({', '.join(f'${n}' for n in range(1, len(_NEW_COLUMNS) + 1))})"
+    f" RETURNING {_COLUMNS}"
+)
+
+
 async def insert(ex: Executor, new: NewKeypair) -> Keypair:
-    # The columns are NewKeypair's fields, by name.
-    values = attrs.asdict(new)
-    placeholders = ", ".join(f"${n}" for n in range(1, len(values) + 1))
-    row = await ex.fetchrow(
-        f"INSERT INTO keypairs ({', '.join(values)}) VALUES ({placeholders}) RETURNING {_COLUMNS}",
-        *values.values(),
-    )
+    row = await ex.fetchrow(_INSERT, *(getattr(new, name) for name in _NEW_COLUMNS))
     return Keypair.from_row(row)
 
 
