@@ -6,12 +6,14 @@ the program has been quiet for a moment, looks at every thread of every process 
 program's session through ``/proc/<pid>/task/<tid>/syscall``:
 
 * a thread sleeping in ``read``/``readv``/``pread64`` whose fd is the terminal, or
-* a thread sleeping in ``select``/``poll`` (and their p-variants) with a non-empty fd set
-  while its fd 0 is the terminal (the fd sets live in the process's memory, which we do
-  not read; a program polling its terminal is almost always waiting for the user),
+* a thread sleeping in ``select``/``poll`` (and their p-variants) for readability of the
+  terminal: the fd sets live in the process's memory, read through ``/proc/<pid>/mem``
+  (runtimes keep threads polling their own descriptors: GHC's timer thread polls two
+  pipes while fd 0 is the terminal); when that memory cannot be read, a non-empty set
+  while fd 0 is the terminal counts,
 
 and the terminal's input queue is empty (``TIOCINQ``), then the program waits for input.
-A process may only read the ``syscall`` file of processes it could ptrace (same uid, no
+A process may only read the ``syscall`` and ``mem`` files of processes it could ptrace (same uid, no
 privilege change), which holds for the runner's own descendants. When the file cannot be
 read (unknown architecture, hardened kernel) the probe falls back to ``wchan`` naming a
 tty read.
@@ -72,6 +74,47 @@ def _read_text(path: str) -> str | None:
         return None
 
 
+#: The most descriptors of one poll or select call looked at.
+_MAX_FDS = 1024
+_POLLFD = struct.Struct("=ihh")  # struct pollfd: fd, events, revents
+_POLLIN = 0x1
+
+
+def _read_memory(pid: str, address: int, size: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+            mem.seek(address)
+            data = mem.read(size)
+    except (OSError, OverflowError, ValueError):
+        return None
+    return data if len(data) == size else None
+
+
+def _polled_fds(pid: str, fds_address: int, nfds: int) -> list[int] | None:
+    """The descriptors a poll(2) waits to read, from its ``struct pollfd`` array."""
+    data = _read_memory(pid, fds_address, min(nfds, _MAX_FDS) * _POLLFD.size)
+    if data is None:
+        return None
+    return [fd for fd, events, _ in _POLLFD.iter_unpack(data) if events & _POLLIN]
+
+
+def _selected_fds(pid: str, nfds: int, readfds_address: int) -> list[int] | None:
+    """The descriptors a select(2) waits to read, from its read ``fd_set``."""
+    if readfds_address == 0:
+        return []
+    nfds = min(nfds, _MAX_FDS)
+    data = _read_memory(pid, readfds_address, (nfds + 7) // 8)
+    if data is None:
+        return None
+    return [fd for fd in range(nfds) if data[fd // 8] >> (fd % 8) & 1]
+
+
+def _waits_on(pid: str, fds: list[int] | None, tty: str) -> bool:
+    if fds is None:  # memory not readable: fd 0 being the terminal decides
+        return _fd_target(pid, 0) == tty
+    return any(_fd_target(pid, fd) == tty for fd in fds)
+
+
 def tty_input_pending(slave_fd: int) -> int:
     """Bytes the program has not read yet from its terminal."""
     try:
@@ -99,9 +142,9 @@ def _thread_waits(pid: str, tid: str, tty: str, syscalls: tuple[frozenset[int], 
     if number in reads:
         return _fd_target(pid, arg0) == tty
     if number in selects:
-        return arg0 > 0 and _fd_target(pid, 0) == tty
+        return arg0 > 0 and _waits_on(pid, _selected_fds(pid, arg0, arg1), tty)
     if number in polls:
-        return arg1 > 0 and _fd_target(pid, 0) == tty
+        return arg1 > 0 and _waits_on(pid, _polled_fds(pid, arg0, arg1), tty)
     return False
 
 

@@ -123,6 +123,38 @@ def test_batch_eof_with_ctrl_d(c_runner: RunnerProcess) -> None:
     assert result.stdout.strip() == "2"
 
 
+#: A thread that waits in poll(2) on a pipe of its own for a second, while fd 0 is the
+#: terminal (as GHC's runtime does in every runghc snippet), then prints.
+POLLS_ITS_OWN_PIPE = (
+    "python3 -c 'import os, select, threading\n"
+    "r, w = os.pipe()\n"
+    "def wait():\n"
+    "    p = select.poll(); p.register(r, select.POLLIN); p.poll(1500)\n"
+    "t = threading.Thread(target=wait); t.start(); t.join(); print(\"done\")'"
+)
+#: A program that polls its terminal, then reads the line it waited for.
+POLLS_THE_TERMINAL = (
+    "python3 -c 'import select, sys\n"
+    "p = select.poll(); p.register(0, select.POLLIN); p.poll()\n"
+    "print(\"got\", sys.stdin.readline().strip())'"
+)
+
+
+def test_polling_another_descriptor_is_not_waiting_for_input(c_runner: RunnerProcess) -> None:
+    client = c_runner.connect()
+    # No inputs: a waiting-input would fail the run's collection.
+    result = client.run(mode="batch", options={"exec": POLLS_ITS_OWN_PIPE})
+    assert result.stdout.strip() == "done"
+    assert result.prompts == []
+
+
+def test_polling_the_terminal_is_waiting_for_input(c_runner: RunnerProcess) -> None:
+    client = c_runner.connect()
+    result = client.run(mode="batch", options={"exec": POLLS_THE_TERMINAL}, inputs=["yes"])
+    assert result.prompts == [False]
+    assert result.stdout.strip() == "got yes"
+
+
 def test_c_query_compiles_and_runs_the_snippet(c_runner: RunnerProcess) -> None:
     client = c_runner.connect()
     code = (
